@@ -1,0 +1,1 @@
+from ftsd.cli import main; import sys; sys.exit(main())

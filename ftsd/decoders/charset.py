@@ -1,0 +1,70 @@
+"""Bytes in a declared (possibly wrong or missing) charset -> str. Total: never raises on any input.
+
+Order: the declared charset if Python knows it and the bytes decode cleanly; else UTF-8 if they are valid
+UTF-8 (mail labelled latin-1 is often UTF-8); else ICU's charset detector; else the declared charset with
+replacement characters; else windows-1252, which maps every byte.
+"""
+
+from __future__ import annotations
+
+import codecs
+
+import icu
+
+# Labels seen in real mail that Python does not know, mapped to what the sender meant.
+_ALIASES = {
+    "3diso-8859-1": "iso-8859-1",
+    "default": "windows-1252",
+    "unknown-8bit": "windows-1252",
+    "x-unknown": "windows-1252",
+    "iso-8859-8-i": "iso-8859-8",
+    "ks_c_5601-1987": "cp949",
+    "x-user-defined": "windows-1252",
+    "gb2312": "gb18030",  # gb18030 is a superset; senders labelled GBK text gb2312
+    "gbk": "gb18030",
+}
+
+
+def known_charset(label: str | None) -> str | None:
+    """Python's codec name for a MIME charset label, or None if unknown."""
+    if not label:
+        return None
+    name = label.strip().strip("\"'").lower()
+    name = _ALIASES.get(name, name)
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return None
+
+
+def _detect(data: bytes) -> str | None:
+    try:
+        detector = icu.CharsetDetector(data)
+        match = detector.detect()
+        if match.getConfidence() >= 30:
+            return known_charset(match.getName())
+    except icu.ICUError:
+        pass
+    return None
+
+
+def decode_text(data: bytes, declared: str | None) -> str:
+    """Decode `data` using the declared charset with fallbacks. Total on arbitrary bytes."""
+    charset = known_charset(declared)
+    if charset and charset not in ("ascii", "us-ascii"):
+        try:
+            return data.decode(charset)
+        except UnicodeDecodeError:
+            pass
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    detected = _detect(data)
+    for candidate in (detected, charset):
+        if candidate:
+            try:
+                return data.decode(candidate)
+            except UnicodeDecodeError:
+                continue
+    return data.decode(charset or "windows-1252", errors="replace")

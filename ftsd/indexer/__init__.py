@@ -1,0 +1,1 @@
+"""Indexing: pipeline (one message -> one document), pool (worker processes), sync (one mailbox up to date)."""

@@ -1,0 +1,60 @@
+"""One message -> one serialised Xapian document: read (2) -> parse and decode (2b) -> analyse (3) -> build (4).
+
+Runs inside worker processes; returns an Outcome instead of raising, so one bad message never stops a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from ftsd.analysis import Analyzer
+from ftsd.message import ParsedMessage, parse_message
+from ftsd.settings import Settings
+from ftsd.store.schema import build_document
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """Result for one UID: a document, or `skipped` (file gone: not an error) or `failed` with the reason."""
+
+    uid: int
+    document: bytes | None = None
+    size: int = 0
+    skipped: str | None = None
+    failed: str | None = None
+
+
+def analyse_fields(parsed: ParsedMessage, analyzer: Analyzer) -> dict[str, set[str]]:
+    return {
+        "subject": analyzer.terms(parsed.subject),
+        "from": analyzer.terms(parsed.from_),
+        "to": analyzer.terms(parsed.to),
+        "cc": analyzer.terms(parsed.cc),
+        "bcc": analyzer.terms(parsed.bcc),
+        "headers": analyzer.terms(parsed.headers),
+        "body": analyzer.terms(parsed.body),
+    }
+
+
+def index_message(guid: str, uid: int, path: Path, settings: Settings) -> Outcome:
+    """Build the document of one message. Never raises."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return Outcome(uid, skipped="file vanished (expunged or moved during the run)")
+    except OSError as exc:
+        return Outcome(uid, failed=f"cannot read {path}: {exc.strerror}")
+    try:
+        parsed = parse_message(raw, settings)
+        analyzer = Analyzer(full=settings.fts.full, max_word_chars=settings.fts.max_word_chars)
+        terms = analyse_fields(parsed, analyzer)
+        data = {"uid": uid, "file": path.name, "size": len(raw), "parts": [dataclasses.astuple(p) for p in parsed.parts]}
+        return Outcome(uid, build_document(guid, uid, terms, data), size=len(raw))
+    except Exception as exc:  # a parser or analyser bug must cost one message, not the run
+        log.debug("uid %d: %s", uid, exc, exc_info=True)
+        return Outcome(uid, failed=f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,54 @@
+"""Worker pool: messages are parsed and analysed in worker processes, in parallel; the documents come back
+serialised, in UID order, to the single writer of the user's index (Xapian allows one writer per database)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterable, Iterator
+from multiprocessing.pool import Pool
+from pathlib import Path
+
+from ftsd.indexer.pipeline import Outcome, index_message
+from ftsd.settings import Settings
+
+_settings: Settings | None = None
+
+
+def _init(settings: Settings) -> None:
+    global _settings
+    _settings = settings
+
+
+def _work(item: tuple[str, int, Path]) -> Outcome:
+    assert _settings is not None
+    guid, uid, path = item
+    return index_message(guid, uid, path, _settings)
+
+
+class WorkerPool:
+    """`with WorkerPool(settings) as pool: for outcome in pool.map(items)`. One worker = in-process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.size = settings.fts.workers or os.cpu_count() or 1
+        self._pool: Pool | None = None
+
+    def __enter__(self) -> WorkerPool:
+        if self.size > 1:
+            # fork: workers inherit the loaded ICU/Xapian modules, so they start in milliseconds
+            self._pool = multiprocessing.get_context("fork").Pool(self.size, _init, (self.settings,))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+
+    def map(self, items: Iterable[tuple[str, int, Path]]) -> Iterator[Outcome]:
+        """Outcomes in the order of `items`."""
+        if self._pool is None:
+            for guid, uid, path in items:
+                yield index_message(guid, uid, path, self.settings)
+        else:
+            yield from self._pool.imap(_work, items, chunksize=8)

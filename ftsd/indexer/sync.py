@@ -1,0 +1,112 @@
+"""Bring one user's index up to date with the Maildir: new UIDs indexed, expunged UIDs dropped, a changed
+UIDVALIDITY reindexes that mailbox, a renamed folder (same GUID) only gets its name updated.
+
+What counts as indexed is what the index holds, never a separate "done" marker: a run killed mid-way resumes
+from the last commit, nothing is indexed twice (documents are replaced by their unique id) and a message that
+failed is retried next time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ftsd.indexer.pool import WorkerPool
+from ftsd.maildir import Mailbox
+from ftsd.settings import Settings
+from ftsd.store.writer import IndexWriter
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]  # (newly known total, newly done)
+
+
+@dataclass(slots=True)
+class IndexReport:
+    """Counts of one index run (all users)."""
+
+    indexed: int = 0
+    skipped: int = 0
+    removed: int = 0
+    bytes: int = 0
+    users: int = 0
+    mailboxes: int = 0
+    failed: list[str] = field(default_factory=list)  # "user mailbox UID n: reason"
+    rebuilt: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    def summary(self) -> str:
+        seconds = max(time.monotonic() - self.started, 1e-6)
+        return (
+            f"{self.users} users, {self.mailboxes} mailboxes: {self.indexed} indexed, {self.removed} removed, "
+            f"{self.skipped} skipped, {len(self.failed)} failed in {seconds:.1f}s "
+            f"({self.indexed / seconds:.0f} msg/s, {self.bytes / seconds / 1e6:.1f} MB/s)"
+        )
+
+
+def sync_mailbox(
+    user: str,
+    mailbox: Mailbox,
+    writer: IndexWriter,
+    pool: WorkerPool,
+    settings: Settings,
+    report: IndexReport,
+    progress: Progress | None = None,
+    deadline: float | None = None,
+) -> bool:
+    """Index what is new, drop what is gone. Returns False if `deadline` (monotonic) stopped it early."""
+    guid = mailbox.guid
+    meta = writer.mailbox_meta(guid)
+    if meta and meta.get("uidvalidity") != mailbox.uidvalidity:
+        log.warning("%s: %s: UIDVALIDITY changed %s -> %s, reindexing the mailbox",
+                    user, mailbox.name, meta.get("uidvalidity"), mailbox.uidvalidity)
+        writer.delete_mailbox(guid)
+    elif meta and meta.get("name") != mailbox.name:
+        log.info("%s: mailbox %s renamed to %s (same GUID): not reindexed", user, meta.get("name"), mailbox.name)
+    indexed = writer.indexed_uids(guid)
+    for uid in sorted(indexed - mailbox.messages.keys()):
+        writer.delete(guid, uid)
+        report.removed += 1
+    indexed &= mailbox.messages.keys()
+    new = sorted(mailbox.messages.keys() - indexed)
+    if progress:
+        progress(len(new), 0)
+    complete = True
+    step = max(1, settings.fts.commit_limit)
+    for start in range(0, len(new), step):
+        batch = new[start : start + step]
+        done = 0
+        for outcome in pool.map((guid, uid, mailbox.messages[uid]) for uid in batch):
+            done += 1
+            if outcome.document is not None:
+                writer.replace(guid, outcome.uid, outcome.document)
+                indexed.add(outcome.uid)
+                report.indexed += 1
+                report.bytes += outcome.size
+            elif outcome.skipped:
+                log.info("%s: %s UID %d skipped: %s", user, mailbox.name, outcome.uid, outcome.skipped)
+                report.skipped += 1
+            else:
+                log.warning("%s: %s UID %d failed: %s", user, mailbox.name, outcome.uid, outcome.failed)
+                report.failed.append(f"{user} {mailbox.name} UID {outcome.uid}: {outcome.failed}")
+        if progress:
+            progress(0, done)
+        _save_meta(writer, mailbox, indexed)
+        writer.commit()
+        if deadline is not None and time.monotonic() > deadline and start + step < len(new):
+            complete = False
+            break
+    _save_meta(writer, mailbox, indexed)
+    report.mailboxes += 1
+    return complete
+
+
+def _save_meta(writer: IndexWriter, mailbox: Mailbox, indexed: set[int]) -> None:
+    writer.set_mailbox_meta(mailbox.guid, {
+        "name": mailbox.name,
+        "uidvalidity": mailbox.uidvalidity,
+        "last_uid": max(indexed, default=0),
+        "messages": len(indexed),
+    })

@@ -1,0 +1,200 @@
+"""Search: an IMAP SEARCH AST -> the exact set of matching UIDs of one mailbox.
+
+The index settles what it can (a key whose normalised string is a single run of at most `full` characters is
+answered exactly by a prefix lookup over stored suffixes). What it cannot settle alone -- several runs that must
+be adjacent (phrases, punctuation), strings longer than `full`, headers that are not indexed on their own, and
+messages not indexed yet -- is narrowed by the index to candidates and then checked against the message text
+read from the Maildir. Each node evaluates to (sure, maybe) UID sets; only `maybe - sure` is read from disk.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import reduce
+
+from ftsd.analysis import Analyzer, QueryPieces, normalise, searchable
+from ftsd.maildir import Mailbox
+from ftsd.message import ParsedMessage, header_values, parse_message
+from ftsd.query import All, And, Key, Node, Not, Or
+from ftsd.settings import Settings
+from ftsd.store.searcher import Query, Searcher
+
+log = logging.getLogger(__name__)
+
+_FIELD_SOURCES = {
+    "text": ("headers", "body"),
+    "body": ("body",),
+    "subject": ("subject",),
+    "from": ("from",),
+    "to": ("to",),
+    "cc": ("cc",),
+    "bcc": ("bcc",),
+}
+_OWN_FIELD_HEADERS = ("subject", "from", "to", "cc", "bcc")
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxResult:
+    mailbox: str
+    uidvalidity: int
+    uids: list[int]
+    verified: int = 0  # messages read from the Maildir to settle the answer
+
+
+@dataclass(slots=True)
+class _Plan:
+    """Per key: the index query (candidates) and whether the index answer is exact."""
+
+    query: Query
+    exact: bool
+    pieces: QueryPieces | None = None
+
+
+def _fields(key: Key) -> tuple[tuple[str, ...], bool]:
+    """Index fields that hold the key's text, and whether they hold exactly that text."""
+    if key.field == "header":
+        name = (key.header or "").lower()
+        if name in _OWN_FIELD_HEADERS:
+            return (name,), True
+        return ("headers",), False  # other headers share one pool: a hit there is only a candidate
+    return _FIELD_SOURCES[key.field], True
+
+
+class _MessageText:
+    """The normalised field texts of one message, decoded lazily from the Maildir, for verification."""
+
+    def __init__(self, raw: bytes, settings: Settings) -> None:
+        self.raw = raw
+        self.settings = settings
+        self._parsed: ParsedMessage | None = None
+        self._cache: dict[str, str] = {}
+
+    def _norm(self, text: str) -> str:
+        return searchable(normalise(text), self.settings.fts.max_word_chars)
+
+    def field(self, key: Key) -> str:
+        name = key.field if key.field != "header" else "header:" + (key.header or "").lower()
+        if name not in self._cache:
+            if name.startswith("header:") and name[7:] not in _OWN_FIELD_HEADERS:
+                self._cache[name] = self._norm(header_values(self.raw, name[7:]))
+            else:
+                if self._parsed is None:
+                    self._parsed = parse_message(self.raw, self.settings)
+                p = self._parsed
+                plain = name.removeprefix("header:")
+                text = p.headers + "\n" + p.body if plain == "text" else p.body if plain == "body" else \
+                    p.header_field(plain)
+                self._cache[name] = self._norm(text)
+        return self._cache[name]
+
+
+@dataclass(slots=True)
+class MailboxSearch:
+    """Evaluates one AST over one mailbox: index first, Maildir for the rest."""
+
+    searcher: Searcher | None
+    mailbox: Mailbox
+    settings: Settings
+    analyzer: Analyzer = field(init=False)
+    _plans: dict[int, _Plan] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.analyzer = Analyzer(full=self.settings.fts.full, max_word_chars=self.settings.fts.max_word_chars)
+
+    def plan(self, key: Key) -> _Plan:
+        pieces = self.analyzer.pieces(key.value)
+        fields_, own = _fields(key)
+        if not pieces.text:
+            return _Plan(Searcher.all_(), True, pieces)
+        if pieces.runs is None:
+            return _Plan(Searcher.nothing(), True, pieces)
+        if not pieces.runs:  # only punctuation: every message is a candidate
+            return _Plan(Searcher.all_(), False, pieces)
+        full = self.settings.fts.full
+        query = Searcher.and_([Searcher.piece(fields_, run, full) for run in pieces.runs])
+        return _Plan(query, own and pieces.exact, pieces)
+
+    def _plan_of(self, key: Key) -> _Plan:
+        if id(key) not in self._plans:
+            self._plans[id(key)] = self.plan(key)
+        return self._plans[id(key)]
+
+    def _all_exact(self, node: Node) -> bool:
+        if isinstance(node, Key):
+            return self._plan_of(node).exact
+        if isinstance(node, All):
+            return True
+        if isinstance(node, And):
+            return all(self._all_exact(n) for n in node.items)
+        if isinstance(node, Or):
+            return self._all_exact(node.left) and self._all_exact(node.right)
+        return self._all_exact(node.item)
+
+    def _query(self, node: Node) -> Query:
+        if isinstance(node, Key):
+            return self._plan_of(node).query
+        if isinstance(node, All):
+            return Searcher.all_()
+        if isinstance(node, And):
+            return Searcher.and_([self._query(n) for n in node.items])
+        if isinstance(node, Or):
+            return Searcher.or_([self._query(node.left), self._query(node.right)])
+        return Searcher.not_(self._query(node.item))
+
+    def _sets(self, node: Node, universe: set[int]) -> tuple[set[int], set[int]]:
+        """(sure, maybe) UIDs among the indexed ones."""
+        assert self.searcher is not None
+        if isinstance(node, Key):
+            plan = self._plan_of(node)
+            found = self.searcher.uids(plan.query, self.mailbox.guid) & universe
+            return (found, found) if plan.exact else (set(), found)
+        if isinstance(node, All):
+            return universe, universe
+        if isinstance(node, And):
+            pairs = [self._sets(n, universe) for n in node.items]
+            return reduce(set.__and__, (p[0] for p in pairs)), reduce(set.__and__, (p[1] for p in pairs))
+        if isinstance(node, Or):
+            (s1, m1), (s2, m2) = self._sets(node.left, universe), self._sets(node.right, universe)
+            return s1 | s2, m1 | m2
+        sure, maybe = self._sets(node.item, universe)
+        return universe - maybe, universe - sure
+
+    def run(self, node: Node) -> MailboxResult:
+        present = set(self.mailbox.messages)
+        indexed = self.searcher.indexed_uids(self.mailbox.guid) & present if self.searcher else set()
+        if indexed and self._all_exact(node):
+            assert self.searcher is not None
+            sure = self.searcher.uids(self._query(node), self.mailbox.guid) & indexed
+            check: set[int] = set()
+        elif indexed:
+            sure, maybe = self._sets(node, indexed)
+            check = maybe - sure
+        else:
+            sure, check = set(), set()
+        check |= present - indexed  # not indexed yet: only the Maildir can tell
+        verified = {uid for uid in check if self._verify(uid, node)}
+        return MailboxResult(self.mailbox.name, self.mailbox.uidvalidity, sorted(sure | verified), len(check))
+
+    def _verify(self, uid: int, node: Node) -> bool:
+        try:
+            raw = self.mailbox.messages[uid].read_bytes()
+        except OSError as exc:  # expunged since the scan: it is no longer a match
+            log.info("%s UID %d vanished during the search: %s", self.mailbox.name, uid, exc)
+            return False
+        return evaluate(node, _MessageText(raw, self.settings), self.analyzer.pieces)
+
+
+def evaluate(node: Node, text: _MessageText, pieces: Callable[[str], QueryPieces]) -> bool:
+    """The AST on one message's text: substring semantics of design §4."""
+    if isinstance(node, Key):
+        wanted = pieces(node.value)
+        return wanted.runs is not None and wanted.text in text.field(node)
+    if isinstance(node, All):
+        return True
+    if isinstance(node, And):
+        return all(evaluate(n, text, pieces) for n in node.items)
+    if isinstance(node, Or):
+        return evaluate(node.left, text, pieces) or evaluate(node.right, text, pieces)
+    return not evaluate(node.item, text, pieces)

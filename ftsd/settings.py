@@ -1,0 +1,224 @@
+"""Configuration: one TOML file -> one frozen, typed Settings object, loaded once and passed down.
+
+Names follow Dovecot (mail_location, userdb, fts_autoindex_exclude, unix_listener mode/user/group).
+The file is `-c PATH`, else `$FTSD_CONFIG`, else /etc/ftsd/ftsd.toml. Unknown keys and values of the wrong
+type raise ConfigError naming the file and the key: a typo must never silently fall back to a default.
+Relative paths inside the file are taken relative to the file's own directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ftsd.errors import ConfigError
+
+DEFAULT_CONFIG = Path("/etc/ftsd/ftsd.toml")
+
+T = TypeVar("T")
+
+
+def setting(default: T, doc: str) -> T:
+    """A dataclass field with its documentation (shown by `ftsd config --all` and docs/settings.md)."""
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata={"doc": doc})  # type: ignore[return-value]
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserdbSettings:
+    driver: str = setting("static", "static: users are the directories matching mail_location; passwd-file: Dovecot's format")
+    args: str = setting("", "For passwd-file: the path of the file")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FtsSettings:
+    partial: int = setting(3, "Shortest in-word substring searched through the index alone (fts-xapian: partial)")
+    full: int = setting(20, "Longest indexed term in characters (fts-xapian: full)")
+    max_word_chars: int = setting(64, "Words longer than this (base64, hex garbage) are not indexed (Dovecot skips 50+)")
+    autoindex: bool = setting(True, "Bring a mailbox up to date before answering a search on it (fts_autoindex)")
+    autoindex_exclude: list[str] = setting(
+        ["\\Trash", "\\Junk"], "Special-use flags or mailbox names left out of bulk and automatic indexing"
+    )
+    autoindex_timeout_s: float = setting(5.0, "Time budget for autoindex before a search answers (fts_index_timeout)")
+    commit_limit: int = setting(500, "Commit after this many documents (flatcurve: commit_limit)")
+    batch_bytes: int = setting(32_000_000, "Also commit after this many bytes of mail, so memory stays bounded")
+    workers: int = setting(0, "Indexer worker processes; 0 = number of CPU cores")
+    max_message_bytes: int = setting(50_000_000, "Messages larger than this get only their headers indexed")
+    max_text_chars: int = setting(2_000_000, "Text kept per message after decoding (body and attachments together)")
+    lock_timeout_s: float = setting(30.0, "How long to wait for another writer of the same index")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DecoderSettings:
+    attachments: bool = setting(True, "Extract text from attachments (PDF, office documents, ...)")
+    max_part_bytes: int = setting(20_000_000, "Attachments larger than this are skipped")
+    timeout_s: float = setting(20.0, "Time limit per attachment decoder run")
+    memory_mb: int = setting(512, "Address-space limit of a decoder process")
+    command: str = setting("", "External decoder (fts_decoder-like): gets the content type as $1, bytes on stdin, prints text")
+    command_types: list[str] = setting([], "MIME types (or *.ext) handed to the external decoder")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerSettings:
+    listen: str = setting("127.0.0.1:8984", "TCP address of the HTTP API; empty disables TCP")
+    socket: str = setting("/run/ftsd/ftsd.sock", "Unix socket of the HTTP API; empty disables it")
+    socket_mode: str = setting("0660", "Permissions of the Unix socket (unix_listener mode)")
+    socket_user: str = setting("", "Owner of the Unix socket (unix_listener user)")
+    socket_group: str = setting("", "Group of the Unix socket (unix_listener group)")
+    token: str = setting("", "Bearer token required on TCP when set")
+    max_body_bytes: int = setting(64_000_000, "Largest request body accepted")
+    state_dir: str = setting("/var/lib/ftsd", "Where the job queue lives")
+
+
+DEFAULT_MAILBOXES = {"Trash": "\\Trash", "Junk": "\\Junk", "Spam": "\\Junk", "Sent": "\\Sent", "Drafts": "\\Drafts"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    mail_location: str = setting("maildir:~/Maildir", "Dovecot mail_location; %u %n %d ~ expanded, :INDEX= honoured")
+    userdb: UserdbSettings = setting(UserdbSettings(), "[userdb]")
+    fts: FtsSettings = setting(FtsSettings(), "[fts]")
+    decoders: DecoderSettings = setting(DecoderSettings(), "[decoders]")
+    server: ServerSettings = setting(ServerSettings(), "[server]")
+    mailboxes: dict[str, str] = setting(dict(DEFAULT_MAILBOXES), "[mailboxes] mailbox name -> special-use flag")
+    log_level: str = setting("info", "debug, info, warning or error")
+    base_dir: Path = setting(Path("."), "Directory relative paths are resolved against (the config file's)")
+
+    def resolve(self, path: str) -> Path:
+        """A path from the config, relative ones taken from the config file's directory."""
+        return (self.base_dir / os.path.expanduser(path)).resolve() if path else Path()
+
+
+def _convert(section: str, key: str, value: Any, default: Any, origin: str) -> Any:
+    where = f"{origin}: {section + '.' if section else ''}{key}"
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("yes", "no", "true", "false"):
+            return value.lower() in ("yes", "true")
+        raise ConfigError(f"{where}: expected a boolean, got {value!r}")
+    if isinstance(default, int) and not isinstance(default, bool):
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        raise ConfigError(f"{where}: expected a non-negative integer, got {value!r}")
+    if isinstance(default, float):
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            return float(value)
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if isinstance(default, str):
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    if isinstance(default, list):
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return value
+        raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
+    if isinstance(default, dict):
+        if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+            return dict(value)
+        raise ConfigError(f"{where}: expected a table of strings, got {value!r}")
+    raise ConfigError(f"{where}: unsupported value {value!r}")
+
+
+def _section(cls: type[T], section: str, table: Mapping[str, Any], origin: str) -> T:
+    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in known:
+            raise ConfigError(f"{origin}: unknown key {section + '.' if section else ''}{key}")
+        values[key] = _convert(section, key, value, getattr(cls(), key), origin)
+    return cls(**values)
+
+
+def settings_from_dict(data: Mapping[str, Any], *, origin: str = "<config>", base_dir: Path | None = None) -> Settings:
+    """Build Settings from a parsed TOML table. Raises: ConfigError."""
+    nested = {"userdb": UserdbSettings, "fts": FtsSettings, "decoders": DecoderSettings, "server": ServerSettings}
+    top: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in nested:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{origin}: [{key}] must be a table")
+            top[key] = _section(nested[key], key, value, origin)
+        elif key == "mailboxes":
+            top[key] = {**DEFAULT_MAILBOXES, **_convert("", key, value, {}, origin)}
+        elif key in ("mail_location", "log_level"):
+            top[key] = _convert("", key, value, "", origin)
+        else:
+            raise ConfigError(f"{origin}: unknown key {key}")
+    settings = Settings(**top, base_dir=base_dir or Path.cwd())
+    _validate(settings, origin)
+    return settings
+
+
+def _validate(s: Settings, origin: str) -> None:
+    if not 1 <= s.fts.partial <= s.fts.full:
+        raise ConfigError(f"{origin}: fts.partial must be >= 1 and <= fts.full")
+    if s.fts.full > 60:
+        raise ConfigError(f"{origin}: fts.full must be <= 60 (Xapian terms are limited to 245 bytes)")
+    if not s.mail_location.startswith("maildir:"):
+        raise ConfigError(f"{origin}: mail_location must start with 'maildir:' (only Maildir++ is supported)")
+    if s.userdb.driver not in ("static", "passwd-file"):
+        raise ConfigError(f"{origin}: userdb.driver must be 'static' or 'passwd-file'")
+    if s.userdb.driver == "passwd-file" and not s.userdb.args:
+        raise ConfigError(f"{origin}: userdb.args must name the passwd-file")
+    if s.log_level not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"{origin}: log_level must be debug, info, warning or error")
+    try:
+        int(s.server.socket_mode, 8)
+    except ValueError:
+        raise ConfigError(f"{origin}: server.socket_mode must be octal, like 0660") from None
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] = os.environ) -> Settings:
+    """Read the config file (-c, else $FTSD_CONFIG, else /etc/ftsd/ftsd.toml). Raises: ConfigError."""
+    chosen = Path(path) if path else Path(environ["FTSD_CONFIG"]) if environ.get("FTSD_CONFIG") else DEFAULT_CONFIG
+    try:
+        data = tomllib.loads(chosen.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{chosen}: config file not found (use -c PATH or $FTSD_CONFIG)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{chosen}: cannot read: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{chosen}: {exc}") from exc
+    return settings_from_dict(data, origin=str(chosen), base_dir=chosen.resolve().parent)
+
+
+def non_defaults(settings: Settings) -> list[str]:
+    """The effective non-default settings as TOML lines, like `doveconf -n`."""
+    lines: list[str] = []
+    default = Settings()
+    for f in fields(Settings):
+        if f.name == "base_dir":
+            continue
+        value, base = getattr(settings, f.name), getattr(default, f.name)
+        if dataclasses.is_dataclass(value):
+            sub = [f"{g.name} = {_toml(getattr(value, g.name))}" for g in fields(value)
+                   if getattr(value, g.name) != getattr(base, g.name)]
+            if sub:
+                lines += [f"[{f.name}]", *sub]
+        elif isinstance(value, dict):
+            sub = [f"{_toml(k)} = {_toml(v)}" for k, v in value.items() if base.get(k) != v]
+            if sub:
+                lines += [f"[{f.name}]", *sub]
+        elif value != base:
+            lines.insert(0, f"{f.name} = {_toml(value)}")
+    return lines
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'

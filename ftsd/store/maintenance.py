@@ -1,0 +1,50 @@
+"""Index maintenance: compaction (optimize) and a consistency check."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import xapian
+
+from ftsd.errors import StoreError
+from ftsd.store.writer import open_writable
+
+
+def compact(path: Path, lock_timeout_s: float) -> tuple[int, int]:
+    """Compact the index in place (while holding the write lock); returns (bytes before, bytes after).
+    Raises: IndexLockedError, StoreError."""
+    before = index_size(path)
+    db = open_writable(path, lock_timeout_s)  # hold the lock: no writer may commit while we swap
+    tmp = path.with_name(path.name + ".compact")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        db.compact(str(tmp), xapian.DBCOMPACT_NO_RENUMBER)
+    except xapian.Error as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        db.close()
+        raise StoreError(f"{path}: compaction failed: {exc.get_msg()}") from exc
+    old = path.with_name(path.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    os.rename(path, old)
+    os.rename(tmp, path)
+    db.close()
+    shutil.rmtree(old, ignore_errors=True)
+    return before, index_size(path)
+
+
+def index_size(path: Path) -> int:
+    """Bytes used by the index files."""
+    if not path.exists():
+        return 0
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def check(path: Path) -> str | None:
+    """None if Xapian's consistency check passes, else its message."""
+    try:
+        xapian.Database.check(str(path), 0)
+    except xapian.Error as exc:
+        return str(exc.get_msg())
+    return None

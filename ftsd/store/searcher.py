@@ -1,0 +1,117 @@
+"""Searcher: read-only access to one user's index. Builds Xapian queries for search.py (which stays free of
+xapian) and returns UID sets per mailbox. Never opens the writer: a search does not wait for indexing and sees
+the last commit (reopened per search)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import xapian
+
+from ftsd.errors import SchemaVersionError, StoreError
+from ftsd.store import schema
+
+Query = Any  # an opaque xapian.Query
+
+
+class Searcher:
+    """Query side of one user's index."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.db = xapian.Database(str(path))
+        except xapian.DatabaseOpeningError as exc:
+            raise StoreError(f"{path}: no index ({exc.get_msg()})") from exc
+        except (xapian.DatabaseCorruptError, xapian.DatabaseVersionError) as exc:
+            raise SchemaVersionError(f"{path}: unusable index: {exc.get_msg()}") from exc
+        version = self.db.get_metadata(schema.META_SCHEMA).decode()
+        if version and version != schema.SCHEMA_VERSION:
+            raise SchemaVersionError(f"{path}: index schema {version}, this ftsd reads {schema.SCHEMA_VERSION}")
+        self._indexed: dict[str, tuple[int, set[int]]] = {}
+
+    def close(self) -> None:
+        self.db.close()
+
+    def reopen(self) -> None:
+        """See the latest commit (cheap when nothing changed)."""
+        self.db.reopen()
+
+    def mailboxes(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for key in self.db.metadata_keys(schema.META_MAILBOX):
+            raw = self.db.get_metadata(key)
+            if raw:
+                out[key.decode()[len(schema.META_MAILBOX) :]] = json.loads(raw)
+        return out
+
+    # -- query building -------------------------------------------------------------------------------------
+    @staticmethod
+    def piece(fields: Sequence[str], run: str, full: int) -> Query:
+        """Documents where `run` starts an indexed suffix in any of these fields (a prefix lookup)."""
+        subqueries = []
+        for name in fields:
+            prefix = schema.FIELD_PREFIXES[name]
+            if len(run) >= full:  # terms are cut to `full`: the prefix is then a whole term
+                subqueries.append(xapian.Query(prefix + run[:full]))
+            else:
+                subqueries.append(xapian.Query(xapian.Query.OP_WILDCARD, prefix + run))
+        return subqueries[0] if len(subqueries) == 1 else xapian.Query(xapian.Query.OP_OR, subqueries)
+
+    @staticmethod
+    def all_() -> Query:
+        return xapian.Query.MatchAll
+
+    @staticmethod
+    def nothing() -> Query:
+        return xapian.Query.MatchNothing
+
+    @staticmethod
+    def and_(queries: Sequence[Query]) -> Query:
+        return xapian.Query(xapian.Query.OP_AND, list(queries))
+
+    @staticmethod
+    def or_(queries: Sequence[Query]) -> Query:
+        return xapian.Query(xapian.Query.OP_OR, list(queries))
+
+    @staticmethod
+    def not_(query: Query) -> Query:
+        return xapian.Query(xapian.Query.OP_AND_NOT, xapian.Query.MatchAll, query)
+
+    # -- evaluation -----------------------------------------------------------------------------------------
+    def uids(self, query: Query, guid: str) -> set[int]:
+        """UIDs of the documents of mailbox `guid` matching `query`. Raises: StoreError."""
+        filtered = xapian.Query(xapian.Query.OP_FILTER, query, xapian.Query(schema.mailbox_term(guid)))
+        enquire = xapian.Enquire(self.db)
+        enquire.set_query(filtered)
+        enquire.set_weighting_scheme(xapian.BoolWeight())
+        enquire.set_docid_order(xapian.Enquire.ASCENDING)
+        # The match spy reads the UID slot of every match in C++: no per-document round trip through Python.
+        spy = xapian.ValueCountMatchSpy(schema.SLOT_UID)
+        enquire.add_matchspy(spy)
+        try:
+            enquire.get_mset(0, 0, self.db.get_doccount())
+        except xapian.DatabaseModifiedError:
+            self.db.reopen()
+            return self.uids(query, guid)
+        except xapian.Error as exc:
+            raise StoreError(f"{self.path}: search failed: {exc.get_msg()}") from exc
+        return {int(item.term) for item in spy.values()}
+
+    def indexed_uids(self, guid: str) -> set[int]:
+        """Every UID of the mailbox present in the index, cached per index revision."""
+        revision = self.db.get_revision()
+        cached = self._indexed.get(guid)
+        if cached and cached[0] == revision:
+            return cached[1]
+        uids = self.uids(xapian.Query.MatchAll, guid)
+        self._indexed[guid] = (revision, uids)
+        return uids
+
+    def document_data(self, guid: str, uid: int) -> dict[str, Any] | None:
+        for item in self.db.postlist(schema.id_term(guid, uid)):
+            return dict(json.loads(self.db.get_document(item.docid).get_data()))
+        return None
