@@ -30,7 +30,8 @@ _SPACES = re.compile(r"\s+")
 _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 # Nonspacing and enclosing marks: removed after decomposition so that "Fahrländer" ~ "fahrlander".
 _MARKS = {cp: None for cp in range(sys.maxunicode + 1) if unicodedata.category(chr(cp)) in ("Mn", "Me")}
-_WORD_START = re.compile(r"\w")
+_WORD_CHAR = re.compile(r"\w")
+_ALL_WORD = re.compile(r"\w+")
 
 
 def normalise(text: str) -> str:
@@ -99,15 +100,16 @@ class Analyzer:
     def terms(self, text: str) -> set[str]:
         """Index mode: the set of suffix terms of every run of the normalised text."""
         norm = searchable(normalise(text), self.max_word_chars)
-        out: set[str] = set()
         full = self.full
-        for start, end in runs(norm):
-            run = norm[start:end]
-            for i in range(len(run)):
+        distinct = {norm[start:end] for start, end in runs(norm)}
+        out: set[str] = set()
+        for run in distinct:
+            if _ALL_WORD.fullmatch(run):
+                out.update([run[i : i + full] for i in range(len(run))])
+            else:
                 # A suffix starting with punctuation can never be the start of a query piece (pieces start
                 # with a word-like segment), so it is not stored.
-                if _WORD_START.match(run, i):
-                    out.add(run[i : i + full])
+                out.update([run[m.start() : m.start() + full] for m in _WORD_CHAR.finditer(run)])
         return out
 
     def pieces(self, query: str) -> QueryPieces:

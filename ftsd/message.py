@@ -51,6 +51,7 @@ class ParsedMessage:
     cc: str = ""
     bcc: str = ""
     headers: str = ""  # every top-level header as "Name: value" lines (TEXT searches header names too)
+    other_headers: str = ""  # the same with the values of subject/from/to/cc/bcc left out (indexed on their own)
     body: str = ""
     parts: list[PartInfo] = field(default_factory=list)
 
@@ -158,6 +159,10 @@ def parse_message(raw: bytes, settings: Settings) -> ParsedMessage:
         text = "\n".join(decode_header_value(v) for v in values)
         setattr(parsed, "from_" if name == "from" else name, text)
     parsed.headers = _header_lines(msg)
+    own = ("subject", *ADDRESS_FIELDS)
+    parsed.other_headers = "\n".join(
+        f"{name}:" if name.lower() in own else f"{name}: {decode_header_value(value)}" for name, value in msg.items()
+    )
     walker = _Walker(settings)
     if too_big:
         walker.parts.append(PartInfo("", msg.get_content_type(), None, len(raw), None, 0, "message too large"))

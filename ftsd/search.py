@@ -24,7 +24,7 @@ from ftsd.store.searcher import Query, Searcher
 log = logging.getLogger(__name__)
 
 _FIELD_SOURCES = {
-    "text": ("headers", "body"),
+    "text": ("subject", "from", "to", "cc", "bcc", "headers", "body"),
     "body": ("body",),
     "subject": ("subject",),
     "from": ("from",),

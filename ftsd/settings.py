@@ -38,7 +38,7 @@ class UserdbSettings:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FtsSettings:
-    partial: int = setting(3, "Shortest in-word substring searched through the index alone (fts-xapian: partial)")
+    partial: int = setting(3, "fts-xapian compatibility: ftsd stores suffixes down to 1 char, so shorter strings use the index too")
     full: int = setting(20, "Longest indexed term in characters (fts-xapian: full)")
     max_word_chars: int = setting(64, "Words longer than this (base64, hex garbage) are not indexed (Dovecot skips 50+)")
     autoindex: bool = setting(True, "Bring a mailbox up to date before answering a search on it (fts_autoindex)")

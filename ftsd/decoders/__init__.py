@@ -17,6 +17,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ftsd.errors import DecodeError
 from ftsd.settings import DecoderSettings
 
 # A decoder turns the bytes of one part into text. It may raise DecodeError (or anything: the caller catches).
@@ -104,6 +105,8 @@ def decode_attachment(data: bytes, content_type: str, filename: str | None, limi
             result = sandbox.run(name, data, content_type, limits)
         else:
             result = Decoded(fn(data), decoder=name)
+    except DecodeError as exc:
+        return Decoded("", decoder=name, skipped=str(exc))
     except Exception as exc:  # a decoder bug must cost one part, never the message
         return Decoded("", decoder=name, skipped=f"{type(exc).__name__}: {exc}")
     if len(result.text) > MAX_TEXT_CHARS:

@@ -25,6 +25,9 @@ _ALIASES = {
 }
 
 
+_SINGLE_BYTE_DEFAULTS = {"ascii", "latin-1", "iso8859-1", "iso8859-15", "cp1252"}
+
+
 def known_charset(label: str | None) -> str | None:
     """Python's codec name for a MIME charset label, or None if unknown."""
     if not label:
@@ -51,6 +54,13 @@ def _detect(data: bytes) -> str | None:
 def decode_text(data: bytes, declared: str | None) -> str:
     """Decode `data` using the declared charset with fallbacks. Total on arbitrary bytes."""
     charset = known_charset(declared)
+    if charset in _SINGLE_BYTE_DEFAULTS and not data.isascii():
+        # Latin-1 decodes any bytes, so a UTF-8 body mislabelled latin-1 would become mojibake ("KÃ¶lsch"):
+        # valid UTF-8 with non-ASCII bytes is almost never meant as Latin-1.
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
     if charset and charset not in ("ascii", "us-ascii"):
         try:
             return data.decode(charset)

@@ -36,7 +36,7 @@ def analyse_fields(parsed: ParsedMessage, analyzer: Analyzer) -> dict[str, set[s
         "to": analyzer.terms(parsed.to),
         "cc": analyzer.terms(parsed.cc),
         "bcc": analyzer.terms(parsed.bcc),
-        "headers": analyzer.terms(parsed.headers),
+        "headers": analyzer.terms(parsed.other_headers),
         "body": analyzer.terms(parsed.body),
     }
 

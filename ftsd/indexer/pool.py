@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from multiprocessing.pool import Pool
 from pathlib import Path
@@ -46,9 +47,20 @@ class WorkerPool:
             self._pool.join()
 
     def map(self, items: Iterable[tuple[str, int, Path]]) -> Iterator[Outcome]:
-        """Outcomes in the order of `items`."""
+        """Outcomes in the order of `items`, with at most `in_flight` documents held in memory at a time."""
         if self._pool is None:
             for guid, uid, path in items:
                 yield index_message(guid, uid, path, self.settings)
-        else:
-            yield from self._pool.imap(_work, items, chunksize=8)
+            return
+        # Pool.imap reads its input eagerly; the semaphore makes the feeder wait for the writer, so a slow
+        # writer cannot make finished documents pile up in memory.
+        slots = threading.Semaphore(32 * self.size)
+
+        def throttled() -> Iterator[tuple[str, int, Path]]:
+            for item in items:
+                slots.acquire()
+                yield item
+
+        for outcome in self._pool.imap(_work, throttled(), chunksize=4):
+            slots.release()
+            yield outcome

@@ -74,30 +74,30 @@ def sync_mailbox(
     if progress:
         progress(len(new), 0)
     complete = True
-    step = max(1, settings.fts.commit_limit)
-    for start in range(0, len(new), step):
-        batch = new[start : start + step]
-        done = 0
-        for outcome in pool.map((guid, uid, mailbox.messages[uid]) for uid in batch):
-            done += 1
-            if outcome.document is not None:
-                writer.replace(guid, outcome.uid, outcome.document)
-                indexed.add(outcome.uid)
-                report.indexed += 1
-                report.bytes += outcome.size
-            elif outcome.skipped:
-                log.info("%s: %s UID %d skipped: %s", user, mailbox.name, outcome.uid, outcome.skipped)
-                report.skipped += 1
-            else:
-                log.warning("%s: %s UID %d failed: %s", user, mailbox.name, outcome.uid, outcome.failed)
-                report.failed.append(f"{user} {mailbox.name} UID {outcome.uid}: {outcome.failed}")
+    since_commit = 0
+    for outcome in pool.map((guid, uid, mailbox.messages[uid]) for uid in new):
+        if outcome.document is not None:
+            writer.replace(guid, outcome.uid, outcome.document)
+            indexed.add(outcome.uid)
+            report.indexed += 1
+            report.bytes += outcome.size
+        elif outcome.skipped:
+            log.info("%s: %s UID %d skipped: %s", user, mailbox.name, outcome.uid, outcome.skipped)
+            report.skipped += 1
+        else:
+            log.warning("%s: %s UID %d failed: %s", user, mailbox.name, outcome.uid, outcome.failed)
+            report.failed.append(f"{user} {mailbox.name} UID {outcome.uid}: {outcome.failed}")
         if progress:
-            progress(0, done)
-        _save_meta(writer, mailbox, indexed)
-        writer.commit()
-        if deadline is not None and time.monotonic() > deadline and start + step < len(new):
-            complete = False
-            break
+            progress(0, 1)
+        since_commit += 1
+        late = deadline is not None and time.monotonic() > deadline
+        if since_commit >= settings.fts.commit_limit or late:
+            since_commit = 0
+            _save_meta(writer, mailbox, indexed)
+            writer.commit()
+            if late and len(indexed) < len(mailbox.messages):
+                complete = False
+                break
     _save_meta(writer, mailbox, indexed)
     report.mailboxes += 1
     return complete

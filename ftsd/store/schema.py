@@ -20,7 +20,7 @@ FIELD_PREFIXES = {
     "to": "T",
     "cc": "C",
     "bcc": "B",
-    "headers": "H",  # every header as "Name: value" lines; TEXT = headers + body
+    "headers": "H",  # header names, and "Name: value" of every header without a field of its own
     "body": "X",
 }
 MAILBOX_PREFIX = "G"

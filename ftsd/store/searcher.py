@@ -26,7 +26,7 @@ class Searcher:
             self.db = xapian.Database(str(path))
         except xapian.DatabaseOpeningError as exc:
             raise StoreError(f"{path}: no index ({exc.get_msg()})") from exc
-        except (xapian.DatabaseCorruptError, xapian.DatabaseVersionError) as exc:
+        except xapian.DatabaseError as exc:  # corrupt, truncated, wrong version
             raise SchemaVersionError(f"{path}: unusable index: {exc.get_msg()}") from exc
         version = self.db.get_metadata(schema.META_SCHEMA).decode()
         if version and version != schema.SCHEMA_VERSION:

@@ -31,7 +31,7 @@ def open_writable(path: Path, lock_timeout_s: float) -> Any:
             if time.monotonic() >= deadline:
                 raise IndexLockedError(f"{path}: index locked by another writer for {lock_timeout_s:g}s") from exc
             time.sleep(0.1)
-        except (xapian.DatabaseCorruptError, xapian.DatabaseVersionError, xapian.DatabaseOpeningError) as exc:
+        except xapian.DatabaseError as exc:  # corrupt, truncated, wrong version: unusable, rebuild
             raise SchemaVersionError(f"{path}: unusable index: {exc.get_msg()}") from exc
         except xapian.Error as exc:
             raise StoreError(f"{path}: {exc.get_msg()}") from exc
@@ -68,7 +68,7 @@ class IndexWriter:
 
     def _changed(self) -> None:
         self.pending += 1
-        if self.pending >= self.commit_limit:
+        if self.pending >= 4 * self.commit_limit:  # safety net; sync commits with the mailbox metadata
             self.commit()
 
     def commit(self) -> None:

@@ -1,0 +1,145 @@
+"""Indexing through the service and the CLI, on real Maildirs and a real Xapian index in tmp_path."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ftsd import service
+from ftsd.cli import main
+from ftsd.query import parse_query
+from ftsd.settings import load_settings
+from tests.maildirs import MailDir
+
+USER = "alice@example.org"
+
+
+def indexed(settings, mailbox="INBOX"):
+    st = service.status(settings, USER)
+    return {row["mailbox"]: row for row in st["mailboxes"]}[mailbox]
+
+
+def uids(settings, query, mailbox="INBOX"):
+    return service.search(settings, USER, [mailbox], parse_query(query), autoindex=False)[0].uids
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, float]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime) for p in root.rglob("*") if p.is_file()}
+
+
+def test_incremental_sync(maildir: MailDir, make_config):
+    settings = load_settings(make_config())
+    a = maildir.deliver(subject="first zebra")
+    b = maildir.deliver(subject="second", body="giraffe")
+    before = snapshot(maildir.root)
+    report = service.index_users(settings, [USER])
+    assert (report.indexed, report.failed) == (2, [])
+    assert snapshot(maildir.root) == before  # the mail store is never modified
+    assert uids(settings, "SUBJECT zebr") == [a] and uids(settings, "BODY iraf") == [b]
+    again = service.index_users(settings, [USER])
+    assert again.indexed == 0 and again.removed == 0
+    c = maildir.deliver(subject="third zebra")
+    maildir.expunge("INBOX", a)
+    third = service.index_users(settings, [USER])
+    assert (third.indexed, third.removed) == (1, 1)
+    assert uids(settings, "SUBJECT zebra") == [c]
+    assert indexed(settings)["indexed"] == 2 and indexed(settings)["last_uid"] == c
+
+
+def test_uidvalidity_change_reindexes_mailbox(maildir: MailDir, make_config):
+    settings = load_settings(make_config())
+    maildir.deliver(subject="one")
+    maildir.deliver(subject="two")
+    service.index_users(settings, [USER])
+    maildir.set_uidvalidity("INBOX", 999)
+    report = service.index_users(settings, [USER])
+    assert report.indexed == 2 and indexed(settings)["uidvalidity"] == 999 and indexed(settings)["indexed"] == 2
+
+
+def test_renamed_folder_same_guid_not_reindexed(maildir: MailDir, make_config):
+    settings = load_settings(make_config())
+    maildir.deliver("Projects", subject="alpha")
+    service.index_users(settings, [USER])
+    maildir.rename("Projects", "Work")
+    report = service.index_users(settings, [USER])
+    assert report.indexed == 0 and report.removed == 0
+    assert uids(settings, "SUBJECT alpha", "Work") == [1]
+
+
+def test_bad_messages_logged_and_run_goes_on(maildir: MailDir, make_config, caplog):
+    settings = load_settings(make_config())
+    good = maildir.deliver(subject="good one")
+    maildir.deliver(raw=b"\xff\xfe garbage \x00\x01 no headers at all")
+    maildir.deliver(raw=b"Content-Type: multipart/mixed; boundary=X\n\n--X\nContent-Type: text/plain; charset=bogus\n"
+                    b"Content-Transfer-Encoding: base64\n\n!!!!\n")
+    unreadable = maildir.deliver(subject="unreadable")
+    os.chmod(maildir.path_of("INBOX", unreadable), 0)
+    report = service.index_users(settings, [USER])
+    if os.geteuid() == 0:  # root reads mode-0 files anyway
+        assert report.failed == [] and report.indexed == 4
+    else:
+        assert report.indexed == 3 and len(report.failed) == 1 and f"UID {unreadable}" in report.failed[0]
+    assert uids(settings, "SUBJECT good") == [good]
+
+
+def test_vanished_file_is_skipped_not_failed(maildir: MailDir, make_config):
+    from ftsd.indexer.pipeline import index_message
+
+    settings = load_settings(make_config())
+    outcome = index_message("g", 7, maildir.root / "cur" / "gone:2,S", settings)
+    assert outcome.skipped and not outcome.failed and outcome.document is None
+
+
+def test_missing_user_and_bad_name_do_not_stop_others(maildir: MailDir, make_config):
+    settings = load_settings(make_config())
+    maildir.deliver(subject="hello")
+    report = service.index_users(settings, ["nobody@example.org", "../etc", USER])
+    assert report.indexed == 1 and len(report.failed) == 2
+    assert "nobody@example.org" in report.failed[0] and "invalid user name" in report.failed[1]
+
+
+def test_cli_index_status_search_exit_codes(maildir: MailDir, make_config, capsys):
+    cfg = str(make_config())
+    uid = maildir.deliver(subject="Invoice 42", body="Fahrländer")
+    maildir.deliver("Trash", subject="deleted invoice")
+    assert main(["index", "-c", cfg, "-A"]) == 0
+    out = capsys.readouterr().out
+    assert "1 indexed" in out and "0 failed" in out and "msg/s" in out
+    assert main(["status", "-c", cfg, "-u", USER]) == 0
+    status = capsys.readouterr().out
+    assert "Trash" in status and "(excluded)" in status
+    assert main(["search", "-c", cfg, "-u", USER, "BODY", "fahrlander"]) == 0
+    assert capsys.readouterr().out.split() == [str(uid)]
+    assert main(["search", "-c", cfg, "-u", USER, "--json", "-m", "INBOX", "SUBJECT", "invoice"]) == 0
+    assert f'"uids": [{uid}]' in capsys.readouterr().out
+    assert main(["search", "-c", cfg, "-u", USER, "SINCE", "1-Jan-2020"]) == 2
+    assert "unsupported search key SINCE" in capsys.readouterr().err
+    assert main(["search", "-c", cfg, "-u", USER, "(", "TEXT", "x"]) == 2
+    assert main(["search", "-c", cfg, "-u", "nobody@example.org", "TEXT", "x"]) == 1
+    assert "nobody@example.org" in capsys.readouterr().err
+    assert main(["search", "-c", cfg, "-u", USER, "-m", "Nope", "TEXT", "x"]) == 1
+    assert main(["bogus"]) == 2
+    assert main(["optimize", "-c", cfg, "-A"]) == 0
+    assert main(["check", "-c", cfg, "-A"]) == 0
+    assert main(["rescan", "-c", cfg, "-u", USER]) == 0
+
+
+def test_corrupt_index_is_rebuilt(maildir: MailDir, make_config):
+    settings = load_settings(make_config())
+    uid = maildir.deliver(subject="phoenix")
+    service.index_users(settings, [USER])
+    path = service.index_path(service.get_user(settings, USER))
+    for f in path.glob("*.glass"):
+        f.write_bytes(b"\0" * 100)
+    assert uids(settings, "SUBJECT phoenix") == [uid]  # answered from the Maildir meanwhile
+    report = service.index_users(settings, [USER])
+    assert report.rebuilt == [USER] and report.indexed == 1
+    assert uids(settings, "SUBJECT phoenix") == [uid]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_worker_pool_sizes_agree(maildir: MailDir, make_config, workers):
+    settings = load_settings(make_config(fts={"workers": workers, "commit_limit": 3}))
+    made = [maildir.deliver(subject=f"msg {i}", body=f"word{i % 3}") for i in range(10)]
+    assert service.index_users(settings, [USER]).indexed == 10
+    assert uids(settings, "BODY word1") == [u for i, u in enumerate(made) if i % 3 == 1]
