@@ -202,6 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ftsd: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `ftsd search ... | head`: the reader left, nothing more to say
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import os
 import re
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -204,11 +205,43 @@ def _own_uidlist(state_dir: Path, name: str, files: dict[str, Path]) -> Uidlist:
     return uidlist
 
 
+_SCANS: OrderedDict[tuple[Path, str], tuple[tuple[int, ...], Mailbox]] = OrderedDict()
+_SCAN_CACHE_SIZE = 512
+
+
+def _stamp(path: Path) -> tuple[int, ...] | None:
+    """Modification times of what a scan reads: any delivery, expunge, flag change or uidlist write moves one."""
+    stamps = []
+    for part in ("cur", "new", "dovecot-uidlist"):
+        try:
+            stamps.append(os.stat(path / part).st_mtime_ns)
+        except FileNotFoundError:
+            stamps.append(-1)
+    return None if stamps[0] == stamps[1] == -1 else tuple(stamps)
+
+
 def scan_mailbox(root: Path, name: str, state_dir: Path) -> Mailbox:
-    """Current messages of one mailbox by UID. Raises: MailboxError if it does not exist."""
+    """Current messages of one mailbox by UID (cached until the directories change).
+    Raises: MailboxError if it does not exist."""
     path = mailbox_dir(root, name)
-    if not ((path / "cur").is_dir() or (path / "new").is_dir()):
+    stamp = _stamp(path)
+    if stamp is None:
         raise MailboxError(f"mailbox {name!r} does not exist ({path})")
+    key = (path, str(state_dir))
+    cached = _SCANS.get(key)
+    # A stamp from this very second may still change without moving (coarse mtimes): only trust older ones.
+    if cached and cached[0] == stamp and time.time_ns() - max(stamp) > 2_000_000_000:
+        _SCANS.move_to_end(key)
+        box = cached[1]
+        return Mailbox(box.name, box.path, box.guid, box.uidvalidity, dict(box.messages), box.pending)
+    box = _scan(path, name, state_dir)
+    _SCANS[key] = (stamp, box)
+    if len(_SCANS) > _SCAN_CACHE_SIZE:
+        _SCANS.popitem(last=False)
+    return Mailbox(box.name, box.path, box.guid, box.uidvalidity, dict(box.messages), box.pending)
+
+
+def _scan(path: Path, name: str, state_dir: Path) -> Mailbox:
     files = _message_files(path)
     uidlist = read_uidlist(path / "dovecot-uidlist")
     if uidlist is None:

@@ -133,9 +133,16 @@ def search(
     """Matching UIDs per mailbox (`*` = every mailbox). Raises: UnknownUserError, MailboxError."""
     user = get_user(settings, name)
     boxes = _mailboxes(settings, user, mailboxes or ["INBOX"])
-    if settings.fts.autoindex if autoindex is None else autoindex:
-        _autoindex(settings, user, boxes)
     searcher = open_searcher(user)
+    if settings.fts.autoindex if autoindex is None else autoindex:
+        # Only take the writer when the index lags behind the Maildir; an up-to-date search never waits for it.
+        stale = [b for b in boxes if searcher is None or searcher.indexed_uids(b.guid) != set(b.messages)]
+        if stale:
+            _autoindex(settings, user, stale)
+            if searcher:
+                searcher.reopen()
+            else:
+                searcher = open_searcher(user)
     try:
         return [MailboxSearch(searcher, box, settings).run(query) for box in boxes]
     finally:
