@@ -1,1 +1,7 @@
-from ftsd.cli import main; import sys; sys.exit(main())
+"""`python -m ftsd` -> the ftsd command."""
+
+import sys
+
+from ftsd.cli import main
+
+sys.exit(main())

@@ -54,7 +54,7 @@ _GARBAGE: dict[int, re.Pattern[str]] = {}
 def _garbage(max_word_chars: int) -> re.Pattern[str]:
     pattern = _GARBAGE.get(max_word_chars)
     if pattern is None:
-        pattern = _GARBAGE[max_word_chars] = re.compile(r"\w{%d,}" % (max_word_chars + 1))
+        pattern = _GARBAGE[max_word_chars] = re.compile(rf"\w{{{max_word_chars + 1},}}")
     return pattern
 
 

@@ -65,7 +65,7 @@ def _progress(enabled: bool) -> Any:
     """A tqdm bar on a terminal; nothing in cron (stderr not a TTY)."""
     if not enabled:
         return None
-    from tqdm import tqdm
+    from tqdm import tqdm  # type: ignore[import-untyped]
 
     bar = tqdm(total=0, unit="msg", file=sys.stderr, dynamic_ncols=True, leave=False)
 

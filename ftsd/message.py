@@ -17,14 +17,14 @@ import email.utils
 from dataclasses import dataclass, field
 from email.message import Message
 
-from ftsd.decoders import decode_attachment
+from ftsd.decoders import decode_attachment, find_decoder
 from ftsd.decoders.charset import decode_text
 from ftsd.decoders.html import html_to_text
 from ftsd.settings import Settings
 
 ADDRESS_FIELDS = ("from", "to", "cc", "bcc")
-# Parts that are text even though their type is not text/* (Dovecot passes them through the same way).
-_TEXTLIKE = {"message/delivery-status", "message/disposition-notification", "application/pgp-signature"}
+# Parts that are text even though their type is not text/*. (PGP signatures are base64 noise: not indexed.)
+_TEXTLIKE = {"message/delivery-status", "message/disposition-notification"}
 _MAX_DEPTH = 20
 
 
@@ -137,7 +137,11 @@ class _Walker:
             self.add(_header_lines(inner))
             self.walk(inner, number, depth + 1)
             return
-        if part.get_content_maintype() == "text" or ctype in _TEXTLIKE:
+        # A multipart whose boundary is missing or broken arrives as one leaf: its raw text is the best we have.
+        plain_text = part.get_content_maintype() in ("text", "multipart") or ctype in _TEXTLIKE
+        if plain_text and ctype not in ("text/plain", "text/html") and find_decoder(ctype, filename):
+            plain_text = False  # text/calendar, text/csv, text/rtf: their decoder gives cleaner text
+        if plain_text:
             text = decode_text(data, part.get_content_charset())
             if ctype == "text/html":
                 text, decoder = html_to_text(text), "html"
@@ -177,3 +181,8 @@ def header_values(raw: bytes, name: str) -> str:
     """All values of one header, decoded and joined with newlines (for HEADER keys that need checking)."""
     msg = email.parser.BytesParser().parsebytes(raw, headersonly=True)
     return "\n".join(decode_header_value(v) for v in msg.get_all(name) or [])
+
+
+def header_present(raw: bytes, name: str) -> bool:
+    """True if the message has at least one `name` header (HEADER name "" matches exactly those)."""
+    return email.parser.BytesParser().parsebytes(raw, headersonly=True).get_all(name) is not None

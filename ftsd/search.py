@@ -16,8 +16,8 @@ from functools import reduce
 
 from ftsd.analysis import Analyzer, QueryPieces, normalise, searchable
 from ftsd.maildir import Mailbox
-from ftsd.message import ParsedMessage, header_values, parse_message
-from ftsd.query import All, And, Key, Node, Not, Or
+from ftsd.message import ParsedMessage, header_present, header_values, parse_message
+from ftsd.query import All, And, Key, Node, Or
 from ftsd.settings import Settings
 from ftsd.store.searcher import Query, Searcher
 
@@ -74,6 +74,9 @@ class _MessageText:
     def _norm(self, text: str) -> str:
         return searchable(normalise(text), self.settings.fts.max_word_chars)
 
+    def has_header(self, name: str) -> bool:
+        return bool(header_present(self.raw, name))
+
     def field(self, key: Key) -> str:
         name = key.field if key.field != "header" else "header:" + (key.header or "").lower()
         if name not in self._cache:
@@ -106,8 +109,8 @@ class MailboxSearch:
     def plan(self, key: Key) -> _Plan:
         pieces = self.analyzer.pieces(key.value)
         fields_, own = _fields(key)
-        if not pieces.text:
-            return _Plan(Searcher.all_(), True, pieces)
+        if not pieces.text:  # "" matches every message; HEADER name "" those that have the header (RFC 3501)
+            return _Plan(Searcher.all_(), key.field != "header", pieces)
         if pieces.runs is None:
             return _Plan(Searcher.nothing(), True, pieces)
         if not pieces.runs:  # only punctuation: every message is a candidate
@@ -190,6 +193,8 @@ def evaluate(node: Node, text: _MessageText, pieces: Callable[[str], QueryPieces
     """The AST on one message's text: substring semantics of design §4."""
     if isinstance(node, Key):
         wanted = pieces(node.value)
+        if not wanted.text and node.field == "header":
+            return text.has_header(node.header or "")
         return wanted.runs is not None and wanted.text in text.field(node)
     if isinstance(node, All):
         return True

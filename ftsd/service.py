@@ -58,7 +58,9 @@ def _mailboxes(settings: Settings, user: User, names: Sequence[str]) -> list[Mai
     return [scan_mailbox(user.maildir, validate_mailbox_name(n), uidlist_dir(user)) for n in names]
 
 
-def open_writer(settings: Settings, user: User, report: IndexReport, lock_timeout_s: float | None = None) -> IndexWriter:
+def open_writer(
+    settings: Settings, user: User, report: IndexReport, lock_timeout_s: float | None = None
+) -> IndexWriter:
     """The user's index writer; an unusable (corrupt, incompatible) index is moved aside and rebuilt from the mail.
     Raises: IndexLockedError, StoreError."""
     path = index_path(user)

@@ -26,21 +26,24 @@ T = TypeVar("T")
 def setting(default: T, doc: str) -> T:
     """A dataclass field with its documentation (shown by `ftsd config --all` and docs/settings.md)."""
     if isinstance(default, list | dict):
-        return field(default_factory=lambda: type(default)(default), metadata={"doc": doc})  # type: ignore[return-value]
+        return field(default_factory=lambda: type(default)(default), metadata={"doc": doc})
     return field(default=default, metadata={"doc": doc})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UserdbSettings:
-    driver: str = setting("static", "static: users are the directories matching mail_location; passwd-file: Dovecot's format")
+    driver: str = setting("static", "static: users are the directories matching mail_location; "
+                          "passwd-file: Dovecot's format")
     args: str = setting("", "For passwd-file: the path of the file")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FtsSettings:
-    partial: int = setting(3, "fts-xapian compatibility: ftsd stores suffixes down to 1 char, so shorter strings use the index too")
+    partial: int = setting(3, "fts-xapian compatibility: ftsd stores suffixes down to 1 char, "
+                           "so shorter strings use the index too")
     full: int = setting(20, "Longest indexed term in characters (fts-xapian: full)")
-    max_word_chars: int = setting(64, "Words longer than this (base64, hex garbage) are not indexed (Dovecot skips 50+)")
+    max_word_chars: int = setting(64, "Words longer than this (base64, hex garbage) are not indexed "
+                                  "(Dovecot skips 50+)")
     autoindex: bool = setting(True, "Bring a mailbox up to date before answering a search on it (fts_autoindex)")
     autoindex_exclude: list[str] = setting(
         ["\\Trash", "\\Junk"], "Special-use flags or mailbox names left out of bulk and automatic indexing"
@@ -60,7 +63,8 @@ class DecoderSettings:
     max_part_bytes: int = setting(20_000_000, "Attachments larger than this are skipped")
     timeout_s: float = setting(20.0, "Time limit per attachment decoder run")
     memory_mb: int = setting(512, "Address-space limit of a decoder process")
-    command: str = setting("", "External decoder (fts_decoder-like): gets the content type as $1, bytes on stdin, prints text")
+    command: str = setting("", "External decoder (fts_decoder-like): gets the content type as last argument, "
+                           "bytes on stdin, prints text")
     command_types: list[str] = setting([], "MIME types (or *.ext) handed to the external decoder")
 
 

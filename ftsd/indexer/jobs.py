@@ -204,6 +204,7 @@ class JobRunner:
     _workers: list[threading.Thread] = field(default_factory=list)
     _progress: dict[int, _Progress] = field(default_factory=dict)
     _running: dict[int, str] = field(default_factory=dict)  # job id -> user
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> None:
         recovered = self.queue.recover()
@@ -231,7 +232,8 @@ class JobRunner:
 
     def busy(self, user: str) -> bool:
         """True while a job of this user runs (it holds, or is about to hold, the user's index writer)."""
-        return user in self._running.values()
+        with self._lock:
+            return user in self._running.values()
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop taking jobs; running jobs stop at their next commit point and go back to the queue."""
@@ -255,7 +257,8 @@ class JobRunner:
     def _run(self, job: Job) -> None:
         started = time.monotonic()
         progress = self._progress[job.id] = _Progress()
-        self._running[job.id] = job.user
+        with self._lock:
+            self._running[job.id] = job.user
 
         def checkpoint(total: int, done: int) -> None:
             progress.total += total
@@ -277,7 +280,8 @@ class JobRunner:
             state, result, error = FAILED, None, f"internal error: {type(exc).__name__}: {exc}"
         finally:
             self._progress.pop(job.id, None)
-            self._running.pop(job.id, None)
+            with self._lock:
+                self._running.pop(job.id, None)
         self.queue.finish(job.id, state, result, error)
         log.info("job %d: %s %s", job.id, state, error or "")
         if self.on_finish:
@@ -292,7 +296,8 @@ class JobRunner:
             if not results:
                 return DONE, {"bytes_before": 0, "bytes_after": 0, "note": "no index yet"}, None
             r = results[0]
-            return (FAILED if r.error else DONE), {"bytes_before": r.bytes_before, "bytes_after": r.bytes_after}, r.error
+            sizes = {"bytes_before": r.bytes_before, "bytes_after": r.bytes_after}
+            return (FAILED if r.error else DONE), sizes, r.error
         report = service.index_users(self.settings, [job.user], mailboxes=job.mailboxes, progress=checkpoint,
                                      prune=job.kind == "rescan")
         result = {"indexed": report.indexed, "removed": report.removed, "skipped": report.skipped,

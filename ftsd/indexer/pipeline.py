@@ -53,7 +53,8 @@ def index_message(guid: str, uid: int, path: Path, settings: Settings) -> Outcom
         parsed = parse_message(raw, settings)
         analyzer = Analyzer(full=settings.fts.full, max_word_chars=settings.fts.max_word_chars)
         terms = analyse_fields(parsed, analyzer)
-        data = {"uid": uid, "file": path.name, "size": len(raw), "parts": [dataclasses.astuple(p) for p in parsed.parts]}
+        parts = [dataclasses.astuple(p) for p in parsed.parts]
+        data = {"uid": uid, "file": path.name, "size": len(raw), "parts": parts}
         return Outcome(uid, build_document(guid, uid, terms, data), size=len(raw))
     except Exception as exc:  # a parser or analyser bug must cost one message, not the run
         log.debug("uid %d: %s", uid, exc, exc_info=True)

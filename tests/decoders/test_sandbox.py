@@ -1,0 +1,83 @@
+"""The sandbox: limits hold for built-in decoders too, and a dead fork server is replaced."""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import signal
+import time
+
+import pytest
+
+from ftsd.decoders import BY_NAME, SANDBOXED, decode_attachment, register, sandbox
+from ftsd.settings import DecoderSettings
+from tests.decoders import makedocs as mk
+
+
+def _hog(data: bytes) -> str:
+    chunks = []
+    while True:
+        chunks.append(bytearray(10_000_000))
+
+
+def _crash(data: bytes) -> str:
+    faulthandler.disable()  # pytest's would print a traceback of the child
+    os.kill(os.getpid(), signal.SIGSEGV)
+    return ""
+
+
+def _spin(data: bytes) -> str:
+    while True:
+        pass
+
+
+@pytest.fixture
+def hostile_decoders():
+    for name, fn in (("test-hog", _hog), ("test-crash", _crash), ("test-spin", _spin)):
+        register(name, [], [], fn, sandboxed=True)
+    yield
+    for name in ("test-hog", "test-crash", "test-spin"):
+        BY_NAME.pop(name)
+        SANDBOXED.discard(name)
+
+
+def fork_and_decode(name: str, timeout: float = 5, memory_mb: int = 512) -> tuple[bytes, str | None]:
+    """Run the server's fork step right here: the child is forked from this process, so it sees our decoders."""
+    request = {"name": name, "type": "application/x-test", "timeout": timeout, "memory_mb": memory_mb, "command": ""}
+    return sandbox._fork_and_decode(request, b"data")
+
+
+def test_memory_limit(hostile_decoders) -> None:
+    assert fork_and_decode("test-hog", memory_mb=300) == (b"", "memory limit")
+
+
+def test_crash_is_reported_with_its_signal(hostile_decoders) -> None:
+    assert fork_and_decode("test-crash") == (b"", f"decoder crashed (signal {signal.SIGSEGV})")
+
+
+def test_wall_clock_timeout(hostile_decoders) -> None:
+    started = time.monotonic()
+    assert fork_and_decode("test-spin", timeout=1) == (b"", "timeout after 1s")
+    assert time.monotonic() - started < 3
+
+
+def test_a_killed_fork_server_is_restarted() -> None:
+    data = mk.make_docx(["restartword"])
+    docx = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+    assert "restartword" in decode_attachment(data, docx, None, DecoderSettings()).text
+    proc = sandbox._client.proc
+    assert proc is not None
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert "restartword" in decode_attachment(data, docx, None, DecoderSettings()).text
+    assert sandbox._client.proc is not proc
+
+
+def test_overhead_per_part_is_small() -> None:
+    data = mk.make_docx(["tiny"])
+    docx = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+    decode_attachment(data, docx, None, DecoderSettings())  # the server is up
+    started = time.monotonic()
+    for _ in range(20):
+        assert decode_attachment(data, docx, None, DecoderSettings()).text.strip() == "tiny"
+    assert (time.monotonic() - started) / 20 < 0.05
