@@ -8,11 +8,12 @@ a run is a maximal sequence of adjacent word-like segments, so "foo.bar@x.com", 
 "東京都に住んでいます" stay one run each. Merging adjacent segments matters for exactness: ICU splits 東京|都, and a
 substring such as 京都 crosses that boundary (fts-xapian#85); inside a run no substring is ever lost.
 
-Index mode stores every *suffix* of a run, cut to `full` characters ("example" -> example, xample, ample, mple,
-ple, le, e). Any substring of a run is then a prefix of one stored suffix, so a query string is a prefix (wildcard)
-lookup: same matches as fts-xapian's all-n-grams scheme with O(l) instead of O(l^2) terms per word. Suffixes down
-to one character are kept, so strings shorter than `partial` are answered by the index too instead of being
-dropped. Word-character runs longer than `max_word_chars` (base64, hex garbage) are blanked out before
+Index mode stores every *suffix* of a run that is at least `partial` characters long, cut to `full` characters
+("example" -> example, xample, ample, mple, ple). Any substring of a run of length >= `partial` is then a prefix of
+one stored suffix, so such a query string is a prefix (wildcard) lookup: the same matches as fts-xapian's
+all-n-grams scheme with O(l) instead of O(l^2) terms per word. Strings shorter than `partial` are not dropped (as
+fts-xapian does): every distinct 1..partial-1 character gram of the text is stored too, so they are a single
+exact term lookup. Word-character runs longer than `max_word_chars` (base64, hex garbage) are blanked out before
 segmentation, on both the indexing and the verifying side, as Dovecot skips base64 runs of 50+ characters.
 """
 
@@ -92,8 +93,9 @@ def runs(text: str) -> Iterator[tuple[int, int]]:
 
 @dataclass(frozen=True, slots=True)
 class Analyzer:
-    """Turns text into terms with the fts settings: `full` (longest term) and `max_word_chars`."""
+    """Turns text into terms with the fts settings: `partial`, `full` (longest term) and `max_word_chars`."""
 
+    partial: int = 3
     full: int = 20
     max_word_chars: int = 64
 
@@ -101,15 +103,24 @@ class Analyzer:
         """Index mode: the set of suffix terms of every run of the normalised text."""
         norm = searchable(normalise(text), self.max_word_chars)
         full = self.full
+        partial = self.partial
         distinct = {norm[start:end] for start, end in runs(norm)}
         out: set[str] = set()
+        words: list[str] = []
         for run in distinct:
             if _ALL_WORD.fullmatch(run):
-                out.update([run[i : i + full] for i in range(len(run))])
+                out.update([run[i : i + full] for i in range(len(run) - partial + 1)])
+                words.append(run)
             else:
                 # A suffix starting with punctuation can never be the start of a query piece (pieces start
                 # with a word-like segment), so it is not stored.
-                out.update([run[m.start() : m.start() + full] for m in _WORD_CHAR.finditer(run)])
+                starts = [m.start() for m in _WORD_CHAR.finditer(run)]
+                out.update([run[i : i + full] for i in starts if len(run) - i >= partial])
+                words += _ALL_WORD.findall(run)
+        # Short grams, over all words at once (a string shorter than `partial` never spans punctuation).
+        joined = " ".join(words)
+        for size in range(1, partial):
+            out.update({g for i in range(len(joined) - size + 1) if " " not in (g := joined[i : i + size])})
         return out
 
     def pieces(self, query: str) -> QueryPieces:

@@ -104,7 +104,8 @@ class MailboxSearch:
     _plans: dict[int, _Plan] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.analyzer = Analyzer(full=self.settings.fts.full, max_word_chars=self.settings.fts.max_word_chars)
+        fts = self.settings.fts
+        self.analyzer = Analyzer(partial=fts.partial, full=fts.full, max_word_chars=fts.max_word_chars)
 
     def plan(self, key: Key) -> _Plan:
         pieces = self.analyzer.pieces(key.value)
@@ -115,8 +116,8 @@ class MailboxSearch:
             return _Plan(Searcher.nothing(), True, pieces)
         if not pieces.runs:  # only punctuation: every message is a candidate
             return _Plan(Searcher.all_(), False, pieces)
-        full = self.settings.fts.full
-        query = Searcher.and_([Searcher.piece(fields_, run, full) for run in pieces.runs])
+        fts = self.settings.fts
+        query = Searcher.and_([Searcher.piece(fields_, run, fts.full, fts.partial) for run in pieces.runs])
         return _Plan(query, own and pieces.exact, pieces)
 
     def _plan_of(self, key: Key) -> _Plan:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shutil
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,17 +150,47 @@ def search(
     try:
         return [MailboxSearch(searcher, box, settings).run(query) for box in boxes]
     finally:
-        if searcher:
-            searcher.close()
+        release_searcher(searcher)
+
+
+# Idle readers kept open between searches (bounded: open files), checked out while in use so that concurrent
+# requests never share a Xapian Database object, which is not thread-safe.
+_IDLE: OrderedDict[Path, list[Searcher]] = OrderedDict()
+_IDLE_LOCK = threading.Lock()
+_IDLE_MAX = 64
 
 
 def open_searcher(user: User) -> Searcher | None:
-    """A reader of the user's index, or None when there is none yet or it is unusable (search reads the mail)."""
+    """A reader of the user's index at its latest commit, or None when there is none yet or it is unusable
+    (search then reads the mail). Give it back with release_searcher()."""
+    path = index_path(user)
+    with _IDLE_LOCK:
+        idle = _IDLE.get(path)
+        searcher = idle.pop() if idle else None
+    if searcher is not None:
+        try:
+            if not searcher.replaced():
+                searcher.reopen()
+                return searcher
+        except Exception:  # broken: open afresh
+            pass
+        searcher.close()
     try:
-        return Searcher(index_path(user))
+        return Searcher(path)
     except StoreError as exc:
         log.info("%s: searching without index: %s", user.name, exc)
         return None
+
+
+def release_searcher(searcher: Searcher | None) -> None:
+    if searcher is None:
+        return
+    with _IDLE_LOCK:
+        _IDLE.setdefault(searcher.path, []).append(searcher)
+        _IDLE.move_to_end(searcher.path)
+        while sum(len(v) for v in _IDLE.values()) > _IDLE_MAX:
+            for old in _IDLE.popitem(last=False)[1]:
+                old.close()
 
 
 def status(settings: Settings, name: str) -> dict[str, Any]:
@@ -174,8 +206,7 @@ def status(settings: Settings, name: str) -> dict[str, Any]:
             "indexed": meta.get("messages", 0), "last_uid": meta.get("last_uid", 0),
             "pending": box.pending, "excluded": is_excluded(settings, box.name),
         })
-    if searcher:
-        searcher.close()
+    release_searcher(searcher)
     return {"user": name, "index": str(index_path(user)), "index_bytes": index_size(index_path(user)),
             "mailboxes": rows}
 
@@ -186,8 +217,7 @@ def message_status(settings: Settings, name: str, mailbox: str, uid: int) -> dic
     box = scan_mailbox(user.maildir, validate_mailbox_name(mailbox), uidlist_dir(user))
     searcher = open_searcher(user)
     data = searcher.document_data(box.guid, uid) if searcher else None
-    if searcher:
-        searcher.close()
+    release_searcher(searcher)
     if data is None:
         raise MailboxError(f"{name}: {mailbox} UID {uid} is not in the index")
     keys = ("part", "content_type", "filename", "size", "decoder", "chars", "skipped")

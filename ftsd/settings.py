@@ -39,8 +39,8 @@ class UserdbSettings:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FtsSettings:
-    partial: int = setting(3, "fts-xapian compatibility: ftsd stores suffixes down to 1 char, "
-                           "so shorter strings use the index too")
+    partial: int = setting(3, "Shortest stored word suffix (fts-xapian: partial); shorter strings are "
+                           "found through stored 1..partial-1 character grams")
     full: int = setting(20, "Longest indexed term in characters (fts-xapian: full)")
     max_word_chars: int = setting(64, "Words longer than this (base64, hex garbage) are not indexed "
                                   "(Dovecot skips 50+)")
@@ -165,6 +165,8 @@ def settings_from_dict(data: Mapping[str, Any], *, origin: str = "<config>", bas
 def _validate(s: Settings, origin: str) -> None:
     if not 1 <= s.fts.partial <= s.fts.full:
         raise ConfigError(f"{origin}: fts.partial must be >= 1 and <= fts.full")
+    if s.fts.partial > 4:
+        raise ConfigError(f"{origin}: fts.partial must be <= 4 (every shorter gram is stored)")
     if s.fts.full > 60:
         raise ConfigError(f"{origin}: fts.full must be <= 60 (Xapian terms are limited to 245 bytes)")
     if not s.mail_location.startswith("maildir:"):

@@ -143,3 +143,28 @@ def test_worker_pool_sizes_agree(maildir: MailDir, make_config, workers):
     made = [maildir.deliver(subject=f"msg {i}", body=f"word{i % 3}") for i in range(10)]
     assert service.index_users(settings, [USER]).indexed == 10
     assert uids(settings, "BODY word1") == [u for i, u in enumerate(made) if i % 3 == 1]
+
+
+def test_cached_readers_see_commits_and_optimize(maildir: MailDir, make_config):
+    settings = load_settings(make_config())
+    a = maildir.deliver(subject="kestrel one")
+    service.index_users(settings, [USER])
+    assert uids(settings, "SUBJECT kestrel") == [a]
+    b = maildir.deliver(subject="kestrel two")
+    service.index_users(settings, [USER])
+    assert uids(settings, "SUBJECT kestrel") == [a, b]
+    assert service.optimize_users(settings, [USER])[0].error is None
+    c = maildir.deliver(subject="kestrel three")
+    service.index_users(settings, [USER])
+    assert uids(settings, "SUBJECT kestrel") == [a, b, c]
+
+
+def test_short_strings_and_phrases_exact(maildir: MailDir, make_config):
+    settings = load_settings(make_config())
+    a = maildir.deliver(subject="xq marks", body="hello world")
+    b = maildir.deliver(subject="other", body="world hello, qx")
+    service.index_users(settings, [USER])
+    assert uids(settings, "SUBJECT xq") == [a] and uids(settings, "TEXT qx") == [b]
+    assert uids(settings, "BODY q") == [b] and uids(settings, "TEXT x") == [a, b]
+    assert uids(settings, 'BODY "lo wor"') == [a] and uids(settings, 'BODY "hello,"') == [b]
+    assert uids(settings, "NOT BODY hello") == [] and uids(settings, 'HEADER Subject ""') == [a, b]

@@ -32,6 +32,14 @@ class Searcher:
         if version and version != schema.SCHEMA_VERSION:
             raise SchemaVersionError(f"{path}: index schema {version}, this ftsd reads {schema.SCHEMA_VERSION}")
         self._indexed: dict[str, tuple[int, set[int]]] = {}
+        self.inode = path.stat().st_ino
+
+    def replaced(self) -> bool:
+        """True if the index directory was swapped since this reader opened it (optimize compacts into a copy)."""
+        try:
+            return self.path.stat().st_ino != self.inode
+        except OSError:
+            return True
 
     def close(self) -> None:
         self.db.close()
@@ -50,12 +58,15 @@ class Searcher:
 
     # -- query building -------------------------------------------------------------------------------------
     @staticmethod
-    def piece(fields: Sequence[str], run: str, full: int) -> Query:
-        """Documents where `run` starts an indexed suffix in any of these fields (a prefix lookup)."""
+    def piece(fields: Sequence[str], run: str, full: int, partial: int = 3) -> Query:
+        """Documents where `run` occurs inside an indexed run in any of these fields: an exact short-gram term
+        below `partial` characters, else a prefix lookup over the stored suffixes."""
         subqueries = []
         for name in fields:
             prefix = schema.FIELD_PREFIXES[name]
-            if len(run) >= full:  # terms are cut to `full`: the prefix is then a whole term
+            if len(run) < partial:
+                subqueries.append(xapian.Query(prefix + run))
+            elif len(run) >= full:  # terms are cut to `full`: the prefix is then a whole term
                 subqueries.append(xapian.Query(prefix + run[:full]))
             else:
                 subqueries.append(xapian.Query(xapian.Query.OP_WILDCARD, prefix + run))
