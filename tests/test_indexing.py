@@ -168,3 +168,30 @@ def test_short_strings_and_phrases_exact(maildir: MailDir, make_config):
     assert uids(settings, "BODY q") == [b] and uids(settings, "TEXT x") == [a, b]
     assert uids(settings, 'BODY "lo wor"') == [a] and uids(settings, 'BODY "hello,"') == [b]
     assert uids(settings, "NOT BODY hello") == [] and uids(settings, 'HEADER Subject ""') == [a, b]
+
+
+def test_killed_mid_run_resumes_without_loss(maildir: MailDir, make_config):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cfg = make_config(fts={"commit_limit": 20, "workers": 1})
+    settings = load_settings(cfg)
+    made = [maildir.deliver(subject=f"bulk {i}", body=("lorem ipsum " * 400) + f"marker{i}") for i in range(400)]
+    proc = subprocess.Popen([sys.executable, "-m", "ftsd", "index", "-c", str(cfg), "-u", USER],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    path = service.index_path(service.get_user(settings, USER))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if path.exists() and indexed(settings)["indexed"] >= 40:  # at least two commits are in
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = indexed(settings)["indexed"]
+    assert 0 < partial < 400, "the run should have been killed midway"
+    report = service.index_users(settings, [USER])
+    assert report.indexed == 400 - partial and report.failed == []
+    assert indexed(settings)["indexed"] == 400
+    assert uids(settings, "BODY marker399") == [made[399]] and uids(settings, "SUBJECT bulk") == made
