@@ -121,6 +121,8 @@ def lookup_user(settings: Settings, name: str) -> User:
     """The user's Maildir and index locations. Raises: UnknownUserError, ConfigError."""
     validate_user_name(name)
     location = MailLocation.parse(settings.mail_location)
+    if "@" not in name and "%d" in location.maildir + (location.index or ""):
+        raise UnknownUserError(f"{name}: mail_location uses %d, so the user name needs a domain (user@domain)")
     home = None
     if settings.userdb.driver == "passwd-file":
         entries = _passwd_entries(settings)

@@ -5,7 +5,7 @@ In: (kind, user, mailboxes) from the HTTP API, `ftsd index -q` and the Maildir w
 work survives a restart (a job left `running` by a killed service goes back to `queued`: the index resumes from
 its last commit). Rules: exactly one writer per user (never two running jobs of one user), identical queued jobs
 are merged, and users take turns (round-robin), so one user's huge mailbox never starves the others: a job that
-has run for `time_slice_s` while another user waits is put back in the queue at its next commit point.
+has run for `time_slice_s` while another user waits is put back in the queue when it reaches its next mailbox.
 Workers call the service facade in threads; parsing already runs in the service's process pool.
 """
 
@@ -180,7 +180,7 @@ class JobQueue:
 
 
 class _Stop(Exception):
-    """Raised at a commit point of a running job: the service is stopping, or the job's time slice is over.
+    """Raised when a running job reaches its next mailbox: the service is stopping, or the job's time slice is over.
     Not an FtsdError, so it leaves service.index_users; the writer cancels its open batch (the last commit stands)."""
 
 
@@ -236,7 +236,8 @@ class JobRunner:
             return user in self._running.values()
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """Stop taking jobs; running jobs stop at their next commit point and go back to the queue."""
+        """Stop taking jobs; running jobs stop at their next mailbox and go back to the queue. A job still running
+        after `timeout_s` is left to die with the process: it stays `running` in the queue and runs again at start."""
         self._stopping.set()
         self.wake()
         deadline = time.monotonic() + timeout_s
@@ -256,16 +257,25 @@ class JobRunner:
 
     def _run(self, job: Job) -> None:
         started = time.monotonic()
+        limit = max(1, self.settings.fts.commit_limit)
         progress = self._progress[job.id] = _Progress()
         with self._lock:
             self._running[job.id] = job.user
 
         def checkpoint(total: int, done: int) -> None:
+            # service.index_users reports (new messages, 0) when a mailbox starts and (0, n) as messages are done.
+            # Stop only at a mailbox start: no parse is in flight there (leaving the pool mid-map would stall its
+            # feeder), and raising cancels only what is not committed yet.
             progress.total += total
             progress.done += done
+            if done:
+                return
             if self._stopping.is_set():
                 raise _Stop("service stopping")
-            if time.monotonic() - started > self.time_slice_s and self.queue.others_waiting(job.user):
+            # the writer has committed at least once per 4 * commit_limit changes: preempting only after that
+            # many messages guarantees the job advances between two preemptions
+            if progress.done >= 4 * limit and time.monotonic() - started > self.time_slice_s \
+                    and self.queue.others_waiting(job.user):
                 raise _Stop("time slice over, other users waiting")
 
         log.info("job %d: %s %s %s", job.id, job.kind, job.user, " ".join(job.mailboxes))

@@ -34,14 +34,19 @@ class WorkerPool:
         self.settings = settings
         self.size = settings.fts.workers or os.cpu_count() or 1
         self._pool: Pool | None = None
+        self._closing = threading.Event()
 
     def __enter__(self) -> WorkerPool:
         if self.size > 1:
-            # fork: workers inherit the loaded ICU/Xapian modules, so they start in milliseconds
-            self._pool = multiprocessing.get_context("fork").Pool(self.size, _init, (self.settings,))
+            # forkserver, not fork: the service forks from a multi-threaded process, where a plain fork can
+            # inherit a lock held by another thread. The server preloads the pipeline once; workers fork from it.
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["ftsd.indexer.pipeline"])
+            self._pool = context.Pool(self.size, _init, (self.settings,))
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._closing.set()  # unblocks a feeder waiting for a slot, or terminate() would wait for it forever
         if self._pool is not None:
             self._pool.terminate()
             self._pool.join()
@@ -58,7 +63,9 @@ class WorkerPool:
 
         def throttled() -> Iterator[tuple[str, int, Path]]:
             for item in items:
-                slots.acquire()
+                while not slots.acquire(timeout=0.1):
+                    if self._closing.is_set():
+                        return
                 yield item
 
         for outcome in self._pool.imap(_work, throttled(), chunksize=4):

@@ -1,0 +1,238 @@
+"""The HTTP API (FastAPI): thin routes over the service facade, run in the thread pool; the job runner and the
+Maildir watcher start and stop with the app (lifespan). OpenAPI at /docs. Contract: design §3.3.
+
+    POST /v1/users/{user}/search     {"mailbox": "INBOX", "query": "..."} -> {"mailbox", "uidvalidity", "uids"}
+                                     {"mailboxes": ["*"], "query": "..."} -> {"results": [...]}
+    POST /v1/users/{user}/index | /rescan | /optimize                     -> 202 {"job": ID}
+    GET  /v1/jobs/{id}   GET /v1/users/{user}/status[?mailbox=&uid=]   GET /healthz   GET /metrics
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, FastAPI, Query, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
+
+from ftsd import __version__, service
+from ftsd.api.errors import ApiError, install_error_handlers, status_of
+from ftsd.api.metrics import Metrics
+from ftsd.api.middleware import Guard
+from ftsd.api.models import (
+    ErrorResponse,
+    Health,
+    IndexRequest,
+    JobCreated,
+    JobInfo,
+    MailboxUids,
+    SearchRequest,
+    SearchResults,
+    UserStatus,
+    search_response,
+)
+from ftsd.api.watcher import MaildirWatcher
+from ftsd.errors import FtsdError
+from ftsd.indexer.jobs import JobQueue, JobRunner
+from ftsd.maildir import validate_mailbox_name
+from ftsd.search import MailboxResult
+from ftsd.settings import Settings
+from ftsd.userdb import list_users
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"model": ErrorResponse} for s in (400, 401, 404, 413, 422, 503)
+}
+
+
+@dataclass(slots=True)
+class ServiceState:
+    """What the routes share: settings, the job queue and its runner, the watcher, the metrics."""
+
+    settings: Settings
+    queue: JobQueue
+    runner: JobRunner
+    watcher: MaildirWatcher | None
+    metrics: Metrics
+
+
+def _state(request: Request) -> ServiceState:
+    state = getattr(request.app.state, "ftsd", None)
+    if not isinstance(state, ServiceState):
+        raise ApiError(503, "starting", "the service is starting or stopping")
+    return state
+
+
+async def _call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    return await run_in_threadpool(fn, *args, **kwargs)
+
+
+router = APIRouter(responses=_ERRORS)
+
+
+@router.post("/v1/users/{user}/search", response_model=MailboxUids | SearchResults, tags=["search"])
+async def search(user: str, body: SearchRequest, request: Request) -> MailboxUids | SearchResults:
+    """Matching UIDs (ascending) of one mailbox, or of several with `mailboxes` (`["*"]` = every mailbox)."""
+    st = _state(request)
+    # while a job of this user runs it holds the writer: no autoindex (the search reads unindexed mail instead)
+    autoindex = False if st.runner.busy(user) else body.autoindex
+    with _timed(st.metrics):
+        results = await _call(_search, st.settings, user, body, autoindex)
+    return search_response(results, body.multi)
+
+
+@router.post("/v1/users/{user}/index", status_code=202, response_model=JobCreated, tags=["jobs"])
+async def index(user: str, request: Request, body: IndexRequest | None = None) -> JobCreated:
+    """Queue an index job: new mail in, expunged mail out (default: every mailbox not excluded)."""
+    return await _submit(_state(request), "index", user, body.mailboxes if body else [])
+
+
+@router.post("/v1/users/{user}/rescan", status_code=202, response_model=JobCreated, tags=["jobs"])
+async def rescan(user: str, request: Request) -> JobCreated:
+    """Queue a rescan job: reconcile index and mail, drop vanished mailboxes (never deletes everything)."""
+    return await _submit(_state(request), "rescan", user, [])
+
+
+@router.post("/v1/users/{user}/optimize", status_code=202, response_model=JobCreated, tags=["jobs"])
+async def optimize(user: str, request: Request) -> JobCreated:
+    """Queue an optimize job: compact the user's index."""
+    return await _submit(_state(request), "optimize", user, [])
+
+
+@router.get("/v1/jobs/{job_id}", response_model=JobInfo, tags=["jobs"])
+async def job(job_id: int, request: Request) -> JobInfo:
+    """State of a job: queued, running (with progress), done or failed (with a result summary)."""
+    st = _state(request)
+    found = await _call(st.queue.get, job_id)
+    if found is None:
+        raise ApiError(404, "unknown_job", f"no job {job_id}")
+    return JobInfo.of(found, st.runner.progress(job_id))
+
+
+@router.get("/v1/users/{user}/status", response_model=UserStatus | dict[str, Any], tags=["status"])
+async def status(user: str, request: Request, mailbox: str = Query("INBOX"),
+                 uid: int | None = Query(None, ge=1)) -> UserStatus | dict[str, Any]:
+    """Per-mailbox counts (messages, indexed, last UID); with `uid`, how that message was decoded and indexed."""
+    st = _state(request)
+    if uid is not None:
+        return await _call(service.message_status, st.settings, user, mailbox, uid)
+    return UserStatus.model_validate(await _call(service.status, st.settings, user))
+
+
+@router.get("/healthz", response_model=Health, tags=["status"])
+async def healthz(request: Request) -> Health:
+    st = _state(request)
+    counts = await _call(st.queue.counts)
+    return Health(status="ok", version=__version__, jobs=counts, watcher=st.watcher.mode if st.watcher else "off")
+
+
+@router.get("/metrics", tags=["status"], response_class=Response)
+async def metrics(request: Request) -> Response:
+    """Prometheus text format."""
+    body = await _call(generate_latest, _state(request).metrics.registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+def _search(settings: Settings, user: str, body: SearchRequest, autoindex: bool | None) -> list[MailboxResult]:
+    return service.search(settings, user, body.targets(), body.node(), autoindex=autoindex)
+
+
+async def _submit(st: ServiceState, kind: str, user: str, mailboxes: Sequence[str]) -> JobCreated:
+    """Check the user and mailbox names (404 now rather than a failed job later), then queue."""
+    await _call(service.get_user, st.settings, user)
+    names = [validate_mailbox_name(m) for m in mailboxes]
+    created = await _call(st.runner.submit, kind, user, names)
+    return JobCreated(job=created.id)
+
+
+class _timed:
+    """Count and time one search in the metrics, by outcome (ok or the error code)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        outcome = "ok" if exc is None else status_of(exc)[1] if isinstance(exc, FtsdError) else "internal_error"
+        self.metrics.searches.labels(outcome).inc()
+        self.metrics.search_seconds.observe(time.perf_counter() - self.start)
+
+
+def _start(settings: Settings, job_threads: int, watch: bool, force_polling: bool) -> ServiceState:
+    try:
+        users = list_users(settings)
+    except FtsdError as exc:
+        log.warning("cannot list users (%s): the Maildir watcher is off", exc)
+        users = []
+    queue = JobQueue(settings.resolve(settings.server.state_dir) / "jobs.sqlite")
+    metrics = Metrics(settings, queue, lambda: users)
+    runner = JobRunner(settings, queue, threads=job_threads, on_finish=metrics.job_finished)
+    runner.start()
+    watcher = None
+    if watch:
+        def submit(user: str, mailboxes: list[str]) -> None:
+            runner.submit("index", user, mailboxes)
+            metrics.watcher_jobs.inc()
+
+        watcher = MaildirWatcher(settings, users, submit, force_polling=force_polling)
+        watcher.start()
+    return ServiceState(settings, queue, runner, watcher, metrics)
+
+
+def _stop(state: ServiceState) -> None:
+    if state.watcher:
+        state.watcher.stop()
+    state.runner.stop()  # running jobs stop at their next mailbox and stay queued
+    state.queue.close()
+
+
+def _solr_router(settings: Settings) -> APIRouter | None:
+    """The Solr-compatible routes for Dovecot's fts_solr (ftsd/api/solr.py: `solr_router(settings)`)."""
+    if importlib.util.find_spec("ftsd.api.solr") is None:
+        return None
+    make = getattr(importlib.import_module("ftsd.api.solr"), "solr_router", None)
+    found = make(settings) if callable(make) else None
+    return found if isinstance(found, APIRouter) else None
+
+
+def create_app(settings: Settings, *, job_threads: int = 2, watch: bool = True, force_polling: bool = False) -> FastAPI:
+    """The ASGI app. Job workers and the watcher run while the app's lifespan does (uvicorn starts it)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.ftsd = await run_in_threadpool(_start, settings, job_threads, watch, force_polling)
+        try:
+            yield
+        finally:
+            state, app.state.ftsd = app.state.ftsd, None
+            await run_in_threadpool(_stop, state)
+
+    app = FastAPI(title="ftsd", version=__version__, lifespan=lifespan,
+                  description="Full-text search for Dovecot Maildirs: IMAP SEARCH over per-user Xapian indexes.")
+    app.include_router(router)
+    solr = _solr_router(settings)
+    if solr is not None:
+        app.include_router(solr)
+    install_error_handlers(app)
+    app.state.ftsd = None
+    app.add_middleware(Guard, token=settings.server.token, max_body_bytes=settings.server.max_body_bytes,
+                       on_response=lambda method, code: _count_request(app, method, code))
+    return app
+
+
+def _count_request(app: FastAPI, method: str, status: int) -> None:
+    state = getattr(app.state, "ftsd", None)
+    if isinstance(state, ServiceState):
+        state.metrics.request(method, status)
+

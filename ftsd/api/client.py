@@ -1,0 +1,60 @@
+"""`ftsd index -q` / `ftsd optimize -q`: queue jobs on the running service instead of doing the work here.
+
+Talks to the service over its Unix socket when the socket file exists, else over TCP (`server.listen`) with the
+bearer token. With -A the users come from the userdb, one job per user (the service runs them round-robin).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from urllib.parse import quote
+
+import httpx
+
+from ftsd.settings import Settings
+from ftsd.userdb import list_users
+
+TIMEOUT_S = 30.0
+
+
+def _client(settings: Settings) -> httpx.Client:
+    path = settings.resolve(settings.server.socket) if settings.server.socket else None
+    if path is not None and path.exists():
+        return httpx.Client(transport=httpx.HTTPTransport(uds=str(path)), base_url="http://ftsd", timeout=TIMEOUT_S)
+    if not settings.server.listen:
+        raise httpx.ConnectError(f"no socket at {path} and server.listen is empty")
+    headers = {"Authorization": f"Bearer {settings.server.token}"} if settings.server.token else {}
+    return httpx.Client(base_url=f"http://{settings.server.listen}", headers=headers, timeout=TIMEOUT_S)
+
+
+def enqueue(settings: Settings, kind: str, users: Sequence[str], all_users: bool = False,
+            mailboxes: Sequence[str] = ()) -> int:
+    """Queue a `kind` job (index, rescan, optimize) per user; print the job ids. Exit code: 0, or 1 if the service
+    is not running or refused a job. Raises: ConfigError (from the userdb, for -A)."""
+    names = list_users(settings) if all_users else list(users)
+    failed = 0
+    try:
+        with _client(settings) as client:
+            for name in names:
+                body = {"mailboxes": list(mailboxes)} if kind == "index" and mailboxes else None
+                response = client.post(f"/v1/users/{quote(name, safe='@')}/{kind}", json=body)
+                if response.status_code == 202:
+                    print(f"{name}: {kind} job {response.json()['job']} queued")
+                    continue
+                failed += 1
+                print(f"ftsd: {name}: {kind} refused: {_message(response)}", file=sys.stderr)
+    except httpx.TransportError as exc:
+        where = settings.server.socket or settings.server.listen
+        print(f"ftsd: the ftsd service is not running or not reachable ({where}: {exc}); start it with "
+              "`ftsd serve` (systemctl start ftsd), or run the command without -q", file=sys.stderr)
+        return 1
+    return 1 if failed else 0
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        error = response.json()["error"]
+        return f"{response.status_code} {error['code']}: {error['message']}"
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {response.status_code}"

@@ -1,0 +1,129 @@
+"""Maildir watcher: files appearing in or leaving a mailbox's `cur/` or `new/` queue an index job for that user
+and mailbox, debounced (a delivery burst becomes one job). Mailboxes in `fts.autoindex_exclude` are ignored.
+
+inotify through watchfiles (recursive, so folders created later are seen too); when inotify is not available
+(no watchfiles, watch limit reached, a file system without events) it falls back to polling the modification
+times of the `cur/` and `new/` directories every `poll_s` seconds. The users are those of the userdb at start.
+ftsd never writes into a Maildir, so its own work never triggers the watcher.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+from ftsd import service
+from ftsd.errors import FtsdError
+from ftsd.maildir import INBOX, decode_mutf7, list_mailboxes
+from ftsd.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Submit = Callable[[str, list[str]], None]  # (user, mailboxes)
+_MAIL_DIRS = ("cur", "new")
+
+
+class MaildirWatcher:
+    """`start()` a daemon thread that calls `submit(user, mailboxes)` on changes; `stop()` ends it."""
+
+    def __init__(self, settings: Settings, users: Sequence[str], submit: Submit, *, debounce_ms: int = 1000,
+                 poll_s: float = 5.0, force_polling: bool = False) -> None:
+        self.settings = settings
+        self.submit = submit
+        self.debounce_ms = debounce_ms
+        self.poll_s = poll_s
+        self.force_polling = force_polling
+        self.roots: dict[Path, str] = {}
+        for name in users:
+            try:
+                self.roots[service.get_user(settings, name).maildir] = name
+            except FtsdError as exc:
+                log.warning("watcher: %s", exc)
+        self.mode = "off"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if not self.roots:
+            return
+        self._thread = threading.Thread(target=self._run, name="ftsd-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def mailbox_of(self, path: Path) -> tuple[str, str] | None:
+        """(user, mailbox) of a message file path, or None if it is not in a watched mailbox's cur/ or new/."""
+        if path.parent.name not in _MAIL_DIRS or path.name.startswith("."):
+            return None
+        box = path.parent.parent
+        if box in self.roots:
+            return self.roots[box], INBOX
+        if box.parent in self.roots and box.name.startswith(".") and len(box.name) > 1:
+            try:
+                return self.roots[box.parent], decode_mutf7(box.name[1:])
+            except (ValueError, UnicodeDecodeError):
+                return None
+        return None
+
+    def changed(self, paths: Iterable[Path]) -> None:
+        """Queue one index job per user for the (not excluded) mailboxes these paths belong to."""
+        boxes: dict[str, set[str]] = defaultdict(set)
+        for path in paths:
+            found = self.mailbox_of(path)
+            if found and not service.is_excluded(self.settings, found[1]):
+                boxes[found[0]].add(found[1])
+        for user, names in boxes.items():
+            try:
+                self.submit(user, sorted(names))
+            except Exception:  # the watcher thread must outlive one failed submission
+                log.exception("watcher: queueing %s %s failed", user, sorted(names))
+
+    def _run(self) -> None:
+        if not self.force_polling:
+            try:
+                self._inotify()
+                return
+            except Exception as exc:  # ImportError, watch limit, unsupported file system
+                log.warning("watcher: inotify unavailable (%s); polling every %.0fs", exc, self.poll_s)
+        self._poll()
+
+    def _inotify(self) -> None:
+        from watchfiles import watch
+
+        self.mode = "inotify"
+        log.info("watcher: watching %d Maildirs (inotify)", len(self.roots))
+        for changes in watch(*self.roots, watch_filter=lambda _c, p: self.mailbox_of(Path(p)) is not None,
+                             debounce=self.debounce_ms, stop_event=self._stop, raise_interrupt=False,
+                             ignore_permission_denied=True, force_polling=False):
+            self.changed(Path(p) for _, p in changes)
+
+    def _snapshot(self) -> dict[Path, int]:
+        """mtime (ns) of every watched cur/ and new/ directory."""
+        seen: dict[Path, int] = {}
+        for root in self.roots:
+            try:
+                folders = [d for _, d in list_mailboxes(root)]
+            except FtsdError:
+                continue
+            for folder in folders:
+                for sub in _MAIL_DIRS:
+                    try:
+                        seen[folder / sub] = (folder / sub).stat().st_mtime_ns
+                    except OSError:
+                        continue
+        return seen
+
+    def _poll(self) -> None:
+        self.mode = "polling"
+        before = self._snapshot()
+        while not self._stop.wait(self.poll_s):
+            now = self._snapshot()
+            # a changed directory stands for "a file in it changed": pass a dummy file name inside it
+            self.changed(d / "x" for d, mtime in now.items() if before.get(d) != mtime)
+            before = now
