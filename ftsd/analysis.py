@@ -127,17 +127,28 @@ class Analyzer:
         """Query mode: the normalised query string and its runs, and whether the index can settle it alone."""
         norm = normalise(query)
         spans = list(runs(norm))
-        parts = tuple(norm[s:e] for s, e in spans)
-        single = len(spans) == 1 and spans[0] == (0, len(norm))
+        keys = []
+        for start, end in spans:
+            run = norm[start:end]
+            first = _WORD_CHAR.search(run)
+            if first is None:  # no word character: nothing stored can stand for it
+                continue
+            key = run[first.start() :]  # stored suffixes start at a word character
+            if len(key) < self.partial and not _ALL_WORD.fullmatch(key):
+                key = _ALL_WORD.match(key).group()  # type: ignore[union-attr]  # short grams are word characters
+            keys.append(key)
+        single = len(spans) == 1 and spans[0] == (0, len(norm)) and keys == [norm]
+        findable = len(norm) >= self.partial or bool(_ALL_WORD.fullmatch(norm))
         # A string with a longer word-character run than max_word_chars can never match (such runs are blanked).
         possible = not _garbage(self.max_word_chars).search(norm)
-        exact = single and len(norm) <= self.full
-        return QueryPieces(norm, parts if possible else None, exact and possible)
+        exact = single and findable and len(norm) <= self.full
+        return QueryPieces(norm, tuple(keys) if possible else None, exact and possible)
 
 
 @dataclass(frozen=True, slots=True)
 class QueryPieces:
-    """A normalised search string. Each of `runs` must start some indexed suffix; `exact`: that alone decides.
+    """A normalised search string. Each of `runs` is a lookup key (a prefix of a stored suffix, or a short gram)
+    that every matching text contains; `exact`: the single key alone decides.
     `runs` is None when the string can never match (it contains an unindexable over-long word)."""
 
     text: str
