@@ -41,7 +41,8 @@ def main() -> None:
     maildir = args.maildir.resolve()
     work = Path(tempfile.mkdtemp(prefix="ftsd-bench-"))
     cfg = work / "ftsd.toml"
-    cfg.write_text(f'mail_location = "maildir:{maildir.parent}/%u:INDEX={work}/idx/%u"\n[fts]\nautoindex_exclude = []\n')
+    cfg.write_text(f'mail_location = "maildir:{maildir.parent}/%u:INDEX={work}/idx/%u"\n'
+                   "[fts]\nautoindex_exclude = []\n")
     settings = load_settings(cfg)
     user = maildir.name
     t = time.perf_counter()

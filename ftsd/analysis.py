@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import icu
 
+from ftsd.settings import FtsSettings
+
 _SPACES = re.compile(r"\s+")
 _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 # Nonspacing and enclosing marks: removed after decomposition so that "Fahrländer" ~ "fahrlander".
@@ -98,6 +100,10 @@ class Analyzer:
     partial: int = 3
     full: int = 20
     max_word_chars: int = 64
+
+    @classmethod
+    def of(cls, fts: FtsSettings) -> Analyzer:
+        return cls(partial=fts.partial, full=fts.full, max_word_chars=fts.max_word_chars)
 
     def terms(self, text: str) -> set[str]:
         """Index mode: the set of suffix terms of every run of the normalised text."""

@@ -104,8 +104,7 @@ class MailboxSearch:
     _plans: dict[int, _Plan] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        fts = self.settings.fts
-        self.analyzer = Analyzer(partial=fts.partial, full=fts.full, max_word_chars=fts.max_word_chars)
+        self.analyzer = Analyzer.of(self.settings.fts)
 
     def plan(self, key: Key) -> _Plan:
         pieces = self.analyzer.pieces(key.value)

@@ -52,7 +52,7 @@ class FtsSettings:
     commit_limit: int = setting(500, "Commit after this many documents (flatcurve: commit_limit)")
     batch_bytes: int = setting(32_000_000, "Also commit after this many bytes of mail, so memory stays bounded")
     workers: int = setting(0, "Indexer worker processes; 0 = number of CPU cores")
-    max_message_bytes: int = setting(50_000_000, "Messages larger than this get only their headers indexed")
+    max_message_bytes: int = setting(100_000_000, "Messages larger than this get only their headers indexed")
     max_text_chars: int = setting(2_000_000, "Text kept per message after decoding (body and attachments together)")
     lock_timeout_s: float = setting(30.0, "How long to wait for another writer of the same index")
 

@@ -9,8 +9,6 @@ Maildir watcher start and stop with the app (lifespan). OpenAPI at /docs. Contra
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -38,6 +36,7 @@ from ftsd.api.models import (
     UserStatus,
     search_response,
 )
+from ftsd.api.solr import solr_router
 from ftsd.api.watcher import MaildirWatcher
 from ftsd.errors import FtsdError
 from ftsd.indexer.jobs import JobQueue, JobRunner
@@ -197,15 +196,6 @@ def _stop(state: ServiceState) -> None:
     state.queue.close()
 
 
-def _solr_router(settings: Settings) -> APIRouter | None:
-    """The Solr-compatible routes for Dovecot's fts_solr (ftsd/api/solr.py: `solr_router(settings)`)."""
-    if importlib.util.find_spec("ftsd.api.solr") is None:
-        return None
-    make = getattr(importlib.import_module("ftsd.api.solr"), "solr_router", None)
-    found = make(settings) if callable(make) else None
-    return found if isinstance(found, APIRouter) else None
-
-
 def create_app(settings: Settings, *, job_threads: int = 2, watch: bool = True, force_polling: bool = False) -> FastAPI:
     """The ASGI app. Job workers and the watcher run while the app's lifespan does (uvicorn starts it)."""
 
@@ -221,9 +211,7 @@ def create_app(settings: Settings, *, job_threads: int = 2, watch: bool = True, 
     app = FastAPI(title="ftsd", version=__version__, lifespan=lifespan,
                   description="Full-text search for Dovecot Maildirs: IMAP SEARCH over per-user Xapian indexes.")
     app.include_router(router)
-    solr = _solr_router(settings)
-    if solr is not None:
-        app.include_router(solr)
+    app.include_router(solr_router(settings))
     install_error_handlers(app)
     app.state.ftsd = None
     app.add_middleware(Guard, token=settings.server.token, max_body_bytes=settings.server.max_body_bytes,

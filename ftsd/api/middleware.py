@@ -13,12 +13,16 @@ import base64
 import binascii
 import hmac
 import json
+import re
 from collections.abc import Callable
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 OPEN_PATHS = frozenset({"/healthz"})  # liveness probes need no token
+
+
+_SOLR_UPDATE = re.compile(r"^/solr/[^/]+/update/?$")
 
 
 def is_tcp(scope: Scope) -> bool:
@@ -87,6 +91,11 @@ class Guard:
                 await _send_error(send, 401, "unauthorized", "a valid bearer token is required",
                                   {"WWW-Authenticate": 'Bearer realm="ftsd"'})
                 return
+        if _SOLR_UPDATE.match(scope["path"]):
+            # Dovecot's update batches are streamed into the index and bounded there; a 413 here would make
+            # Dovecot resend the same batch forever.
+            await self.app(scope, receive, send)
+            return
         length = next((v for k, v in headers if k.lower() == b"content-length"), None)
         if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
             await _send_error(send, 413, "body_too_large", self._too_large, {"Connection": "close"})

@@ -70,11 +70,17 @@ def decode_text(data: bytes, declared: str | None) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         pass
+    if charset and charset != "ascii":
+        # One stray byte in otherwise good Big5/GB text: keep the declared charset rather than guess another.
+        text = data.decode(charset, errors="replace")
+        if text.count("\ufffd") <= max(2, len(text) // 200):
+            return text
     detected = _detect(data)
-    for candidate in (detected, charset):
-        if candidate:
-            try:
-                return data.decode(candidate)
-            except UnicodeDecodeError:
-                continue
+    if detected:
+        try:
+            return data.decode(detected)
+        except UnicodeDecodeError:
+            text = data.decode(detected, errors="replace")
+            if text.count("\ufffd") <= max(2, len(text) // 200):
+                return text
     return data.decode(charset or "windows-1252", errors="replace")

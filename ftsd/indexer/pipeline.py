@@ -51,8 +51,7 @@ def index_message(guid: str, uid: int, path: Path, settings: Settings) -> Outcom
         return Outcome(uid, failed=f"cannot read {path}: {exc.strerror}")
     try:
         parsed = parse_message(raw, settings)
-        fts = settings.fts
-        analyzer = Analyzer(partial=fts.partial, full=fts.full, max_word_chars=fts.max_word_chars)
+        analyzer = Analyzer.of(settings.fts)
         terms = analyse_fields(parsed, analyzer)
         parts = [dataclasses.astuple(p) for p in parsed.parts]
         data = {"uid": uid, "file": path.name, "size": len(raw), "parts": parts}

@@ -48,6 +48,10 @@ class Searcher:
         """See the latest commit (cheap when nothing changed)."""
         self.db.reopen()
 
+    def guids(self) -> list[str]:
+        """GUIDs of the mailboxes that have documents in this index."""
+        return [t.term.decode()[len(schema.MAILBOX_PREFIX) :] for t in self.db.allterms(schema.MAILBOX_PREFIX)]
+
     def mailboxes(self) -> dict[str, dict[str, Any]]:
         out = {}
         for key in self.db.metadata_keys(schema.META_MAILBOX):
