@@ -71,10 +71,15 @@ def free_port() -> int:
 
 
 def write_config(work: Path, maildir: Path, port: int, workers: int) -> Path:
-    (work / "passwd").write_text(f"{maildir.name}:x:1000:1000::{maildir}::\n")
+    # Two users share the (read-only) Maildir through symlinks: the searched one, and "bulk" for the
+    # other-user scenario.
+    (work / "mail").mkdir()
+    for name in (maildir.name, "bulk"):
+        (work / "mail" / name).symlink_to(maildir)
+    (work / "passwd").write_text(f"{maildir.name}:x:1000:1000::{maildir}::\nbulk:x:1000:1000::{maildir}::\n")
     config = work / "ftsd.toml"
     config.write_text(
-        f'mail_location = "maildir:{maildir.parent}/%u:INDEX={work}/idx/%u"\n'
+        f'mail_location = "maildir:{work}/mail/%u:INDEX={work}/idx/%u"\n'
         'log_level = "warning"\n'
         f'[userdb]\ndriver = "passwd-file"\nargs = "{work}/passwd"\n'
         f"[fts]\nworkers = {workers}\n"
@@ -127,6 +132,10 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--workers", type=int, default=0, help="fts.workers of the service (0 = CPU cores)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--scenario", choices=("other-user", "cold"), default="other-user",
+                        help="other-user: the searched user is indexed, a bulk job indexes another user's copy "
+                             "(the nightly `index -A` case); cold: the bulk job indexes the searched user itself, "
+                             "so searches must read not-yet-indexed mail from disk")
     args = parser.parse_args()
     maildir = args.maildir.resolve()
     args.user = maildir.name
@@ -136,6 +145,9 @@ def main() -> int:
     port = free_port()
     config = write_config(work, maildir, port, args.workers)
     base = f"http://127.0.0.1:{port}"
+    if args.scenario == "other-user":
+        subprocess.run([sys.executable, "-m", "ftsd", "index", "-c", str(config), "-u", args.user], check=True,
+                       stdout=subprocess.DEVNULL)
     log = (work / "serve.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "ftsd", "serve", "-c", str(config)], stdout=log, stderr=log)
     try:
@@ -154,7 +166,9 @@ def main() -> int:
             total = sum(row["messages"] for row in status["mailboxes"])
             print(f"{args.user}: {total} messages in {len(mailboxes)} mailboxes; {len(words)} query words; "
                   f"{args.clients} clients; index in {work}/idx")
-            job = client.post(f"/v1/users/{args.user}/index", json={"mailboxes": mailboxes}).json()["job"]
+            bulk_user = "bulk" if args.scenario == "other-user" else args.user
+            print(f"scenario {args.scenario}: bulk index job for {bulk_user}, searches on {args.user}")
+            job = client.post(f"/v1/users/{bulk_user}/index", json={"mailboxes": mailboxes}).json()["job"]
             t0 = time.perf_counter()
 
             def job_state() -> dict[str, Any]:

@@ -40,6 +40,7 @@ from ftsd.api.solr import solr_router
 from ftsd.api.watcher import MaildirWatcher
 from ftsd.errors import FtsdError
 from ftsd.indexer.jobs import JobQueue, JobRunner
+from ftsd.indexer.pool import use_forkserver
 from ftsd.maildir import validate_mailbox_name
 from ftsd.search import MailboxResult
 from ftsd.settings import Settings
@@ -169,6 +170,7 @@ class _timed:
 
 
 def _start(settings: Settings, job_threads: int, watch: bool, force_polling: bool) -> ServiceState:
+    use_forkserver()  # the service runs threads: indexer workers must not be forked from it
     try:
         users = list_users(settings)
     except FtsdError as exc:

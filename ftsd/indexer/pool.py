@@ -14,6 +14,15 @@ from ftsd.indexer.pipeline import Outcome, index_message
 from ftsd.settings import Settings
 
 _settings: Settings | None = None
+# fork: workers inherit the loaded modules and start in milliseconds (the CLI, scripts). The service switches to
+# forkserver, since forking a multi-threaded process can copy a lock another thread holds.
+_start_method = "fork"
+
+
+def use_forkserver() -> None:
+    """Start workers from a fork server from now on (call once in a multi-threaded process, before any pool)."""
+    global _start_method
+    _start_method = "forkserver"
 
 
 def _init(settings: Settings) -> None:
@@ -38,10 +47,9 @@ class WorkerPool:
 
     def __enter__(self) -> WorkerPool:
         if self.size > 1:
-            # forkserver, not fork: the service forks from a multi-threaded process, where a plain fork can
-            # inherit a lock held by another thread. The server preloads the pipeline once; workers fork from it.
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["ftsd.indexer.pipeline"])
+            context = multiprocessing.get_context(_start_method)
+            if _start_method == "forkserver":
+                context.set_forkserver_preload(["ftsd.indexer.pipeline"])
             self._pool = context.Pool(self.size, _init, (self.settings,))
         return self
 

@@ -51,3 +51,13 @@ def build_document(guid: str, uid: int, terms: Mapping[str, Set[str]], data: Map
     doc.add_value(SLOT_UID, str(uid))
     doc.set_data(json.dumps(data, separators=(",", ":")))
     return bytes(doc.serialise())
+
+
+def mailbox_metadata(db: Any) -> dict[str, dict[str, Any]]:
+    """guid -> metadata {name, uidvalidity, last_uid, messages} of every mailbox an index knows."""
+    out = {}
+    for key in db.metadata_keys(META_MAILBOX):
+        raw = db.get_metadata(key)
+        if raw:
+            out[key.decode()[len(META_MAILBOX) :]] = json.loads(raw)
+    return out

@@ -53,12 +53,7 @@ class Searcher:
         return [t.term.decode()[len(schema.MAILBOX_PREFIX) :] for t in self.db.allterms(schema.MAILBOX_PREFIX)]
 
     def mailboxes(self) -> dict[str, dict[str, Any]]:
-        out = {}
-        for key in self.db.metadata_keys(schema.META_MAILBOX):
-            raw = self.db.get_metadata(key)
-            if raw:
-                out[key.decode()[len(schema.META_MAILBOX) :]] = json.loads(raw)
-        return out
+        return schema.mailbox_metadata(self.db)
 
     # -- query building -------------------------------------------------------------------------------------
     @staticmethod

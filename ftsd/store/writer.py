@@ -109,9 +109,4 @@ class IndexWriter:
 
     def mailboxes(self) -> dict[str, dict[str, Any]]:
         """guid -> metadata of every mailbox the index knows."""
-        out = {}
-        for key in self.db.metadata_keys(schema.META_MAILBOX):
-            raw = self.db.get_metadata(key)
-            if raw:
-                out[key.decode()[len(schema.META_MAILBOX) :]] = json.loads(raw)
-        return out
+        return schema.mailbox_metadata(self.db)
