@@ -177,12 +177,6 @@ def parse_message(raw: bytes, settings: Settings) -> ParsedMessage:
     return parsed
 
 
-def header_values(raw: bytes, name: str) -> str:
-    """All values of one header, decoded and joined with newlines (for HEADER keys that need checking)."""
-    msg = email.parser.BytesParser().parsebytes(raw, headersonly=True)
-    return "\n".join(decode_header_value(v) for v in msg.get_all(name) or [])
-
-
-def header_present(raw: bytes, name: str) -> bool:
-    """True if the message has at least one `name` header (HEADER name "" matches exactly those)."""
-    return email.parser.BytesParser().parsebytes(raw, headersonly=True).get_all(name) is not None
+def parse_headers(raw: bytes) -> Message:
+    """Only the header block of a message (for HEADER keys and their verification)."""
+    return email.parser.BytesParser().parsebytes(raw, headersonly=True)

@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.message import Message
 from functools import reduce
+from pathlib import Path
 
 from ftsd.analysis import Analyzer, QueryPieces, normalise, searchable
 from ftsd.maildir import Mailbox
-from ftsd.message import ParsedMessage, header_present, header_values, parse_message
+from ftsd.message import ParsedMessage, decode_header_value, parse_headers, parse_message
 from ftsd.query import All, And, Key, Node, Or
 from ftsd.settings import Settings
 from ftsd.store.searcher import Query, Searcher
@@ -63,33 +65,52 @@ def _fields(key: Key) -> tuple[tuple[str, ...], bool]:
 
 
 class _MessageText:
-    """The normalised field texts of one message, decoded lazily from the Maildir, for verification."""
+    """The normalised field texts of one message, read lazily from the Maildir, for verification. Header keys
+    read and parse only the header block; BODY and TEXT decode the whole message."""
 
-    def __init__(self, raw: bytes, settings: Settings) -> None:
-        self.raw = raw
+    _HEAD_BYTES = 65536
+
+    def __init__(self, path: Path, settings: Settings) -> None:
+        self.path = path
         self.settings = settings
+        self._raw: bytes | None = None
+        self._head: Message | None = None
         self._parsed: ParsedMessage | None = None
         self._cache: dict[str, str] = {}
 
     def _norm(self, text: str) -> str:
         return searchable(normalise(text), self.settings.fts.max_word_chars)
 
+    def raw(self) -> bytes:
+        if self._raw is None:
+            self._raw = self.path.read_bytes()
+        return self._raw
+
+    def headers(self) -> Message:
+        if self._head is None:
+            head = self._raw
+            if head is None:
+                with self.path.open("rb") as f:
+                    head = f.read(self._HEAD_BYTES)
+                if b"\n\n" not in head and b"\r\n\r\n" not in head:  # headers longer than that: read it all
+                    head = self.raw()
+            self._head = parse_headers(head)
+        return self._head
+
     def has_header(self, name: str) -> bool:
-        return bool(header_present(self.raw, name))
+        return self.headers().get_all(name) is not None
 
     def field(self, key: Key) -> str:
-        name = key.field if key.field != "header" else "header:" + (key.header or "").lower()
+        name = key.field if key.field != "header" else (key.header or "").lower()
         if name not in self._cache:
-            if name.startswith("header:") and name[7:] not in _OWN_FIELD_HEADERS:
-                self._cache[name] = self._norm(header_values(self.raw, name[7:]))
+            if name not in ("text", "body"):  # any header: the header block is enough
+                values = self.headers().get_all(name) or []
+                self._cache[name] = self._norm("\n".join(decode_header_value(v) for v in values))
             else:
                 if self._parsed is None:
-                    self._parsed = parse_message(self.raw, self.settings)
+                    self._parsed = parse_message(self.raw(), self.settings)
                 p = self._parsed
-                plain = name.removeprefix("header:")
-                text = p.headers + "\n" + p.body if plain == "text" else p.body if plain == "body" else \
-                    p.header_field(plain)
-                self._cache[name] = self._norm(text)
+                self._cache[name] = self._norm(p.headers + "\n" + p.body if name == "text" else p.body)
         return self._cache[name]
 
 
@@ -182,11 +203,10 @@ class MailboxSearch:
 
     def _verify(self, uid: int, node: Node) -> bool:
         try:
-            raw = self.mailbox.messages[uid].read_bytes()
+            return evaluate(node, _MessageText(self.mailbox.messages[uid], self.settings), self.analyzer.pieces)
         except OSError as exc:  # expunged since the scan: it is no longer a match
             log.info("%s UID %d vanished during the search: %s", self.mailbox.name, uid, exc)
             return False
-        return evaluate(node, _MessageText(raw, self.settings), self.analyzer.pieces)
 
 
 def evaluate(node: Node, text: _MessageText, pieces: Callable[[str], QueryPieces]) -> bool:
