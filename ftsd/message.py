@@ -78,6 +78,20 @@ def decode_header_value(value: object) -> str:
     return "".join(out)
 
 
+def _matches(name: str, patterns: list[str]) -> bool:
+    return any(name == p or (p.endswith("*") and name.startswith(p[:-1])) for p in patterns)
+
+
+def header_indexed(name: str, settings: Settings) -> bool:
+    """False for headers excluded by fts.header_excludes (and not re-included by fts.header_includes)."""
+    fts = settings.fts
+    if not fts.header_excludes:
+        return True
+    name = name.lower()
+    return not _matches(name, [p.lower() for p in fts.header_excludes]) or \
+        _matches(name, [p.lower() for p in fts.header_includes])
+
+
 def _filename(part: Message) -> str | None:
     try:
         name = part.get_filename()
@@ -162,10 +176,11 @@ def parse_message(raw: bytes, settings: Settings) -> ParsedMessage:
         values = msg.get_all(name) or []
         text = "\n".join(decode_header_value(v) for v in values)
         setattr(parsed, "from_" if name == "from" else name, text)
-    parsed.headers = _header_lines(msg)
     own = ("subject", *ADDRESS_FIELDS)
+    items = [(n, v) for n, v in msg.items() if n.lower() in own or header_indexed(n, settings)]
+    parsed.headers = "\n".join(f"{name}: {decode_header_value(value)}" for name, value in items)
     parsed.other_headers = "\n".join(
-        f"{name}:" if name.lower() in own else f"{name}: {decode_header_value(value)}" for name, value in msg.items()
+        f"{name}:" if name.lower() in own else f"{name}: {decode_header_value(value)}" for name, value in items
     )
     walker = _Walker(settings)
     if too_big:

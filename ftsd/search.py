@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ftsd.analysis import Analyzer, QueryPieces, normalise, searchable
 from ftsd.maildir import Mailbox
-from ftsd.message import ParsedMessage, decode_header_value, parse_headers, parse_message
+from ftsd.message import ParsedMessage, decode_header_value, header_indexed, parse_headers, parse_message
 from ftsd.query import All, And, Key, Node, Or
 from ftsd.settings import Settings
 from ftsd.store.searcher import Query, Searcher
@@ -54,12 +54,15 @@ class _Plan:
     pieces: QueryPieces | None = None
 
 
-def _fields(key: Key) -> tuple[tuple[str, ...], bool]:
-    """Index fields that hold the key's text, and whether they hold exactly that text."""
+def _fields(key: Key, settings: Settings) -> tuple[tuple[str, ...], bool]:
+    """Index fields that hold the key's text, and whether they hold exactly that text. No fields: the header is
+    not indexed (fts.header_excludes), every message is a candidate."""
     if key.field == "header":
         name = (key.header or "").lower()
         if name in _OWN_FIELD_HEADERS:
             return (name,), True
+        if not header_indexed(name, settings):
+            return (), False
         return ("headers",), False  # other headers share one pool: a hit there is only a candidate
     return _FIELD_SOURCES[key.field], True
 
@@ -129,12 +132,12 @@ class MailboxSearch:
 
     def plan(self, key: Key) -> _Plan:
         pieces = self.analyzer.pieces(key.value)
-        fields_, own = _fields(key)
+        fields_, own = _fields(key, self.settings)
         if not pieces.text:  # "" matches every message; HEADER name "" those that have the header (RFC 3501)
             return _Plan(Searcher.all_(), key.field != "header", pieces)
         if pieces.runs is None:
             return _Plan(Searcher.nothing(), True, pieces)
-        if not pieces.runs:  # only punctuation: every message is a candidate
+        if not pieces.runs or not fields_:  # only punctuation, or a header not indexed: all are candidates
             return _Plan(Searcher.all_(), False, pieces)
         fts = self.settings.fts
         query = Searcher.and_([Searcher.piece(fields_, run, fts.full, fts.partial) for run in pieces.runs])

@@ -44,6 +44,13 @@ class FtsSettings:
     full: int = setting(20, "Longest indexed term in characters (fts-xapian: full)")
     max_word_chars: int = setting(64, "Words longer than this (base64, hex garbage) are not indexed "
                                   "(Dovecot skips 50+)")
+    header_excludes: list[str] = setting(
+        [], "Headers left out of the index and of TEXT, like Dovecot's fts_header_excludes (trailing * allowed): "
+            "e.g. [\"Received\", \"DKIM-*\"] shrinks the index; HEADER keys on them still answer, from the Maildir"
+    )
+    header_includes: list[str] = setting(
+        [], "Headers indexed even when header_excludes matches them (fts_header_includes)"
+    )
     autoindex: bool = setting(True, "Bring a mailbox up to date before answering a search on it (fts_autoindex)")
     autoindex_exclude: list[str] = setting(
         ["\\Trash", "\\Junk"], "Special-use flags or mailbox names left out of bulk and automatic indexing"

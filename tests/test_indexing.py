@@ -195,3 +195,15 @@ def test_killed_mid_run_resumes_without_loss(maildir: MailDir, make_config):
     assert report.indexed == 400 - partial and report.failed == []
     assert indexed(settings)["indexed"] == 400
     assert uids(settings, "BODY marker399") == [made[399]] and uids(settings, "SUBJECT bulk") == made
+
+
+def test_header_excludes_like_dovecot(maildir: MailDir, make_config):
+    settings = load_settings(make_config(fts={"header_excludes": ["Received", "X-Noise-*"],
+                                              "header_includes": ["X-Noise-Keep"]}))
+    a = maildir.deliver(subject="hi", headers={"Received": "from relayzebra.example", "X-Noise-A": "noisyword",
+                                               "X-Noise-Keep": "keptword"})
+    b = maildir.deliver(subject="relayzebra in subject")
+    service.index_users(settings, [USER])
+    assert uids(settings, "TEXT relayzebra") == [b]  # Received is not part of TEXT any more
+    assert uids(settings, "TEXT noisyword") == [] and uids(settings, "TEXT keptword") == [a]
+    assert uids(settings, "HEADER Received relayzebra") == [a]  # still answered, from the Maildir
