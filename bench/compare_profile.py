@@ -1,0 +1,647 @@
+#!/usr/bin/env python3
+"""Where ftsd's indexing time goes, and what settings or core changes would buy (the evidence in docs/performance.md).
+
+    .venv/bin/python bench/compare_profile.py stages MAILDIR [--sample 1000]
+    .venv/bin/python bench/compare_profile.py variants MAILDIR [--repeat 2] [--only NAME,...]
+    .venv/bin/python bench/compare_profile.py search-variants MAILDIR [--only baseline,partial=2]
+    .venv/bin/python bench/compare_profile.py dictionary MAILDIR
+
+`stages`: a seeded sample of messages through the indexer's steps in ONE process, CPU time per step (read, parse,
+analyse, build the Xapian document, writer: unserialise + replace_document, commit), terms per document, then the
+top functions of a cProfile run of the same loop.
+
+`variants`: the whole Maildir indexed from scratch once per variant and round, variants alternating, each in a fresh
+process (forked workers inherit the patches): wall, CPU of the writer process (the parent: feeder + Xapian writes) and
+of the worker processes, peak summed RSS/PSS of the process tree, index size raw and after optimize. Variants are
+settings (`fts.workers`, `fts.commit_limit`, `fts.partial`, `fts.full`, `fts.max_word_chars`) and monkeypatched
+prototypes of core changes (no short grams, Received headers not indexed, per-worker shard writers merged by
+compaction, a fuller compaction, whole runs only).
+
+`search-variants`: TEXT search latency and hit counts on indexes built with some of those variants (the compare query
+set plus 1- and 2-character strings). `dictionary`: a prototype of another index design (whole runs per document plus
+one suffix dictionary) against the current one: indexing CPU, sizes, search latency, and whether the hits agree.
+Temp dirs are removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import dataclasses
+import io
+import json
+import os
+import pstats
+import random
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from compare_common import (  # noqa: E402
+    TreeSampler,
+    build_queries,
+    ftsd_digest,
+    kill_group,
+    mail_stats,
+    med,
+    pct,
+)
+
+USER = "bench"
+GUID = "0" * 32
+
+# name -> ([fts] settings, patch name or "")
+VARIANTS: dict[str, tuple[dict[str, int], str]] = {
+    "baseline": ({}, ""),
+    "workers=1": ({"workers": 1}, ""),
+    "workers=3": ({"workers": 3}, ""),
+    "commit_limit=100": ({"commit_limit": 100}, ""),
+    "commit_limit=2000": ({"commit_limit": 2000}, ""),
+    "partial=2": ({"partial": 2}, ""),
+    "partial=4": ({"partial": 4}, ""),
+    "full=12": ({"full": 12}, ""),
+    "full=16": ({"full": 16}, ""),
+    "max_word_chars=32": ({"max_word_chars": 32}, ""),
+    "no short grams (patch)": ({}, "no_short_grams"),
+    "no Received headers (patch)": ({}, "no_received"),
+    "no Received + partial=2": ({"partial": 2}, "no_received"),
+    "compaction FULLER (patch)": ({}, "fuller"),
+    "shard per worker (prototype)": ({}, "shards"),
+    "shards + no Received + FULLER": ({}, "shards_no_received_fuller"),
+    "whole runs only (prototype)": ({}, "whole_runs"),
+    "whole runs + short grams (prototype)": ({}, "whole_runs_grams2"),
+    "whole runs + 1-char grams (prototype)": ({}, "whole_runs_grams1"),
+    "commit_limit=25": ({"commit_limit": 25}, ""),
+    "commit_limit=50": ({"commit_limit": 50}, ""),
+    "commit_limit=200": ({"commit_limit": 200}, ""),
+    "partial=2 + commit_limit=100": ({"partial": 2, "commit_limit": 100}, ""),
+    "no Received + partial=2 + commit_limit=100": ({"partial": 2, "commit_limit": 100}, "no_received"),
+    "shards + commit_limit=100": ({"commit_limit": 100}, "shards"),
+    "shards + partial=2 + commit_limit=100": ({"partial": 2, "commit_limit": 100}, "shards"),
+    "shards + no Received + partial=2 + commit_limit=100": ({"partial": 2, "commit_limit": 100}, "shards_no_received"),
+}
+
+
+def message_paths(maildir: Path) -> list[Path]:
+    return sorted(p for p in maildir.rglob("*") if p.is_file() and p.parent.name in ("cur", "new"))
+
+
+# -- stages ------------------------------------------------------------------------------------------------------
+
+
+def stages(maildir: Path, sample: int) -> str:
+    import xapian
+
+    from ftsd.analysis import Analyzer
+    from ftsd.indexer.pipeline import analyse_fields
+    from ftsd.message import parse_message
+    from ftsd.settings import Settings
+    from ftsd.store.schema import build_document, id_term
+
+    files = random.Random(1).sample(message_paths(maildir), sample)
+    settings = Settings()
+    analyzer = Analyzer()
+    work = Path(tempfile.mkdtemp(prefix="ftsd-profile-"))
+
+    def loop(times: dict[str, float], counts: dict[str, int], count: bool) -> None:
+        db = xapian.WritableDatabase(str(work / f"db{len(os.listdir(work))}"), xapian.DB_CREATE_OR_OPEN)
+        db.begin_transaction()
+        clock = time.process_time
+        for i, path in enumerate(files, 1):
+            t0 = clock()
+            raw = path.read_bytes()
+            t1 = clock()
+            parsed = parse_message(raw, settings)
+            t2 = clock()
+            terms = analyse_fields(parsed, analyzer)
+            t3 = clock()
+            parts = [dataclasses.astuple(p) for p in parsed.parts]
+            doc = build_document(GUID, i, terms, {"uid": i, "file": path.name, "size": len(raw), "parts": parts})
+            t4 = clock()
+            db.replace_document(id_term(GUID, i), xapian.Document.unserialise(doc))
+            t5 = clock()
+            if i % 500 == 0:
+                db.commit_transaction()
+                db.begin_transaction()
+            t6 = clock()
+            for name, seconds in (("read", t1 - t0), ("parse + decode", t2 - t1), ("analyse", t3 - t2),
+                                  ("build document", t4 - t3), ("writer: unserialise + replace", t5 - t4),
+                                  ("writer: commit", t6 - t5)):
+                times[name] = times.get(name, 0.0) + seconds
+            if not count:
+                continue
+            counts["terms"] = counts.get("terms", 0) + sum(len(v) for v in terms.values())
+            counts["bytes"] = counts.get("bytes", 0) + len(raw)
+            for fieldname, values in terms.items():
+                counts[f"terms.{fieldname}"] = counts.get(f"terms.{fieldname}", 0) + len(values)
+                counts["short"] = counts.get("short", 0) + sum(1 for t in values if len(t) < analyzer.partial)
+        t = time.process_time()
+        db.commit_transaction()
+        db.close()
+        times["writer: commit"] = times.get("writer: commit", 0.0) + time.process_time() - t
+
+    try:
+        times: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        loop(times, counts, True)
+        total = sum(times.values())
+        out = [f"## Indexer stages, one process, {sample} messages sampled from {maildir} (seed 1)", "",
+               "| step | CPU s | ms/message | share |", "|---|---:|---:|---:|"]
+        for name, seconds in times.items():
+            out.append(f"| {name} | {seconds:.2f} | {seconds / sample * 1000:.2f} | {seconds / total:.0%} |")
+        out.append(f"| **total** | {total:.2f} | {total / sample * 1000:.2f} | {sample / total:.0f} msg/s "
+                   "on one core |")
+        per_field = ", ".join(f"{k.split('.')[1]} {v / sample:.0f}" for k, v in counts.items()
+                              if k.startswith("terms."))
+        out += ["", f"{counts['terms'] / sample:.0f} distinct terms per document ({per_field}); "
+                f"{counts['short'] / sample:.0f} of them 1..partial-1 character grams; "
+                f"{counts['bytes'] / sample:.0f} bytes per message.", ""]
+        profiler = cProfile.Profile()
+        profiler.enable()
+        loop({}, {}, False)
+        profiler.disable()
+        buf = io.StringIO()
+        pstats.Stats(profiler, stream=buf).sort_stats("tottime").print_stats(22)
+        body = buf.getvalue()
+        body = body[body.index("   ncalls"):] if "   ncalls" in body else body
+        out += ["cProfile of the same loop, top functions by own time:", "", "```", body.rstrip(), "```", ""]
+        return "\n".join(out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# -- variants ----------------------------------------------------------------------------------------------------
+
+_RECEIVED = re.compile(rb"^Received:.*\n(?:[ \t].*\n)*", re.MULTILINE | re.IGNORECASE)
+
+
+def _strip_received(raw: bytes) -> bytes:
+    end = raw.find(b"\n\n")
+    end = len(raw) if end < 0 else end + 1
+    return _RECEIVED.sub(b"", raw[:end]) + raw[end:]
+
+
+def apply_patch(patch: str) -> None:
+    """Monkeypatch ftsd before the worker pool forks (the workers inherit it)."""
+    from ftsd import analysis, message
+    from ftsd.indexer import pipeline, pool
+
+    if hasattr(pool, "_start_method"):
+        pool._start_method = "fork"  # the patches below reach the workers only through fork
+
+    if "no_short_grams" in patch:
+        def terms(self: analysis.Analyzer, text: str) -> set[str]:
+            norm = analysis.searchable(analysis.normalise(text), self.max_word_chars)
+            out: set[str] = set()
+            for run in {norm[s:e] for s, e in analysis.runs(norm)}:
+                starts = range(len(run)) if analysis._ALL_WORD.fullmatch(run) else [
+                    m.start() for m in analysis._WORD_CHAR.finditer(run)]
+                out.update([run[i : i + self.full] for i in starts if len(run) - i >= self.partial])
+            return out
+
+        analysis.Analyzer.terms = terms  # type: ignore[method-assign]
+    if "whole_runs" in patch:
+        grams = int(patch[-1]) if patch[-1].isdigit() else 0
+
+        def whole_runs(self: analysis.Analyzer, text: str) -> set[str]:
+            norm = analysis.searchable(analysis.normalise(text), self.max_word_chars)
+            out = set()
+            words = []
+            for s, e in analysis.runs(norm):
+                run = norm[s:e]
+                while len(run.encode()) > 240:  # Xapian's term limit is 245 bytes with the prefix
+                    run = run[:-1]
+                out.add(run)
+                words += analysis._ALL_WORD.findall(run)
+            joined = " ".join(words)
+            for size in range(1, grams + 1):
+                out.update({g for i in range(len(joined) - size + 1) if " " not in (g := joined[i : i + size])})
+            return out
+
+        analysis.Analyzer.terms = whole_runs  # type: ignore[method-assign]
+    if "no_received" in patch:
+        original = message.parse_message
+
+        def parse(raw: bytes, settings: Any) -> Any:
+            return original(_strip_received(raw), settings)
+
+        pipeline.parse_message = parse  # type: ignore[attr-defined]  # the name the pipeline calls
+
+
+def compact(path: Path, fuller: bool) -> int:
+    import xapian
+
+    tmp = path.with_name(path.name + ".compact")
+    db = xapian.Database(str(path))
+    db.compact(str(tmp), xapian.DBCOMPACT_NO_RENUMBER | (xapian.Compactor.FULLER if fuller else 0))
+    db.close()
+    shutil.rmtree(path)
+    tmp.rename(path)
+    return dir_bytes(path)
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _shard_worker(args: tuple[str, list[tuple[int, str]], Any]) -> float:
+    """Prototype: one worker parses, analyses and writes its own shard; returns its CPU seconds."""
+    import xapian
+
+    from ftsd.analysis import Analyzer
+    from ftsd.indexer import pipeline
+    from ftsd.store import schema
+
+    parse_message = getattr(pipeline, "parse_message")  # noqa: B009 - patched by apply_patch() in the parent
+
+    shard, items, settings = args
+    commit_limit = settings.fts.commit_limit
+    fts = settings.fts
+    analyzer = Analyzer(partial=fts.partial, full=fts.full, max_word_chars=fts.max_word_chars)
+    db = xapian.WritableDatabase(shard, xapian.DB_CREATE_OR_OPEN)
+    db.begin_transaction()
+    for n, (uid, path) in enumerate(items, 1):
+        raw = Path(path).read_bytes()
+        parsed = parse_message(raw, settings)
+        terms = pipeline.analyse_fields(parsed, analyzer)
+        doc = xapian.Document()
+        for fieldname, values in terms.items():
+            prefix = schema.FIELD_PREFIXES[fieldname]
+            for term in values:
+                doc.add_term(prefix + term)
+        doc.add_boolean_term(schema.mailbox_term(GUID))
+        doc.add_boolean_term(schema.id_term(GUID, uid))
+        doc.add_value(schema.SLOT_UID, str(uid))
+        parts = [dataclasses.astuple(p) for p in parsed.parts]
+        doc.set_data(json.dumps({"uid": uid, "file": Path(path).name, "size": len(raw), "parts": parts}))
+        db.replace_document(schema.id_term(GUID, uid), doc)
+        if n % commit_limit == 0:
+            db.commit_transaction()
+            db.begin_transaction()
+    db.commit_transaction()
+    db.close()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return float(usage.ru_utime + usage.ru_stime)
+
+
+def shards_index(maildir: Path, work: Path, settings: Any, fuller: bool) -> tuple[int, int]:
+    """Prototype: N worker processes each write a shard, then one compaction merges them. (raw, merged) bytes."""
+    import multiprocessing
+
+    import xapian
+
+    workers = settings.fts.workers or os.cpu_count() or 1
+    items = [(uid, str(p)) for uid, p in enumerate(message_paths(maildir), 1)]
+    chunks = [items[i::workers] for i in range(workers)]
+    shards = [str(work / f"shard{i}") for i in range(workers)]
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        pool.map(_shard_worker, [(s, c, settings) for s, c in zip(shards, chunks, strict=True)])
+    raw = sum(dir_bytes(Path(s)) for s in shards)
+    merged = xapian.Database(shards[0])
+    for s in shards[1:]:
+        merged.add_database(xapian.Database(s))
+    out = work / "merged.db"
+    merged.compact(str(out), xapian.Compactor.FULLER if fuller else 0)
+    merged.close()
+    return raw, dir_bytes(out)
+
+
+def run_variant(name: str, maildir: Path, work: Path) -> dict[str, float]:
+    """Inside a fresh process: index the Maildir with this variant; wall, CPU (self/children), sizes."""
+    from ftsd import service
+    from ftsd.settings import load_settings
+
+    fts, patch = VARIANTS[name]
+    apply_patch(patch)  # also for "": pins the fork start method
+    (work / "mail").mkdir()
+    (work / "mail" / USER).symlink_to(maildir)
+    config = work / "ftsd.toml"
+    config.write_text(f'mail_location = "maildir:{work}/mail/%u:INDEX={work}/index/%u"\n[fts]\nautoindex_exclude = []\n'
+                      + "".join(f"{k} = {v}\n" for k, v in fts.items()))
+    settings = load_settings(config)
+    start = time.perf_counter()
+    if "shards" in patch:
+        raw, optimized = shards_index(maildir, work, settings, "fuller" in patch)
+        indexed = len(message_paths(maildir))
+    else:
+        report = service.index_users(settings, [USER])
+        indexed = report.indexed
+    wall = time.perf_counter() - start
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if "shards" not in patch:
+        db = work / "index" / USER / "xapian-indexes" / "ftsd.db"
+        raw = dir_bytes(db)
+        optimized = compact(db, "fuller" in patch)
+    return {"wall_s": wall, "writer_cpu_s": me.ru_utime + me.ru_stime, "workers_cpu_s": kids.ru_utime + kids.ru_stime,
+            "raw_bytes": raw, "optimized_bytes": optimized, "indexed": indexed}
+
+
+def variants(maildir: Path, repeat: int, only: list[str], timeout_s: float) -> str:
+    names = [n for n in VARIANTS if not only or n in only]
+    messages, mail_bytes = mail_stats(maildir)
+    results: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+    for round_no in range(repeat):
+        order = names if round_no % 2 == 0 else names[::-1]
+        for name in order:
+            work = Path(tempfile.mkdtemp(prefix="ftsd-variant-"))
+            proc = subprocess.Popen([sys.executable, __file__, "_variant", name, str(maildir), str(work)],
+                                    stdout=subprocess.PIPE, text=True, start_new_session=True)
+            sampler = TreeSampler(proc.pid)
+            sampler.start()
+            try:
+                stdout, _ = proc.communicate(timeout=timeout_s)
+                row = json.loads(stdout.strip().splitlines()[-1]) if proc.returncode == 0 else None
+            except subprocess.TimeoutExpired:
+                row = None
+            finally:
+                sampler.stop()
+                kill_group(proc.pid)
+                proc.wait()
+                shutil.rmtree(work, ignore_errors=True)
+            if row is None:  # one broken variant must not lose the others' numbers
+                print(f"round {round_no + 1} {name}: FAILED ({proc.returncode})", file=sys.stderr)
+                continue
+            row |= {"rss_mb": sampler.peak_rss_kb / 1024, "pss_mb": sampler.peak_pss_kb / 1024}
+            results[name].append(row)
+            print(f"round {round_no + 1} {name}: {json.dumps(row)}", file=sys.stderr)
+    load = os.getloadavg()
+    out = [f"## Variants: {maildir}, {messages:,} messages, {mail_bytes / 1e6:.1f} MB; medians of {repeat} round(s), "
+           f"variants alternating; load average at the end {load[0]:.1f}; ftsd source digest {ftsd_digest()}", "",
+           "| variant | wall s | msg/s | CPU s total | writer CPU s | workers CPU s | CPU ms/msg | peak RSS / PSS MB "
+           "(tree) | index MB raw | index MB optimized | index / mail | size vs baseline | CPU vs baseline |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    base = results.get("baseline")
+
+    def m(rows: list[dict[str, float]], key: str | Callable[[dict[str, float]], float]) -> float:
+        return med([key(r) if callable(key) else r[key] for r in rows])
+
+    def cpu(r: dict[str, float]) -> float:
+        return r["writer_cpu_s"] + r["workers_cpu_s"]
+
+    for name in names:
+        rows = results[name]
+        if not rows:
+            out.append(f"| {name} | failed |" + " |" * 11)
+            continue
+        size, total = m(rows, "optimized_bytes"), m(rows, cpu)
+        vs_size = f"{size / m(base, 'optimized_bytes') - 1:+.0%}" if base else ""
+        vs_cpu = f"{total / m(base, cpu) - 1:+.0%}" if base else ""
+        out.append(f"| {name} | {m(rows, 'wall_s'):.1f} | {messages / m(rows, 'wall_s'):.0f} | {total:.1f} "
+                   f"| {m(rows, 'writer_cpu_s'):.1f} | {m(rows, 'workers_cpu_s'):.1f} | {total / messages * 1e3:.2f} "
+                   f"| {max(r['rss_mb'] for r in rows):.0f} / {max(r['pss_mb'] for r in rows):.0f} "
+                   f"| {m(rows, 'raw_bytes') / 1e6:.1f} | {size / 1e6:.1f} | {size / mail_bytes:.2f} | {vs_size} "
+                   f"| {vs_cpu} |")
+    return "\n".join(out) + "\n"
+
+
+# -- prototype: whole runs per document + one suffix dictionary ---------------------------------------------------
+
+TEXT_PREFIXES = ("S", "F", "T", "C", "B", "H", "X")  # schema.FIELD_PREFIXES of the fields TEXT searches
+EXTRA_QUERIES = ["a", "q", "th", "zq", "ux", "linux", "money", "nux", "ction", "the", "from"]
+
+
+def _index_dir(work: Path) -> Path:
+    return work / "index" / USER / "xapian-indexes" / "ftsd.db"
+
+
+def _index_with(maildir: Path, work: Path, variant: str) -> dict[str, float]:
+    """Index in a fresh process (apply_patch there), as the variants do."""
+    proc = subprocess.run([sys.executable, __file__, "_variant", variant, str(maildir), str(work)],
+                          capture_output=True, text=True, check=True, timeout=3600)
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+# design -> (index variant, shortest dictionary suffix): the document keeps whole runs plus the short grams below
+# that length, so a query string shorter than it is one gram term and a longer one goes through the dictionary.
+DESIGNS = {
+    "runs + 1..2-char grams, dictionary suffixes >= 3": ("whole runs + short grams (prototype)", 3),
+    "runs + 1-char grams, dictionary suffixes >= 2": ("whole runs + 1-char grams (prototype)", 2),
+}
+
+
+def build_dictionary(index: Path, out: Path, full: int, shortest: int) -> tuple[float, int, int]:
+    """Suffix dictionary of a whole-run index: one document per distinct run (over all fields), its terms the run's
+    suffixes that start at a word character, `shortest`..`full` characters; the run in value slot 0. Append-only
+    (stale runs are harmless, optimize can rebuild it), so it needs no termlist. Returns (CPU s, bytes, runs)."""
+    import xapian
+
+    word_char = re.compile(r"\w")
+    start = time.process_time()
+    src = xapian.Database(str(index))
+    runs: set[bytes] = set()
+    for prefix in TEXT_PREFIXES:
+        for item in src.allterms(prefix):
+            runs.add(item.term[1:])
+    dic = xapian.WritableDatabase(str(out), xapian.DB_CREATE_OR_OVERWRITE | xapian.DB_NO_TERMLIST)
+    dic.begin_transaction()
+    for n, raw in enumerate(sorted(runs), 1):
+        run = raw.decode("utf-8", "surrogateescape")
+        doc = xapian.Document()
+        for m in word_char.finditer(run):
+            if len(run) - m.start() >= shortest:
+                doc.add_term(run[m.start() : m.start() + full])
+        doc.add_value(0, raw)
+        dic.add_document(doc)
+        if n % 50000 == 0:
+            dic.commit_transaction()
+            dic.begin_transaction()
+    dic.commit_transaction()
+    dic.close()
+    return time.process_time() - start, dir_bytes(out), len(runs)
+
+
+def dictionary(maildir: Path) -> str:
+    """Baseline index vs whole runs per document + a suffix dictionary: indexing CPU, sizes, and TEXT search latency
+    and hits on the INBOX for the compare query set plus a few 1-2 character and common strings."""
+    import xapian
+
+    from ftsd import service
+    from ftsd.query import parse_query
+    from ftsd.settings import load_settings
+    from ftsd.store import schema
+
+    messages, mail_bytes = mail_stats(maildir)
+    work = Path(tempfile.mkdtemp(prefix="ftsd-dictionary-"))
+
+    def cpu(r: dict[str, float]) -> float:
+        return r["writer_cpu_s"] + r["workers_cpu_s"]
+
+    try:
+        (work / "base").mkdir()
+        base = _index_with(maildir, work / "base", "baseline")
+        settings = load_settings(work / "base" / "ftsd.toml")
+        queries = build_queries(maildir, 50)
+        cats = {**queries.categories(True), "short and common": EXTRA_QUERIES}
+        sizes = ["| design | CPU s (writer + workers) | writer CPU s | CPU ms/msg | index MB | dictionary MB "
+                 "(runs) | total / mail |", "|---|---:|---:|---:|---:|---:|---:|",
+                 f"| baseline: suffixes + short grams per document | {cpu(base):.1f} | {base['writer_cpu_s']:.1f} "
+                 f"| {cpu(base) / messages * 1e3:.2f} | {base['optimized_bytes'] / 1e6:.1f} | – "
+                 f"| {base['optimized_bytes'] / mail_bytes:.2f} |"]
+        rows = ["| design | strings | n | baseline p50 / p99 ms | prototype p50 / p99 ms | same hits |",
+                "|---|---|---:|---:|---:|---:|"]
+        for number, (design, (variant, shortest)) in enumerate(DESIGNS.items()):
+            home = work / f"design{number}"
+            home.mkdir()
+            words = _index_with(maildir, home, variant)
+            dict_cpu, dict_bytes, n_runs = build_dictionary(_index_dir(home), home / "dict.db", 20, shortest)
+            total = words["optimized_bytes"] + dict_bytes
+            sizes.append(f"| {design} | {cpu(words):.1f} (+{dict_cpu:.1f} dictionary) | {words['writer_cpu_s']:.1f} "
+                         f"| {(cpu(words) + dict_cpu) / messages * 1e3:.2f} | {words['optimized_bytes'] / 1e6:.1f} "
+                         f"| {dict_bytes / 1e6:.1f} ({n_runs:,}) | {total / mail_bytes:.2f} |")
+            db = xapian.Database(str(_index_dir(home)))
+            dic = xapian.Database(str(home / "dict.db"))
+            guid = next(g for g, m in _guids(home).items() if m.get("name") == "INBOX")
+
+            def proto_search(q: str, db: Any = db, dic: Any = dic, guid: str = guid,
+                             shortest: int = shortest) -> set[int]:
+                if len(q) < shortest:
+                    main = xapian.Query(xapian.Query.OP_OR, [xapian.Query(p + q) for p in TEXT_PREFIXES])
+                else:
+                    enq = xapian.Enquire(dic)
+                    enq.set_query(xapian.Query(xapian.Query.OP_WILDCARD, q[:20]))
+                    spy = xapian.ValueCountMatchSpy(0)
+                    enq.add_matchspy(spy)
+                    enq.get_mset(0, 0, dic.get_doccount())
+                    found = [t.term.decode("utf-8", "surrogateescape") for t in spy.values()]
+                    found = [r for r in found if q in r] if len(q) > 20 else found
+                    if not found:
+                        return set()
+                    main = xapian.Query(xapian.Query.OP_OR, [xapian.Query(p + r) for r in found for p in TEXT_PREFIXES])
+                enq2 = xapian.Enquire(db)
+                enq2.set_query(xapian.Query(xapian.Query.OP_FILTER, main, xapian.Query(schema.mailbox_term(guid))))
+                enq2.set_weighting_scheme(xapian.BoolWeight())
+                spy2 = xapian.ValueCountMatchSpy(schema.SLOT_UID)
+                enq2.add_matchspy(spy2)
+                enq2.get_mset(0, 0, db.get_doccount())
+                return {int(t.term) for t in spy2.values()}
+
+            for cat, qs in cats.items():
+                for q in qs[:3]:  # warm-up
+                    proto_search(q)
+                    service.search(settings, USER, ["INBOX"], parse_query(f"TEXT {q}"), autoindex=False)
+                t_base, t_proto, same = [], [], 0
+                for q in qs:
+                    t = time.perf_counter()
+                    hits_base = set(service.search(settings, USER, ["INBOX"], parse_query(f"TEXT {q}"),
+                                                   autoindex=False)[0].uids)
+                    t_base.append((time.perf_counter() - t) * 1000)
+                    t = time.perf_counter()
+                    hits_proto = proto_search(q)
+                    t_proto.append((time.perf_counter() - t) * 1000)
+                    same += hits_base == hits_proto
+                rows.append(f"| {design} | {cat} | {len(qs)} | {med(t_base):.2f} / {pct(t_base, 99):.1f} "
+                            f"| {med(t_proto):.2f} / {pct(t_proto, 99):.1f} | {same}/{len(qs)} |")
+        out = [f"## Prototype: whole runs per document + a suffix dictionary ({maildir}, {messages:,} messages, "
+               f"{mail_bytes / 1e6:.1f} MB; ftsd source digest {ftsd_digest()})", "", *sizes, "",
+               "`TEXT string` on the INBOX, in-process; baseline = ftsd.service.search, prototype = a gram term, or "
+               "a wildcard over the suffix dictionary and an OR of the runs found, filtered to the mailbox. "
+               f"Short and common strings: {' '.join(EXTRA_QUERIES)}.", "", *rows]
+        return "\n".join(out) + "\n"
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+SHORT_QUERIES = {
+    "1 char": ["a", "e", "s", "q", "z", "x", "7", "0"],
+    "2 chars": ["th", "he", "in", "er", "an", "re", "on", "at", "st", "ng", "zq", "qx", "xj", "vk", "uu", "yy"],
+}
+
+
+def search_variants(maildir: Path, names: list[str]) -> str:
+    """TEXT search latency on the INBOX (in-process, autoindex off) on indexes built with other settings: the
+    compare query set plus 1- and 2-character strings, whose cost depends on `fts.partial`."""
+    from ftsd import service
+    from ftsd.query import parse_query
+    from ftsd.settings import load_settings
+
+    queries = build_queries(maildir, 50)
+    cats = {**queries.categories(True), **SHORT_QUERIES}
+    work = Path(tempfile.mkdtemp(prefix="ftsd-search-variants-"))
+    rows = ["| variant | " + " | ".join(f"{c} p50 / p99 ms" for c in cats) + " |", "|---|" + "---:|" * len(cats)]
+    hits: dict[str, dict[str, list[int]]] = {}
+    try:
+        for number, name in enumerate(names):
+            home = work / f"v{number}"
+            home.mkdir()
+            _index_with(maildir, home, name)
+            settings = load_settings(home / "ftsd.toml")
+            cells = []
+            hits[name] = {}
+            for cat, qs in cats.items():
+                for q in qs[:3]:
+                    service.search(settings, USER, ["INBOX"], parse_query(f"TEXT {q}"), autoindex=False)
+                times = []
+                for q in qs:
+                    t = time.perf_counter()
+                    result = service.search(settings, USER, ["INBOX"], parse_query(f"TEXT {q}"), autoindex=False)
+                    times.append((time.perf_counter() - t) * 1000)
+                    hits[name].setdefault(cat, []).append(len(result[0].uids))
+                cells.append(f"{med(times):.2f} / {pct(times, 99):.1f}")
+            rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    first = hits[names[0]]
+    same = all(h == first for h in hits.values())
+    return "\n".join([f"## Search latency by index variant ({maildir}, INBOX, `TEXT string`, in-process; "
+                      f"ftsd source digest {ftsd_digest()})", "", *rows, "",
+                      f"Same hit counts for every query in every variant: {'yes' if same else 'NO'}. "
+                      f"1 char: {' '.join(SHORT_QUERIES['1 char'])}; 2 chars: {' '.join(SHORT_QUERIES['2 chars'])}."
+                      ]) + "\n"
+
+
+def _guids(work: Path) -> dict[str, dict[str, Any]]:
+    import xapian
+
+    from ftsd.store import schema
+
+    db = xapian.Database(str(_index_dir(work)))
+    return {k.decode()[len(schema.META_MAILBOX) :]: json.loads(db.get_metadata(k))
+            for k in db.metadata_keys(schema.META_MAILBOX) if db.get_metadata(k)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("stages")
+    p.add_argument("maildir", type=Path)
+    p.add_argument("--sample", type=int, default=1000)
+    p = sub.add_parser("variants")
+    p.add_argument("maildir", type=Path)
+    p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--only", default="", help="comma-separated variant names")
+    p.add_argument("--timeout", type=float, default=1200, help="time limit of one variant run, seconds")
+    p = sub.add_parser("search-variants")
+    p.add_argument("maildir", type=Path)
+    p.add_argument("--only", default="baseline,partial=2,commit_limit=100", help="comma-separated variant names")
+    p = sub.add_parser("dictionary")
+    p.add_argument("maildir", type=Path)
+    p = sub.add_parser("_variant")  # internal: one variant in this process
+    p.add_argument("name")
+    p.add_argument("maildir", type=Path)
+    p.add_argument("work", type=Path)
+    args = parser.parse_args(argv)
+    if args.command == "stages":
+        print(stages(args.maildir.resolve(), args.sample))
+    elif args.command == "search-variants":
+        print(search_variants(args.maildir.resolve(), [n for n in args.only.split(",") if n]))
+    elif args.command == "dictionary":
+        print(dictionary(args.maildir.resolve()))
+    elif args.command == "variants":
+        print(variants(args.maildir.resolve(), args.repeat, [n for n in args.only.split(",") if n], args.timeout))
+    else:
+        print(json.dumps(run_variant(args.name, args.maildir.resolve(), args.work)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
