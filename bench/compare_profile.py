@@ -4,6 +4,7 @@
     .venv/bin/python bench/compare_profile.py stages MAILDIR [--sample 1000]
     .venv/bin/python bench/compare_profile.py variants MAILDIR [--repeat 2] [--only NAME,...]
     .venv/bin/python bench/compare_profile.py search-variants MAILDIR [--only baseline,partial=2]
+    .venv/bin/python bench/compare_profile.py search-profile MAILDIR [--copies 16]
     .venv/bin/python bench/compare_profile.py dictionary MAILDIR
 
 `stages`: a seeded sample of messages through the indexer's steps in ONE process, CPU time per step (read, parse,
@@ -18,7 +19,8 @@ prototypes of core changes (no short grams, Received headers not indexed, per-wo
 compaction, a fuller compaction, whole runs only).
 
 `search-variants`: TEXT search latency and hit counts on indexes built with some of those variants (the compare query
-set plus 1- and 2-character strings). `dictionary`: a prototype of another index design (whole runs per document plus
+set plus 1- and 2-character strings). `search-profile`: where the time of the slowest searches goes on the corpus
+replicated (16 copies = 100k messages). `dictionary`: a prototype of another index design (whole runs per document plus
 one suffix dictionary) against the current one: indexing CPU, sizes, search latency, and whether the hits agree.
 Temp dirs are removed at the end.
 """
@@ -599,6 +601,61 @@ def search_variants(maildir: Path, names: list[str]) -> str:
                       ]) + "\n"
 
 
+def search_profile(maildir: Path, copies: int) -> str:
+    """`TEXT word` over all mailboxes of the corpus replicated `copies` times (make-maildir.py replicate): latency per
+    category, then a cProfile of the 10 slowest queries (where the time of a slow search goes)."""
+    from ftsd import service
+    from ftsd.query import parse_query
+    from ftsd.settings import load_settings
+
+    work = Path(tempfile.mkdtemp(prefix="ftsd-search-profile-"))
+    try:
+        subprocess.run([sys.executable, "/work/shared/tools/make-maildir.py", "replicate", str(maildir),
+                        str(work / "mail" / USER), "--times", str(copies)], check=True, stdout=subprocess.DEVNULL,
+                       timeout=3600)
+        config = work / "ftsd.toml"
+        config.write_text(f'mail_location = "maildir:{work}/mail/%u:INDEX={work}/index/%u"\n'
+                          "[fts]\nautoindex_exclude = []\n")
+        subprocess.run([sys.executable, "-m", "ftsd", "index", "-c", str(config), "-u", USER], check=True,
+                       timeout=7200, stdout=subprocess.DEVNULL)
+        subprocess.run([sys.executable, "-m", "ftsd", "optimize", "-c", str(config), "-u", USER], check=True,
+                       timeout=3600, stdout=subprocess.DEVNULL)
+        settings = load_settings(config)
+        messages, _ = mail_stats(work / "mail" / USER)
+        queries = build_queries(maildir, 50)
+        timed: list[tuple[float, str, int]] = []
+        rows = ["| strings | p50 ms | p99 ms | median hits |", "|---|---:|---:|---:|"]
+        for cat, qs in queries.categories(True).items():
+            for q in qs[:3]:
+                service.search(settings, USER, ["*"], parse_query(f"TEXT {q}"), autoindex=False)
+            times, hits = [], []
+            for q in qs:
+                t = time.perf_counter()
+                result = service.search(settings, USER, ["*"], parse_query(f"TEXT {q}"), autoindex=False)
+                times.append((time.perf_counter() - t) * 1000)
+                hits.append(sum(len(r.uids) for r in result))
+                timed.append((times[-1], q, hits[-1]))
+            rows.append(f"| {cat} | {med(times):.2f} | {pct(times, 99):.1f} | {med(hits):.0f} |")
+        slowest = sorted(timed, reverse=True)[:10]
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(3):
+            for _, q, _ in slowest:
+                service.search(settings, USER, ["*"], parse_query(f"TEXT {q}"), autoindex=False)
+        profiler.disable()
+        buf = io.StringIO()
+        pstats.Stats(profiler, stream=buf).sort_stats("tottime").print_stats(15)
+        body = buf.getvalue()
+        body = body[body.index("   ncalls"):] if "   ncalls" in body else body
+        return "\n".join([
+            f"## Search profile: {maildir} x{copies} = {messages:,} messages, `TEXT word` over all mailboxes "
+            f"(in-process, autoindex off; ftsd source digest {ftsd_digest()})", "", *rows, "",
+            "10 slowest: " + ", ".join(f"{q} ({ms:.0f} ms, {h:,} hits)" for ms, q, h in slowest), "",
+            "cProfile of those 10 queries x 3, top functions by own time:", "", "```", body.rstrip(), "```", ""])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def _guids(work: Path) -> dict[str, dict[str, Any]]:
     import xapian
 
@@ -623,6 +680,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("search-variants")
     p.add_argument("maildir", type=Path)
     p.add_argument("--only", default="baseline,partial=2,commit_limit=100", help="comma-separated variant names")
+    p = sub.add_parser("search-profile")
+    p.add_argument("maildir", type=Path)
+    p.add_argument("--copies", type=int, default=16)
     p = sub.add_parser("dictionary")
     p.add_argument("maildir", type=Path)
     p = sub.add_parser("_variant")  # internal: one variant in this process
@@ -634,6 +694,8 @@ def main(argv: list[str] | None = None) -> int:
         print(stages(args.maildir.resolve(), args.sample))
     elif args.command == "search-variants":
         print(search_variants(args.maildir.resolve(), [n for n in args.only.split(",") if n]))
+    elif args.command == "search-profile":
+        print(search_profile(args.maildir.resolve(), args.copies))
     elif args.command == "dictionary":
         print(dictionary(args.maildir.resolve()))
     elif args.command == "variants":
