@@ -62,7 +62,7 @@ USER = "bench"
 GUID = "0" * 32
 
 # name -> ([fts] settings, patch name or "")
-VARIANTS: dict[str, tuple[dict[str, int], str]] = {
+VARIANTS: dict[str, tuple[dict[str, int | list[str]], str]] = {
     "baseline": ({}, ""),
     "workers=1": ({"workers": 1}, ""),
     "workers=3": ({"workers": 3}, ""),
@@ -79,6 +79,12 @@ VARIANTS: dict[str, tuple[dict[str, int], str]] = {
     "compaction FULLER (patch)": ({}, "fuller"),
     "shard per worker (prototype)": ({}, "shards"),
     "shards + no Received + FULLER": ({}, "shards_no_received_fuller"),
+    "commit_limit=500": ({"commit_limit": 500}, ""),
+    "header_excludes=Received": ({"header_excludes": ["Received"]}, ""),
+    "header_excludes=trace headers": ({"header_excludes": ["Received", "DKIM-*", "ARC-*", "X-*", "List-*",
+                                                           "Return-Path", "Delivered-To"]}, ""),
+    "partial=2 + header_excludes=Received": ({"partial": 2, "header_excludes": ["Received"]}, ""),
+    "shards + partial=2 + header_excludes=Received": ({"partial": 2, "header_excludes": ["Received"]}, "shards"),
     "whole runs only (prototype)": ({}, "whole_runs"),
     "whole runs + short grams (prototype)": ({}, "whole_runs_grams2"),
     "whole runs + 1-char grams (prototype)": ({}, "whole_runs_grams1"),
@@ -328,7 +334,7 @@ def run_variant(name: str, maildir: Path, work: Path) -> dict[str, float]:
     (work / "mail" / USER).symlink_to(maildir)
     config = work / "ftsd.toml"
     config.write_text(f'mail_location = "maildir:{work}/mail/%u:INDEX={work}/index/%u"\n[fts]\nautoindex_exclude = []\n'
-                      + "".join(f"{k} = {v}\n" for k, v in fts.items()))
+                      + "".join(f"{k} = {json.dumps(v)}\n" for k, v in fts.items()))
     settings = load_settings(config)
     start = time.perf_counter()
     if "shards" in patch:
@@ -601,6 +607,47 @@ def search_variants(maildir: Path, names: list[str]) -> str:
                       ]) + "\n"
 
 
+def _fast_uids() -> Callable[..., set[int]]:
+    """Prototype of a cheaper Searcher.uids: the match spy's values read through the raw SWIG calls (no Python
+    wrapper object per hit), and when a query matches more than half of the mailbox, its complement is enumerated
+    instead (UIDs = all indexed UIDs - complement)."""
+    import xapian
+
+    from ftsd.store import schema
+
+    raw = xapian._xapian
+
+    def collect(db: Any, query: Any, mailbox: Any) -> tuple[int, Any]:
+        enquire = xapian.Enquire(db)
+        enquire.set_query(xapian.Query(xapian.Query.OP_FILTER, query, mailbox))
+        enquire.set_weighting_scheme(xapian.BoolWeight())
+        spy = xapian.ValueCountMatchSpy(schema.SLOT_UID)
+        enquire.add_matchspy(spy)
+        mset = enquire.get_mset(0, 0, db.get_doccount())
+        return int(mset.get_matches_estimated()), spy
+
+    def values(spy: Any) -> set[int]:
+        out: set[int] = set()
+        add, get, nxt, eq = out.add, raw._TermIterator_get_term, raw._TermIterator___next__, raw._TermIterator_equals
+        it, end = raw.ValueCountMatchSpy_values_begin(spy), raw.ValueCountMatchSpy_values_end(spy)
+        while not eq(it, end):
+            add(int(get(it)))
+            nxt(it)
+        return out
+
+    def uids(self: Any, query: Any, guid: str) -> set[int]:
+        mailbox = xapian.Query(schema.mailbox_term(guid))
+        count, spy = collect(self.db, query, mailbox)
+        total = self.db.get_termfreq(schema.mailbox_term(guid))
+        if query is xapian.Query.MatchAll or count <= total // 2:
+            return values(spy)
+        _, rest = collect(self.db, xapian.Query(xapian.Query.OP_AND_NOT, xapian.Query.MatchAll, query), mailbox)
+        indexed: set[int] = self.indexed_uids(guid)
+        return indexed - values(rest)
+
+    return uids
+
+
 def search_profile(maildir: Path, copies: int) -> str:
     """`TEXT word` over all mailboxes of the corpus replicated `copies` times (make-maildir.py replicate): latency per
     category, then a cProfile of the 10 slowest queries (where the time of a slow search goes)."""
@@ -636,6 +683,24 @@ def search_profile(maildir: Path, copies: int) -> str:
                 hits.append(sum(len(r.uids) for r in result))
                 timed.append((times[-1], q, hits[-1]))
             rows.append(f"| {cat} | {med(times):.2f} | {pct(times, 99):.1f} | {med(hits):.0f} |")
+        from ftsd.store.searcher import Searcher
+
+        original = Searcher.uids
+        Searcher.uids = _fast_uids()  # type: ignore[method-assign]
+        rows += ["", "Prototype Searcher.uids (raw match-spy iteration + complement above half the mailbox), same "
+                 "queries:", "", "| strings | p50 ms | p99 ms | same hits as now |", "|---|---:|---:|---:|"]
+        for cat, qs in queries.categories(True).items():
+            times, same = [], 0
+            for q in qs:
+                t = time.perf_counter()
+                result = service.search(settings, USER, ["*"], parse_query(f"TEXT {q}"), autoindex=False)
+                times.append((time.perf_counter() - t) * 1000)
+                Searcher.uids = original  # type: ignore[method-assign]
+                now = service.search(settings, USER, ["*"], parse_query(f"TEXT {q}"), autoindex=False)
+                Searcher.uids = _fast_uids()  # type: ignore[method-assign]
+                same += [r.uids for r in result] == [r.uids for r in now]
+            rows.append(f"| {cat} | {med(times):.2f} | {pct(times, 99):.1f} | {same}/{len(qs)} |")
+        Searcher.uids = original  # type: ignore[method-assign]
         slowest = sorted(timed, reverse=True)[:10]
         profiler = cProfile.Profile()
         profiler.enable()
