@@ -6,8 +6,8 @@ Data flow, one module per stage:
     maildir.py     Maildir++ folders, dovecot-uidlist (UIDVALIDITY, UIDs, GUID) -> MessageRef
     message.py     bytes -> fields {subject, from, to, cc, bcc, headers, body}; calls decoders/
     decoders/      charset, HTML, attachments (PDF, office, external command), a registry by MIME type
-    analysis.py    text -> normalised runs -> suffix terms (index mode) or query pieces (query mode)
-    store/         the only package importing xapian: schema, writer, searcher, maintenance
+    analysis.py    text -> normalised runs -> words and grams (index mode) or query pieces (query mode)
+    store/         the only package importing xapian: schema, lexicon, writer, searcher, maintenance
     query.py       IMAP SEARCH keys -> a small AST
     search.py      AST -> Xapian (store/searcher) -> UIDs, verified from the Maildir where needed
     indexer/       sync of one mailbox, the worker pool, the job queue

@@ -8,13 +8,16 @@ a run is a maximal sequence of adjacent word-like segments, so "foo.bar@x.com", 
 "東京都に住んでいます" stay one run each. Merging adjacent segments matters for exactness: ICU splits 東京|都, and a
 substring such as 京都 crosses that boundary (fts-xapian#85); inside a run no substring is ever lost.
 
-Index mode stores every *suffix* of a run that is at least `partial` characters long, cut to `full` characters
-("example" -> example, xample, ample, mple, ple). Any substring of a run of length >= `partial` is then a prefix of
-one stored suffix, so such a query string is a prefix (wildcard) lookup: the same matches as fts-xapian's
-all-n-grams scheme with O(l) instead of O(l^2) terms per word. Strings shorter than `partial` are not dropped (as
-fts-xapian does): every distinct 1..partial-1 character gram of the text is stored too, so they are a single
-exact term lookup. Word-character runs longer than `max_word_chars` (base64, hex garbage) are blanked out before
-segmentation, on both the indexing and the verifying side, as Dovecot skips base64 runs of 50+ characters.
+Index mode stores, per field, the *words* (maximal word-character sequences) of at least `partial` characters,
+each *run* that contains punctuation (from its first word character), and every 1..partial-1 character gram of
+the words. A query string of `partial` characters or more is looked up in the field's *lexicon* (the list of
+stored words and runs, see store/lexicon.py): every entry that contains it, as a substring, is OR-ed. A string
+without punctuation can only occur inside one word, so it is looked up among the words; a string with punctuation
+among the runs. This finds what fts-xapian's all-n-grams scheme finds, and what its 20-character cap loses, with
+one term per word instead of O(l^2) (design §5; measured in docs/performance.md). Strings shorter than `partial`
+are single gram lookups. Word-character runs longer than `max_word_chars` (base64, hex garbage) are blanked out
+before segmentation, on both the indexing and the verifying side, as Dovecot skips base64 runs of 50+ characters.
+Entries longer than WINDOW characters are stored as overlapping windows (Xapian terms are at most 245 bytes).
 """
 
 from __future__ import annotations
@@ -44,6 +47,11 @@ class _MarkTable(dict[int, int | None]):
 _MARKS = _MarkTable()
 _WORD_CHAR = re.compile(r"\w")
 _ALL_WORD = re.compile(r"\w+")
+
+
+def is_word(text: str) -> bool:
+    """Word characters only (a lexicon *word*, as opposed to a run with punctuation)."""
+    return _ALL_WORD.fullmatch(text) is not None
 
 
 def normalise(text: str) -> str:
@@ -102,9 +110,40 @@ def runs(text: str) -> Iterator[tuple[int, int]]:
         yield (table[start], table[prev]) if table else (start, prev)
 
 
+WINDOW = 60  # characters: 60 x 4 UTF-8 bytes + a prefix fits Xapian's 245-byte term limit
+EXACT_CHARS = 40  # strings up to this long (or `full`) are settled by the index alone (windows overlap so much)
+
+
+def _windows(entry: str, step: int) -> list[str]:
+    """`entry`, or overlapping WINDOW-character slices of it such that any substring of up to `exact_chars`
+    characters (step = WINDOW - exact_chars) lies inside one slice."""
+    if len(entry) <= WINDOW:
+        return [entry]
+    out = []
+    for i in range(0, len(entry), step):
+        out.append(entry[i : i + WINDOW])
+        if i + WINDOW >= len(entry):
+            break
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """What one field of one message stores: `words` (word characters only, >= partial characters), `runs`
+    (entries with punctuation) -- both listed in the lexicon -- and the short `grams`."""
+
+    words: frozenset[str]
+    runs: frozenset[str]
+    grams: frozenset[str]
+
+    def all(self) -> frozenset[str]:
+        return self.words | self.runs | self.grams
+
+
 @dataclass(frozen=True, slots=True)
 class Analyzer:
-    """Turns text into terms with the fts settings: `partial`, `full` (longest term) and `max_word_chars`."""
+    """Turns text into terms with the fts settings: `partial` (shorter strings are grams), `full` (longer strings
+    than max(full, EXACT_CHARS) are also checked against the message) and `max_word_chars`."""
 
     partial: int = 3
     full: int = 20
@@ -114,29 +153,38 @@ class Analyzer:
     def of(cls, fts: FtsSettings) -> Analyzer:
         return cls(partial=fts.partial, full=fts.full, max_word_chars=fts.max_word_chars)
 
-    def terms(self, text: str) -> set[str]:
-        """Index mode: the set of suffix terms of every run of the normalised text."""
+    @property
+    def exact_chars(self) -> int:
+        """Longest query string the index settles alone: any such substring lies inside one stored entry."""
+        return max(self.full, EXACT_CHARS)
+
+    def terms(self, text: str) -> Terms:
+        """Index mode: the words, punctuated runs and short grams of the normalised text."""
         norm = searchable(normalise(text), self.max_word_chars)
-        full = self.full
         partial = self.partial
-        distinct = {norm[start:end] for start, end in runs(norm)}
-        out: set[str] = set()
-        words: list[str] = []
-        for run in distinct:
+        step = max(1, WINDOW - self.exact_chars)
+        words: set[str] = set()
+        punctuated: set[str] = set()
+        for run in {norm[start:end] for start, end in runs(norm)}:
             if _ALL_WORD.fullmatch(run):
-                out.update([run[i : i + full] for i in range(len(run) - partial + 1)])
-                words.append(run)
-            else:
-                # A suffix starting with punctuation can never be the start of a query piece (pieces start
-                # with a word-like segment), so it is not stored.
-                starts = [m.start() for m in _WORD_CHAR.finditer(run)]
-                out.update([run[i : i + full] for i in starts if len(run) - i >= partial])
-                words += _ALL_WORD.findall(run)
+                words.add(run)
+                continue
+            first = _WORD_CHAR.search(run)
+            if first is None:
+                continue
+            # Stored from the first word character: a query piece always starts with one.
+            punctuated.update(_windows(run[first.start() :], step))
+            words.update(_ALL_WORD.findall(run))
         # Short grams, over all words at once (a string shorter than `partial` never spans punctuation).
         joined = " ".join(words)
-        for size in range(1, partial):
-            out.update({g for i in range(len(joined) - size + 1) if " " not in (g := joined[i : i + size])})
-        return out
+        grams: set[str] = set(joined) if partial > 1 else set()
+        for size in range(2, partial):
+            grams.update({joined[i : i + size] for i in range(len(joined) - size + 1)})
+        grams = {g for g in grams if " " not in g}
+        long_words = {w for w in words if len(w) >= partial}
+        if any(len(w) > WINDOW for w in long_words):
+            long_words = {piece for w in long_words for piece in _windows(w, step)}
+        return Terms(frozenset(long_words), frozenset(punctuated), frozenset(grams))
 
     def pieces(self, query: str) -> QueryPieces:
         """Query mode: the normalised query string and its runs, and whether the index can settle it alone."""
@@ -148,7 +196,7 @@ class Analyzer:
             first = _WORD_CHAR.search(run)
             if first is None:  # no word character: nothing stored can stand for it
                 continue
-            key = run[first.start() :]  # stored suffixes start at a word character
+            key = run[first.start() :]  # stored runs start at a word character
             if len(key) < self.partial and not _ALL_WORD.fullmatch(key):
                 key = _ALL_WORD.match(key).group()  # type: ignore[union-attr]  # short grams are word characters
             keys.append(key)
@@ -156,14 +204,14 @@ class Analyzer:
         findable = len(norm) >= self.partial or bool(_ALL_WORD.fullmatch(norm))
         # A string with a longer word-character run than max_word_chars can never match (such runs are blanked).
         possible = not _garbage(self.max_word_chars).search(norm)
-        exact = single and findable and len(norm) <= self.full
+        exact = single and findable and len(norm) <= self.exact_chars
         return QueryPieces(norm, tuple(keys) if possible else None, exact and possible)
 
 
 @dataclass(frozen=True, slots=True)
 class QueryPieces:
-    """A normalised search string. Each of `runs` is a lookup key (a prefix of a stored suffix, or a short gram)
-    that every matching text contains; `exact`: the single key alone decides.
+    """A normalised search string. Each of `runs` is a lookup key (a substring of a lexicon entry, or a short
+    gram) that every matching text contains; `exact`: the single key alone decides.
     `runs` is None when the string can never match (it contains an unindexable over-long word)."""
 
     text: str

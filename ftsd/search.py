@@ -1,8 +1,8 @@
 """Search: an IMAP SEARCH AST -> the exact set of matching UIDs of one mailbox.
 
-The index settles what it can (a key whose normalised string is a single run of at most `full` characters is
-answered exactly by a prefix lookup over stored suffixes). What it cannot settle alone -- several runs that must
-be adjacent (phrases, punctuation), strings longer than `full`, headers that are not indexed on their own, and
+The index settles what it can: a key whose normalised string is a single run of at most 40 characters is
+answered exactly by the lexicon entries that contain it (see analysis.py). What it cannot settle alone -- several
+runs that must be adjacent (phrases, punctuation), longer strings, headers that are not indexed on their own, and
 messages not indexed yet -- is narrowed by the index to candidates and then checked against the message text
 read from the Maildir. Each node evaluates to (sure, maybe) UID sets; only `maybe - sure` is read from disk.
 """
@@ -139,8 +139,9 @@ class MailboxSearch:
             return _Plan(Searcher.nothing(), True, pieces)
         if not pieces.runs or not fields_:  # only punctuation, or a header not indexed: all are candidates
             return _Plan(Searcher.all_(), False, pieces)
-        fts = self.settings.fts
-        query = Searcher.and_([Searcher.piece(fields_, run, fts.full, fts.partial) for run in pieces.runs])
+        exact_chars, partial = self.analyzer.exact_chars, self.analyzer.partial
+        assert self.searcher is not None  # plans are made for indexed mail only
+        query = Searcher.and_([self.searcher.piece(fields_, run, exact_chars, partial) for run in pieces.runs])
         return _Plan(query, own and pieces.exact, pieces)
 
     def _plan_of(self, key: Key) -> _Plan:

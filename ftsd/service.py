@@ -241,7 +241,7 @@ def optimize_users(settings: Settings, users: Sequence[str] = (), *, all_users: 
             user = get_user(settings, name)
             if not index_path(user).exists():
                 continue
-            before, after = compact(index_path(user), settings.fts.lock_timeout_s)
+            before, after = compact(index_path(user), settings.fts.lock_timeout_s, settings.fts.partial)
             out.append(OptimizeResult(name, before, after))
         except FtsdError as exc:
             log.error("%s: optimize failed: %s", name, exc)

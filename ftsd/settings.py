@@ -39,9 +39,11 @@ class UserdbSettings:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FtsSettings:
-    partial: int = setting(3, "Shortest stored word suffix (fts-xapian: partial); shorter strings are "
-                           "found through stored 1..partial-1 character grams")
-    full: int = setting(20, "Longest indexed term in characters (fts-xapian: full)")
+    partial: int = setting(3, "Strings this long or longer are looked up in the word list (substrings of "
+                           "stored words); shorter ones through stored 1..partial-1 character grams "
+                           "(fts-xapian: partial)")
+    full: int = setting(20, "Kept for fts-xapian compatibility: strings up to max(full, 40) characters are "
+                        "settled by the index alone, longer ones are also checked against the message")
     max_word_chars: int = setting(64, "Words longer than this (base64, hex garbage) are not indexed "
                                   "(Dovecot skips 50+)")
     header_excludes: list[str] = setting(

@@ -12,7 +12,7 @@ Solr does; Solr atomic updates (`<field update="set|add">`) merge into the store
 Searching: Lucene-classic queries (`field:value`, `\\`-escapes, `""`, `~`, `( )`, `+ - NOT AND OR`) are taken
 as logic, IMAP-style: `-a OR -b` is (not a) or (not b). Values match as case-insensitive substrings of the
 normalised field text (design §4), never by word or stem. Dovecot trusts the answer as definite, so whatever the
-index alone cannot settle (phrases, punctuation between runs, strings longer than `full`, `field:""`) is checked
+index alone cannot settle (phrases, punctuation between runs, strings longer than 40 characters, `field:""`) is checked
 against the stored field texts before a UID is returned (documents written by ftsd's own Maildir indexer keep no
 text: for them the message is read from the Maildir when this host has it).
 """
@@ -39,7 +39,7 @@ from ftsd.maildir import Mailbox, list_mailboxes, read_uidlist, scan_mailbox
 from ftsd.message import parse_message
 from ftsd.service import index_path, open_searcher, open_writer, uidlist_dir
 from ftsd.settings import Settings
-from ftsd.store.schema import build_document
+from ftsd.store.schema import Document, build_document
 from ftsd.store.searcher import Query, Searcher
 from ftsd.store.writer import IndexWriter
 from ftsd.userdb import User, lookup_user
@@ -362,8 +362,8 @@ class _BoxSearch:
         return u - maybe, u - sure
 
     def _lookup(self, fields: Sequence[str], runs: Sequence[str]) -> set[int]:
-        full = self.analyzer.full
-        query: Query = Searcher.and_([Searcher.piece(fields, run, full, self.analyzer.partial) for run in runs])
+        exact_chars, partial = self.analyzer.exact_chars, self.analyzer.partial
+        query: Query = Searcher.and_([self.searcher.piece(fields, run, exact_chars, partial) for run in runs])
         return self.searcher.uids(query, self.guid) & self.universe
 
     def _verify(self, uid: int, node: SolrNode) -> bool:
@@ -589,7 +589,7 @@ class _Op:
     user: str
     guid: str = ""
     uid: int = 0
-    document: bytes = b""
+    document: Document | None = None
     fields: dict[str, str] = field(default_factory=dict)
     updates: dict[str, str] = field(default_factory=dict)
     query: SolrNode | None = None
@@ -728,7 +728,7 @@ class UpdateSession:
             return _Op("merge", user, guid, uid, fields=texts, updates=doc.updates)
         return _Op("add", user, guid, uid, self._document(guid, uid, texts))
 
-    def _document(self, guid: str, uid: int, texts: dict[str, str]) -> bytes:
+    def _document(self, guid: str, uid: int, texts: dict[str, str]) -> Document:
         terms = {TEXT_FIELDS[name]: self.analyzer.terms(text) for name, text in texts.items() if text}
         return build_document(guid, uid, terms, {"uid": uid, "source": "solr", "fields": texts})
 
@@ -758,7 +758,8 @@ class UpdateSession:
     def _queue(self, op: _Op | None) -> None:
         if op is not None:
             self.pending.append(op)
-            self.pending_bytes += len(op.document) + sum(len(t) for t in op.fields.values())
+            size = len(op.document.data) if op.document else 0
+            self.pending_bytes += size + sum(len(t) for t in op.fields.values())
 
     def _maybe_flush(self) -> None:
         if len(self.pending) >= self.flush_docs or self.pending_bytes >= self.flush_bytes:
@@ -796,6 +797,7 @@ class UpdateSession:
     def _write(self, writer: IndexWriter, ops: Iterable[_Op]) -> None:
         for op in ops:
             if op.kind == "add":
+                assert op.document is not None
                 writer.replace(op.guid, op.uid, op.document)
                 self.added += 1
             else:

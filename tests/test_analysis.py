@@ -1,7 +1,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ftsd.analysis import Analyzer, normalise
+from ftsd.analysis import Analyzer, is_word, normalise
 
 A = Analyzer(full=20, max_word_chars=64)
 
@@ -11,20 +11,28 @@ def test_normalise():
     assert normalise("ﬁle Ⅻ") == "file xii"
 
 
-def test_suffix_terms_of_a_word():
-    # suffixes of >= partial (3) chars, plus every 1- and 2-char gram
-    assert "/".join(sorted(A.terms("Example"))) == "a/am/ample/e/ex/example/l/le/m/mp/mple/p/pl/ple/x/xa/xample"
+def test_words_and_short_grams():
+    # the word itself (>= partial chars) in the lexicon, plus every 1- and 2-char gram
+    terms = A.terms("Example")
+    assert terms.words == {"example"} and terms.runs == set()
+    assert "/".join(sorted(terms.grams)) == "a/am/e/ex/l/le/m/mp/p/pl/x/xa"
 
 
 def test_runs_keep_inner_punctuation_and_cjk():
-    terms = A.terms("bob@example.com 東京都")
-    assert {"bob@example.com", "example.com", "com", "東京都", "京都", "都"} <= terms
-    assert ".com" not in terms and "@example.com" not in terms
+    terms = A.terms("bob@example.com 東京都 Don't")
+    assert {"bob", "example", "com", "東京都", "don"} <= terms.words
+    assert {"bob@example.com", "don't"} <= terms.runs
+    assert not any(r.startswith(("@", ".")) for r in terms.runs)
 
 
-def test_long_terms_cut_and_garbage_skipped():
-    terms = A.terms("x" * 30 + " " + "Q" * 80)
-    assert max(map(len, terms)) == 20 and not any(t.startswith("q") for t in terms)
+def test_long_entries_windowed_and_garbage_skipped():
+    long_run = ".".join(["abcdefghij"] * 12)  # 131 characters with punctuation
+    terms = A.terms("x" * 30 + " " + "Q" * 80 + " " + long_run)
+    assert "x" * 30 in terms.words and not any(t.startswith("q") for t in terms.all())
+    assert max(map(len, terms.runs)) == 60
+    # every substring of up to 40 characters (the longest the index settles alone) lies inside one window
+    for i in range(len(long_run) - 40):
+        assert any(long_run[i : i + 40] in w for w in terms.runs), i
 
 
 def test_query_pieces():
@@ -32,7 +40,7 @@ def test_query_pieces():
     assert (p.text, p.runs, p.exact) == ("fahrlander", ("fahrlander",), True)
     p = A.pieces("lo wor")
     assert (p.runs, p.exact) == (("lo", "wor"), False)
-    assert not A.pieces("a" * 21).exact
+    assert A.pieces("a" * 40).exact and not A.pieces("a" * 41).exact
     assert A.pieces("a" * 70).runs is None
     assert A.pieces("-").runs == ()
 
@@ -42,7 +50,13 @@ def test_query_pieces():
 def test_analysis_total_and_every_substring_findable(text):
     terms = A.terms(text)
     for word in set(normalise(text).split()):
-        pieces = A.pieces(word)
-        if pieces.exact and pieces.runs:
-            # the whole word, and its inner substrings, are prefixes of some stored suffix
-            assert any(t.startswith(pieces.runs[0][: 20]) for t in terms), word
+        # the word and every substring of it the index alone settles: a short gram, or inside a lexicon entry
+        for sub in {word[i:j] for i in range(len(word)) for j in range(i + 1, min(len(word), i + 8) + 1)}:
+            pieces = A.pieces(sub)
+            if pieces.exact and pieces.runs:
+                key = pieces.runs[0]
+                if len(key) < 3:
+                    assert key in terms.grams, (word, key)
+                else:
+                    pool = terms.words if is_word(key) else terms.runs
+                    assert any(key in entry for entry in pool), (word, key)

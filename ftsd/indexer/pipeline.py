@@ -10,10 +10,10 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from ftsd.analysis import Analyzer
+from ftsd.analysis import Analyzer, Terms
 from ftsd.message import ParsedMessage, parse_message
 from ftsd.settings import Settings
-from ftsd.store.schema import build_document
+from ftsd.store.schema import Document, build_document
 
 log = logging.getLogger(__name__)
 
@@ -23,13 +23,13 @@ class Outcome:
     """Result for one UID: a document, or `skipped` (file gone: not an error) or `failed` with the reason."""
 
     uid: int
-    document: bytes | None = None
+    document: Document | None = None
     size: int = 0
     skipped: str | None = None
     failed: str | None = None
 
 
-def analyse_fields(parsed: ParsedMessage, analyzer: Analyzer) -> dict[str, set[str]]:
+def analyse_fields(parsed: ParsedMessage, analyzer: Analyzer) -> dict[str, Terms]:
     return {
         "subject": analyzer.terms(parsed.subject),
         "from": analyzer.terms(parsed.from_),

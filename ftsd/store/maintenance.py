@@ -9,17 +9,20 @@ from pathlib import Path
 import xapian
 
 from ftsd.errors import StoreError
+from ftsd.store import lexicon
 from ftsd.store.writer import open_writable
 
 
-def compact(path: Path, lock_timeout_s: float) -> tuple[int, int]:
-    """Compact the index in place (while holding the write lock); returns (bytes before, bytes after).
-    Raises: IndexLockedError, StoreError."""
+def compact(path: Path, lock_timeout_s: float, partial: int = 3) -> tuple[int, int]:
+    """Rebuild the lexicon and compact the index in place (while holding the write lock); returns (bytes before,
+    bytes after). Raises: IndexLockedError, StoreError."""
     before = index_size(path)
     db = open_writable(path, lock_timeout_s)  # hold the lock: no writer may commit while we swap
     tmp = path.with_name(path.name + ".compact")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
+        lexicon.rebuild(db, partial)
+        db.commit()
         db.compact(str(tmp), xapian.DBCOMPACT_NO_RENUMBER)
     except xapian.Error as exc:
         shutil.rmtree(tmp, ignore_errors=True)

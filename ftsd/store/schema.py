@@ -1,18 +1,21 @@
 """Index schema: term prefixes, value slots, metadata keys and the schema version kept in the index.
 
-One document per message. Terms are suffixes of normalised runs (see analysis.py) under a field prefix; the
-boolean term G<mailbox guid> restricts to a mailbox, Q<guid>:<uid> identifies a message, value slot 0 holds the UID.
+One document per message. Terms are the words, punctuated runs and short grams of each field (analysis.py)
+under a field prefix; the boolean term G<mailbox guid> restricts to a mailbox, Q<guid>:<uid> identifies a message,
+value slot 0 holds the UID. The lexicon of words and runs lives in metadata (store/lexicon.py).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Set
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import xapian
 
-SCHEMA_VERSION = "1"
+from ftsd.analysis import Terms
+
+SCHEMA_VERSION = "2"  # 1: suffix terms; 2: words + lexicon
 
 FIELD_PREFIXES = {
     "subject": "S",
@@ -29,6 +32,8 @@ SLOT_UID = 0
 
 META_SCHEMA = "ftsd.schema"
 META_MAILBOX = "ftsd.mailbox."  # + guid -> JSON {name, uidvalidity, last_uid, messages}
+META_LEXICON = "ftsd.lexicon."  # + kind + field prefix + "." + chunk id -> newline-separated entries
+WORDS, RUNS = "w", "r"  # lexicon kinds: word characters only / with punctuation
 
 
 def id_term(guid: str, uid: int) -> str:
@@ -39,18 +44,28 @@ def mailbox_term(guid: str) -> str:
     return MAILBOX_PREFIX + guid
 
 
-def build_document(guid: str, uid: int, terms: Mapping[str, Set[str]], data: Mapping[str, Any]) -> bytes:
-    """A serialised Xapian document (built in a worker process, unserialised by the writer)."""
+class Document(NamedTuple):
+    """A serialised Xapian document (built in a worker process, unserialised by the writer) and its lexicon
+    entries (kind + field prefix + entry) for the writer to list."""
+
+    data: bytes
+    lexicon: tuple[str, ...]
+
+
+def build_document(guid: str, uid: int, terms: Mapping[str, Terms], data: Mapping[str, Any]) -> Document:
     doc = xapian.Document()
+    lexicon: list[str] = []
     for fieldname, field_terms in terms.items():
         prefix = FIELD_PREFIXES[fieldname]
-        for term in field_terms:
+        for term in field_terms.all():
             doc.add_term(prefix + term)
+        lexicon += [WORDS + prefix + w for w in field_terms.words]
+        lexicon += [RUNS + prefix + r for r in field_terms.runs]
     doc.add_boolean_term(mailbox_term(guid))
     doc.add_boolean_term(id_term(guid, uid))
     doc.add_value(SLOT_UID, str(uid))
     doc.set_data(json.dumps(data, separators=(",", ":")))
-    return bytes(doc.serialise())
+    return Document(bytes(doc.serialise()), tuple(lexicon))
 
 
 def mailbox_metadata(db: Any) -> dict[str, dict[str, Any]]:

@@ -11,8 +11,10 @@ from typing import Any
 
 import xapian
 
+from ftsd.analysis import is_word
 from ftsd.errors import SchemaVersionError, StoreError
 from ftsd.store import schema
+from ftsd.store.lexicon import Lexicon
 
 Query = Any  # an opaque xapian.Query
 
@@ -32,6 +34,7 @@ class Searcher:
         if version and version != schema.SCHEMA_VERSION:
             raise SchemaVersionError(f"{path}: index schema {version}, this ftsd reads {schema.SCHEMA_VERSION}")
         self._indexed: dict[str, tuple[int, set[int]]] = {}
+        self.lexicon = Lexicon()
         self.inode = path.stat().st_ino
 
     def replaced(self) -> bool:
@@ -56,20 +59,20 @@ class Searcher:
         return schema.mailbox_metadata(self.db)
 
     # -- query building -------------------------------------------------------------------------------------
-    @staticmethod
-    def piece(fields: Sequence[str], run: str, full: int, partial: int = 3) -> Query:
-        """Documents where `run` occurs inside an indexed run in any of these fields: an exact short-gram term
-        below `partial` characters, else a prefix lookup over the stored suffixes."""
-        subqueries = []
-        for name in fields:
-            prefix = schema.FIELD_PREFIXES[name]
-            if len(run) < partial:
-                subqueries.append(xapian.Query(prefix + run))
-            elif len(run) >= full:  # terms are cut to `full`: the prefix is then a whole term
-                subqueries.append(xapian.Query(prefix + run[:full]))
-            else:
-                subqueries.append(xapian.Query(xapian.Query.OP_WILDCARD, prefix + run))
-        return subqueries[0] if len(subqueries) == 1 else xapian.Query(xapian.Query.OP_OR, subqueries)
+    def piece(self, fields: Sequence[str], run: str, exact_chars: int, partial: int = 3) -> Query:
+        """Documents where `run` occurs inside a stored word or run of any of these fields: an exact short-gram
+        term below `partial` characters, else the OR of the lexicon entries that contain it (cut to
+        `exact_chars`: longer strings are settled by checking the message)."""
+        if len(run) < partial:
+            terms = [schema.FIELD_PREFIXES[name] + run for name in fields]
+        else:
+            self.lexicon.refresh(self.db)
+            needle = run[:exact_chars]
+            kind = schema.WORDS if is_word(needle) else schema.RUNS
+            terms = self.lexicon.expand(kind, [schema.FIELD_PREFIXES[name] for name in fields], needle)
+        if not terms:
+            return xapian.Query.MatchNothing
+        return xapian.Query(xapian.Query.OP_OR, terms) if len(terms) > 1 else xapian.Query(terms[0])
 
     @staticmethod
     def all_() -> Query:

@@ -14,6 +14,7 @@ import xapian
 
 from ftsd.errors import IndexLockedError, SchemaVersionError, StoreError
 from ftsd.store import schema
+from ftsd.store.lexicon import LexiconWriter
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class IndexWriter:
         self.commit_limit = commit_limit
         self.db = open_writable(path, lock_timeout_s)
         self.pending = 0
+        self.lexicon = LexiconWriter(self.db)
         self.db.begin_transaction()
 
     def __enter__(self) -> IndexWriter:
@@ -63,6 +65,7 @@ class IndexWriter:
                 self.commit()
             else:
                 self.db.cancel_transaction()
+                self.lexicon.cancel()
         finally:
             self.db.close()
 
@@ -74,14 +77,16 @@ class IndexWriter:
     def commit(self) -> None:
         """Make everything so far durable and visible to readers. Raises: StoreError."""
         try:
+            self.lexicon.flush()
             self.db.commit_transaction()
             self.db.begin_transaction()
         except xapian.Error as exc:
             raise StoreError(f"{self.path}: commit failed: {exc.get_msg()}") from exc
         self.pending = 0
 
-    def replace(self, guid: str, uid: int, document: bytes) -> None:
-        self.db.replace_document(schema.id_term(guid, uid), xapian.Document.unserialise(document))
+    def replace(self, guid: str, uid: int, document: schema.Document) -> None:
+        self.lexicon.add(document.lexicon)
+        self.db.replace_document(schema.id_term(guid, uid), xapian.Document.unserialise(document.data))
         self._changed()
 
     def delete(self, guid: str, uid: int) -> None:

@@ -1,0 +1,133 @@
+"""The lexicon: every word and punctuated run a user's index stores, per field, so that a query string can be
+looked up as a *substring* of stored words (analysis.py). It lives in Xapian metadata, written in the same
+transaction as the documents, so a reader never sees a document whose words the lexicon lacks.
+
+Layout: META_LEXICON + kind + field prefix + "." + chunk id -> the entries, one per line. The writer appends one
+chunk per commit and (kind, field) with the entries the index did not have yet. Entries of expunged messages stay
+until optimize rebuilds the lexicon from Xapian's term list: the lexicon is a superset of the stored entries, and
+an entry without documents costs a lookup, never a wrong answer.
+
+The reader keeps one newline-separated string per (kind, field) and scans it with str.find (memory speed: ~1 ms
+per MB); each hit's line is an entry containing the query string.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from ftsd.analysis import is_word
+from ftsd.store import schema
+
+SEEN_LIMIT = 300_000  # entries remembered by one writer session (~30 MB) before the set is started afresh
+CHUNK_CHARS = 4_000_000  # a rebuilt lexicon is stored in chunks of about this size
+
+
+class LexiconWriter:
+    """Collects the new entries of a write transaction; `flush` stores them just before the commit."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        self.seen: set[str] = set()
+        self.pending: dict[str, list[str]] = defaultdict(list)
+
+    def add(self, entries: Iterable[str]) -> None:
+        """Entries (kind + prefix + text) of a document about to be added."""
+        seen, term_exists = self.seen, self.db.term_exists
+        for entry in entries:
+            if entry in seen:
+                continue
+            seen.add(entry)
+            if not term_exists(entry[1:]):  # stored already, so listed already
+                self.pending[entry[:2]].append(entry[2:])
+        if len(seen) > SEEN_LIMIT:
+            seen.clear()
+
+    def flush(self) -> None:
+        for kind_prefix, entries in self.pending.items():
+            self.db.set_metadata(f"{schema.META_LEXICON}{kind_prefix}.{uuid.uuid4().hex[:16]}", "\n".join(entries))
+        self.pending.clear()
+
+    def cancel(self) -> None:
+        """The transaction was cancelled: what was seen in it was never stored."""
+        self.pending.clear()
+        self.seen.clear()
+
+
+def rebuild(db: Any, partial: int) -> int:
+    """Replace the lexicon of a writable `db` by the entries its term list holds now (drops entries of expunged
+    messages, merges chunks); returns the number of entries. The caller commits."""
+    kinds: dict[str, list[str]] = defaultdict(list)
+    field_prefixes = set(schema.FIELD_PREFIXES.values())
+    for item in db.allterms():
+        term = item.term.decode("utf-8", "replace")
+        if term[:1] in field_prefixes and len(term) > partial:
+            text = term[1:]
+            kind = schema.WORDS if is_word(text) else schema.RUNS
+            kinds[kind + term[0]].append(text)
+    for key in [k for k in db.metadata_keys(schema.META_LEXICON)]:
+        db.set_metadata(key, b"")
+    for kind_prefix, entries in kinds.items():
+        for n, chunk in enumerate(_chunks(entries)):
+            db.set_metadata(f"{schema.META_LEXICON}{kind_prefix}.{n:08d}", "\n".join(chunk))
+    return sum(map(len, kinds.values()))
+
+
+def _chunks(entries: list[str]) -> Iterable[list[str]]:
+    chunk: list[str] = []
+    size = 0
+    for entry in entries:
+        chunk.append(entry)
+        size += len(entry) + 1
+        if size >= CHUNK_CHARS:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+class Lexicon:
+    """Reader side: the lexicon of one open database, refreshed when its revision changes."""
+
+    def __init__(self) -> None:
+        self.revision = -1
+        self.keys: set[bytes] = set()
+        self.text: dict[str, str] = {}
+
+    def refresh(self, db: Any) -> None:
+        revision = db.get_revision()
+        if revision == self.revision:
+            return
+        keys = set(db.metadata_keys(schema.META_LEXICON))
+        if not self.keys <= keys:  # rebuilt: start afresh
+            self.keys, self.text = set(), {}
+        new: dict[str, list[str]] = defaultdict(list)
+        start = len(schema.META_LEXICON)
+        for key in sorted(keys - self.keys):
+            value = db.get_metadata(key)
+            if value:
+                new[key[start : start + 2].decode()].append(value.decode("utf-8", "replace"))
+        for kind_prefix, chunks in new.items():
+            self.text[kind_prefix] = self.text.get(kind_prefix, "\n") + "\n".join(chunks) + "\n"
+        self.keys = keys
+        self.revision = revision
+
+    def expand(self, kind: str, prefixes: Sequence[str], needle: str) -> list[str]:
+        """Terms (prefix + entry) of the entries of these fields that contain `needle` (no newline)."""
+        out: list[str] = []
+        for prefix in prefixes:
+            text = self.text.get(kind + prefix)
+            if not text:
+                continue
+            find, rfind = text.find, text.rfind
+            pos = find(needle)
+            while pos >= 0:
+                end = find("\n", pos)
+                out.append(prefix + text[rfind("\n", 0, pos) + 1 : end])
+                pos = find(needle, end)
+        return list(dict.fromkeys(out))  # chunks of different commits may repeat an entry
+
+    def size(self) -> int:
+        return sum(map(len, self.text.values()))

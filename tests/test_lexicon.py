@@ -1,0 +1,63 @@
+"""The lexicon (store/lexicon.py) on a real Xapian index: substring lookups through it, its growth across writer
+sessions, and its rebuild by optimize."""
+
+import xapian
+
+from ftsd import service
+from ftsd.query import parse_query
+from ftsd.settings import load_settings
+from ftsd.store.lexicon import Lexicon
+from ftsd.store.schema import META_LEXICON
+from tests.maildirs import MailDir
+
+USER = "alice@example.org"
+
+
+def uids(settings, query, mailbox="INBOX"):
+    return service.search(settings, USER, [mailbox], parse_query(query), autoindex=False)[0].uids
+
+
+def lexicon_of(settings) -> tuple[Lexicon, int]:
+    db = xapian.Database(str(service.index_path(service.get_user(settings, USER))))
+    lexicon = Lexicon()
+    lexicon.refresh(db)
+    chunks = len(list(db.metadata_keys(META_LEXICON)))
+    db.close()
+    return lexicon, chunks
+
+
+def test_substrings_found_through_the_lexicon_across_sessions(maildir: MailDir, make_config):
+    settings = load_settings(make_config())
+    a = maildir.deliver(subject="quarterly report", body="see bob@widgets.example.net today")
+    service.index_users(settings, [USER])
+    b = maildir.deliver(subject="unreported", body="mail widgets.example.org please")  # a second writer session
+    service.index_users(settings, [USER])
+    assert uids(settings, "SUBJECT port") == [a, b]
+    assert uids(settings, "SUBJECT quarterl") == [a]
+    assert uids(settings, "BODY widgets.example") == [a, b]  # a run with punctuation
+    assert uids(settings, "BODY gets.example.n") == [a]
+    assert uids(settings, "BODY b@widgets") == [a]
+    assert uids(settings, "TEXT portly") == []
+    lexicon, _ = lexicon_of(settings)
+    # each entry is listed once, under its field and kind, and only the ones that contain the string
+    assert lexicon.expand("w", ["S"], "port") == ["Sreport", "Sunreported"]
+    assert lexicon.expand("r", ["X"], "widgets.") == ["Xbob@widgets.example.net", "Xwidgets.example.org"]
+
+
+def test_optimize_rebuilds_the_lexicon_without_expunged_words(maildir: MailDir, make_config):
+    settings = load_settings(make_config(fts={"commit_limit": 1}))
+    keep = maildir.deliver(subject="kept", body="aardvark")
+    gone = maildir.deliver(subject="gone", body="zeppelinesque")
+    service.index_users(settings, [USER])
+    maildir.expunge("INBOX", gone)
+    service.index_users(settings, [USER])
+    lexicon, chunks = lexicon_of(settings)
+    assert lexicon.expand("w", ["X"], "zeppelin") == ["Xzeppelinesque"]  # a superset until optimize...
+    assert uids(settings, "BODY zeppelin") == []  # ...which never changes an answer
+    assert chunks > 2
+    assert service.optimize_users(settings, [USER])[0].error is None
+    lexicon, chunks = lexicon_of(settings)
+    assert lexicon.expand("w", ["X"], "zeppelin") == []
+    assert lexicon.expand("w", ["X"], "ardva") == ["Xaardvark"]
+    assert chunks <= len(lexicon.text)  # one chunk per (kind, field) after the rebuild
+    assert uids(settings, "BODY ardva") == [keep]
