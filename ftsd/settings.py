@@ -64,6 +64,8 @@ class FtsSettings:
     )
     batch_bytes: int = setting(32_000_000, "Also commit after this many bytes of mail, so memory stays bounded")
     workers: int = setting(0, "Indexer worker processes; 0 = number of CPU cores")
+    worker_nice: int = setting(10, "Niceness of the indexer worker processes (0-19), so that searches keep the CPU "
+                               "while a bulk index runs")
     max_message_bytes: int = setting(100_000_000, "Messages larger than this get only their headers indexed")
     max_text_chars: int = setting(2_000_000, "Text kept per message after decoding (body and attachments together)")
     lock_timeout_s: float = setting(30.0, "How long to wait for another writer of the same index")
@@ -90,6 +92,10 @@ class ServerSettings:
     token: str = setting("", "Bearer token required on TCP when set")
     max_body_bytes: int = setting(64_000_000, "Largest request body accepted")
     state_dir: str = setting("/var/lib/ftsd", "Where the job queue lives")
+    job_threads: int = setting(2, "Jobs run at once (never two of one user: one writer per index)")
+    job_time_slice_s: float = setting(60.0, "A job that has run this long while another user waits goes back "
+                                      "in the queue at its next mailbox")
+    users_rescan_s: float = setting(60.0, "How often the Maildir watcher looks for new users (0 = only at start)")
 
 
 DEFAULT_MAILBOXES = {"Trash": "\\Trash", "Junk": "\\Junk", "Spam": "\\Junk", "Sent": "\\Sent", "Drafts": "\\Drafts"}
@@ -181,6 +187,10 @@ def _validate(s: Settings, origin: str) -> None:
         raise ConfigError(f"{origin}: fts.partial must be <= 4 (every shorter gram is stored)")
     if s.fts.full > 60:
         raise ConfigError(f"{origin}: fts.full must be <= 60 (Xapian terms are limited to 245 bytes)")
+    if s.server.job_threads < 1:
+        raise ConfigError(f"{origin}: server.job_threads must be at least 1")
+    if not 0 <= s.fts.worker_nice <= 19:
+        raise ConfigError(f"{origin}: fts.worker_nice must be between 0 and 19")
     if not s.mail_location.startswith("maildir:"):
         raise ConfigError(f"{origin}: mail_location must start with 'maildir:' (only Maildir++ is supported)")
     if s.userdb.driver not in ("static", "passwd-file"):

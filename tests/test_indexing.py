@@ -1,6 +1,7 @@
 """Indexing through the service and the CLI, on real Maildirs and a real Xapian index in tmp_path."""
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -207,3 +208,16 @@ def test_header_excludes_like_dovecot(maildir: MailDir, make_config):
     assert uids(settings, "TEXT relayzebra") == [b]  # Received is not part of TEXT any more
     assert uids(settings, "TEXT noisyword") == [] and uids(settings, "TEXT keptword") == [a]
     assert uids(settings, "HEADER Received relayzebra") == [a]  # still answered, from the Maildir
+
+
+@pytest.mark.parametrize("nice", [0, 7])
+def test_worker_processes_run_niced(maildir: MailDir, make_config, tmp_path, nice):
+    # An external decoder (a child of the worker) reports the niceness it inherited as a searchable word.
+    script = tmp_path / "nice.py"
+    script.write_text("import os, sys\nsys.stdin.buffer.read()\nprint('nicelevel%d' % os.nice(0))\n")
+    settings = load_settings(make_config(fts={"workers": 2, "worker_nice": nice}, decoders={
+        "command": f"{sys.executable} {script}", "command_types": ["application/x-nice"]}))
+    uid = maildir.deliver(subject="niceness", attachments=[("n.bin", "application/x-nice", b"x")])
+    assert service.index_users(settings, [USER]).indexed == 1
+    expected = min(19, os.nice(0) + nice)
+    assert uids(settings, f"BODY nicelevel{expected}") == [uid]

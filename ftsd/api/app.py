@@ -169,26 +169,25 @@ class _timed:
         self.metrics.search_seconds.observe(time.perf_counter() - self.start)
 
 
-def _start(settings: Settings, job_threads: int, watch: bool, force_polling: bool) -> ServiceState:
+def _start(settings: Settings, watch: bool, force_polling: bool) -> ServiceState:
     use_forkserver()  # the service runs threads: indexer workers must not be forked from it
-    try:
-        users = list_users(settings)
-    except FtsdError as exc:
-        log.warning("cannot list users (%s): the Maildir watcher is off", exc)
-        users = []
     queue = JobQueue(settings.resolve(settings.server.state_dir) / "jobs.sqlite")
-    metrics = Metrics(settings, queue, lambda: users)
-    runner = JobRunner(settings, queue, threads=job_threads, on_finish=metrics.job_finished)
-    runner.start()
+    runner = JobRunner(settings, queue, threads=settings.server.job_threads,
+                       time_slice_s=settings.server.job_time_slice_s)
     watcher = None
     if watch:
         def submit(user: str, mailboxes: list[str]) -> None:
             runner.submit("index", user, mailboxes)
-            metrics.watcher_jobs.inc()
+            counters.watcher_jobs.inc()
 
-        watcher = MaildirWatcher(settings, users, submit, force_polling=force_polling)
+        watcher = MaildirWatcher(settings, lambda: list_users(settings), submit, force_polling=force_polling,
+                                 users_every_s=settings.server.users_rescan_s)
+    counters = Metrics(settings, queue, watcher.users if watcher else lambda: _users_or_none(settings))
+    runner.on_finish = counters.job_finished
+    runner.start()
+    if watcher:
         watcher.start()
-    return ServiceState(settings, queue, runner, watcher, metrics)
+    return ServiceState(settings, queue, runner, watcher, counters)
 
 
 def _stop(state: ServiceState) -> None:
@@ -198,12 +197,20 @@ def _stop(state: ServiceState) -> None:
     state.queue.close()
 
 
-def create_app(settings: Settings, *, job_threads: int = 2, watch: bool = True, force_polling: bool = False) -> FastAPI:
+def _users_or_none(settings: Settings) -> list[str]:
+    try:
+        return list_users(settings)
+    except FtsdError as exc:
+        log.warning("cannot list users: %s", exc)
+        return []
+
+
+def create_app(settings: Settings, *, watch: bool = True, force_polling: bool = False) -> FastAPI:
     """The ASGI app. Job workers and the watcher run while the app's lifespan does (uvicorn starts it)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.ftsd = await run_in_threadpool(_start, settings, job_threads, watch, force_polling)
+        app.state.ftsd = await run_in_threadpool(_start, settings, watch, force_polling)
         try:
             yield
         finally:

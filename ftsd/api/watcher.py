@@ -3,7 +3,8 @@ and mailbox, debounced (a delivery burst becomes one job). Mailboxes in `fts.aut
 
 inotify through watchfiles (recursive, so folders created later are seen too); when inotify is not available
 (no watchfiles, watch limit reached, a file system without events) it falls back to polling the modification
-times of the `cur/` and `new/` directories every `poll_s` seconds. The users are those of the userdb at start.
+times of the `cur/` and `new/` directories every `poll_s` seconds. The userdb is listed again every
+`users_every_s` seconds: a new user gets an index job and is watched from then on (inotify restarts its watch).
 ftsd never writes into a Maildir, so its own work never triggers the watcher.
 """
 
@@ -29,33 +30,69 @@ _MAIL_DIRS = ("cur", "new")
 class MaildirWatcher:
     """`start()` a daemon thread that calls `submit(user, mailboxes)` on changes; `stop()` ends it."""
 
-    def __init__(self, settings: Settings, users: Sequence[str], submit: Submit, *, debounce_ms: int = 1000,
-                 poll_s: float = 5.0, force_polling: bool = False) -> None:
+    def __init__(self, settings: Settings, users: Callable[[], Sequence[str]], submit: Submit, *,
+                 debounce_ms: int = 1000, poll_s: float = 5.0, users_every_s: float = 60.0,
+                 force_polling: bool = False) -> None:
         self.settings = settings
+        self.list_users = users
         self.submit = submit
         self.debounce_ms = debounce_ms
         self.poll_s = poll_s
+        self.users_every_s = users_every_s
         self.force_polling = force_polling
-        self.roots: dict[Path, str] = {}
-        for name in users:
-            try:
-                self.roots[service.get_user(settings, name).maildir] = name
-            except FtsdError as exc:
-                log.warning("watcher: %s", exc)
+        self.roots: dict[Path, str] = {}  # replaced whole, never mutated: the watch thread reads it unlocked
         self.mode = "off"
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._restart = threading.Event()  # ends the current inotify watch: stop, or the set of users changed
+        self._threads: list[threading.Thread] = []
+        self.refresh_users(initial=True)
+
+    def users(self) -> list[str]:
+        return sorted(self.roots.values())
+
+    def refresh_users(self, *, initial: bool = False) -> bool:
+        """List the users again; queue a job for each new one. True if the watched set changed."""
+        try:
+            names = self.list_users()
+        except FtsdError as exc:
+            log.warning("watcher: cannot list users: %s", exc)
+            return False
+        roots: dict[Path, str] = {}
+        for name in names:
+            try:
+                roots[service.get_user(self.settings, name).maildir] = name
+            except FtsdError as exc:
+                log.warning("watcher: %s", exc)
+        if roots == self.roots:
+            return False
+        added = set(roots.values()) - set(self.roots.values())
+        self.roots = roots
+        if not initial:
+            for name in sorted(added):
+                log.info("watcher: new user %s", name)
+                try:
+                    self.submit(name, [])
+                except Exception:
+                    log.exception("watcher: queueing new user %s failed", name)
+        return True
 
     def start(self) -> None:
-        if not self.roots:
-            return
-        self._thread = threading.Thread(target=self._run, name="ftsd-watcher", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._run, name="ftsd-watcher", daemon=True)]
+        if self.users_every_s > 0:
+            self._threads.append(threading.Thread(target=self._users_loop, name="ftsd-watcher-users", daemon=True))
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self._restart.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    def _users_loop(self) -> None:
+        while not self._stop.wait(self.users_every_s):
+            if self.refresh_users():
+                self._restart.set()
 
     def mailbox_of(self, path: Path) -> tuple[str, str] | None:
         """(user, mailbox) of a message file path, or None if it is not in a watched mailbox's cur/ or new/."""
@@ -97,11 +134,17 @@ class MaildirWatcher:
         from watchfiles import watch
 
         self.mode = "inotify"
-        log.info("watcher: watching %d Maildirs (inotify)", len(self.roots))
-        for changes in watch(*self.roots, watch_filter=lambda _c, p: self.mailbox_of(Path(p)) is not None,
-                             debounce=self.debounce_ms, stop_event=self._stop, raise_interrupt=False,
-                             ignore_permission_denied=True, force_polling=False):
-            self.changed(Path(p) for _, p in changes)
+        while not self._stop.is_set():
+            self._restart.clear()
+            roots = [root for root in self.roots if root.is_dir()]
+            if not roots:
+                self._restart.wait()
+                continue
+            log.info("watcher: watching %d Maildirs (inotify)", len(roots))
+            for changes in watch(*roots, watch_filter=lambda _c, p: self.mailbox_of(Path(p)) is not None,
+                                 debounce=self.debounce_ms, stop_event=self._restart, raise_interrupt=False,
+                                 ignore_permission_denied=True, force_polling=False):
+                self.changed(Path(p) for _, p in changes)
 
     def _snapshot(self) -> dict[Path, int]:
         """mtime (ns) of every watched cur/ and new/ directory."""

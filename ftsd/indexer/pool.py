@@ -28,6 +28,8 @@ def use_forkserver() -> None:
 def _init(settings: Settings) -> None:
     global _settings
     _settings = settings
+    if settings.fts.worker_nice:  # parsing is bulk work: searches and the writer go first
+        os.nice(settings.fts.worker_nice)
 
 
 def _work(item: tuple[str, int, Path]) -> Outcome:

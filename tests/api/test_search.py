@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from ftsd import service
-from tests.api.conftest import ALICE, BOB, Server, wait_for, wait_job
+from tests.api.conftest import ALICE, BOB, Server, start_server, wait_for, wait_job
 from tests.maildirs import MailDir
 
 
@@ -180,3 +180,23 @@ def test_search_does_not_wait_for_a_busy_writer(server: Server, mail: dict[str, 
         start = time.monotonic()
         assert search(client, 'BODY "please pay"').json()["uids"] == [mail["invoice"]]
         assert time.monotonic() - start < 4.0
+
+
+def test_watcher_picks_up_a_new_user(config, mail: dict[str, int], tmp_path) -> None:
+    """A user created while the service runs is found by the periodic userdb scan, indexed, and watched."""
+    running = start_server(config(server={"users_rescan_s": 0.3}))
+    try:
+        carol = MailDir(tmp_path / "vmail" / "example.org" / "carol")
+        first = carol.deliver(subject="Welcome carol", body="first mail of a new account")
+        with running.uds() as client:
+            def indexed() -> int:
+                rows = client.get("/v1/users/carol@example.org/status").json()["mailboxes"]
+                return sum(int(r["indexed"]) for r in rows)
+
+            wait_for(lambda: indexed() == 1)  # the new user's job, with no search and no index call
+            second = carol.deliver(subject="Second", body="delivered after the user was found")
+            wait_for(lambda: indexed() == 2)  # and the Maildir is watched from then on
+            hits = search(client, "BODY account", user="carol@example.org", autoindex=False).json()["uids"]
+            assert hits == [first] and second > first
+    finally:
+        running.stop()
