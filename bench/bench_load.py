@@ -70,7 +70,7 @@ def free_port() -> int:
         return port
 
 
-def write_config(work: Path, maildir: Path, port: int, workers: int) -> Path:
+def write_config(work: Path, maildir: Path, port: int, workers: int, worker_nice: int) -> Path:
     # Two users share the (read-only) Maildir through symlinks: the searched one, and "bulk" for the
     # other-user scenario.
     (work / "mail").mkdir()
@@ -82,7 +82,7 @@ def write_config(work: Path, maildir: Path, port: int, workers: int) -> Path:
         f'mail_location = "maildir:{work}/mail/%u:INDEX={work}/idx/%u"\n'
         'log_level = "warning"\n'
         f'[userdb]\ndriver = "passwd-file"\nargs = "{work}/passwd"\n'
-        f"[fts]\nworkers = {workers}\n"
+        f"[fts]\nworkers = {workers}\nworker_nice = {worker_nice}\n"
         f'[server]\nlisten = "127.0.0.1:{port}"\nsocket = "{work}/s.sock"\nstate_dir = "{work}/state"\n'
     )
     return config
@@ -131,6 +131,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30.0, help="time bound of each phase")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--workers", type=int, default=0, help="fts.workers of the service (0 = CPU cores)")
+    parser.add_argument("--worker-nice", type=int, default=10, help="fts.worker_nice of the service")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--scenario", choices=("other-user", "cold"), default="other-user",
                         help="other-user: the searched user is indexed, a bulk job indexes another user's copy "
@@ -143,7 +144,7 @@ def main() -> int:
     words = corpus_words(maildir, 300, rng)
     work = Path(tempfile.mkdtemp(dir="/tmp", prefix="ftsdbench"))
     port = free_port()
-    config = write_config(work, maildir, port, args.workers)
+    config = write_config(work, maildir, port, args.workers, args.worker_nice)
     base = f"http://127.0.0.1:{port}"
     if args.scenario == "other-user":
         subprocess.run([sys.executable, "-m", "ftsd", "index", "-c", str(config), "-u", args.user], check=True,
