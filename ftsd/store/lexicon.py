@@ -23,6 +23,7 @@ from ftsd.store import schema
 
 SEEN_LIMIT = 300_000  # entries remembered by one writer session (~30 MB) before the set is started afresh
 CHUNK_CHARS = 4_000_000  # a rebuilt lexicon is stored in chunks of about this size
+EXPANSIONS_KEPT = 256  # lookups remembered per reader (until the lexicon changes)
 
 
 class LexiconWriter:
@@ -95,6 +96,8 @@ class Lexicon:
         self.revision = -1
         self.keys: set[bytes] = set()
         self.text: dict[str, str] = {}
+        # the same string is often looked up again: per mailbox of one search, or a webmail paging
+        self._expanded: dict[tuple[str, tuple[str, ...], str], list[str]] = {}
 
     def refresh(self, db: Any) -> None:
         revision = db.get_revision()
@@ -111,11 +114,22 @@ class Lexicon:
                 new[key[start : start + 2].decode()].append(value.decode("utf-8", "replace"))
         for kind_prefix, chunks in new.items():
             self.text[kind_prefix] = self.text.get(kind_prefix, "\n") + "\n".join(chunks) + "\n"
+        if keys != self.keys:
+            self._expanded.clear()
         self.keys = keys
         self.revision = revision
 
     def expand(self, kind: str, prefixes: Sequence[str], needle: str) -> list[str]:
         """Terms (prefix + entry) of the entries of these fields that contain `needle` (no newline)."""
+        key = (kind, tuple(prefixes), needle)
+        cached = self._expanded.get(key)
+        if cached is None:
+            if len(self._expanded) >= EXPANSIONS_KEPT:
+                self._expanded.clear()
+            cached = self._expanded[key] = self._scan(kind, prefixes, needle)
+        return cached
+
+    def _scan(self, kind: str, prefixes: Sequence[str], needle: str) -> list[str]:
         out: list[str] = []
         for prefix in prefixes:
             text = self.text.get(kind + prefix)

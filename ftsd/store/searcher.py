@@ -17,6 +17,7 @@ from ftsd.store import schema
 from ftsd.store.lexicon import Lexicon
 
 Query = Any  # an opaque xapian.Query
+COMPLEMENT_MIN = 1000  # mailboxes smaller than this are read directly: the estimate would cost more than it saves
 
 
 class Searcher:
@@ -96,23 +97,17 @@ class Searcher:
 
     # -- evaluation -----------------------------------------------------------------------------------------
     def uids(self, query: Query, guid: str) -> set[int]:
-        """UIDs of the documents of mailbox `guid` matching `query`. Raises: StoreError."""
-        filtered = xapian.Query(xapian.Query.OP_FILTER, query, xapian.Query(schema.mailbox_term(guid)))
-        enquire = xapian.Enquire(self.db)
-        enquire.set_query(filtered)
-        enquire.set_weighting_scheme(xapian.BoolWeight())
-        enquire.set_docid_order(xapian.Enquire.ASCENDING)
-        # The match spy reads the UID slot of every match in C++: no per-document round trip through Python.
-        spy = xapian.ValueCountMatchSpy(schema.SLOT_UID)
-        enquire.add_matchspy(spy)
-        try:
-            enquire.get_mset(0, 0, self.db.get_doccount())
-        except xapian.DatabaseModifiedError:
-            self.db.reopen()
-            return self.uids(query, guid)
-        except xapian.Error as exc:
-            raise StoreError(f"{self.path}: search failed: {exc.get_msg()}") from exc
-        return {int(item.term) for item in spy.values()}
+        """UIDs of the documents of mailbox `guid` matching `query`. Raises: StoreError.
+
+        Reading a UID costs Python time per match, so when Xapian estimates that most of the mailbox matches,
+        the (smaller) complement is read instead and subtracted from the mailbox's UIDs (cached per revision)."""
+        mailbox = xapian.Query(schema.mailbox_term(guid))
+        indexed = self.indexed_uids(guid)
+        if len(indexed) >= COMPLEMENT_MIN:
+            filtered = xapian.Query(xapian.Query.OP_FILTER, query, mailbox)
+            if 2 * self._estimate(filtered) > len(indexed):
+                return indexed - self._match(xapian.Query(xapian.Query.OP_AND_NOT, mailbox, query))
+        return self._match(xapian.Query(xapian.Query.OP_FILTER, query, mailbox))
 
     def indexed_uids(self, guid: str) -> set[int]:
         """Every UID of the mailbox present in the index, cached per index revision."""
@@ -120,11 +115,54 @@ class Searcher:
         cached = self._indexed.get(guid)
         if cached and cached[0] == revision:
             return cached[1]
-        uids = self.uids(xapian.Query.MatchAll, guid)
-        self._indexed[guid] = (revision, uids)
+        uids = self._match(xapian.Query(schema.mailbox_term(guid)))
+        self._indexed[guid] = (self.db.get_revision(), uids)  # _match may have reopened the database
         return uids
+
+    def _enquire(self, query: Query) -> Any:
+        enquire = xapian.Enquire(self.db)
+        enquire.set_query(query)
+        enquire.set_weighting_scheme(xapian.BoolWeight())
+        enquire.set_docid_order(xapian.Enquire.ASCENDING)
+        return enquire
+
+    def _estimate(self, query: Query) -> int:
+        """Xapian's cheap estimate of the number of matches (no full match run)."""
+        try:
+            return int(self._enquire(query).get_mset(0, 0).get_matches_estimated())
+        except xapian.Error:
+            return 0  # the exact pass reports the error
+
+    def _match(self, query: Query) -> set[int]:
+        """UIDs (value slot) of every match of a query that is already filtered to one mailbox."""
+        enquire = self._enquire(query)
+        # The match spy collects the UID slot of every match in C++; reading it back through the raw SWIG
+        # iterator costs ~0.5 us per UID instead of ~1.4 us through the Python wrapper.
+        spy = xapian.ValueCountMatchSpy(schema.SLOT_UID)
+        enquire.add_matchspy(spy)
+        try:
+            enquire.get_mset(0, 0, self.db.get_doccount())
+        except xapian.DatabaseModifiedError:
+            self.db.reopen()
+            return self._match(query)
+        except xapian.Error as exc:
+            raise StoreError(f"{self.path}: search failed: {exc.get_msg()}") from exc
+        return _spy_uids(spy)
 
     def document_data(self, guid: str, uid: int) -> dict[str, Any] | None:
         for item in self.db.postlist(schema.id_term(guid, uid)):
             return dict(json.loads(self.db.get_document(item.docid).get_data()))
         return None
+
+
+def _spy_uids(spy: Any) -> set[int]:
+    raw = getattr(xapian, "_xapian", None)
+    if raw is None or not hasattr(raw, "ValueCountMatchSpy_values_begin"):  # other bindings: the wrapper
+        return {int(item.term) for item in spy.values()}
+    it, end = raw.ValueCountMatchSpy_values_begin(spy), raw.ValueCountMatchSpy_values_end(spy)
+    get, step, at_end = raw._TermIterator_get_term, raw._TermIterator___next__, raw._TermIterator_equals
+    out = set()
+    while not at_end(it, end):
+        out.add(int(get(it)))
+        step(it)
+    return out
