@@ -8,6 +8,7 @@ from ftsd.query import parse_query
 from ftsd.settings import load_settings
 from ftsd.store.lexicon import Lexicon
 from ftsd.store.schema import META_LEXICON
+from ftsd.store.searcher import Searcher
 from tests.maildirs import MailDir
 
 USER = "alice@example.org"
@@ -61,3 +62,19 @@ def test_optimize_rebuilds_the_lexicon_without_expunged_words(maildir: MailDir, 
     assert lexicon.expand("w", ["X"], "ardva") == ["Xaardvark"]
     assert chunks <= len(lexicon.text)  # one chunk per (kind, field) after the rebuild
     assert uids(settings, "BODY ardva") == [keep]
+
+
+def test_readers_of_one_index_share_its_lexicon(maildir: MailDir, make_config):
+    settings = load_settings(make_config())
+    maildir.deliver(subject="shared words", body="pangolin")
+    service.index_users(settings, [USER])
+    path = service.index_path(service.get_user(settings, USER))
+    first, second = Searcher(path), Searcher(path)
+    assert first.lexicon is second.lexicon  # one copy in memory however many readers are open
+    service.optimize_users(settings, [USER])  # a compacted copy in a new directory: a lexicon of its own
+    third = Searcher(path)
+    assert third.lexicon is not first.lexicon
+    third.lexicon.refresh(third.db)
+    assert third.lexicon.expand("w", ["X"], "angoli") == ["Xpangolin"]
+    for searcher in (first, second, third):
+        searcher.close()

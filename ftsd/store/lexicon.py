@@ -13,9 +13,11 @@ per MB); each hit's line is an entry containing the query string.
 
 from __future__ import annotations
 
+import threading
 import uuid
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from ftsd.analysis import is_word
@@ -23,7 +25,8 @@ from ftsd.store import schema
 
 SEEN_LIMIT = 300_000  # entries remembered by one writer session (~30 MB) before the set is started afresh
 CHUNK_CHARS = 4_000_000  # a rebuilt lexicon is stored in chunks of about this size
-EXPANSIONS_KEPT = 256  # lookups remembered per reader (until the lexicon changes)
+EXPANSIONS_KEPT = 256  # lookups remembered per lexicon (until it changes)
+SHARED_MAX_CHARS = 256_000_000  # lexicons kept in memory by a process (least recently used dropped first)
 
 
 class LexiconWriter:
@@ -98,11 +101,17 @@ class Lexicon:
         self.text: dict[str, str] = {}
         # the same string is often looked up again: per mailbox of one search, or a webmail paging
         self._expanded: dict[tuple[str, tuple[str, ...], str], list[str]] = {}
+        self._lock = threading.Lock()
 
     def refresh(self, db: Any) -> None:
+        """Catch up with `db` (never goes back: readers of older revisions share it, and a lexicon only grows
+        between rebuilds, which optimize does in a new directory)."""
+        with self._lock:
+            if db.get_revision() > self.revision:
+                self._refresh(db)
+
+    def _refresh(self, db: Any) -> None:
         revision = db.get_revision()
-        if revision == self.revision:
-            return
         keys = set(db.metadata_keys(schema.META_LEXICON))
         if not self.keys <= keys:  # rebuilt: start afresh
             self.keys, self.text = set(), {}
@@ -145,3 +154,21 @@ class Lexicon:
 
     def size(self) -> int:
         return sum(map(len, self.text.values()))
+
+
+_SHARED: OrderedDict[tuple[Path, int], Lexicon] = OrderedDict()
+_SHARED_LOCK = threading.Lock()
+
+
+def shared(path: Path, inode: int) -> Lexicon:
+    """The lexicon of the index directory `path` (inode: a compacted copy is another index), one per process
+    however many readers are open on it; the least recently used are dropped beyond SHARED_MAX_CHARS."""
+    key = (path, inode)
+    with _SHARED_LOCK:
+        lexicon = _SHARED.get(key)
+        if lexicon is None:
+            lexicon = _SHARED[key] = Lexicon()
+        _SHARED.move_to_end(key)
+        while len(_SHARED) > 1 and sum(lex.size() for lex in _SHARED.values()) > SHARED_MAX_CHARS:
+            _SHARED.popitem(last=False)
+        return lexicon

@@ -13,8 +13,7 @@ import xapian
 
 from ftsd.analysis import is_word
 from ftsd.errors import SchemaVersionError, StoreError
-from ftsd.store import schema
-from ftsd.store.lexicon import Lexicon
+from ftsd.store import lexicon, schema
 
 Query = Any  # an opaque xapian.Query
 COMPLEMENT_MIN = 1000  # mailboxes smaller than this are read directly: the estimate would cost more than it saves
@@ -26,7 +25,13 @@ class Searcher:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
+            # the inode first: if optimize swaps the directory in between, this reader counts as replaced
+            self.inode = path.stat().st_ino
             self.db = xapian.Database(str(path))
+        except FileNotFoundError as exc:
+            raise StoreError(f"{path}: no index") from exc
+        except OSError as exc:
+            raise StoreError(f"{path}: {exc.strerror}") from exc
         except xapian.DatabaseOpeningError as exc:
             raise StoreError(f"{path}: no index ({exc.get_msg()})") from exc
         except xapian.DatabaseError as exc:  # corrupt, truncated, wrong version
@@ -35,8 +40,7 @@ class Searcher:
         if version and version != schema.SCHEMA_VERSION:
             raise SchemaVersionError(f"{path}: index schema {version}, this ftsd reads {schema.SCHEMA_VERSION}")
         self._indexed: dict[str, tuple[int, set[int]]] = {}
-        self.lexicon = Lexicon()
-        self.inode = path.stat().st_ino
+        self.lexicon = lexicon.shared(path, self.inode)
 
     def replaced(self) -> bool:
         """True if the index directory was swapped since this reader opened it (optimize compacts into a copy)."""
