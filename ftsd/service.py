@@ -255,7 +255,7 @@ def check_users(settings: Settings, users: Sequence[str] = (), *, all_users: boo
     for name in list_users(settings) if all_users else users:
         try:
             path = index_path(get_user(settings, name))
-            out[name] = check(path) if path.exists() else "no index yet"
+            out[name] = check(path, settings.fts.partial) if path.exists() else "no index yet"
         except FtsdError as exc:
             out[name] = str(exc)
     return out

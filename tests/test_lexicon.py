@@ -78,3 +78,22 @@ def test_readers_of_one_index_share_its_lexicon(maildir: MailDir, make_config):
     assert third.lexicon.expand("w", ["X"], "angoli") == ["Xpangolin"]
     for searcher in (first, second, third):
         searcher.close()
+
+
+def test_check_reports_a_damaged_lexicon_and_optimize_repairs_it(maildir: MailDir, make_config):
+    settings = load_settings(make_config())
+    uid = maildir.deliver(subject="damaged", body="wombat burrow")
+    service.index_users(settings, [USER])
+    assert service.check_users(settings, [USER]) == {USER: None}
+    path = service.index_path(service.get_user(settings, USER))
+    db = xapian.WritableDatabase(str(path), xapian.DB_OPEN)
+    for key in [k for k in db.metadata_keys(META_LEXICON + "wX")]:
+        db.set_metadata(key, b"")  # the body words' chunks are lost
+    db.commit()
+    db.close()
+    problem = service.check_users(settings, [USER])[USER]
+    assert problem is not None and "lexicon lacks 2 of" in problem
+    assert uids(settings, "BODY omba") == []  # what a damaged lexicon costs
+    assert service.optimize_users(settings, [USER])[0].error is None
+    assert service.check_users(settings, [USER]) == {USER: None}
+    assert uids(settings, "BODY omba") == [uid] and uids(settings, "BODY urro") == [uid]

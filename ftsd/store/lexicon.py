@@ -60,9 +60,8 @@ class LexiconWriter:
         self.seen.clear()
 
 
-def rebuild(db: Any, partial: int) -> int:
-    """Replace the lexicon of a writable `db` by the entries its term list holds now (drops entries of expunged
-    messages, merges chunks); returns the number of entries. The caller commits."""
+def stored_entries(db: Any, partial: int) -> dict[str, list[str]]:
+    """kind + field prefix -> the entries the term list of `db` holds (what a complete lexicon lists)."""
     kinds: dict[str, list[str]] = defaultdict(list)
     field_prefixes = set(schema.FIELD_PREFIXES.values())
     for item in db.allterms():
@@ -71,6 +70,23 @@ def rebuild(db: Any, partial: int) -> int:
             text = term[1:]
             kind = schema.WORDS if is_word(text) else schema.RUNS
             kinds[kind + term[0]].append(text)
+    return kinds
+
+
+def missing(db: Any, partial: int) -> tuple[int, int]:
+    """(entries the index stores but its lexicon lacks, entries stored): a search would miss the former."""
+    lexicon = Lexicon()
+    lexicon.refresh(db)
+    listed = {kp: set(text.split("\n")) for kp, text in lexicon.text.items()}
+    stored = stored_entries(db, partial)
+    lacking = sum(len(set(entries) - listed.get(kp, set())) for kp, entries in stored.items())
+    return lacking, sum(map(len, stored.values()))
+
+
+def rebuild(db: Any, partial: int) -> int:
+    """Replace the lexicon of a writable `db` by the entries its term list holds now (drops entries of expunged
+    messages, merges chunks); returns the number of entries. The caller commits."""
+    kinds = stored_entries(db, partial)
     for key in [k for k in db.metadata_keys(schema.META_LEXICON)]:
         db.set_metadata(key, b"")
     for kind_prefix, entries in kinds.items():

@@ -44,10 +44,17 @@ def index_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def check(path: Path) -> str | None:
-    """None if Xapian's consistency check passes, else its message."""
+def check(path: Path, partial: int = 3) -> str | None:
+    """None if Xapian's consistency check passes and the lexicon lists every stored word, else the problem."""
     try:
         xapian.Database.check(str(path), 0)
+        db = xapian.Database(str(path))
+        try:
+            lacking, stored = lexicon.missing(db, partial)
+        finally:
+            db.close()
     except xapian.Error as exc:
         return str(exc.get_msg())
+    if lacking:
+        return f"the lexicon lacks {lacking} of {stored} stored words (searches miss them): run ftsd optimize"
     return None
