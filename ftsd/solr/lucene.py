@@ -1,0 +1,262 @@
+"""Solr's query language as ftsd takes it: the Lucene-classic query AST, the parser every `select` q/fq and
+every `<delete><query>` goes through, the Solr field names, and which user and mailboxes a query names.
+
+Pure text -> AST: no index, settings or I/O here, so evaluation (evaluate.py) and deletes by query
+(update.py) share it without importing each other.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import reduce
+
+from ftsd.errors import QueryError
+
+# Solr field -> ftsd index field. `hdr` (every header line "Name: value") goes to `headers`.
+TEXT_FIELDS = {"body": "body", "hdr": "headers", "subject": "subject", "from": "from", "to": "to", "cc": "cc",
+               "bcc": "bcc"}
+KEY_FIELDS = ("uid", "box", "user", "id")
+_GUID = re.compile(r"[0-9A-Za-z]{1,64}")
+
+
+# == Lucene query AST ===========================================================================================
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """`field:value` (value unescaped; "" for `field:""`)."""
+
+    field: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class MatchAll:
+    """`*:*`, and the implicit base of a purely negative query."""
+
+
+@dataclass(frozen=True, slots=True)
+class AndQ:
+    items: tuple[SolrNode, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OrQ:
+    items: tuple[SolrNode, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NotQ:
+    item: SolrNode
+
+
+SolrNode = Term | MatchAll | AndQ | OrQ | NotQ
+
+_LOCAL_PARAMS = re.compile(r"\{!([^}]*)\}")
+_FIELD = re.compile(r"((?:[^\s()\"\\:+\-!]|\\.)(?:[^\s()\"\\:]|\\.)*):(?=\S)", re.S)
+# Dovecot escapes a space in a value but not a newline or tab: only a plain space ends a term.
+_WORD = re.compile(r"(?:[^ ()\"\\]|\\.)+", re.S)
+_QUOTED = re.compile(r"\"((?:[^\"\\]|\\.)*)\"", re.S)
+_SUFFIX = re.compile(r"(?:~[\d.]*|\^[\d.]+)+")
+_ESCAPED = re.compile(r"\\(.)", re.S)
+_OPERATORS = {"AND": "and", "&&": "and", "OR": "or", "||": "or", "NOT": "not"}
+
+
+def _unescape(text: str) -> str:
+    return _ESCAPED.sub(r"\1", text)
+
+
+def _strip_suffix(word: str) -> str:
+    """Drop an unescaped fuzzy `~[n]` or boost `^n` suffix: substring matching has no use for them."""
+    i = 0
+    while i < len(word):
+        if word[i] == "\\":
+            i += 2
+            continue
+        if word[i] in "~^" and _SUFFIX.fullmatch(word, i):
+            return word[:i]
+        i += 1
+    return word
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    """(kind, value): ( ) op not mod term group; a term's value is 'field\\0value'."""
+    out: list[tuple[str, str]] = []
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c.isspace():
+            i += 1
+        elif c in "()":
+            out.append((c, c))
+            i += 1
+        elif c in "+-!" and i + 1 < len(text) and not text[i + 1].isspace():
+            out.append(("not", "!") if c == "!" else ("mod", c))
+            i += 1
+        elif m := _FIELD.match(text, i):
+            name, i = _unescape(m[1]), m.end()
+            if text[i] == "(":
+                out.append(("group", name))
+            elif q := _QUOTED.match(text, i):
+                i = q.end() + (len(s[0]) if (s := _SUFFIX.match(text, q.end())) else 0)
+                out.append(("term", name + "\0" + _unescape(q[1])))
+            else:
+                w = _WORD.match(text, i)
+                assert w is not None  # _FIELD's look-ahead guarantees a non-space character
+                i = w.end()
+                out.append(("term", name + "\0" + _unescape(_strip_suffix(w[0]))))
+        elif m := _WORD.match(text, i):
+            i = m.end()
+            op = _OPERATORS.get(m[0])
+            out.append(("op", op) if op in ("and", "or") else ("not", "!") if op else ("term", "\0" + m[0]))
+        else:
+            raise QueryError(f"unexpected {c!r} at position {i + 1} of Solr query {text!r}")
+    return out
+
+
+class _LuceneParser:
+    """Recursive descent over the tokens. Explicit AND/OR are logic (AND binds tighter); a level of clauses
+    with no operator at all is a Lucene boolean query (`+` required, `-` excluded, others optional unless
+    the default operator is AND)."""
+
+    def __init__(self, text: str, default_and: bool) -> None:
+        self.text = text
+        self.toks = _tokens(text)
+        self.i = 0
+        self.default_and = default_and
+
+    def parse(self) -> SolrNode:
+        node = self._level(None, 0)
+        if self.i < len(self.toks):
+            raise QueryError(f"unbalanced ')' in Solr query {self.text!r}")
+        return node
+
+    def _peek(self) -> tuple[str, str] | None:
+        return self.toks[self.i] if self.i < len(self.toks) else None
+
+    def _level(self, default_field: str | None, depth: int) -> SolrNode:
+        if depth > 100:
+            raise QueryError("Solr query nested too deeply")
+        items: list[tuple[str | None, SolrNode]] = []
+        ops: list[str | None] = []
+        pending: str | None = None
+        while (tok := self._peek()) is not None and tok[0] != ")":
+            if tok[0] == "op":
+                if not items or pending:
+                    raise QueryError(f"misplaced {tok[1].upper()} in Solr query {self.text!r}")
+                pending = tok[1]
+                self.i += 1
+                continue
+            mod = None
+            if tok[0] in ("mod", "not"):
+                mod = "-" if tok[0] == "not" else tok[1]
+                self.i += 1
+            clause = self._clause(default_field, depth)
+            if items:
+                ops.append(pending)
+            items.append((mod, clause))
+            pending = None
+        if pending or not items:
+            raise QueryError(f"incomplete Solr query {self.text!r}")
+        return self._combine(items, ops)
+
+    def _clause(self, default_field: str | None, depth: int) -> SolrNode:
+        tok = self._peek()
+        self.i += 1
+        if tok is None:
+            raise QueryError(f"Solr query {self.text!r} ends where a clause was expected")
+        kind, value = tok
+        if kind in ("(", "group"):
+            if kind == "group":
+                if self._peek() != ("(", "("):
+                    raise QueryError(f"expected '(' after {value}: in Solr query {self.text!r}")
+                self.i += 1
+                default_field = value
+            node = self._level(default_field, depth + 1)
+            if self._peek() != (")", ")"):
+                raise QueryError(f"unbalanced '(' in Solr query {self.text!r}")
+            self.i += 1
+            return node
+        if kind != "term":
+            raise QueryError(f"unexpected {value!r} in Solr query {self.text!r}")
+        name, _, text = value.partition("\0")
+        if not name:
+            if text == "*" and default_field is None:
+                return MatchAll()
+            if default_field is None:
+                raise QueryError(f"term {text!r} without a field in Solr query {self.text!r}")
+            name, text = default_field, _unescape(_strip_suffix(text))
+        if name == "*" and text == "*":
+            return MatchAll()
+        if name not in TEXT_FIELDS and name not in KEY_FIELDS:
+            raise QueryError(f"undefined field {name!r} in Solr query {self.text!r}")
+        return Term(name, text)
+
+    def _combine(self, items: list[tuple[str | None, SolrNode]], ops: list[str | None]) -> SolrNode:
+        if all(op is None for op in ops):
+            required = [n for m, n in items if m == "+" or (m is None and self.default_and)]
+            optional = [n for m, n in items if m is None and not self.default_and]
+            parts = required + [NotQ(n) for m, n in items if m == "-"]
+            if optional and not required:
+                parts.append(_or(optional))
+            if not required and not optional:
+                parts.insert(0, MatchAll())
+            return _and(parts)
+        nodes = [NotQ(n) if m == "-" else n for m, n in items]
+        groups = [[nodes[0]]]
+        for op, node in zip(ops, nodes[1:], strict=True):
+            if (op or ("and" if self.default_and else "or")) == "and":
+                groups[-1].append(node)
+            else:
+                groups.append([node])
+        return _or([_and(g) for g in groups])
+
+
+def _and(nodes: Sequence[SolrNode]) -> SolrNode:
+    return nodes[0] if len(nodes) == 1 else AndQ(tuple(nodes))
+
+
+def _or(nodes: Sequence[SolrNode]) -> SolrNode:
+    return nodes[0] if len(nodes) == 1 else OrQ(tuple(nodes))
+
+
+def parse_lucene(text: str, default_op: str = "OR") -> SolrNode:
+    """A Lucene-classic query (with optional `{!lucene q.op=AND}` local params) -> AST. Raises: QueryError."""
+    text = text.strip()
+    if m := _LOCAL_PARAMS.match(text):
+        for item in m[1].split():
+            key, _, value = item.partition("=")
+            if key == "q.op":
+                default_op = value.upper()
+        text = text[m.end() :]
+    if not text.strip():
+        raise QueryError("empty Solr query")
+    return _LuceneParser(text, default_op == "AND").parse()
+
+
+# == scope: which user, which mailboxes =========================================================================
+
+def _values_of(node: SolrNode, name: str) -> frozenset[str] | None:
+    """The values `name` must take for node to match, or None when node does not restrict it."""
+    if isinstance(node, Term):
+        return frozenset([node.value]) if node.field == name else None
+    if isinstance(node, AndQ):
+        known = [v for v in (_values_of(n, name) for n in node.items) if v is not None]
+        return reduce(frozenset.__and__, known) if known else None
+    if isinstance(node, OrQ):
+        each = [_values_of(n, name) for n in node.items]
+        return None if any(v is None for v in each) else reduce(frozenset.__or__, (v for v in each if v is not None))
+    return None
+
+
+def _scope_user(node: SolrNode) -> str:
+    users = _values_of(node, "user")
+    if users is None or len(users) != 1:
+        raise QueryError("a Solr query must name exactly one user (user:NAME in q or fq)")
+    (name,) = users
+    if not name:
+        raise QueryError("public namespaces (empty user) are not supported by ftsd's Solr endpoint")
+    return name
+
+

@@ -1,0 +1,283 @@
+"""The `update` request: a streamed XML body of `<add><doc>`, `<delete><id>` and `<delete><query>` read
+chunk by chunk (expat), turned into pending per-user operations and written in bounded batches, one writer
+and one in-process lock per user index.
+
+The only module here that writes to an index; it reuses the parser (deletes by query) and the evaluation
+(which documents such a query matches).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from xml.parsers import expat
+
+from ftsd.analysis import Analyzer
+from ftsd.errors import IndexLockedError, QueryError
+from ftsd.indexer.sync import IndexReport
+from ftsd.service import index_path, open_searcher, open_writer
+from ftsd.settings import Settings
+from ftsd.solr.evaluate import search
+from ftsd.solr.lucene import _GUID, KEY_FIELDS, TEXT_FIELDS, SolrNode, _scope_user, parse_lucene
+from ftsd.store.schema import Document, build_document
+from ftsd.store.writer import IndexWriter
+from ftsd.userdb import User, lookup_user
+
+log = logging.getLogger(__name__)
+
+
+# == update =====================================================================================================
+
+@dataclass(slots=True)
+class _Doc:
+    """One `<doc>` being read: key fields, text fields, and the atomic-update operation of each text field."""
+
+    keys: dict[str, str] = field(default_factory=dict)
+    texts: dict[str, list[str]] = field(default_factory=dict)
+    chars: dict[str, int] = field(default_factory=dict)
+    updates: dict[str, str] = field(default_factory=dict)  # field -> set | add (Solr atomic update)
+
+
+@dataclass(frozen=True, slots=True)
+class _Op:
+    """A pending change of one user's index: add (document ready, or fields to merge), delete, delete by query."""
+
+    kind: str  # "add" | "merge" | "delete" | "query"
+    user: str
+    guid: str = ""
+    uid: int = 0
+    document: Document | None = None
+    fields: dict[str, str] = field(default_factory=dict)
+    updates: dict[str, str] = field(default_factory=dict)
+    query: SolrNode | None = None
+
+
+_USER_LOCKS: dict[Path, threading.Lock] = {}
+_USER_LOCKS_GUARD = threading.Lock()
+
+
+def _user_lock(path: Path) -> threading.Lock:
+    """One in-process lock per index: concurrent update requests for a user queue here, not on Xapian's lock."""
+    with _USER_LOCKS_GUARD:
+        return _USER_LOCKS.setdefault(path, threading.Lock())
+
+
+class UpdateSession:
+    """One `update` request: `feed()` body chunks as they arrive, then `close()`. Documents are analysed as soon as
+    their `</doc>` is read and written in batches (by count and by size), so memory stays bounded whatever the
+    size of the POST. Everything is committed -- searchable -- before close() returns: Dovecot may search right
+    after an add, and with `soft_commit=no` it never sends a commit. Raises: QueryError, UnknownUserError,
+    IndexLockedError, StoreError."""
+
+    def __init__(self, settings: Settings, *, flush_docs: int = 500, flush_bytes: int = 32_000_000) -> None:
+        self.settings = settings
+        self.analyzer = Analyzer.of(settings.fts)
+        self.flush_docs, self.flush_bytes = flush_docs, flush_bytes
+        self.pending: list[_Op] = []
+        self.pending_bytes = 0
+        self.added = self.deleted = 0
+        self._users: dict[str, User] = {}
+        self._parser = expat.ParserCreate("UTF-8")
+        self._parser.buffer_text = True
+        self._parser.buffer_size = 1 << 16
+        self._parser.StartElementHandler = self._start
+        self._parser.EndElementHandler = self._end
+        self._parser.CharacterDataHandler = self._text
+        self._parser.StartDoctypeDeclHandler = self._no_dtd
+        self._parser.EntityDeclHandler = self._no_dtd
+        self._stack: list[str] = []
+        self._doc: _Doc | None = None
+        self._field: tuple[str, str] | None = None  # (name, update op) of the open <field>
+        self._chars: list[str] | None = None  # text of the open <field>, <id> or <query>
+        self._room = 0  # characters the open <field> may still add
+        self._started = False
+
+    # -- XML events ---------------------------------------------------------------------------------------------
+    def feed(self, data: bytes) -> None:
+        self._started = self._started or bool(data.strip())
+        try:
+            self._parser.Parse(data, False)
+        except expat.ExpatError as exc:
+            raise QueryError(f"malformed update XML: {exc}") from None
+        self._maybe_flush()
+
+    def close(self) -> None:
+        if not self._started:  # no body at all: `update?commit=true` and the like
+            return
+        try:
+            self._parser.Parse(b"", True)
+        except expat.ExpatError as exc:
+            raise QueryError(f"malformed update XML: {exc}") from None
+        self.flush()
+
+    def _no_dtd(self, *args: Any) -> None:
+        raise QueryError("DTDs and entity declarations are not accepted in update XML")
+
+    def _start(self, name: str, attrs: dict[str, str]) -> None:
+        parent = self._stack[-1] if self._stack else ""
+        self._stack.append(name)
+        if name == "doc" and parent == "add":
+            self._doc = _Doc()
+        elif name == "field" and parent == "doc" and self._doc is not None:
+            update = attrs.get("update", "")
+            if update not in ("", "set", "add"):
+                raise QueryError(f"atomic update {update!r} is not supported (set, add)")
+            if attrs.get("null") == "true":
+                update = "set"
+            self._field, self._chars = (attrs.get("name", ""), update), []
+            self._room = self.settings.fts.max_text_chars
+        elif name in ("id", "query") and parent == "delete":
+            self._chars = []
+
+    def _text(self, data: str) -> None:
+        if self._chars is None:
+            return
+        if self._field is not None:  # one huge field must not fill the memory: keep what will be indexed
+            data = data[: self._room]
+            self._room -= len(data)
+        if data:
+            self._chars.append(data)
+
+    def _end(self, name: str) -> None:
+        self._stack.pop()
+        if name == "field" and self._field is not None and self._doc is not None:
+            self._end_field(self._doc, *self._field, "".join(self._chars or ()))
+            self._field, self._chars = None, None
+        elif name == "doc" and self._doc is not None and self._stack[-1:] == ["add"]:
+            self._queue(self._end_doc(self._doc))
+            self._doc = None
+        elif name in ("id", "query") and self._chars is not None:
+            text, self._chars = "".join(self._chars).strip(), None
+            self._queue(self._delete_id(text) if name == "id" else self._delete_query(text))
+
+    # -- documents ----------------------------------------------------------------------------------------------
+    def _end_field(self, doc: _Doc, name: str, update: str, text: str) -> None:
+        if name in KEY_FIELDS:
+            doc.keys[name] = text.strip() if name != "user" else text
+        elif name in TEXT_FIELDS:
+            room = self.settings.fts.max_text_chars - doc.chars.get(name, 0)
+            parts = doc.texts.setdefault(name, [])
+            if room > 0 and text:
+                parts.append(text[:room])
+                doc.chars[name] = doc.chars.get(name, 0) + min(len(text), room)
+            if update:
+                doc.updates[name] = update
+        else:
+            log.debug("Solr update: field %r ignored", name)
+
+    def _identity(self, keys: dict[str, str]) -> tuple[str, str, int]:
+        uid_s, _, rest = keys.get("id", "").partition("/")
+        box_s, _, user_s = rest.partition("/")
+        uid_text, box, user = keys.get("uid", uid_s), keys.get("box", box_s), keys.get("user", user_s)
+        if not uid_text.isdigit() or int(uid_text) == 0:
+            raise QueryError(f"document without a valid uid: {keys}")
+        if not _GUID.fullmatch(box):
+            raise QueryError(f"document without a valid box (mailbox GUID): {keys}")
+        if not user:
+            raise QueryError("public namespaces (empty user) are not supported by ftsd's Solr endpoint")
+        self._user(user)
+        return user, box, int(uid_text)
+
+    def _end_doc(self, doc: _Doc) -> _Op:
+        user, guid, uid = self._identity(doc.keys)
+        texts = {name: text for name, parts in doc.texts.items() if (text := "".join(parts))}
+        if doc.updates:
+            return _Op("merge", user, guid, uid, fields=texts, updates=doc.updates)
+        return _Op("add", user, guid, uid, self._document(guid, uid, texts))
+
+    def _document(self, guid: str, uid: int, texts: dict[str, str]) -> Document:
+        terms = {TEXT_FIELDS[name]: self.analyzer.terms(text) for name, text in texts.items() if text}
+        return build_document(guid, uid, terms, {"uid": uid, "source": "solr", "fields": texts})
+
+    def _delete_id(self, text: str) -> _Op | None:
+        uid_s, _, rest = text.partition("/")
+        guid, _, user = rest.partition("/")
+        if not user:  # public namespace: never indexed here, nothing to delete
+            log.info("Solr delete of %r ignored: no user", text)
+            return None
+        if not uid_s.isdigit() or not _GUID.fullmatch(guid):
+            raise QueryError(f"cannot delete id {text!r}: expected uid/box/user")
+        self._user(user)
+        return _Op("delete", user, guid, int(uid_s))
+
+    def _delete_query(self, text: str) -> _Op:
+        node = parse_lucene(text)
+        user = _scope_user(node)
+        self._user(user)
+        return _Op("query", user, query=node)
+
+    def _user(self, name: str) -> User:
+        if name not in self._users:
+            self._users[name] = lookup_user(self.settings, name)
+        return self._users[name]
+
+    # -- writing ------------------------------------------------------------------------------------------------
+    def _queue(self, op: _Op | None) -> None:
+        if op is not None:
+            self.pending.append(op)
+            size = len(op.document.data) if op.document else 0
+            self.pending_bytes += size + sum(len(t) for t in op.fields.values())
+
+    def _maybe_flush(self) -> None:
+        if len(self.pending) >= self.flush_docs or self.pending_bytes >= self.flush_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write and commit everything read so far, one writer per user."""
+        ops, self.pending, self.pending_bytes = self.pending, [], 0
+        for name in dict.fromkeys(op.user for op in ops):
+            self._apply(self._users[name], [op for op in ops if op.user == name])
+
+    def _apply(self, user: User, ops: list[_Op]) -> None:
+        lock = _user_lock(index_path(user))
+        timeout = self.settings.fts.lock_timeout_s
+        if not lock.acquire(timeout=timeout):
+            raise IndexLockedError(f"{user.name}: index busy with other updates for {timeout:g}s")
+        try:
+            batch: list[_Op] = []
+            for op in ops:
+                if op.kind in ("add", "delete"):
+                    batch.append(op)
+                    continue
+                self._write_batch(user, batch)  # a merge or a delete by query reads the committed index
+                batch = []
+                self._read_write(user, op)
+            self._write_batch(user, batch)
+        finally:
+            lock.release()
+
+    def _write_batch(self, user: User, ops: list[_Op]) -> None:
+        if ops:
+            with open_writer(self.settings, user, IndexReport()) as writer:
+                self._write(writer, ops)
+
+    def _write(self, writer: IndexWriter, ops: Iterable[_Op]) -> None:
+        for op in ops:
+            if op.kind == "add":
+                assert op.document is not None
+                writer.replace(op.guid, op.uid, op.document)
+                self.added += 1
+            else:
+                writer.delete(op.guid, op.uid)
+                self.deleted += 1
+
+    def _read_write(self, user: User, op: _Op) -> None:
+        if op.kind == "query":
+            assert op.query is not None
+            hits = search(self.settings, op.query)
+            self._write_batch(user, [_Op("delete", user.name, h.box, h.uid) for h in hits])
+            return
+        searcher = open_searcher(user)
+        data = searcher.document_data(op.guid, op.uid) if searcher else None
+        if searcher:
+            searcher.close()
+        texts = dict(data["fields"]) if data and isinstance(data.get("fields"), dict) else {}
+        for name, text in op.fields.items():
+            texts[name] = texts.get(name, "") + text if op.updates.get(name) == "add" and texts.get(name) else text
+        texts.update({name: "" for name, how in op.updates.items() if how == "set" and name not in op.fields})
+        self._write_batch(user, [_Op("add", user.name, op.guid, op.uid, self._document(op.guid, op.uid, texts))])
+
