@@ -45,13 +45,16 @@ class MaildirWatcher:
         self._stop = threading.Event()
         self._restart = threading.Event()  # ends the current inotify watch: stop, or the set of users changed
         self._threads: list[threading.Thread] = []
+        self._new_users: set[str] = set()  # found by refresh_users, announced once they are watched
+        self._lock = threading.Lock()
         self.refresh_users(initial=True)
 
     def users(self) -> list[str]:
         return sorted(self.roots.values())
 
     def refresh_users(self, *, initial: bool = False) -> bool:
-        """List the users again; queue a job for each new one. True if the watched set changed."""
+        """List the users again (those whose Maildir exists). True if the watched set changed; new users are
+        queued for an index job by announce_new_users()."""
         try:
             names = self.list_users()
         except FtsdError as exc:
@@ -60,21 +63,32 @@ class MaildirWatcher:
         roots: dict[Path, str] = {}
         for name in names:
             try:
-                roots[service.get_user(self.settings, name).maildir] = name
+                maildir = service.get_user(self.settings, name).maildir
             except FtsdError as exc:
                 log.warning("watcher: %s", exc)
+                continue
+            if maildir.is_dir():  # a user without mail yet is watched once the Maildir appears
+                roots[maildir] = name
         if roots == self.roots:
             return False
         added = set(roots.values()) - set(self.roots.values())
         self.roots = roots
         if not initial:
-            for name in sorted(added):
-                log.info("watcher: new user %s", name)
-                try:
-                    self.submit(name, [])
-                except Exception:
-                    log.exception("watcher: queueing new user %s failed", name)
+            with self._lock:
+                self._new_users |= added
         return True
+
+    def announce_new_users(self) -> None:
+        """Queue an index job for each user found since the last call (call it once they are watched: mail
+        delivered in between is then either in the job or seen by the watch)."""
+        with self._lock:
+            added, self._new_users = self._new_users, set()
+        for name in sorted(added):
+            log.info("watcher: new user %s", name)
+            try:
+                self.submit(name, [])
+            except Exception:
+                log.exception("watcher: queueing new user %s failed", name)
 
     def start(self) -> None:
         self._threads = [threading.Thread(target=self._run, name="ftsd-watcher", daemon=True)]
@@ -92,7 +106,10 @@ class MaildirWatcher:
     def _users_loop(self) -> None:
         while not self._stop.wait(self.users_every_s):
             if self.refresh_users():
-                self._restart.set()
+                if self.mode == "inotify":
+                    self._restart.set()  # the watch thread announces them once the new watch is up
+                else:
+                    self.announce_new_users()  # polling: the next snapshot already covers them
 
     def mailbox_of(self, path: Path) -> tuple[str, str] | None:
         """(user, mailbox) of a message file path, or None if it is not in a watched mailbox's cur/ or new/."""
@@ -136,15 +153,20 @@ class MaildirWatcher:
         self.mode = "inotify"
         while not self._stop.is_set():
             self._restart.clear()
-            roots = [root for root in self.roots if root.is_dir()]
+            roots = list(self.roots)
             if not roots:
                 self._restart.wait()
                 continue
             log.info("watcher: watching %d Maildirs (inotify)", len(roots))
+            # yield_on_timeout: the first (empty) yield comes once the watches exist, the moment to announce
+            # new users without a gap in which their mail would be missed
             for changes in watch(*roots, watch_filter=lambda _c, p: self.mailbox_of(Path(p)) is not None,
                                  debounce=self.debounce_ms, stop_event=self._restart, raise_interrupt=False,
-                                 ignore_permission_denied=True, force_polling=False):
-                self.changed(Path(p) for _, p in changes)
+                                 ignore_permission_denied=True, force_polling=False, rust_timeout=500,
+                                 yield_on_timeout=True):
+                self.announce_new_users()
+                if changes:
+                    self.changed(Path(p) for _, p in changes)
 
     def _snapshot(self) -> dict[Path, int]:
         """mtime (ns) of every watched cur/ and new/ directory."""
