@@ -2,12 +2,14 @@
 
 import os
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from ftsd import service
 from ftsd.cli import main
+from ftsd.indexer import pool
 from ftsd.query import parse_query
 from ftsd.settings import load_settings
 from tests.maildirs import MailDir
@@ -221,3 +223,41 @@ def test_worker_processes_run_niced(maildir: MailDir, make_config, tmp_path, nic
     assert service.index_users(settings, [USER]).indexed == 1
     expected = min(19, os.nice(0) + nice)
     assert uids(settings, f"BODY nicelevel{expected}") == [uid]
+
+
+KILLER = """\
+import os, signal, sys
+sys.stdin.buffer.read()
+# walk up from the decoder command past the decoder sandbox to the indexer worker, and kill it
+pid = os.getppid()
+def cmdline(p): return open(f"/proc/{p}/cmdline", "rb").read()
+def parent(p): return int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1])
+while b"ftsd.decoders.sandbox" in cmdline(pid):
+    pid = parent(pid)
+if pid != TEST_PID:
+    os.kill(pid, signal.SIGKILL)
+"""
+
+
+@pytest.mark.parametrize("start_method", ["fork", "forkserver"])  # the CLI's and the service's
+def test_a_message_that_kills_its_worker_costs_only_itself(maildir: MailDir, make_config, tmp_path, monkeypatch,
+                                                           start_method):
+    monkeypatch.setattr(pool, "_start_method", start_method)
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER.replace("TEST_PID", str(os.getpid())))
+    settings = load_settings(make_config(fts={"workers": 2}, decoders={
+        "command": f"{sys.executable} {script}", "command_types": ["application/x-killer"]}))
+    normal = [maildir.deliver(subject=f"normal {i}", body=f"survivor{i}") for i in range(6)]
+    killer = maildir.deliver(subject="killer", attachments=[("k.bin", "application/x-killer", b"x")])
+    normal += [maildir.deliver(subject=f"normal {i}", body=f"survivor{i}") for i in range(6, 14)]
+    done: list = []
+    run = threading.Thread(target=lambda: done.append(service.index_users(settings, [USER])), daemon=True)
+    run.start()
+    run.join(120)
+    assert not run.is_alive(), "indexing hung after a worker died"
+    report = done[0]
+    assert report.indexed == len(normal)
+    assert len(report.failed) == 1 and f"UID {killer}" in report.failed[0] and "worker process died" in report.failed[0]
+    assert uids(settings, "BODY survivor") == normal
+    # the failed message is not marked indexed: the next run tries it again (and fails the same way)
+    assert service.index_users(settings, [USER]).failed == report.failed
