@@ -53,5 +53,9 @@ class SchemaVersionError(StoreError):
     """The index was written by an incompatible version of ftsd."""
 
 
+class OutdatedIndexError(SchemaVersionError):
+    """The index was written by an older ftsd, with a layout this one no longer reads: rebuilt, not kept."""
+
+
 class QueryError(FtsdError):
     """An IMAP SEARCH key could not be parsed or is not supported."""

@@ -17,7 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ftsd.errors import FtsdError, IndexLockedError, MailboxError, SchemaVersionError, StoreError, UnknownUserError
+from ftsd.errors import (
+    FtsdError,
+    IndexLockedError,
+    MailboxError,
+    OutdatedIndexError,
+    SchemaVersionError,
+    StoreError,
+    UnknownUserError,
+)
 from ftsd.indexer.pool import WorkerPool
 from ftsd.indexer.sync import IndexReport, Progress, sync_mailbox
 from ftsd.maildir import Mailbox, list_mailboxes, scan_mailbox, validate_mailbox_name
@@ -68,6 +76,11 @@ def open_writer(
     path = index_path(user)
     timeout = settings.fts.lock_timeout_s if lock_timeout_s is None else lock_timeout_s
     try:
+        return IndexWriter(path, lock_timeout_s=timeout, commit_limit=settings.fts.commit_limit)
+    except OutdatedIndexError as exc:  # an upgrade: nothing to keep, the mail is the source
+        log.warning("%s: %s (an older ftsd's layout); rebuilding it from the mail", user.name, exc)
+        shutil.rmtree(path)
+        report.rebuilt.append(user.name)
         return IndexWriter(path, lock_timeout_s=timeout, commit_limit=settings.fts.commit_limit)
     except SchemaVersionError as exc:
         aside = path.with_name(f"{path.name}.broken-{int(time.time())}")

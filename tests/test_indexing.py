@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import xapian
 
 from ftsd import service
 from ftsd.cli import main
@@ -138,6 +139,25 @@ def test_corrupt_index_is_rebuilt(maildir: MailDir, make_config):
     report = service.index_users(settings, [USER])
     assert report.rebuilt == [USER] and report.indexed == 1
     assert uids(settings, "SUBJECT phoenix") == [uid]
+
+
+@pytest.mark.parametrize(("version", "kept"), [("1", False), ("99", True)])
+def test_index_of_another_schema_is_rebuilt(maildir: MailDir, make_config, caplog, version, kept):
+    # an older ftsd's index (an upgrade) is replaced quietly; a newer one's (a downgrade) is kept aside
+    settings = load_settings(make_config())
+    uid = maildir.deliver(subject="phoenix")
+    service.index_users(settings, [USER])
+    path = service.index_path(service.get_user(settings, USER))
+    db = xapian.WritableDatabase(str(path), xapian.DB_OPEN)
+    db.set_metadata("ftsd.schema", version)
+    db.commit()
+    db.close()
+    report = service.index_users(settings, [USER])
+    assert report.rebuilt == [USER] and report.indexed == 1 and report.failed == []
+    assert uids(settings, "SUBJECT phoenix") == [uid]
+    assert bool(list(path.parent.glob("ftsd.db.broken-*"))) == kept
+    levels = {r.levelname for r in caplog.records if "schema" in r.getMessage()}
+    assert levels == ({"ERROR"} if kept else {"WARNING"})
 
 
 @pytest.mark.parametrize("workers", [1, 2])

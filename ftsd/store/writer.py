@@ -12,7 +12,7 @@ from typing import Any
 
 import xapian
 
-from ftsd.errors import IndexLockedError, SchemaVersionError, StoreError
+from ftsd.errors import IndexLockedError, OutdatedIndexError, SchemaVersionError, StoreError
 from ftsd.store import schema
 from ftsd.store.lexicon import LexiconWriter
 
@@ -41,7 +41,9 @@ def open_writable(path: Path, lock_timeout_s: float) -> Any:
         db.set_metadata(schema.META_SCHEMA, schema.SCHEMA_VERSION)
     elif version != schema.SCHEMA_VERSION:
         db.close()
-        raise SchemaVersionError(f"{path}: index schema {version}, this ftsd writes {schema.SCHEMA_VERSION}")
+        older = version.isdigit() and int(version) < int(schema.SCHEMA_VERSION)
+        raise (OutdatedIndexError if older else SchemaVersionError)(
+            f"{path}: index schema {version}, this ftsd writes {schema.SCHEMA_VERSION}")
     return db
 
 
