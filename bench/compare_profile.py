@@ -5,24 +5,28 @@
     .venv/bin/python bench/compare_profile.py variants MAILDIR [--repeat 2] [--only NAME,...]
     .venv/bin/python bench/compare_profile.py search-variants MAILDIR [--only baseline,partial=2]
     .venv/bin/python bench/compare_profile.py search-profile MAILDIR [--copies 16]
-    .venv/bin/python bench/compare_profile.py dictionary MAILDIR
 
 `stages`: a seeded sample of messages through the indexer's steps in ONE process, CPU time per step (read, parse,
-analyse, build the Xapian document, writer: unserialise + replace_document, commit), terms per document, then the
+analyse, build the Xapian document, then the real IndexWriter's work split in its steps: lexicon check, unserialise +
+replace_document, commit with the lexicon flush), terms per document (words, punctuated runs, short grams), then the
 top functions of a cProfile run of the same loop.
 
 `variants`: the whole Maildir indexed from scratch once per variant and round, variants alternating, each in a fresh
 process (forked workers inherit the patches): wall, CPU of the writer process (the parent: feeder + Xapian writes) and
-of the worker processes, peak summed RSS/PSS of the process tree, index size raw and after optimize. Variants are
-settings (`fts.workers`, `fts.commit_limit`, `fts.partial`, `fts.full`, `fts.max_word_chars`) and monkeypatched
-prototypes of core changes (no short grams, Received headers not indexed, per-worker shard writers merged by
-compaction, a fuller compaction, whole runs only).
+of the worker processes, peak summed RSS/PSS of the process tree, index size raw and compacted (as optimize does,
+without its lexicon rebuild). Variants are settings (`fts.workers`, `fts.commit_limit`, `fts.partial`,
+`fts.max_word_chars`, `fts.header_excludes`) and monkeypatched prototypes of core changes (Received headers stripped
+before parsing, per-worker shard writers merged by compaction, a fuller compaction).
 
 `search-variants`: TEXT search latency and hit counts on indexes built with some of those variants (the compare query
 set plus 1- and 2-character strings). `search-profile`: where the time of the slowest searches goes on the corpus
-replicated (16 copies = 100k messages). `dictionary`: a prototype of another index design (whole runs per document plus
-one suffix dictionary) against the current one: indexing CPU, sizes, search latency, and whether the hits agree.
-Temp dirs are removed at the end.
+replicated (16 copies = 100k messages). Temp dirs are removed at the end.
+
+Written for the suffix-term scheme (schema 1), adapted to words + lexicon (schema 2). Gone with schema 1: the
+`dictionary` subcommand (whole runs per document + a suffix dictionary, the prototype schema 2 succeeded; results in
+bench/results/profile-dictionary.md) and the variants that replaced Analyzer.terms ("no short grams", "whole runs ...
+(prototype)"); their code is in git history before the commit "Words + lexicon instead of suffix terms". The
+`full=12`/`full=16` variants went too (see VARIANTS).
 """
 
 from __future__ import annotations
@@ -61,7 +65,8 @@ from compare_common import (  # noqa: E402
 USER = "bench"
 GUID = "0" * 32
 
-# name -> ([fts] settings, patch name or "")
+# name -> ([fts] settings, patch name or ""). No `full` variants: schema 2 uses it only as max(full, 40) (window
+# overlap, query length the index settles alone), so any full <= 40 builds the baseline's index.
 VARIANTS: dict[str, tuple[dict[str, int | list[str]], str]] = {
     "baseline": ({}, ""),
     "workers=1": ({"workers": 1}, ""),
@@ -70,10 +75,7 @@ VARIANTS: dict[str, tuple[dict[str, int | list[str]], str]] = {
     "commit_limit=2000": ({"commit_limit": 2000}, ""),
     "partial=2": ({"partial": 2}, ""),
     "partial=4": ({"partial": 4}, ""),
-    "full=12": ({"full": 12}, ""),
-    "full=16": ({"full": 16}, ""),
     "max_word_chars=32": ({"max_word_chars": 32}, ""),
-    "no short grams (patch)": ({}, "no_short_grams"),
     "no Received headers (patch)": ({}, "no_received"),
     "no Received + partial=2": ({"partial": 2}, "no_received"),
     "compaction FULLER (patch)": ({}, "fuller"),
@@ -85,9 +87,6 @@ VARIANTS: dict[str, tuple[dict[str, int | list[str]], str]] = {
                                                            "Return-Path", "Delivered-To"]}, ""),
     "partial=2 + header_excludes=Received": ({"partial": 2, "header_excludes": ["Received"]}, ""),
     "shards + partial=2 + header_excludes=Received": ({"partial": 2, "header_excludes": ["Received"]}, "shards"),
-    "whole runs only (prototype)": ({}, "whole_runs"),
-    "whole runs + short grams (prototype)": ({}, "whole_runs_grams2"),
-    "whole runs + 1-char grams (prototype)": ({}, "whole_runs_grams1"),
     "commit_limit=25": ({"commit_limit": 25}, ""),
     "commit_limit=50": ({"commit_limit": 50}, ""),
     "commit_limit=200": ({"commit_limit": 200}, ""),
@@ -114,15 +113,16 @@ def stages(maildir: Path, sample: int) -> str:
     from ftsd.message import parse_message
     from ftsd.settings import Settings
     from ftsd.store.schema import build_document, id_term
+    from ftsd.store.writer import IndexWriter
 
     files = random.Random(1).sample(message_paths(maildir), sample)
     settings = Settings()
-    analyzer = Analyzer()
+    analyzer = Analyzer.of(settings.fts)
+    commit_limit = settings.fts.commit_limit
     work = Path(tempfile.mkdtemp(prefix="ftsd-profile-"))
 
     def loop(times: dict[str, float], counts: dict[str, int], count: bool) -> None:
-        db = xapian.WritableDatabase(str(work / f"db{len(os.listdir(work))}"), xapian.DB_CREATE_OR_OPEN)
-        db.begin_transaction()
+        writer = IndexWriter(work / f"db{len(os.listdir(work))}", commit_limit=commit_limit)
         clock = time.process_time
         for i, path in enumerate(files, 1):
             t0 = clock()
@@ -135,26 +135,30 @@ def stages(maildir: Path, sample: int) -> str:
             parts = [dataclasses.astuple(p) for p in parsed.parts]
             doc = build_document(GUID, i, terms, {"uid": i, "file": path.name, "size": len(raw), "parts": parts})
             t4 = clock()
-            db.replace_document(id_term(GUID, i), xapian.Document.unserialise(doc))
+            # IndexWriter.replace in its two steps, timed apart: the lexicon check is the writer's schema 2 cost
+            writer.lexicon.add(doc.lexicon)
             t5 = clock()
-            if i % settings.fts.commit_limit == 0:
-                db.commit_transaction()
-                db.begin_transaction()
+            writer.db.replace_document(id_term(GUID, i), xapian.Document.unserialise(doc.data))
             t6 = clock()
+            if i % commit_limit == 0:  # as indexer/sync.py does; commit() also flushes the lexicon
+                writer.commit()
+            t7 = clock()
             for name, seconds in (("read", t1 - t0), ("parse + decode", t2 - t1), ("analyse", t3 - t2),
-                                  ("build document", t4 - t3), ("writer: unserialise + replace", t5 - t4),
-                                  ("writer: commit", t6 - t5)):
+                                  ("build document", t4 - t3), ("writer: lexicon check", t5 - t4),
+                                  ("writer: unserialise + replace", t6 - t5), ("writer: commit", t7 - t6)):
                 times[name] = times.get(name, 0.0) + seconds
             if not count:
                 continue
-            counts["terms"] = counts.get("terms", 0) + sum(len(v) for v in terms.values())
             counts["bytes"] = counts.get("bytes", 0) + len(raw)
-            for fieldname, values in terms.items():
-                counts[f"terms.{fieldname}"] = counts.get(f"terms.{fieldname}", 0) + len(values)
-                counts["short"] = counts.get("short", 0) + sum(1 for t in values if len(t) < analyzer.partial)
+            counts["lexicon"] = counts.get("lexicon", 0) + len(doc.lexicon)
+            for fieldname, field_terms in terms.items():
+                for key, n in (("terms", len(field_terms.all())), (f"terms.{fieldname}", len(field_terms.all())),
+                               ("words", len(field_terms.words)), ("runs", len(field_terms.runs)),
+                               ("grams", len(field_terms.grams))):
+                    counts[key] = counts.get(key, 0) + n
         t = time.process_time()
-        db.commit_transaction()
-        db.close()
+        writer.commit()
+        writer.db.close()  # everything is committed: closing the IndexWriter would only commit nothing again
         times["writer: commit"] = times.get("writer: commit", 0.0) + time.process_time() - t
 
     try:
@@ -163,7 +167,7 @@ def stages(maildir: Path, sample: int) -> str:
         loop(times, counts, True)
         total = sum(times.values())
         out = [f"## Indexer stages, one process, {sample} messages sampled from {maildir} (seed 1; commit every "
-               f"{settings.fts.commit_limit} documents; ftsd source digest {ftsd_digest()})", "",
+               f"{commit_limit} documents; ftsd source digest {ftsd_digest()})", "",
                "| step | CPU s | ms/message | share |", "|---|---:|---:|---:|"]
         for name, seconds in times.items():
             out.append(f"| {name} | {seconds:.2f} | {seconds / sample * 1000:.2f} | {seconds / total:.0%} |")
@@ -171,9 +175,11 @@ def stages(maildir: Path, sample: int) -> str:
                    "on one core |")
         per_field = ", ".join(f"{k.split('.')[1]} {v / sample:.0f}" for k, v in counts.items()
                               if k.startswith("terms."))
-        out += ["", f"{counts['terms'] / sample:.0f} distinct terms per document ({per_field}); "
-                f"{counts['short'] / sample:.0f} of them 1..partial-1 character grams; "
-                f"{counts['bytes'] / sample:.0f} bytes per message.", ""]
+        out += ["", f"{counts['terms'] / sample:.0f} distinct terms per document ({per_field}): "
+                f"{counts['words'] / sample:.0f} words, {counts['runs'] / sample:.0f} punctuated runs, "
+                f"{counts['grams'] / sample:.0f} 1..partial-1 character grams; {counts['lexicon'] / sample:.0f} "
+                f"lexicon entries per document handed to the writer; {counts['bytes'] / sample:.0f} bytes per "
+                "message.", ""]
         profiler = cProfile.Profile()
         profiler.enable()
         loop({}, {}, False)
@@ -201,42 +207,12 @@ def _strip_received(raw: bytes) -> bytes:
 
 def apply_patch(patch: str) -> None:
     """Monkeypatch ftsd before the worker pool forks (the workers inherit it)."""
-    from ftsd import analysis, message
+    from ftsd import message
     from ftsd.indexer import pipeline, pool
 
     if hasattr(pool, "_start_method"):
         pool._start_method = "fork"  # the patches below reach the workers only through fork
 
-    if "no_short_grams" in patch:
-        def terms(self: analysis.Analyzer, text: str) -> set[str]:
-            norm = analysis.searchable(analysis.normalise(text), self.max_word_chars)
-            out: set[str] = set()
-            for run in {norm[s:e] for s, e in analysis.runs(norm)}:
-                starts = range(len(run)) if analysis._ALL_WORD.fullmatch(run) else [
-                    m.start() for m in analysis._WORD_CHAR.finditer(run)]
-                out.update([run[i : i + self.full] for i in starts if len(run) - i >= self.partial])
-            return out
-
-        analysis.Analyzer.terms = terms  # type: ignore[method-assign]
-    if "whole_runs" in patch:
-        grams = int(patch[-1]) if patch[-1].isdigit() else 0
-
-        def whole_runs(self: analysis.Analyzer, text: str) -> set[str]:
-            norm = analysis.searchable(analysis.normalise(text), self.max_word_chars)
-            out = set()
-            words = []
-            for s, e in analysis.runs(norm):
-                run = norm[s:e]
-                while len(run.encode()) > 240:  # Xapian's term limit is 245 bytes with the prefix
-                    run = run[:-1]
-                out.add(run)
-                words += analysis._ALL_WORD.findall(run)
-            joined = " ".join(words)
-            for size in range(1, grams + 1):
-                out.update({g for i in range(len(joined) - size + 1) if " " not in (g := joined[i : i + size])})
-            return out
-
-        analysis.Analyzer.terms = whole_runs  # type: ignore[method-assign]
     if "no_received" in patch:
         original = message.parse_message
 
@@ -263,41 +239,21 @@ def dir_bytes(path: Path) -> int:
 
 
 def _shard_worker(args: tuple[str, list[tuple[int, str]], Any]) -> float:
-    """Prototype: one worker parses, analyses and writes its own shard; returns its CPU seconds."""
-    import xapian
-
-    from ftsd.analysis import Analyzer
+    """Prototype: one worker parses, analyses and writes its own shard (documents and lexicon, through the real
+    IndexWriter); returns its CPU seconds."""
     from ftsd.indexer import pipeline
-    from ftsd.store import schema
-
-    parse_message = getattr(pipeline, "parse_message")  # noqa: B009 - patched by apply_patch() in the parent
+    from ftsd.store.writer import IndexWriter
 
     shard, items, settings = args
     commit_limit = settings.fts.commit_limit
-    fts = settings.fts
-    analyzer = Analyzer(partial=fts.partial, full=fts.full, max_word_chars=fts.max_word_chars)
-    db = xapian.WritableDatabase(shard, xapian.DB_CREATE_OR_OPEN)
-    db.begin_transaction()
-    for n, (uid, path) in enumerate(items, 1):
-        raw = Path(path).read_bytes()
-        parsed = parse_message(raw, settings)
-        terms = pipeline.analyse_fields(parsed, analyzer)
-        doc = xapian.Document()
-        for fieldname, values in terms.items():
-            prefix = schema.FIELD_PREFIXES[fieldname]
-            for term in values:
-                doc.add_term(prefix + term)
-        doc.add_boolean_term(schema.mailbox_term(GUID))
-        doc.add_boolean_term(schema.id_term(GUID, uid))
-        doc.add_value(schema.SLOT_UID, str(uid))
-        parts = [dataclasses.astuple(p) for p in parsed.parts]
-        doc.set_data(json.dumps({"uid": uid, "file": Path(path).name, "size": len(raw), "parts": parts}))
-        db.replace_document(schema.id_term(GUID, uid), doc)
-        if n % commit_limit == 0:
-            db.commit_transaction()
-            db.begin_transaction()
-    db.commit_transaction()
-    db.close()
+    with IndexWriter(Path(shard), commit_limit=commit_limit) as writer:
+        for n, (uid, path) in enumerate(items, 1):
+            # index_message calls pipeline.parse_message, which apply_patch() may have replaced in the parent
+            outcome = pipeline.index_message(GUID, uid, Path(path), settings)
+            if outcome.document is not None:
+                writer.replace(GUID, uid, outcome.document)
+            if n % commit_limit == 0:
+                writer.commit()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return float(usage.ru_utime + usage.ru_stime)
 
@@ -315,6 +271,8 @@ def shards_index(maildir: Path, work: Path, settings: Any, fuller: bool) -> tupl
     with multiprocessing.get_context("fork").Pool(workers) as pool:
         pool.map(_shard_worker, [(s, c, settings) for s, c in zip(shards, chunks, strict=True)])
     raw = sum(dir_bytes(Path(s)) for s in shards)
+    # Lexicon chunk keys are unique per shard, so the merge keeps every shard's lexicon (an entry new to several
+    # shards is listed several times, as after several commits: the reader copes with that).
     merged = xapian.Database(shards[0])
     for s in shards[1:]:
         merged.add_database(xapian.Database(s))
@@ -413,14 +371,7 @@ def variants(maildir: Path, repeat: int, only: list[str], timeout_s: float) -> s
     return "\n".join(out) + "\n"
 
 
-# -- prototype: whole runs per document + one suffix dictionary ---------------------------------------------------
-
-TEXT_PREFIXES = ("S", "F", "T", "C", "B", "H", "X")  # schema.FIELD_PREFIXES of the fields TEXT searches
-EXTRA_QUERIES = ["a", "q", "th", "zq", "ux", "linux", "money", "nux", "ction", "the", "from"]
-
-
-def _index_dir(work: Path) -> Path:
-    return work / "index" / USER / "xapian-indexes" / "ftsd.db"
+# -- search variants ---------------------------------------------------------------------------------------------
 
 
 def _index_with(maildir: Path, work: Path, variant: str) -> dict[str, float]:
@@ -428,136 +379,6 @@ def _index_with(maildir: Path, work: Path, variant: str) -> dict[str, float]:
     proc = subprocess.run([sys.executable, __file__, "_variant", variant, str(maildir), str(work)],
                           capture_output=True, text=True, check=True, timeout=3600)
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
-
-
-# design -> (index variant, shortest dictionary suffix): the document keeps whole runs plus the short grams below
-# that length, so a query string shorter than it is one gram term and a longer one goes through the dictionary.
-DESIGNS = {
-    "runs + 1..2-char grams, dictionary suffixes >= 3": ("whole runs + short grams (prototype)", 3),
-    "runs + 1-char grams, dictionary suffixes >= 2": ("whole runs + 1-char grams (prototype)", 2),
-}
-
-
-def build_dictionary(index: Path, out: Path, full: int, shortest: int) -> tuple[float, int, int]:
-    """Suffix dictionary of a whole-run index: one document per distinct run (over all fields), its terms the run's
-    suffixes that start at a word character, `shortest`..`full` characters; the run in value slot 0. Append-only
-    (stale runs are harmless, optimize can rebuild it), so it needs no termlist. Returns (CPU s, bytes, runs)."""
-    import xapian
-
-    word_char = re.compile(r"\w")
-    start = time.process_time()
-    src = xapian.Database(str(index))
-    runs: set[bytes] = set()
-    for prefix in TEXT_PREFIXES:
-        for item in src.allterms(prefix):
-            runs.add(item.term[1:])
-    dic = xapian.WritableDatabase(str(out), xapian.DB_CREATE_OR_OVERWRITE | xapian.DB_NO_TERMLIST)
-    dic.begin_transaction()
-    for n, raw in enumerate(sorted(runs), 1):
-        run = raw.decode("utf-8", "surrogateescape")
-        doc = xapian.Document()
-        for m in word_char.finditer(run):
-            if len(run) - m.start() >= shortest:
-                doc.add_term(run[m.start() : m.start() + full])
-        doc.add_value(0, raw)
-        dic.add_document(doc)
-        if n % 50000 == 0:
-            dic.commit_transaction()
-            dic.begin_transaction()
-    dic.commit_transaction()
-    dic.close()
-    return time.process_time() - start, dir_bytes(out), len(runs)
-
-
-def dictionary(maildir: Path) -> str:
-    """Baseline index vs whole runs per document + a suffix dictionary: indexing CPU, sizes, and TEXT search latency
-    and hits on the INBOX for the compare query set plus a few 1-2 character and common strings."""
-    import xapian
-
-    from ftsd import service
-    from ftsd.query import parse_query
-    from ftsd.settings import load_settings
-    from ftsd.store import schema
-
-    messages, mail_bytes = mail_stats(maildir)
-    work = Path(tempfile.mkdtemp(prefix="ftsd-dictionary-"))
-
-    def cpu(r: dict[str, float]) -> float:
-        return r["writer_cpu_s"] + r["workers_cpu_s"]
-
-    try:
-        (work / "base").mkdir()
-        base = _index_with(maildir, work / "base", "baseline")
-        settings = load_settings(work / "base" / "ftsd.toml")
-        queries = build_queries(maildir, 50)
-        cats = {**queries.categories(True), "short and common": EXTRA_QUERIES}
-        sizes = ["| design | CPU s (writer + workers) | writer CPU s | CPU ms/msg | index MB | dictionary MB "
-                 "(runs) | total / mail |", "|---|---:|---:|---:|---:|---:|---:|",
-                 f"| baseline: suffixes + short grams per document | {cpu(base):.1f} | {base['writer_cpu_s']:.1f} "
-                 f"| {cpu(base) / messages * 1e3:.2f} | {base['optimized_bytes'] / 1e6:.1f} | – "
-                 f"| {base['optimized_bytes'] / mail_bytes:.2f} |"]
-        rows = ["| design | strings | n | baseline p50 / p99 ms | prototype p50 / p99 ms | same hits |",
-                "|---|---|---:|---:|---:|---:|"]
-        for number, (design, (variant, shortest)) in enumerate(DESIGNS.items()):
-            home = work / f"design{number}"
-            home.mkdir()
-            words = _index_with(maildir, home, variant)
-            dict_cpu, dict_bytes, n_runs = build_dictionary(_index_dir(home), home / "dict.db", 20, shortest)
-            total = words["optimized_bytes"] + dict_bytes
-            sizes.append(f"| {design} | {cpu(words):.1f} (+{dict_cpu:.1f} dictionary) | {words['writer_cpu_s']:.1f} "
-                         f"| {(cpu(words) + dict_cpu) / messages * 1e3:.2f} | {words['optimized_bytes'] / 1e6:.1f} "
-                         f"| {dict_bytes / 1e6:.1f} ({n_runs:,}) | {total / mail_bytes:.2f} |")
-            db = xapian.Database(str(_index_dir(home)))
-            dic = xapian.Database(str(home / "dict.db"))
-            guid = next(g for g, m in _guids(home).items() if m.get("name") == "INBOX")
-
-            def proto_search(q: str, db: Any = db, dic: Any = dic, guid: str = guid,
-                             shortest: int = shortest) -> set[int]:
-                if len(q) < shortest:
-                    main = xapian.Query(xapian.Query.OP_OR, [xapian.Query(p + q) for p in TEXT_PREFIXES])
-                else:
-                    enq = xapian.Enquire(dic)
-                    enq.set_query(xapian.Query(xapian.Query.OP_WILDCARD, q[:20]))
-                    spy = xapian.ValueCountMatchSpy(0)
-                    enq.add_matchspy(spy)
-                    enq.get_mset(0, 0, dic.get_doccount())
-                    found = [t.term.decode("utf-8", "surrogateescape") for t in spy.values()]
-                    found = [r for r in found if q in r] if len(q) > 20 else found
-                    if not found:
-                        return set()
-                    main = xapian.Query(xapian.Query.OP_OR, [xapian.Query(p + r) for r in found for p in TEXT_PREFIXES])
-                enq2 = xapian.Enquire(db)
-                enq2.set_query(xapian.Query(xapian.Query.OP_FILTER, main, xapian.Query(schema.mailbox_term(guid))))
-                enq2.set_weighting_scheme(xapian.BoolWeight())
-                spy2 = xapian.ValueCountMatchSpy(schema.SLOT_UID)
-                enq2.add_matchspy(spy2)
-                enq2.get_mset(0, 0, db.get_doccount())
-                return {int(t.term) for t in spy2.values()}
-
-            for cat, qs in cats.items():
-                for q in qs[:3]:  # warm-up
-                    proto_search(q)
-                    service.search(settings, USER, ["INBOX"], parse_query(f"TEXT {q}"), autoindex=False)
-                t_base, t_proto, same = [], [], 0
-                for q in qs:
-                    t = time.perf_counter()
-                    hits_base = set(service.search(settings, USER, ["INBOX"], parse_query(f"TEXT {q}"),
-                                                   autoindex=False)[0].uids)
-                    t_base.append((time.perf_counter() - t) * 1000)
-                    t = time.perf_counter()
-                    hits_proto = proto_search(q)
-                    t_proto.append((time.perf_counter() - t) * 1000)
-                    same += hits_base == hits_proto
-                rows.append(f"| {design} | {cat} | {len(qs)} | {med(t_base):.2f} / {pct(t_base, 99):.1f} "
-                            f"| {med(t_proto):.2f} / {pct(t_proto, 99):.1f} | {same}/{len(qs)} |")
-        out = [f"## Prototype: whole runs per document + a suffix dictionary ({maildir}, {messages:,} messages, "
-               f"{mail_bytes / 1e6:.1f} MB; ftsd source digest {ftsd_digest()})", "", *sizes, "",
-               "`TEXT string` on the INBOX, in-process; baseline = ftsd.service.search, prototype = a gram term, or "
-               "a wildcard over the suffix dictionary and an OR of the runs found, filtered to the mailbox. "
-               f"Short and common strings: {' '.join(EXTRA_QUERIES)}.", "", *rows]
-        return "\n".join(out) + "\n"
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 SHORT_QUERIES = {
@@ -722,16 +543,6 @@ def search_profile(maildir: Path, copies: int) -> str:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _guids(work: Path) -> dict[str, dict[str, Any]]:
-    import xapian
-
-    from ftsd.store import schema
-
-    db = xapian.Database(str(_index_dir(work)))
-    return {k.decode()[len(schema.META_MAILBOX) :]: json.loads(db.get_metadata(k))
-            for k in db.metadata_keys(schema.META_MAILBOX) if db.get_metadata(k)}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -749,8 +560,6 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("search-profile")
     p.add_argument("maildir", type=Path)
     p.add_argument("--copies", type=int, default=16)
-    p = sub.add_parser("dictionary")
-    p.add_argument("maildir", type=Path)
     p = sub.add_parser("_variant")  # internal: one variant in this process
     p.add_argument("name")
     p.add_argument("maildir", type=Path)
@@ -762,8 +571,6 @@ def main(argv: list[str] | None = None) -> int:
         print(search_variants(args.maildir.resolve(), [n for n in args.only.split(",") if n]))
     elif args.command == "search-profile":
         print(search_profile(args.maildir.resolve(), args.copies))
-    elif args.command == "dictionary":
-        print(dictionary(args.maildir.resolve()))
     elif args.command == "variants":
         print(variants(args.maildir.resolve(), args.repeat, [n for n in args.only.split(",") if n], args.timeout))
     else:
