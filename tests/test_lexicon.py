@@ -97,3 +97,21 @@ def test_check_reports_a_damaged_lexicon_and_optimize_repairs_it(maildir: MailDi
     assert service.optimize_users(settings, [USER])[0].error is None
     assert service.check_users(settings, [USER]) == {USER: None}
     assert uids(settings, "BODY omba") == [uid] and uids(settings, "BODY urro") == [uid]
+
+
+def test_long_words_and_runs_are_found_across_window_edges(maildir: MailDir, make_config):
+    word = "".join(chr(ord("a") + (i * 7) % 26) for i in range(64))  # the longest indexed word (max_word_chars)
+    run = ".".join(f"part{chr(97 + i)}" for i in range(26))  # one 129-character ICU run with inner punctuation
+    settings = load_settings(make_config())
+    uid = maildir.deliver(subject="long", body=f"{word} and {run}")
+    other = maildir.deliver(subject="other", body="nothing long")
+    service.index_users(settings, [USER])
+    for text in (word, run):
+        for start in range(len(text) - 39):  # every 40-character slice (from and to a letter): the index alone
+            if not (text[start].isalpha() and text[start + 39].isalpha()):
+                continue
+            result = service.search(settings, USER, ["INBOX"], parse_query(f"BODY {text[start:start + 40]}"),
+                                    autoindex=False)[0]
+            assert (result.uids, result.verified) == ([uid], 0), text[start:start + 40]
+    assert uids(settings, f"BODY {run[10:100]}") == [uid]  # longer: looked up by its head, then checked
+    assert other not in uids(settings, "BODY part")
