@@ -10,6 +10,8 @@ read from the Maildir. Each node evaluates to (sure, maybe) UID sets; only `mayb
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
@@ -67,6 +69,42 @@ def _fields(key: Key, settings: Settings) -> tuple[tuple[str, ...], bool]:
     return _FIELD_SOURCES[key.field], True
 
 
+class TextCache:
+    """Normalised field texts of recently checked messages, by file identity (path, size, mtime): a phrase or a
+    key with punctuation checks hundreds of candidates, and the same search often comes again (paging, a
+    refresh, a client typing). Bounded in characters, least recently used dropped first. A path is only ever
+    looked up by a search of the user whose Maildir holds it."""
+
+    def __init__(self) -> None:
+        self.max_chars = 0
+        self._items: OrderedDict[tuple[str, int, int, int], dict[str, str]] = OrderedDict()
+        self._chars = 0
+        self._lock = threading.Lock()
+
+    def texts(self, key: tuple[str, int, int, int], max_chars: int) -> dict[str, str]:
+        """The cached texts of one message file (a new, empty entry if none)."""
+        with self._lock:
+            self.max_chars = max_chars
+            entry = self._items.get(key)
+            if entry is None:
+                entry = self._items[key] = {}
+            self._items.move_to_end(key)
+            return entry
+
+    def added(self, key: tuple[str, int, int, int], chars: int) -> None:
+        """Account for `chars` characters stored into the entry of `key`; drop old entries beyond the bound."""
+        with self._lock:
+            if key not in self._items:  # dropped meanwhile: its texts are not held any more
+                return
+            self._chars += chars
+            while self._chars > self.max_chars and self._items:
+                _, old = self._items.popitem(last=False)
+                self._chars -= sum(map(len, old.values()))
+
+
+TEXTS = TextCache()
+
+
 class _MessageText:
     """The normalised field texts of one message, read lazily from the Maildir, for verification. Header keys
     read and parse only the header block; BODY and TEXT decode the whole message."""
@@ -79,7 +117,14 @@ class _MessageText:
         self._raw: bytes | None = None
         self._head: Message | None = None
         self._parsed: ParsedMessage | None = None
-        self._cache: dict[str, str] = {}
+        self._key: tuple[str, int, int, int] | None = None
+        limit = settings.fts.verify_cache_mb * 1_000_000
+        if limit:
+            st = path.stat()  # OSError: expunged since the scan (the caller's business)
+            self._key = (str(path), st.st_size, st.st_mtime_ns, settings.fts.max_word_chars)
+            self._cache = TEXTS.texts(self._key, limit)
+        else:
+            self._cache = {}
 
     def _norm(self, text: str) -> str:
         return searchable(normalise(text), self.settings.fts.max_word_chars)
@@ -114,6 +159,8 @@ class _MessageText:
                     self._parsed = parse_message(self.raw(), self.settings)
                 p = self._parsed
                 self._cache[name] = self._norm(p.headers + "\n" + p.body if name == "text" else p.body)
+            if self._key is not None:
+                TEXTS.added(self._key, len(self._cache[name]))
         return self._cache[name]
 
 

@@ -69,6 +69,9 @@ class FtsSettings:
     max_message_bytes: int = setting(100_000_000, "Messages larger than this get only their headers indexed")
     max_text_chars: int = setting(2_000_000, "Text kept per message after decoding (body and attachments together)")
     lock_timeout_s: float = setting(30.0, "How long to wait for another writer of the same index")
+    verify_cache_mb: int = setting(64, "Decoded text of recently checked messages kept in memory (about MB): "
+                                   "phrases and other keys the index cannot settle alone are checked against "
+                                   "it; 0 disables")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -187,6 +190,8 @@ def _validate(s: Settings, origin: str) -> None:
         raise ConfigError(f"{origin}: fts.partial must be <= 4 (every shorter gram is stored)")
     if s.fts.full > 60:
         raise ConfigError(f"{origin}: fts.full must be <= 60 (Xapian terms are limited to 245 bytes)")
+    if s.fts.verify_cache_mb < 0:
+        raise ConfigError(f"{origin}: fts.verify_cache_mb must be >= 0")
     if s.server.job_threads < 1:
         raise ConfigError(f"{origin}: server.job_threads must be at least 1")
     if not 0 <= s.fts.worker_nice <= 19:

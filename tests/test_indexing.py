@@ -281,3 +281,18 @@ def test_a_message_that_kills_its_worker_costs_only_itself(maildir: MailDir, mak
     assert uids(settings, "BODY survivor") == normal
     # the failed message is not marked indexed: the next run tries it again (and fails the same way)
     assert service.index_users(settings, [USER]).failed == report.failed
+
+
+@pytest.mark.parametrize("cache_mb", [64, 0])
+def test_checked_texts_are_cached_by_file_identity(maildir: MailDir, make_config, cache_mb):
+    settings = load_settings(make_config(fts={"verify_cache_mb": cache_mb}))
+    uid = maildir.deliver(subject="cache", body="alpha beta gamma")
+    service.index_users(settings, [USER])
+    assert uids(settings, 'BODY "alpha beta"') == [uid]  # a phrase: checked against the message
+    path = maildir.path_of("INBOX", uid)
+    st = path.stat()
+    path.write_bytes(path.read_bytes().replace(b"alpha beta", b"alpha BETX"))  # same size...
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # ...and mtime: the same file identity
+    assert uids(settings, 'BODY "alpha beta"') == ([uid] if cache_mb else [])
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1))  # a changed file is read again
+    assert uids(settings, 'BODY "alpha beta"') == []
