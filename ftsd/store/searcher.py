@@ -106,12 +106,11 @@ class Searcher:
         Reading a UID costs Python time per match, so when Xapian estimates that most of the mailbox matches,
         the (smaller) complement is read instead and subtracted from the mailbox's UIDs (cached per revision)."""
         mailbox = xapian.Query(schema.mailbox_term(guid))
+        filtered = xapian.Query(xapian.Query.OP_FILTER, query, mailbox)
         indexed = self.indexed_uids(guid)
-        if len(indexed) >= COMPLEMENT_MIN:
-            filtered = xapian.Query(xapian.Query.OP_FILTER, query, mailbox)
-            if 2 * self._estimate(filtered) > len(indexed):
-                return indexed - self._match(xapian.Query(xapian.Query.OP_AND_NOT, mailbox, query))
-        return self._match(xapian.Query(xapian.Query.OP_FILTER, query, mailbox))
+        if len(indexed) >= COMPLEMENT_MIN and 2 * self._estimate(filtered) > len(indexed):
+            return indexed - self._match(xapian.Query(xapian.Query.OP_AND_NOT, mailbox, query))
+        return self._match(filtered)
 
     def indexed_uids(self, guid: str) -> set[int]:
         """Every UID of the mailbox present in the index, cached per index revision."""
