@@ -76,7 +76,7 @@ def bench_types(sizes: list[int], repeat: int) -> None:
         result = decode_attachment(data, mime, None, LIMITS)
         assert result.skipped is None, (name, result.skipped)
         through = timed(lambda: decode_attachment(data, mime, None, LIMITS), repeat)  # noqa: B023
-        direct = timed(lambda: BY_NAME[result.decoder or ""](data), repeat)  # noqa: B023
+        direct = timed(lambda: BY_NAME[result.decoder or ""].load()(data), repeat)  # noqa: B023
         print(f"{name:6} {count:6d} {len(data) / 1e6:8.3f}MB {len(result.text) / 1e6:8.3f}Mc {through * 1e3:9.1f} "
               f"{len(data) / 1e6 / through:8.2f} {direct * 1e3:11.1f} {(through - direct) * 1e3:11.1f}")
 
@@ -85,7 +85,7 @@ def bench_overhead(repeat: int) -> None:
     tiny = mk.make_docx(["tiny"])
     mime = OOXML + "wordprocessingml.document"
     through = timed(lambda: decode_attachment(tiny, mime, None, LIMITS), repeat * 5)
-    direct = timed(lambda: BY_NAME["docx"](tiny), repeat * 5)
+    direct = timed(lambda: BY_NAME["docx"].load()(tiny), repeat * 5)
     spawn = timed(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), repeat)
     cold = timed(lambda: subprocess.run([sys.executable, "-c", "import ftsd.decoders"], check=True), repeat)
     print(f"\nper-part sandbox overhead (fork server, tiny docx): {(through - direct) * 1e3:.2f} ms "
@@ -106,7 +106,7 @@ def bench_pdf_libraries(sizes: list[int]) -> None:
         data = mk.make_pdf(paras)
         words = " ".join(paras).split()
         libraries: list[tuple[str, Callable[[], str]]] = [
-            ("pypdfium2", lambda: BY_NAME["pdf"](data)),  # noqa: B023
+            ("pypdfium2", lambda: BY_NAME["pdf"].load()(data)),  # noqa: B023
             ("pdfminer.six", lambda: extract_text(io.BytesIO(data))),  # noqa: B023
         ]
         for library, extract in libraries:

@@ -15,7 +15,7 @@ from typing import Any
 from ftsd import __version__, service
 from ftsd.errors import ConfigError, FtsdError, QueryError, UsageError
 from ftsd.query import parse_argv
-from ftsd.settings import Settings, load_settings, non_defaults
+from ftsd.settings import Settings, config_lines, load_settings
 
 EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG = 1, 2, 78
 _EXIT_CODES: dict[type[FtsdError], int] = {ConfigError: EXIT_CONFIG, QueryError: EXIT_USAGE, UsageError: EXIT_USAGE}
@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     users_args(p)
     sub.add_parser("serve", parents=[common], help="run the HTTP API (TCP + Unix socket)")
     p = sub.add_parser("config", parents=[common], help="print the effective non-default settings")
+    p.add_argument("--all", dest="every", action="store_true", help="every setting, with its documentation")
     return top
 
 
@@ -183,7 +184,7 @@ def _run(args: argparse.Namespace) -> int:
             serve(settings)
             return 0
         case "config":
-            print("\n".join(non_defaults(settings)))
+            print("\n".join(config_lines(settings, every=args.every)))
             return 0
     raise UsageError(f"unknown command {args.command}")
 

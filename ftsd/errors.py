@@ -8,7 +8,8 @@
   + DecodeError          one part could not become text     (counted, the rest of the message is indexed)
   + StoreError           anything Xapian raised, wrapped
     - IndexLockedError   another writer holds this user's index   -> HTTP 503, retried with a bound
-    - SchemaVersionError index written by an incompatible ftsd     -> rebuilt from the mail
+    - SchemaVersionError index written by an incompatible ftsd     -> moved aside, rebuilt from the mail
+      . OutdatedIndexError  written by an older ftsd                -> rebuilt from the mail, not kept
   + QueryError           unparsable or unsupported SEARCH key      -> HTTP 400, CLI exit 2
 
 Front-ends map these in one table each (cli.py, api/errors.py); library errors carry no exit code or status.

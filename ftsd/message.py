@@ -30,7 +30,7 @@ _MAX_DEPTH = 20
 
 @dataclass(frozen=True, slots=True)
 class PartInfo:
-    """What became of one MIME part (the debugging view of `ftsd status -u USER --message UID`)."""
+    """What became of one MIME part (the debugging view of `ftsd status -u USER -m MAILBOX --uid UID`)."""
 
     part: str
     content_type: str

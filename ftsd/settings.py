@@ -224,25 +224,30 @@ def load_settings(path: str | os.PathLike[str] | None = None, environ: Mapping[s
     return settings_from_dict(data, origin=str(chosen), base_dir=chosen.resolve().parent)
 
 
-def non_defaults(settings: Settings) -> list[str]:
-    """The effective non-default settings as TOML lines, like `doveconf -n`."""
+def config_lines(settings: Settings, *, every: bool = False) -> list[str]:
+    """The effective settings as TOML lines: the non-default ones, like `doveconf -n`, or with every=True all of
+    them, each with its documentation as a comment, like `doveconf` (`ftsd config --all`)."""
     lines: list[str] = []
     default = Settings()
+
+    def doc(f: dataclasses.Field[Any]) -> list[str]:
+        return [f"# {f.metadata['doc']}"] if every and f.metadata.get("doc") else []
+
     for f in fields(Settings):
         if f.name == "base_dir":
             continue
         value, base = getattr(settings, f.name), getattr(default, f.name)
         if dataclasses.is_dataclass(value):
-            sub = [f"{g.name} = {_toml(getattr(value, g.name))}" for g in fields(value)
-                   if getattr(value, g.name) != getattr(base, g.name)]
+            sub = [line for g in fields(value) if every or getattr(value, g.name) != getattr(base, g.name)
+                   for line in (*doc(g), f"{g.name} = {_toml(getattr(value, g.name))}")]
             if sub:
-                lines += [f"[{f.name}]", *sub]
+                lines += ["", f"[{f.name}]", *sub] if every else [f"[{f.name}]", *sub]
         elif isinstance(value, dict):
-            sub = [f"{_toml(k)} = {_toml(v)}" for k, v in value.items() if base.get(k) != v]
+            sub = [f"{_toml(k)} = {_toml(v)}" for k, v in value.items() if every or base.get(k) != v]
             if sub:
-                lines += [f"[{f.name}]", *sub]
-        elif value != base:
-            lines.insert(0, f"{f.name} = {_toml(value)}")
+                lines += ["", f"[{f.name}]", *doc(f), *sub] if every else [f"[{f.name}]", *sub]
+        elif every or value != base:
+            lines[0:0] = [*doc(f), f"{f.name} = {_toml(value)}"]
     return lines
 
 

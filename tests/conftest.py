@@ -118,12 +118,20 @@ def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def corpus_index(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, str]:
-    """(Settings, user) with the whole corpus indexed once per session (user = the corpus directory name)."""
+def corpus_work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where corpus_index keeps its config and indexes (`<work>/index/<user>`)."""
+    return tmp_path_factory.mktemp("corpus-index")
+
+
+@pytest.fixture(scope="session")
+def corpus_index(corpus_dir: Path, corpus_work: Path) -> tuple[Any, str]:
+    """(Settings, user) with the whole corpus indexed once per session (user = the corpus directory name).
+    Indexing it takes most of a minute: tests that need an indexed corpus share this one (read-only; copy it
+    to change it, as test_corpus.py does)."""
     from ftsd import service
     from ftsd.settings import load_settings
 
-    work = tmp_path_factory.mktemp("corpus-index")
+    work = corpus_work
     cfg = work / "ftsd.toml"
     cfg.write_text(to_toml({
         "mail_location": f"maildir:{corpus_dir.parent}/%u:INDEX={work}/index/%u",

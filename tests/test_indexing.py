@@ -4,6 +4,7 @@ import os
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 import xapian
@@ -270,7 +271,7 @@ def test_a_message_that_kills_its_worker_costs_only_itself(maildir: MailDir, mak
     normal = [maildir.deliver(subject=f"normal {i}", body=f"survivor{i}") for i in range(6)]
     killer = maildir.deliver(subject="killer", attachments=[("k.bin", "application/x-killer", b"x")])
     normal += [maildir.deliver(subject=f"normal {i}", body=f"survivor{i}") for i in range(6, 14)]
-    done: list = []
+    done: list[Any] = []
     run = threading.Thread(target=lambda: done.append(service.index_users(settings, [USER])), daemon=True)
     run.start()
     run.join(120)

@@ -17,5 +17,5 @@ def test_ruff_clean():
 
 
 def test_mypy_strict_clean():
-    result = run("mypy", "ftsd")
+    result = run("mypy", "ftsd", "tests", "bench")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -4,7 +4,7 @@ import pytest
 
 from ftsd.cli import main
 from ftsd.errors import ConfigError
-from ftsd.settings import Settings, load_settings, non_defaults
+from ftsd.settings import Settings, config_lines, load_settings
 
 
 def test_defaults_and_overrides(tmp_path: Path):
@@ -13,7 +13,7 @@ def test_defaults_and_overrides(tmp_path: Path):
     s = load_settings(cfg)
     assert s.fts.partial == 2 and s.fts.full == 20 and s.fts.autoindex is False
     assert s.resolve("vmail") == (tmp_path / "vmail").resolve()
-    assert non_defaults(s) == ['mail_location = "maildir:vmail/%d/%n"', "[fts]", "partial = 2", "autoindex = false"]
+    assert config_lines(s) == ['mail_location = "maildir:vmail/%d/%n"', "[fts]", "partial = 2", "autoindex = false"]
 
 
 @pytest.mark.parametrize(
@@ -64,3 +64,15 @@ def test_every_setting_documented():
                 assert g.metadata.get("doc") and f"`{f.name}.{g.name}`" in docs, f"{f.name}.{g.name}"
         else:
             assert f"`{f.name}`" in docs, f.name
+
+
+def test_config_all_is_a_complete_config_file(tmp_path: Path, capsys):
+    """`ftsd config --all` prints every setting with its doc; read back, it is the same configuration."""
+    cfg = tmp_path / "ftsd.toml"
+    cfg.write_text('mail_location = "maildir:/srv/mail/%d/%n"\n[fts]\npartial = 2\n')
+    assert main(["config", "--all", "-c", str(cfg)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("\n# ") >= 10  # the docs come along
+    again = tmp_path / "again.toml"
+    again.write_text(printed)
+    assert load_settings(again) == load_settings(cfg)

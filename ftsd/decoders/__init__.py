@@ -1,21 +1,23 @@
 """Decoders: one MIME part (bytes + content type + file name) -> text.
 
 Stage (2b) of the flow. `charset` and `html` serve every text part and run in-process; the attachment
-decoders (PDF, office documents, calendar, the external command, ...) register themselves in DECODERS by
-MIME type, and in EXTENSIONS by file extension for parts sent as application/octet-stream. An optional
-library that fails to import simply leaves its types unregistered (httpx's optional-decoder pattern).
+decoders (PDF, office documents, calendar, the external command, ...) are listed in REGISTRY, found by MIME
+type, else by file extension for parts sent as application/octet-stream, else by magic bytes. A decoder's
+module is imported only when a part needs it (in the sandbox process for the sandboxed ones); a library that
+is not installed (the `attachments` extra) makes that part skipped with the reason.
 
 `decode_attachment()` is the one entry point message.py uses for non-text parts; it never raises: a part
 that cannot be decoded comes back with `skipped` set to the reason, and the rest of the message is indexed.
-Decoders registered with `sandboxed=True` (parsers of complex binary formats, the external command) run in
-a child process with memory, CPU and wall-clock limits (see sandbox.py); cheap ones (csv, ics) run here.
+Decoders with `sandboxed=True` (parsers of complex binary formats, the external command) run in a child
+process with memory, CPU and wall-clock limits (see sandbox.py); cheap stdlib ones (csv, ics) run here.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from ftsd.errors import DecodeError
 from ftsd.settings import DecoderSettings
@@ -36,31 +38,70 @@ class Decoded:
     skipped: str | None = None
 
 
-DECODERS: dict[str, tuple[str, Decoder]] = {}   # MIME type -> (decoder name, function)
-EXTENSIONS: dict[str, str] = {}                 # ".pdf" -> "application/pdf"
-BY_NAME: dict[str, Decoder] = {}                # "pdf" -> function: how the sandbox finds a decoder
-SANDBOXED: set[str] = set()                     # names of decoders that run in the sandbox
+_OOXML = "application/vnd.openxmlformats-officedocument."
+_ODF = "application/vnd.oasis.opendocument."
+
+
+@dataclass(frozen=True, slots=True)
+class DecoderSpec:
+    """One attachment decoder: its name, where its function lives, what it reads, where it runs."""
+
+    name: str
+    function: str  # "module:function" inside ftsd.decoders, imported on first use
+    types: tuple[str, ...]
+    extensions: tuple[str, ...]
+    sandboxed: bool = True  # parsers of complex binary formats run in the sandbox process
+
+    def load(self) -> Decoder:
+        """The decoder function. Its module (and the library behind it) is imported here, on first use, so
+        that only the process that decodes -- the sandbox -- pays for pypdfium2, olefile and the like."""
+        module, _, name = self.function.partition(":")
+        fn: Decoder = getattr(importlib.import_module(f"ftsd.decoders.{module}"), name)
+        return fn
+
+
+# The registry: a constant. (Decoders used to register themselves on import; importing every library in every
+# process only to fill a dict cost start-up time and hid a missing library until the first part needed it.)
+REGISTRY: tuple[DecoderSpec, ...] = (
+    DecoderSpec("pdf", "pdf:pdf_text", ("application/pdf", "application/x-pdf", "application/acrobat"), (".pdf",)),
+    DecoderSpec("docx", "office:docx_text", (_OOXML + "wordprocessingml.document", _OOXML + "wordprocessingml.template",
+                "application/vnd.ms-word.document.macroenabled.12"), (".docx", ".dotx", ".docm")),
+    DecoderSpec("xlsx", "office:xlsx_text", (_OOXML + "spreadsheetml.sheet", _OOXML + "spreadsheetml.template",
+                "application/vnd.ms-excel.sheet.macroenabled.12"), (".xlsx", ".xltx", ".xlsm")),
+    DecoderSpec("pptx", "office:pptx_text", (_OOXML + "presentationml.presentation",
+                _OOXML + "presentationml.slideshow", "application/vnd.ms-powerpoint.presentation.macroenabled.12"),
+                (".pptx", ".ppsx", ".pptm")),
+    DecoderSpec("odf", "office:odf_text", (_ODF + "text", _ODF + "spreadsheet", _ODF + "presentation",
+                _ODF + "graphics"), (".odt", ".ods", ".odp", ".odg")),
+    DecoderSpec("doc", "legacy:doc_text", ("application/msword", "application/vnd.ms-word"), (".doc", ".dot")),
+    DecoderSpec("xls", "legacy:xls_text", ("application/vnd.ms-excel", "application/excel", "application/x-excel"),
+                (".xls", ".xlt")),
+    DecoderSpec("ppt", "legacy:ppt_text", ("application/vnd.ms-powerpoint", "application/mspowerpoint"),
+                (".ppt", ".pps")),
+    DecoderSpec("rtf", "rtf:rtf_text", ("application/rtf", "text/rtf", "application/x-rtf", "text/richtext"),
+                (".rtf",)),
+    # stdlib-only, linear and capped at MAX_TEXT_CHARS: cheap enough to run in the indexer itself
+    DecoderSpec("ics", "ics:ics_text", ("text/calendar", "application/ics", "text/x-vcalendar"),
+                (".ics", ".ifb", ".vcs"), sandboxed=False),
+    DecoderSpec("csv", "csvtext:csv_text", ("text/csv", "text/tab-separated-values", "application/csv",
+                "text/comma-separated-values"), (".csv", ".tsv"), sandboxed=False),
+)
+BY_NAME: Mapping[str, DecoderSpec] = MappingProxyType({spec.name: spec for spec in REGISTRY})
+DECODERS: Mapping[str, DecoderSpec] = MappingProxyType({t: spec for spec in REGISTRY for t in spec.types})
+# extension i of a decoder maps to its type i (types repeated); the first decoder to list an extension has it
+EXTENSIONS: Mapping[str, str] = MappingProxyType({
+    ext: spec.types[i % len(spec.types)] for spec in reversed(REGISTRY) for i, ext in enumerate(spec.extensions)
+})
 
 # Magic bytes -> MIME type, for application/octet-stream parts without a usable file name.
 _MAGIC = ((b"%PDF-", "application/pdf"), (b"{\\rtf", "application/rtf"), (b"BEGIN:VCALENDAR", "text/calendar"))
-
-
-def register(name: str, types: list[str], extensions: list[str], fn: Decoder, *, sandboxed: bool = False) -> None:
-    """Make `fn` the decoder for these MIME types and file extensions (extension i maps to type i)."""
-    for mime in types:
-        DECODERS[mime] = (name, fn)
-    for ext, mime in zip(extensions, types * len(extensions), strict=False):
-        EXTENSIONS.setdefault(ext, mime)
-    BY_NAME[name] = fn
-    if sandboxed:
-        SANDBOXED.add(name)
 
 
 def _extension(filename: str | None) -> str:
     return "." + filename.rsplit(".", 1)[1].lower() if filename and "." in filename else ""
 
 
-def find_decoder(content_type: str, filename: str | None, data: bytes = b"") -> tuple[str, Decoder] | None:
+def find_decoder(content_type: str, filename: str | None, data: bytes = b"") -> DecoderSpec | None:
     """The decoder for a part, by MIME type, else by the file name's extension, else by magic bytes."""
     found = DECODERS.get(content_type.lower())
     if found is None:
@@ -91,20 +132,18 @@ def decode_attachment(data: bytes, content_type: str, filename: str | None, limi
     if len(data) > limits.max_part_bytes:
         return Decoded("", skipped=f"larger than decoders.max_part_bytes ({len(data)} bytes)")
     # The command comes first: an admin who lists application/pdf there wants it over the built-in decoder.
-    name = "external" if wants_command(limits, content_type, filename) else None
-    fn: Decoder | None = None
-    if name is None:
-        found = find_decoder(content_type, filename, data)
-        if found is None:
-            return Decoded("", skipped=f"no decoder for {content_type}")
-        name, fn = found
+    command = wants_command(limits, content_type, filename)
+    spec = None if command else find_decoder(content_type, filename, data)
+    if spec is None and not command:
+        return Decoded("", skipped=f"no decoder for {content_type}")
+    name = spec.name if spec else "external"
     try:
-        if fn is None or name in SANDBOXED:
+        if spec is None or spec.sandboxed:
             from ftsd.decoders import sandbox  # here: `python -m ftsd.decoders.sandbox` must not import itself
 
             result = sandbox.run(name, data, content_type, limits)
         else:
-            result = Decoded(fn(data), decoder=name)
+            result = Decoded(spec.load()(data), decoder=name)
     except DecodeError as exc:
         return Decoded("", decoder=name, skipped=str(exc))
     except Exception as exc:  # a decoder bug must cost one part, never the message
@@ -112,11 +151,3 @@ def decode_attachment(data: bytes, content_type: str, filename: str | None, limi
     if len(result.text) > MAX_TEXT_CHARS:
         result = Decoded(result.text[:MAX_TEXT_CHARS], result.decoder, result.skipped)
     return result
-
-
-# Importing a decoder module registers it; one whose library is missing is left out.
-for _module in ("pdf", "office", "legacy", "rtf", "ics", "csvtext"):
-    try:
-        importlib.import_module(f"ftsd.decoders.{_module}")
-    except ImportError:
-        pass

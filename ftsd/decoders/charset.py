@@ -36,7 +36,7 @@ def known_charset(label: str | None) -> str | None:
     name = _ALIASES.get(name, name)
     try:
         return codecs.lookup(name).name
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a NUL inside the label ("utf\0-8"), as crafted mail has
         return None
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 
-from ftsd.decoders import MAX_TEXT_CHARS, register
+from ftsd.decoders import MAX_TEXT_CHARS
 from ftsd.decoders.charset import decode_text
 
 _SNIFF = 2000
@@ -29,7 +29,3 @@ def csv_text(data: bytes) -> str:
         return "\n".join("\t".join(field.strip() for field in row) for row in rows)
     except csv.Error:
         return text
-
-
-register("csv", ["text/csv", "text/tab-separated-values", "application/csv", "text/comma-separated-values"],
-         [".csv", ".tsv"], csv_text)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from ftsd.decoders import MAX_TEXT_CHARS, register
+from ftsd.decoders import MAX_TEXT_CHARS
 from ftsd.decoders.charset import decode_text
 
 _TEXT = {"SUMMARY", "DESCRIPTION", "LOCATION", "COMMENT", "CATEGORIES", "CONTACT"}
@@ -58,6 +58,3 @@ def ics_text(data: bytes) -> str:
         if size >= MAX_TEXT_CHARS:
             break
     return "\n".join(lines)
-
-
-register("ics", ["text/calendar", "application/ics", "text/x-vcalendar"], [".ics", ".ifb", ".vcs"], ics_text)

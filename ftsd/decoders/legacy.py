@@ -16,10 +16,10 @@ import io
 import re
 import struct
 
-import olefile  # type: ignore[import-untyped]
+import olefile
 import xlrd  # type: ignore[import-untyped]
 
-from ftsd.decoders import MAX_TEXT_CHARS, register
+from ftsd.decoders import MAX_TEXT_CHARS
 from ftsd.errors import DecodeError
 
 _FIB_ENCRYPTED = 0x0100
@@ -151,10 +151,3 @@ def _cell(value: object) -> str:
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() else repr(value)
     return str(value).strip()
-
-
-register("doc", ["application/msword", "application/vnd.ms-word"], [".doc", ".dot"], doc_text, sandboxed=True)
-register("xls", ["application/vnd.ms-excel", "application/excel", "application/x-excel"], [".xls", ".xlt"],
-         xls_text, sandboxed=True)
-register("ppt", ["application/vnd.ms-powerpoint", "application/mspowerpoint"], [".ppt", ".pps"], ppt_text,
-         sandboxed=True)

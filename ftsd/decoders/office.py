@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Protocol
 from xml.parsers import expat
 
-from ftsd.decoders import MAX_TEXT_CHARS, register
+from ftsd.decoders import MAX_TEXT_CHARS
 from ftsd.errors import DecodeError
 
 MAX_MEMBERS = 10_000
@@ -267,18 +267,3 @@ def odf_text(data: bytes) -> str:
         raise DecodeError("no content.xml: not an OpenDocument file")
     marks = {"s": " ", "tab": "\t", "line-break": "\n", "table-cell": "\t"}
     return _parse_all(archive, ["content.xml"], _Text("body", {"p", "h", "table-row"}, marks))
-
-
-_OOXML = "application/vnd.openxmlformats-officedocument."
-register("docx", [_OOXML + "wordprocessingml.document", _OOXML + "wordprocessingml.template",
-                  "application/vnd.ms-word.document.macroenabled.12"], [".docx", ".dotx", ".docm"],
-         docx_text, sandboxed=True)
-register("xlsx", [_OOXML + "spreadsheetml.sheet", _OOXML + "spreadsheetml.template",
-                  "application/vnd.ms-excel.sheet.macroenabled.12"], [".xlsx", ".xltx", ".xlsm"],
-         xlsx_text, sandboxed=True)
-register("pptx", [_OOXML + "presentationml.presentation", _OOXML + "presentationml.slideshow",
-                  "application/vnd.ms-powerpoint.presentation.macroenabled.12"], [".pptx", ".ppsx", ".pptm"],
-         pptx_text, sandboxed=True)
-_ODF = "application/vnd.oasis.opendocument."
-register("odf", [_ODF + "text", _ODF + "spreadsheet", _ODF + "presentation", _ODF + "graphics"],
-         [".odt", ".ods", ".odp", ".odg"], odf_text, sandboxed=True)

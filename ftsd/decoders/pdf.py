@@ -13,7 +13,7 @@ from __future__ import annotations
 import pypdfium2 as pdfium  # type: ignore[import-untyped]
 import pypdfium2.raw as pdfium_raw  # type: ignore[import-untyped]
 
-from ftsd.decoders import MAX_TEXT_CHARS, register
+from ftsd.decoders import MAX_TEXT_CHARS
 from ftsd.errors import DecodeError
 
 
@@ -44,6 +44,3 @@ def pdf_text(data: bytes) -> str:
     finally:
         pdf.close()
     return "\f".join(pages)
-
-
-register("pdf", ["application/pdf", "application/x-pdf", "application/acrobat"], [".pdf"], pdf_text, sandboxed=True)

@@ -14,7 +14,6 @@ from collections.abc import Callable
 
 from striprtf.striprtf import rtf_to_text
 
-from ftsd.decoders import register
 from ftsd.errors import DecodeError
 
 _to_text: Callable[..., str] = rtf_to_text  # striprtf ships py.typed but leaves this one untyped
@@ -36,7 +35,3 @@ def rtf_text(data: bytes) -> str:
         raise DecodeError("not an RTF document")
     encoding = _codepage(data[:4096])
     return _to_text(data.decode(encoding, "replace"), encoding=encoding, errors="replace")
-
-
-register("rtf", ["application/rtf", "text/rtf", "application/x-rtf", "text/richtext"], [".rtf"], rtf_text,
-         sandboxed=True)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import ftsd
-from ftsd.decoders import BY_NAME, MAX_TEXT_CHARS, Decoded
+from ftsd.decoders import BY_NAME, MAX_TEXT_CHARS, REGISTRY, Decoded, Decoder
 from ftsd.decoders.external import run_command
 from ftsd.errors import DecodeError
 from ftsd.settings import DecoderSettings
@@ -139,8 +139,9 @@ def serve(inp: IO[bytes], out: IO[bytes]) -> None:
         out.flush()
 
 
-def _fork_and_decode(request: dict[str, Any], data: bytes) -> tuple[bytes, str | None]:
-    """Decode in a forked child: its UTF-8 text, or b"" and the reason it failed."""
+def _fork_and_decode(request: dict[str, Any], data: bytes, decoder: Decoder | None = None) -> tuple[bytes, str | None]:
+    """Decode in a forked child (with `decoder`, else the one the request names): its UTF-8 text, or b"" and the
+    reason it failed."""
     timeout = float(request["timeout"])
     rfd, wfd = os.pipe()
     pid = os.fork()
@@ -149,7 +150,7 @@ def _fork_and_decode(request: dict[str, Any], data: bytes) -> tuple[bytes, str |
         status = 70
         try:
             os.setpgid(0, 0)
-            _child(request, data, wfd)
+            _child(request, data, wfd, decoder)
             status = 0
         finally:
             os._exit(status)
@@ -193,7 +194,7 @@ def _fork_and_decode(request: dict[str, Any], data: bytes) -> tuple[bytes, str |
     return b"", output[1:].decode("utf-8", "replace")
 
 
-def _child(request: dict[str, Any], data: bytes, fd: int) -> None:
+def _child(request: dict[str, Any], data: bytes, fd: int, decoder: Decoder | None) -> None:
     """Set the limits, decode, write b"T" + text or b"S" + reason to `fd`."""
     devnull = os.open(os.devnull, os.O_RDWR)
     for std in (0, 1, 2):  # library chatter must not reach the server's pipes (or the indexer's log)
@@ -211,7 +212,7 @@ def _child(request: dict[str, Any], data: bytes, fd: int) -> None:
         if request["name"] == "external":
             text = run_command(str(request["command"]), str(request["type"]), data, _MAX_OUTPUT)
         else:
-            text = BY_NAME[request["name"]](data)
+            text = (decoder or BY_NAME[request["name"]].load())(data)
         reply = b"T" + text[:MAX_TEXT_CHARS].encode("utf-8", "replace")
     except MemoryError:
         reply = b"Smemory limit"
@@ -224,7 +225,18 @@ def _child(request: dict[str, Any], data: bytes, fd: int) -> None:
         view = view[os.write(fd, view):]
 
 
+def _preload() -> None:
+    """Import every sandboxed decoder's library once, here, so that each forked child starts with it loaded."""
+    for spec in REGISTRY:
+        if spec.sandboxed:
+            try:
+                spec.load()
+            except ImportError:  # not installed: each such part is skipped with this ImportError as its reason
+                continue
+
+
 def main() -> None:
+    _preload()
     # Private copies of the pipes; fds 0 and 1 become /dev/null so that nothing printed corrupts the protocol.
     try:
         with os.fdopen(os.dup(0), "rb") as inp, os.fdopen(os.dup(1), "wb") as out:

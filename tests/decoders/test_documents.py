@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
-from ftsd.decoders import EXTENSIONS, decode_attachment, find_decoder
+from ftsd.decoders import EXTENSIONS, REGISTRY, decode_attachment, find_decoder
 from ftsd.settings import DecoderSettings
 from tests.decoders import makedocs as mk
 
@@ -112,7 +115,17 @@ def test_every_decoder_has_types_and_extensions() -> None:
                 ".csv"):
         assert ext in EXTENSIONS
     found = find_decoder("application/octet-stream", "x.docm")
-    assert found is not None and found[0] == "docx"
+    assert found is not None and found.name == "docx"
+    for spec in REGISTRY:
+        assert spec.types and spec.extensions and callable(spec.load())
+
+
+def test_decoder_libraries_load_only_where_they_run() -> None:
+    """The CLI and the indexer never import pypdfium2 & co.: only the sandbox process does."""
+    code = ("import sys, ftsd.cli, ftsd.service, ftsd.message, ftsd.indexer.pipeline; "
+            "print(sorted(m for m in ('pypdfium2', 'olefile', 'xlrd', 'striprtf') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_long_text_is_cut_not_skipped() -> None:

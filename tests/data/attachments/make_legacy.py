@@ -28,7 +28,7 @@ def main() -> None:
         table = d.add_table(rows=1, cols=2)
         table.cell(0, 0).text = "cellzebu"
         table.cell(0, 1).text = "42"
-        d.save(work / "legacy.docx")
+        d.save(str(work / "legacy.docx"))
         wb = openpyxl.Workbook()
         ws = wb.active
         ws.title = "Inventory"
@@ -39,7 +39,7 @@ def main() -> None:
         slide = p.slides.add_slide(p.slide_layouts[1])
         slide.shapes.title.text = "Pptpangolin quarterly review"
         slide.placeholders[1].text = "Bullet about wombatine growth"
-        p.save(work / "legacy.pptx")
+        p.save(str(work / "legacy.pptx"))
         for src, fmt in (("legacy.docx", "doc"), ("legacy.xlsx", "xls"), ("legacy.pptx", "ppt")):
             subprocess.run(
                 ["soffice", "--headless", "--convert-to", fmt, "--outdir", str(HERE), str(work / src)],

@@ -1,0 +1,74 @@
+"""Properties that must hold for any input, checked with Hypothesis: decoding and parsing are total (hostile input
+is normal input), and modified UTF-7 folder names round-trip."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ftsd.decoders.charset import decode_text
+from ftsd.decoders.html import html_to_text
+from ftsd.maildir import decode_mutf7, encode_mutf7
+from ftsd.message import decode_header_value, parse_message
+from ftsd.settings import Settings
+
+SETTINGS = Settings()
+QUICK = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+charsets = st.one_of(
+    st.none(),
+    st.sampled_from(["utf-8", "latin-1", "iso-8859-15", "gb2312", "big5", "shift_jis", "koi8-r", "utf-16",
+                     "unknown-8bit", "utf-7", "x-unknown", "ks_c_5601-1987", ""]),
+    st.text(max_size=20),  # anything a sender may write into charset=, NUL and friends included
+)
+
+
+@QUICK
+@given(st.binary(max_size=2000), charsets)
+def test_decode_text_is_total(data: bytes, charset: str | None) -> None:
+    assert isinstance(decode_text(data, charset), str)
+
+
+@QUICK
+@given(st.text(max_size=200))
+def test_header_decoding_is_total(value: str) -> None:
+    assert isinstance(decode_header_value(value), str)
+
+
+@QUICK
+@given(st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=60))
+def test_modified_utf7_round_trips(name: str) -> None:
+    encoded = encode_mutf7(name)
+    assert encoded.isascii() and all(0x20 <= ord(c) <= 0x7E for c in encoded)
+    assert decode_mutf7(encoded) == name
+
+
+@QUICK
+@given(st.text(max_size=2000))
+def test_html_to_text_is_total(markup: str) -> None:
+    assert isinstance(html_to_text(markup), str)
+
+
+@QUICK
+@given(st.text(alphabet="abcdefghij XYZ0123456789.,", min_size=1, max_size=200))
+def test_plain_text_survives_html_to_text(text: str) -> None:
+    """Text without markup keeps its words (a tagless body sent as text/html)."""
+    assert html_to_text(text).split() == text.split()
+
+
+_HEADER_LINES = st.lists(st.sampled_from([
+    b"Subject: =?utf-8?q?caf=C3=A9?=", b"Subject: =?utf\x00-8?Q?x?=", b"From: a@b.c", b"To: <x@y>, z",
+    b"Content-Type: text/plain; charset=\"utf\x00-8\"", b"Content-Type: multipart/mixed; boundary=b",
+    b"Content-Type: text/html", b"Content-Transfer-Encoding: base64", b"Content-Transfer-Encoding: quoted-printable",
+    b"Content-Type: message/rfc822", b"X-Junk: \xff\xfe\x00", b" folded continuation", b"no colon here",
+]), max_size=8)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_HEADER_LINES, st.binary(max_size=3000), st.integers(0, 60))
+def test_parse_message_is_total(headers: list[bytes], body: bytes, nesting: int) -> None:
+    """Whatever the bytes -- broken headers, NULs in charsets, deep multipart nesting -- parsing gives fields."""
+    nested = b"".join(b"--b\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n" for _ in range(nesting))
+    raw = b"\r\n".join(headers) + b"\r\n\r\n" + nested + body
+    parsed = parse_message(raw, SETTINGS)
+    assert isinstance(parsed.body, str) and isinstance(parsed.headers, str)
