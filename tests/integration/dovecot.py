@@ -94,6 +94,10 @@ class Dovecot:
             (root / sub).mkdir(exist_ok=True)
         self._write_conf()
 
+    def command(self, *argv: str) -> list[str]:
+        """How to run a Dovecot program: here the host's own (Dovecot24 runs them inside a Debian 13 root)."""
+        return list(argv)
+
     def maildir(self, user: str) -> Path:
         return self.root / "mail" / user
 
@@ -174,7 +178,7 @@ plugin {{
 
     def start(self) -> None:
         """Start the master in the foreground of its own process group and wait for IMAP."""
-        self.proc = subprocess.Popen(["dovecot", "-F", "-c", str(self.conf)], start_new_session=True,
+        self.proc = subprocess.Popen(self.command("dovecot", "-F", "-c", str(self.conf)), start_new_session=True,
                                      stdout=subprocess.DEVNULL, stderr=open(self.root / "dovecot.stderr", "ab"))
         try:
             wait_for_port(self.port, 20, "dovecot", self.log)
@@ -188,7 +192,8 @@ plugin {{
             return
         proc, self.proc = self.proc, None
         if proc.poll() is None:
-            subprocess.run(["doveadm", "-c", str(self.conf), "stop"], capture_output=True, timeout=30, check=False)
+            subprocess.run(self.command("doveadm", "-c", str(self.conf), "stop"), capture_output=True, timeout=30,
+                           check=False)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=10)
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -197,7 +202,7 @@ plugin {{
             proc.wait(timeout=5)
 
     def doveadm(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(["doveadm", "-c", str(self.conf), *args], capture_output=True, text=True,
+        result = subprocess.run(self.command("doveadm", "-c", str(self.conf), *args), capture_output=True, text=True,
                                 timeout=timeout, check=False)
         if check and result.returncode != 0:
             raise AssertionError(f"doveadm {' '.join(args)} failed ({result.returncode}): {result.stderr}\n"
@@ -205,7 +210,7 @@ plugin {{
         return result
 
     def doveadm_popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(["doveadm", "-c", str(self.conf), *args], stdout=subprocess.PIPE,
+        return subprocess.Popen(self.command("doveadm", "-c", str(self.conf), *args), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, start_new_session=True)
 
     def mailbox_guid(self, user: str, mailbox: str = "INBOX") -> str:
@@ -223,16 +228,19 @@ plugin {{
 
 class FtsdServer:
     """ftsd's Solr routes under uvicorn, in a child process: `app` is "router" (a bare FastAPI app with
-    solr_router) or "create_app" (the full ftsd API app)."""
+    solr_router) or "create_app" (the full ftsd API app). `token` is the config's server.token, if any: it goes into
+    the URL Dovecot is given (Basic auth, as docs/dovecot.md says) and into this helper's own requests."""
 
-    def __init__(self, config: Path, log: Path, app: str = "router", port: int | None = None) -> None:
-        self.config, self.log, self.app = config, log, app
+    def __init__(self, config: Path, log: Path, app: str = "router", port: int | None = None,
+                 token: str = "") -> None:
+        self.config, self.log, self.app, self.token = config, log, app, token
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/solr/dovecot/"
+        auth = f"dovecot:{self.token}@" if self.token else ""
+        return f"http://{auth}127.0.0.1:{self.port}/solr/dovecot/"
 
     def start(self) -> None:
         cmd = [sys.executable, "-m", "tests.integration.ftsd_server", str(self.config), str(self.port), self.app]
@@ -257,7 +265,8 @@ class FtsdServer:
         """GET select with these parameters (wt=xml); the raw reply body."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
         try:
-            conn.request("GET", "/solr/dovecot/select?" + urlencode({"wt": "xml", **params}))
+            headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+            conn.request("GET", "/solr/dovecot/select?" + urlencode({"wt": "xml", **params}), headers=headers)
             reply = conn.getresponse()
             body = reply.read().decode()
             if reply.status != 200:

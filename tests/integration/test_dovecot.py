@@ -90,12 +90,15 @@ def scratch() -> Iterator[Path]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def _ftsd_config(root: Path) -> Path:
+TOKEN = "dv-test-token-7f3a"  # the full app (create_app) requires it on TCP: Dovecot sends it as Basic auth
+
+
+def _ftsd_config(root: Path, token: str = "") -> Path:
     path = root / "ftsd.toml"
     path.write_text(to_toml({
         "mail_location": f"maildir:{root}/mail/%u:INDEX={root}/ftsd-index/%u",
         "userdb": {"driver": "static"},
-        "server": {"socket": "", "state_dir": str(root / "ftsd-state")},
+        "server": {"socket": "", "state_dir": str(root / "ftsd-state"), "token": token},
     }))
     return path
 
@@ -112,8 +115,9 @@ class Stack:
         root.mkdir(parents=True, exist_ok=True)
         root.chmod(0o755)
         self.root = root
-        self.config = _ftsd_config(root)
-        self.ftsd = FtsdServer(self.config, root / "ftsd.log", app)
+        token = TOKEN if app == "create_app" else ""
+        self.config = _ftsd_config(root, token)
+        self.ftsd = FtsdServer(self.config, root / "ftsd.log", app, token=token)
         self.dovecot = Dovecot(root / "dovecot", solr_plugin(self.ftsd.url, *solr_options))
 
     def close(self) -> None:
