@@ -17,6 +17,7 @@ import email.utils
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -268,6 +269,68 @@ def test_append_is_autoindexed(stack: Stack) -> None:
     assert stack.search("plain", "BODY \"quokka sings\"") == [uid]
     assert stack.search("plain", "SUBJECT fahrlander") == [uid]  # accents folded on both sides
     assert stack.search("plain", "FROM quokka") == [uid]
+
+
+def test_delete_mailbox_removes_its_documents(stack: Stack) -> None:
+    conn = stack.dovecot.imap("plain")
+    try:
+        assert conn.create("Work")[0] == "OK"
+        conn.select("INBOX")
+        assert conn.uid("COPY", "1:3", "Work")[0] == "OK"
+    finally:
+        conn.logout()
+    guid = stack.dovecot.mailbox_guid("plain", "Work")
+    assert _wait_count(stack.ftsd, "plain", guid, 3, 30) == 3, stack.log_tails()  # COPY is autoindexed
+    conn = stack.dovecot.imap("plain")
+    try:
+        assert conn.delete("Work")[0] == "OK"
+    finally:
+        conn.logout()
+    # DELETE expunges the messages first, and fts_solr sends a delete for each: nothing stays in ftsd.
+    assert stack.ftsd.count("plain", guid) == 0
+
+
+LDA_BLOCK = "protocol lda {\n  mail_plugins = $mail_plugins notify\n}\n"  # notify: a stand-in for sieve
+GLOBAL_PLUGINS = "mail_plugins = $mail_plugins fts fts_solr\n"
+
+
+def test_lda_protocol_block_pitfall(stack: Stack) -> None:
+    """docs/dovecot.md: a `protocol lda { mail_plugins = $mail_plugins ... }` read before the global
+    `mail_plugins` line (Debian's 15-lda.conf before 90-fts.conf) never gets fts: delivery is not autoindexed.
+    Global line first (e.g. in 10-mail.conf): LDA loads fts and the delivered message reaches ftsd."""
+    main = stack.dovecot.conf.read_text()
+    assert GLOBAL_PLUGINS in main
+    guid = stack.dovecot.mailbox_guid("plain")
+    for name, block_first in (("pitfall", True), ("fixed", False)):
+        log = stack.dovecot.root / f"lda-{name}.log"
+        text = main.replace(f"log_path = {stack.dovecot.log}", f"log_path = {log}\nmail_debug = yes")
+        text = (LDA_BLOCK + text) if block_first else text.replace(GLOBAL_PLUGINS, GLOBAL_PLUGINS + LDA_BLOCK)
+        conf = stack.dovecot.root / f"lda-{name}.conf"
+        conf.write_text(text)
+        shown = subprocess.run(["doveconf", "-c", str(conf), "-f", "protocol=lda", "-h", "mail_plugins"],
+                               capture_output=True, text=True, check=True)
+        word = f"lda{name}marmoset"
+        msg = email.message.EmailMessage()
+        msg["From"], msg["To"], msg["Subject"] = "q@example.org", "plain@example.org", f"LDA {name}"
+        msg.set_content(f"the {word} sings\n")
+        done = subprocess.run(["/usr/lib/dovecot/dovecot-lda", "-c", str(conf), "-d", "plain"],
+                              input=msg.as_bytes(), capture_output=True, check=False)
+        assert done.returncode == 0, done.stderr
+        loaded = re.findall(r"lda\(.*Module loaded: \S*/(lib\w+)\.so", log.read_text())
+        query = {"q": f"body:{word}", "fq": f"+box:{guid} +user:plain", "fl": "uid"}
+        if block_first:
+            assert shown.stdout.split() == ["notify"]
+            assert "won't change the setting inside an earlier filter" in shown.stderr  # doveconf's only hint
+            assert "lib20_fts_plugin" not in loaded, loaded
+            time.sleep(1)
+            assert 'numFound="0"' in stack.ftsd.select(**query)
+        else:
+            assert shown.stdout.split() == ["fts", "fts_solr", "notify"]
+            assert "lib20_fts_plugin" in loaded, loaded
+            deadline = time.monotonic() + 30
+            while 'numFound="1"' not in stack.ftsd.select(**query) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert 'numFound="1"' in stack.ftsd.select(**query), stack.log_tails()
 
 
 def _wait_count(ftsd: FtsdServer, user: str, guid: str, at_least: int, timeout_s: float) -> int:
