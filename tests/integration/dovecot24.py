@@ -39,8 +39,10 @@ class Dovecot24(Dovecot):
     """Dovecot 2.4 from the Debian 13 root `fs`, with its state under `root` (a directory under /tmp)."""
 
     def __init__(self, fs: Path, root: Path, fts_url: str, lda_plugins: str = "mail_plugins {\n    sieve = yes\n  }",
-                 mail_debug: bool = False) -> None:
+                 mail_debug: bool = False, extra: str = "") -> None:
+        """`extra`: more settings, appended to the configuration (e.g. `fts_solr_batch_size = 100`)."""
         self.fs, self.fts_url, self.lda_plugins, self.mail_debug = fs, fts_url, lda_plugins, mail_debug
+        self.extra = extra
         super().__init__(root, plugin={}, mail_plugins="")
 
     def command(self, *argv: str) -> list[str]:
@@ -92,7 +94,8 @@ service imap-login {{
 protocol lda {{
   {self.lda_plugins}
 }}
-{fts_config_24(self.fts_url)}""")
+{fts_config_24(self.fts_url)}{self.extra}
+""")
 
     def doveconf(self, *args: str) -> str:
         """`doveconf -c CONF ARGS` inside the root: stdout, with stderr (warnings) appended."""
