@@ -138,7 +138,7 @@ def _build(root: Path, log: Path) -> dict[str, object]:
     shutil.rmtree(work, ignore_errors=True)
     started = time.monotonic()
     _run(["debootstrap", "--variant=minbase", f"--keyring={KEYRING}", SUITE, str(work), mirror], log,
-         f"debootstrap {SUITE} from {mirror}", 3000)
+         f"debootstrap {SUITE} from {mirror}", 1500)
     bootstrap_s = time.monotonic() - started
     # Package scripts must not start daemons inside the root (invoke-rc.d asks policy-rc.d; 101 = not allowed).
     policy = work / "usr/sbin/policy-rc.d"
@@ -148,7 +148,7 @@ def _build(root: Path, log: Path) -> dict[str, object]:
     if not mtab.is_symlink() and not mtab.exists():
         mtab.symlink_to("../proc/self/mounts")
     _run(["chroot", str(work), "apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES], log,
-         f"apt-get install {' '.join(PACKAGES)} in the {SUITE} root", 1800)
+         f"apt-get install {' '.join(PACKAGES)} in the {SUITE} root", 600)
     _run(["chroot", str(work), "apt-get", "clean"], log, "apt-get clean", 120)
     versions = _installed_versions(work)
     if set(PACKAGES) - set(versions):

@@ -38,7 +38,8 @@ from tests.integration.test_dovecot import (
 )
 from tests.reference import ReferenceIndex
 
-pytestmark = [pytest.mark.corpus, pytest.mark.slow]
+# The first test may build the Debian 13 root (debroot.py: about 4 minutes, more on a slow mirror).
+pytestmark = [pytest.mark.corpus, pytest.mark.slow, pytest.mark.timeout(2400)]
 
 USER = "alice"
 IN_MAILDIR = 150  # copied into the Maildir before Dovecot starts, indexed by `doveadm index -A`
