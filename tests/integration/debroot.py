@@ -109,6 +109,10 @@ def missing_tools() -> str | None:
             return f"{tool} is missing: apt-get install -y debootstrap util-linux (./scripts/setup does it)"
     if not KEYRING.is_file():
         return f"{KEYRING} is missing: apt-get install -y debian-archive-keyring"
+    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"], capture_output=True, text=True,
+                           check=False)
+    if probe.returncode != 0:  # e.g. a container without CAP_SYS_ADMIN
+        return f"unshare --mount is not allowed here ({probe.stderr.strip()}): run the tests on a VM or as real root"
     return None
 
 
@@ -134,8 +138,9 @@ def _installed_versions(root: Path) -> dict[str, str]:
 
 def _build(root: Path, log: Path) -> dict[str, object]:
     mirror = debian_mirror()
+    for stale in root.parent.glob(f"{root.name}.build-*"):  # left by an interrupted build (we hold the lock)
+        shutil.rmtree(stale, ignore_errors=True)
     work = root.with_name(f"{root.name}.build-{os.getpid()}")
-    shutil.rmtree(work, ignore_errors=True)
     started = time.monotonic()
     _run(["debootstrap", "--variant=minbase", f"--keyring={KEYRING}", SUITE, str(work), mirror], log,
          f"debootstrap {SUITE} from {mirror}", 1500)

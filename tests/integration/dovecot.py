@@ -178,8 +178,9 @@ plugin {{
 
     def start(self) -> None:
         """Start the master in the foreground of its own process group and wait for IMAP."""
-        self.proc = subprocess.Popen(self.command("dovecot", "-F", "-c", str(self.conf)), start_new_session=True,
-                                     stdout=subprocess.DEVNULL, stderr=open(self.root / "dovecot.stderr", "ab"))
+        with open(self.root / "dovecot.stderr", "ab") as err:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(self.command("dovecot", "-F", "-c", str(self.conf)), start_new_session=True,
+                                         stdout=subprocess.DEVNULL, stderr=err)
         try:
             wait_for_port(self.port, 20, "dovecot", self.log)
         except RuntimeError:
@@ -244,8 +245,9 @@ class FtsdServer:
 
     def start(self) -> None:
         cmd = [sys.executable, "-m", "tests.integration.ftsd_server", str(self.config), str(self.port), self.app]
-        self.proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL,
-                                     stderr=open(self.log, "ab"))
+        with open(self.log, "ab") as err:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL,
+                                         stderr=err)
         try:
             wait_for_port(self.port, 30, "ftsd", self.log)
         except RuntimeError:
