@@ -130,6 +130,17 @@ def _run(argv: Sequence[str], log: Path, what: str, timeout: float) -> None:
         raise RootError(f"{what} failed (exit {done.returncode}); see {log}\n{tail}")
 
 
+def _remove(path: Path) -> None:
+    """rm -rf of a root or a build directory, after unmounting what an interrupted debootstrap left mounted there
+    (its /proc, /sys): rmtree must never walk into a mounted file system."""
+    prefix = str(path.resolve()) + "/"
+    with contextlib.suppress(OSError):
+        mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+        for point in sorted((m for m in mounts if m.startswith(prefix)), key=len, reverse=True):
+            subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def _installed_versions(root: Path) -> dict[str, str]:
     out = subprocess.run(["chroot", str(root), "dpkg-query", "-W", "-f", "${Package} ${Version}\\n", *PACKAGES],
                          capture_output=True, text=True, check=False).stdout
@@ -139,7 +150,7 @@ def _installed_versions(root: Path) -> dict[str, str]:
 def _build(root: Path, log: Path) -> dict[str, object]:
     mirror = debian_mirror()
     for stale in root.parent.glob(f"{root.name}.build-*"):  # left by an interrupted build (we hold the lock)
-        shutil.rmtree(stale, ignore_errors=True)
+        _remove(stale)
     work = root.with_name(f"{root.name}.build-{os.getpid()}")
     started = time.monotonic()
     _run(["debootstrap", "--variant=minbase", f"--keyring={KEYRING}", SUITE, str(work), mirror], log,
@@ -163,7 +174,7 @@ def _build(root: Path, log: Path) -> dict[str, object]:
         "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "debootstrap_s": round(bootstrap_s, 1), "build_s": round(time.monotonic() - started, 1),
     }
-    shutil.rmtree(root, ignore_errors=True)
+    _remove(root)
     work.rename(root)
     tmp = stamp_path(root).with_suffix(".tmp")
     tmp.write_text(json.dumps(stamp, indent=1) + "\n")
