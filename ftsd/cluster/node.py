@@ -14,15 +14,21 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Gauge
 
 from ftsd.cluster.db import ClusterError
 from ftsd.cluster.lease import Leases
 from ftsd.cluster.queue import PgJobQueue
 from ftsd.settings import Settings
 
+if TYPE_CHECKING:
+    from ftsd.cluster.solr import LeasedUpdateSession
+
 log = logging.getLogger(__name__)
 
-Submit = Callable[[str, list[str]], None]  # (user, mailboxes)
+Submit = Callable[[str, list[str]], object]  # (user, mailboxes)
 TOUCH_EVERY_S = 60.0  # a user searched again within this is not recorded again
 
 
@@ -46,8 +52,16 @@ class ClusterNode:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
-    def start(self, submit: Submit) -> None:
-        """Start the heartbeat and the periodic rescan (which queues through `submit`)."""
+    def start(self, submit: Submit, registry: CollectorRegistry | None = None) -> None:
+        """Start the heartbeat and the periodic rescan (which queues through `submit`); add the cluster gauges
+        to the node's /metrics (the queue gauges of the service already count the shared queue)."""
+        if registry is not None:
+            Gauge("ftsd_cluster_leases", "Writer leases held by this node", registry=registry) \
+                .set_function(lambda: len(self.leases.held()))
+            Gauge("ftsd_cluster_leases_granted", "Writer leases granted to this node since start",
+                  registry=registry).set_function(lambda: self.leases.granted)
+            Gauge("ftsd_cluster_queue_lag_seconds", "Age of the oldest queued job, cluster-wide",
+                  registry=registry).set_function(self._lag)
         self._threads = [threading.Thread(target=self._heartbeat_loop, name="ftsd-cluster-heartbeat", daemon=True)]
         if self.settings.cluster.rescan_active_s > 0:
             self._threads.append(threading.Thread(target=self._rescan_loop, args=(submit,),
@@ -63,6 +77,18 @@ class ClusterNode:
             thread.join(timeout=10)
         self.leases.leave()
         self.queue.close()
+
+    def update_session(self) -> LeasedUpdateSession:
+        """An fts_solr update session that writes under the users' leases."""
+        from ftsd.cluster.solr import LeasedUpdateSession
+
+        return LeasedUpdateSession(self.settings, self.leases)
+
+    def _lag(self) -> float:
+        try:
+            return self.queue.lag_s()
+        except ClusterError:
+            return float("nan")
 
     @contextmanager
     def writer_lease(self, user: str) -> Iterator[bool]:

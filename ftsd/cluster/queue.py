@@ -35,6 +35,31 @@ def _job(row: Sequence[Any]) -> Job:
                json.loads(row[8]) if row[8] else None, row[9])
 
 
+def enqueue_job(conn: Any, kind: str, user: str, boxes: list[str]) -> Job:
+    """Insert a job, or merge it into an identical queued one (one transaction)."""
+    with conn.transaction():
+        # enqueues of one user are serialised (two nodes must not both insert the same job)
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (user_key(user, "enqueue"),))
+        rows = conn.execute("SELECT id, mailboxes FROM ftsd_jobs WHERE state = %s AND kind = %s AND "
+                            "username = %s ORDER BY id", (QUEUED, kind, user)).fetchall()
+        for job_id, raw in rows:
+            queued = json.loads(raw)
+            if queued == boxes:
+                break
+            if queued and boxes:  # both name mailboxes: one job for the union
+                conn.execute("UPDATE ftsd_jobs SET mailboxes = %s WHERE id = %s",
+                             (json.dumps(sorted(set(queued) | set(boxes))), job_id))
+                break
+        else:
+            job_id = conn.execute(
+                f"INSERT INTO ftsd_jobs (kind, username, mailboxes, state, created) "
+                f"VALUES (%s, %s, %s, %s, {NOW}) RETURNING id", (kind, user, json.dumps(boxes), QUEUED),
+            ).fetchone()[0]
+        row = conn.execute(f"SELECT {_COLUMNS} FROM ftsd_jobs WHERE id = %s", (job_id,)).fetchone()
+    return _job(row)
+
+
+
 # A subclass only for the type: JobRunner, the API and the metrics are annotated with JobQueue; none of its
 # SQLite state is used (its __init__ is not called).
 class PgJobQueue(JobQueue):
@@ -65,30 +90,7 @@ class PgJobQueue(JobQueue):
         if kind not in KINDS:
             raise ValueError(f"unknown job kind {kind!r}")
         boxes = sorted(set(mailboxes)) if kind == "index" else []
-
-        def run(conn: Any) -> Job:
-            with conn.transaction():
-                # enqueues of one user are serialised (two nodes must not both insert the same job)
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (user_key(user, "enqueue"),))
-                rows = conn.execute("SELECT id, mailboxes FROM ftsd_jobs WHERE state = %s AND kind = %s AND "
-                                    "username = %s ORDER BY id", (QUEUED, kind, user)).fetchall()
-                for job_id, raw in rows:
-                    queued = json.loads(raw)
-                    if queued == boxes:
-                        break
-                    if queued and boxes:  # both name mailboxes: one job for the union
-                        conn.execute("UPDATE ftsd_jobs SET mailboxes = %s WHERE id = %s",
-                                     (json.dumps(sorted(set(queued) | set(boxes))), job_id))
-                        break
-                else:
-                    job_id = conn.execute(
-                        f"INSERT INTO ftsd_jobs (kind, username, mailboxes, state, created) "
-                        f"VALUES (%s, %s, %s, %s, {NOW}) RETURNING id", (kind, user, json.dumps(boxes), QUEUED),
-                    ).fetchone()[0]
-                row = conn.execute(f"SELECT {_COLUMNS} FROM ftsd_jobs WHERE id = %s", (job_id,)).fetchone()
-            return _job(row)
-
-        return self.db.run(run, retry_s=5.0)
+        return self.db.run(lambda conn: enqueue_job(conn, kind, user, boxes), retry_s=5.0)
 
     def get(self, job_id: int) -> Job | None:
         row = self.db.run(lambda conn: conn.execute(f"SELECT {_COLUMNS} FROM ftsd_jobs WHERE id = %s",
