@@ -110,7 +110,7 @@ class ClusterSettings:
     heartbeat_s: float = setting(2.0, "How often a node refreshes its row and checks its lease session")
     lease_grace_s: float = setting(30.0, "After PostgreSQL (re)starts, no writer lease is granted for this long, "
                                    "so that holders of the old session notice the loss and stop first; keep it "
-                                   "above decoders.timeout_s")
+                                   "above decoders.timeout_s and fts.autoindex_timeout_s")
     lease_log: str = setting("", "Append every lease grant, release and loss to this file (audit); empty = off")
     rescan_active_s: float = setting(300.0, "How often users searched recently get an index job (mail delivered "
                                      "on other machines); 0 = never")

@@ -30,6 +30,8 @@ from ftsd.cluster.db import NOW, ClusterError, Db, create_schema, user_key
 
 log = logging.getLogger(__name__)
 
+LOST = -1  # generation of a lease whose loss its holder has logged
+PENDING = -2  # being asked for
 _TRY = ("SELECT CASE WHEN clock_timestamp() >= pg_postmaster_start_time() + make_interval(secs => %s) "
         "THEN pg_try_advisory_lock(%s) END")
 
@@ -61,63 +63,82 @@ class Leases:
             self._generation += 1
 
     def held(self) -> list[str]:
+        """Users whose lease this node holds or has not yet given up (those are not granted to it again)."""
         with self._state:
-            return sorted(u for u, g in self._held.items() if g == self._generation)
+            return sorted(self._held)
 
     def try_acquire(self, user: str) -> bool:
         """Take the user's lease if no session (this node's included) holds it; never waits."""
         with self._state:
             if user in self._held:
                 return False
+            self._held[user] = PENDING  # advisory locks are re-entrant per session: one local taker at a time
+        granted = False
         try:
             with self.db.locked() as conn:
                 self.db.queries += 1
-                granted = conn.execute(_TRY, (self.grace_s, user_key(user))).fetchone()[0]
-                generation = self._generation
+                granted = bool(conn.execute(_TRY, (self.grace_s, user_key(user))).fetchone()[0])
                 if granted:
                     with self._state:
-                        self._held[user] = generation
+                        self._held[user] = self._generation
                     self._log("grant", user)
         except ClusterError:
-            return False
+            pass
         except Exception as exc:  # the session broke: whatever this node held is gone
             self._lose_all(f"lease connection broken: {exc}")
-            return False
+        finally:
+            if not granted:
+                with self._state:
+                    self._held.pop(user, None)
         if granted:
             self.granted += 1
         else:
             self.refused += 1
-        return bool(granted)
+        return granted
 
     def valid(self, user: str) -> bool:
         """True while the lease is still held: checked before each message written (a syscall, no round trip)."""
         with self._state:
-            if self._held.get(user) != self._generation:
-                return False
-        with self.db.locked() as conn:
-            try:  # an idle session never has data to read: a server shutdown notice or EOF means it is gone
-                ready, _, _ = select.select([conn.pgconn.socket], [], [], 0)
-            except (OSError, ValueError, Exception):
-                ready = [True]
-        if ready:
+            current = self._held.get(user) == self._generation
+        if current:
+            with self.db.locked() as conn:
+                try:  # an idle session never has data to read: a server shutdown notice or EOF means it is gone
+                    ready, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+                except Exception:
+                    ready = [True]
+            if not ready:
+                return True
             self._lose_all("lease session closed by the server")
-            return False
-        return True
+        self._forget(user)
+        return False
 
     def release(self, user: str) -> None:
         """Give the lease back (after the last write). A lease already lost is only forgotten."""
         with self._state:
-            generation = self._held.pop(user, None)
-            current = generation is not None and generation == self._generation
+            current = self._held.get(user) == self._generation
         if not current:
+            self._forget(user)
+            with self._state:
+                self._held.pop(user, None)
             return
         self._log("release", user)
+        with self._state:
+            self._held.pop(user, None)
         try:
             with self.db.locked() as conn:
                 self.db.queries += 1
                 conn.execute("SELECT pg_advisory_unlock(%s)", (user_key(user),))
         except Exception as exc:
             self._lose_all(f"lease connection broken on release: {exc}")
+
+    def _forget(self, user: str) -> None:
+        """The holder has learnt that its lease is gone (its session ended): log it once, now that it stops."""
+        with self._state:
+            generation = self._held.get(user)
+            if generation is None or generation == LOST:
+                return
+            self._held[user] = LOST
+        self._log("lost", user)
 
     def heartbeat(self) -> None:
         """Refresh this node's row (and so check the lease session); reconnect after a break."""
@@ -142,13 +163,12 @@ class Leases:
         self.db.close()
 
     def _lose_all(self, why: str) -> None:
+        """The session is gone: every lease granted on it is void (each holder logs the loss when it learns it)."""
         with self._state:
-            lost = sorted(u for u, g in self._held.items() if g == self._generation)
-            self._generation += 1  # leases granted on the old session are void from now on
-        for user in lost:
-            self._log("lost", user)
+            lost = sum(1 for g in self._held.values() if g == self._generation)
+            self._generation += 1
         if lost:
-            log.warning("cluster: %s: %d lease(s) lost (their jobs stop and are queued again)", why, len(lost))
+            log.warning("cluster: %s: %d lease(s) lost (their jobs stop and are queued again)", why, lost)
         self.db.drop()
 
     def _log(self, event: str, user: str) -> None:

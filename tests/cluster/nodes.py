@@ -31,23 +31,23 @@ def make_users(vmail: Path, count: int, seed: int, per_user: int = 4) -> list[st
     for n in range(count):
         name = f"u{n:03d}"
         box = MailDir(vmail / DOMAIN / name)
-        for _ in range(per_user):
-            deliver_random(box, rng)
+        for n in range(per_user):  # INBOX first: every mailbox has its dovecot-uidlist (GUID, UIDVALIDITY)
+            deliver_random(box, rng, "INBOX" if n == 0 else "")
         users.append(f"{name}@{DOMAIN}")
     return users
 
 
-def deliver_random(box: MailDir, rng: random.Random) -> None:
+def deliver_random(box: MailDir, rng: random.Random, mailbox: str = "") -> None:
     words = rng.sample(WORDS, 6)
-    box.deliver(rng.choice(("INBOX", "INBOX", "Sent")), subject=" ".join(words[:2]), body=" ".join(words[2:]),
-                sender=f"{rng.choice(WORDS)}@example.net")
+    box.deliver(mailbox or rng.choice(("INBOX", "INBOX", "Sent")), subject=" ".join(words[:2]),
+                body=" ".join(words[2:]), sender=f"{rng.choice(WORDS)}@example.net")
 
 
 def config(tmp: Path, name: str, dsn: str, port: int, **cluster: Any) -> Path:
     data: dict[str, Any] = {
         "mail_location": f"maildir:{tmp}/vmail/%d/%n:INDEX={tmp}/index/%d/%n",
         "userdb": {"driver": "static"},
-        "fts": {"workers": 1, "lock_timeout_s": 20.0},
+        "fts": {"workers": 1, "lock_timeout_s": 20.0, "autoindex_timeout_s": 1.0},
         "server": {"listen": f"127.0.0.1:{port}", "socket": "", "state_dir": str(tmp / "state" / name),
                    "job_threads": 2},
         "cluster": {"dsn": dsn, "node_name": name, "heartbeat_s": 0.5, "lease_grace_s": 2.0,
@@ -84,7 +84,7 @@ class Node:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def ready(self, timeout: float = 30.0) -> None:
+    def ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc and self.proc.poll() is None, f"{self.name} exited: {self.log.read_text()[-2000:]}"
