@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from ftsd.errors import ConfigError, FtsdError
+from ftsd.errors import ClusterError, ConfigError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -54,10 +54,6 @@ CREATE TABLE IF NOT EXISTS ftsd_nodes (
 """
 SCHEMA_LOCK = 0x66747364  # "ftsd": concurrent CREATE ... IF NOT EXISTS of starting nodes can still collide
 NOW = "extract(epoch from clock_timestamp())"
-
-
-class ClusterError(FtsdError):
-    """The coordinator (PostgreSQL) cannot be reached or refused a statement."""
 
 
 def psycopg_module() -> Any:

@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ftsd.cluster.db import NOW, ClusterError, Db, create_schema, user_key
+from ftsd.cluster.db import NOW, Db, create_schema, user_key
+from ftsd.errors import ClusterError
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from ftsd.cluster.db import ClusterError
 from ftsd.cluster.lease import Leases
 from ftsd.cluster.queue import PgJobQueue
+from ftsd.errors import ClusterError
 from ftsd.settings import Settings
 
 if TYPE_CHECKING:

@@ -19,8 +19,9 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from ftsd.cluster.db import NOW, ClusterError, Db, create_schema, user_key
+from ftsd.cluster.db import NOW, Db, create_schema, user_key
 from ftsd.cluster.lease import Leases
+from ftsd.errors import ClusterError
 from ftsd.indexer.jobs import DONE, FAILED, KEEP_FINISHED_S, KINDS, QUEUED, RUNNING, Job, JobQueue
 
 log = logging.getLogger(__name__)

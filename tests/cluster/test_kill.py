@@ -19,6 +19,7 @@ import threading
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -116,15 +117,15 @@ def _busy(dsn: str) -> bool:
     import psycopg
 
     with psycopg.connect(dsn, connect_timeout=5) as conn:
-        return bool(conn.execute("SELECT count(*) FROM ftsd_jobs WHERE state IN ('queued', 'running')")
-                    .fetchone()[0])
+        row = conn.execute("SELECT count(*) FROM ftsd_jobs WHERE state IN ('queued', 'running')").fetchone()
+        return bool(row and row[0])
 
 
 def _check_jobs(dsn: str) -> None:
     import psycopg
 
     with psycopg.connect(dsn) as conn:
-        states = dict(conn.execute("SELECT state, count(*) FROM ftsd_jobs GROUP BY state").fetchall())
+        states: dict[str, int] = dict(conn.execute("SELECT state, count(*) FROM ftsd_jobs GROUP BY state").fetchall())
     assert set(states) == {"done"}, states
 
 
@@ -135,12 +136,12 @@ def _check_leases(path: Path, nodes: list[Node]) -> None:
     spans: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
     lines = path.read_text().splitlines()
     for line in lines:
-        at, holder, event, user = line.split(" ", 3)
+        stamp, holder, event, user = line.split(" ", 3)
         if event == "grant":
             assert (holder, user) not in opened, line
-            opened[holder, user] = float(at)
+            opened[holder, user] = float(stamp)
         else:
-            spans[user].append((opened.pop((holder, user)), float(at), holder))
+            spans[user].append((opened.pop((holder, user)), float(stamp), holder))
     for (holder, user), at in opened.items():  # killed while holding
         spans[user].append((at, died[holder], holder))
     for user, intervals in spans.items():
@@ -165,8 +166,9 @@ def _single_node_index(tmp_path: Path, config: Path) -> subprocess.Popen[bytes]:
     text = config.read_text().replace("/index/", "/single/")
     single.write_text(text[:text.index("[cluster]")])
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "ftsd", "index", "-A", "-c", str(single)], env=env, cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "single.log", "wb"))
+    with open(tmp_path / "single.log", "wb") as log:
+        return subprocess.Popen([sys.executable, "-m", "ftsd", "index", "-A", "-c", str(single)], env=env,
+                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
 
 
 def _check_indexes(tmp_path: Path, config: Path, users: list[str]) -> None:
@@ -180,7 +182,7 @@ def _check_indexes(tmp_path: Path, config: Path, users: list[str]) -> None:
         assert got == want, user
 
 
-def _documents(path: Path) -> tuple[dict[str, dict], dict[str, tuple[str, ...]]]:
+def _documents(path: Path) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[str, ...]]]:
     """(mailbox metadata, id term -> terms) of an index; an id term on two documents is a duplicate."""
     db = xapian.Database(str(path))
     docs: dict[str, tuple[str, ...]] = {}
