@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from tests.cluster.conftest import free_port
+from tests.cluster.pg import free_port
 from tests.conftest import to_toml
 from tests.maildirs import MailDir
 
