@@ -59,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", parents=[common], help="run the HTTP API (TCP + Unix socket)")
     p = sub.add_parser("config", parents=[common], help="print the effective non-default settings")
     p.add_argument("--all", dest="every", action="store_true", help="every setting, with its documentation")
+    p = sub.add_parser("cluster", parents=[common], help="cluster mode: nodes, leases, queue (docs/scale-out.md)")
+    p.add_argument("action", choices=["status"])
+    p.add_argument("--json", action="store_true")
     return top
 
 
@@ -83,6 +86,8 @@ def _progress(enabled: bool) -> Any:
 
 def _cmd_index(settings: Settings, args: argparse.Namespace, *, prune: bool = False) -> int:
     if getattr(args, "queue", False):
+        if settings.cluster.dsn:
+            return _cluster_enqueue(settings, "index", args)
         from ftsd.api.client import enqueue
 
         return enqueue(settings, "index", args.users or [], all_users=args.all, mailboxes=args.mailboxes)
@@ -138,6 +143,8 @@ def _cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 def _cmd_optimize(settings: Settings, args: argparse.Namespace) -> int:
     if args.queue:
+        if settings.cluster.dsn:
+            return _cluster_enqueue(settings, "optimize", args)
         from ftsd.api.client import enqueue
 
         return enqueue(settings, "optimize", args.users or [], all_users=args.all)
@@ -155,6 +162,25 @@ def _cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     for name, problem in results.items():
         print(f"{name}: {problem or 'ok'}")
     return EXIT_FAILED if any(p and p != "no index yet" for p in results.values()) else 0
+
+
+def _cluster_enqueue(settings: Settings, kind: str, args: argparse.Namespace) -> int:
+    """Cluster mode: -q writes the jobs straight into the shared queue (no node needs to run here)."""
+    from ftsd.cluster import admin
+    from ftsd.userdb import list_users
+
+    users = list_users(settings) if args.all else args.users
+    ids = admin.enqueue(settings, kind, users, getattr(args, "mailboxes", None) or [])
+    print(f"{len(ids)} {kind} job(s) queued cluster-wide")
+    return 0
+
+
+def _cmd_cluster(settings: Settings, args: argparse.Namespace) -> int:
+    from ftsd.cluster import admin
+
+    status = admin.cluster_status(settings)
+    print(json.dumps(status) if args.json else admin.format_status(status))
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -186,6 +212,8 @@ def _run(args: argparse.Namespace) -> int:
         case "config":
             print("\n".join(config_lines(settings, every=args.every)))
             return 0
+        case "cluster":
+            return _cmd_cluster(settings, args)
     raise UsageError(f"unknown command {args.command}")
 
 

@@ -11,6 +11,7 @@
     - SchemaVersionError index written by an incompatible ftsd     -> moved aside, rebuilt from the mail
       . OutdatedIndexError  written by an older ftsd                -> rebuilt from the mail, not kept
   + QueryError           unparsable or unsupported SEARCH key      -> HTTP 400, CLI exit 2
+  + ClusterError         cluster mode: PostgreSQL unreachable      -> HTTP 503, CLI exit 1
 
 Front-ends map these in one table each (cli.py, api/errors.py); library errors carry no exit code or status.
 """
@@ -60,3 +61,7 @@ class OutdatedIndexError(SchemaVersionError):
 
 class QueryError(FtsdError):
     """An IMAP SEARCH key could not be parsed or is not supported."""
+
+
+class ClusterError(FtsdError):
+    """Cluster mode: the coordinator (PostgreSQL) cannot be reached or refused a statement."""

@@ -101,6 +101,22 @@ class ServerSettings:
     users_rescan_s: float = setting(60.0, "How often the Maildir watcher looks for new users (0 = only at start)")
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterSettings:
+    dsn: str = setting("", "PostgreSQL connection string (libpq: \"host=db1 dbname=ftsd user=ftsd\"); empty = "
+                       "single-node mode (SQLite queue, no PostgreSQL). Needs the extra ftsd[cluster]")
+    node_name: str = setting("", "Name of this node in `ftsd cluster status` (the pid is appended); "
+                             "empty = the host name")
+    heartbeat_s: float = setting(2.0, "How often a node refreshes its row and checks its lease session")
+    lease_grace_s: float = setting(30.0, "After PostgreSQL (re)starts, no writer lease is granted for this long, "
+                                   "so that holders of the old session notice the loss and stop first; keep it "
+                                   "above decoders.timeout_s and fts.autoindex_timeout_s")
+    lease_log: str = setting("", "Append every lease grant, release and loss to this file (audit); empty = off")
+    rescan_active_s: float = setting(300.0, "How often users searched recently get an index job (mail delivered "
+                                     "on other machines); 0 = never")
+    active_window_s: float = setting(3600.0, "A user searched within this long counts as recently active")
+
+
 DEFAULT_MAILBOXES = {"Trash": "\\Trash", "Junk": "\\Junk", "Spam": "\\Junk", "Sent": "\\Sent", "Drafts": "\\Drafts"}
 
 
@@ -111,6 +127,7 @@ class Settings:
     fts: FtsSettings = setting(FtsSettings(), "[fts]")
     decoders: DecoderSettings = setting(DecoderSettings(), "[decoders]")
     server: ServerSettings = setting(ServerSettings(), "[server]")
+    cluster: ClusterSettings = setting(ClusterSettings(), "[cluster] several nodes sharing users (docs/scale-out.md)")
     mailboxes: dict[str, str] = setting(dict(DEFAULT_MAILBOXES), "[mailboxes] mailbox name -> special-use flag")
     log_level: str = setting("info", "debug, info, warning or error")
     base_dir: Path = setting(Path("."), "Directory relative paths are resolved against (the config file's)")
@@ -165,7 +182,8 @@ def _section(cls: type[T], section: str, table: Mapping[str, Any], origin: str) 
 
 def settings_from_dict(data: Mapping[str, Any], *, origin: str = "<config>", base_dir: Path | None = None) -> Settings:
     """Build Settings from a parsed TOML table. Raises: ConfigError."""
-    nested = {"userdb": UserdbSettings, "fts": FtsSettings, "decoders": DecoderSettings, "server": ServerSettings}
+    nested = {"userdb": UserdbSettings, "fts": FtsSettings, "decoders": DecoderSettings, "server": ServerSettings,
+              "cluster": ClusterSettings}
     top: dict[str, Any] = {}
     for key, value in data.items():
         if key in nested:

@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import APIRouter, FastAPI, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -46,6 +46,9 @@ from ftsd.search import MailboxResult
 from ftsd.settings import Settings
 from ftsd.userdb import list_users
 
+if TYPE_CHECKING:
+    from ftsd.cluster.node import ClusterNode
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -63,6 +66,7 @@ class ServiceState:
     runner: JobRunner
     watcher: MaildirWatcher | None
     metrics: Metrics
+    cluster: ClusterNode | None = None  # cluster mode: the shared queue and the writer leases
 
 
 def _state(request: Request) -> ServiceState:
@@ -86,7 +90,7 @@ async def search(user: str, body: SearchRequest, request: Request) -> MailboxUid
     # while a job of this user runs it holds the writer: no autoindex (the search reads unindexed mail instead)
     autoindex = False if st.runner.busy(user) else body.autoindex
     with _timed(st.metrics):
-        results = await _call(_search, st.settings, user, body, autoindex)
+        results = await _call(_search, st.settings, user, body, autoindex, st.cluster)
     return search_response(results, body.multi)
 
 
@@ -142,8 +146,13 @@ async def metrics(request: Request) -> Response:
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
-def _search(settings: Settings, user: str, body: SearchRequest, autoindex: bool | None) -> list[MailboxResult]:
-    return service.search(settings, user, body.targets(), body.node(), autoindex=autoindex)
+def _search(settings: Settings, user: str, body: SearchRequest, autoindex: bool | None,
+            cluster: ClusterNode | None) -> list[MailboxResult]:
+    if cluster is None or autoindex is False or (autoindex is None and not settings.fts.autoindex):
+        return service.search(settings, user, body.targets(), body.node(), autoindex=autoindex)
+    cluster.touch(user)
+    with cluster.writer_lease(user) as held:  # autoindex only with the lease; never waits for another node
+        return service.search(settings, user, body.targets(), body.node(), autoindex=None if held else False)
 
 
 async def _submit(st: ServiceState, kind: str, user: str, mailboxes: Sequence[str]) -> JobCreated:
@@ -171,7 +180,14 @@ class _timed:
 
 def _start(settings: Settings, watch: bool, force_polling: bool) -> ServiceState:
     use_forkserver()  # the service runs threads: indexer workers must not be forked from it
-    queue = JobQueue(settings.resolve(settings.server.state_dir) / "jobs.sqlite")
+    cluster = None
+    if settings.cluster.dsn:
+        from ftsd.cluster.node import ClusterNode
+
+        cluster = ClusterNode(settings)
+        queue: JobQueue = cluster.queue
+    else:
+        queue = JobQueue(settings.resolve(settings.server.state_dir) / "jobs.sqlite")
     runner = JobRunner(settings, queue, threads=settings.server.job_threads,
                        time_slice_s=settings.server.job_time_slice_s)
     watcher = None
@@ -187,14 +203,19 @@ def _start(settings: Settings, watch: bool, force_polling: bool) -> ServiceState
     runner.start()
     if watcher:
         watcher.start()
-    return ServiceState(settings, queue, runner, watcher, counters)
+    if cluster:
+        cluster.start(lambda user, boxes: runner.submit("index", user, boxes), counters.registry)
+    return ServiceState(settings, queue, runner, watcher, counters, cluster)
 
 
 def _stop(state: ServiceState) -> None:
     if state.watcher:
         state.watcher.stop()
     state.runner.stop()  # running jobs stop at their next mailbox and stay queued
-    state.queue.close()
+    if state.cluster:
+        state.cluster.stop()  # leaves the cluster: leases released, node row removed
+    else:
+        state.queue.close()
 
 
 def _users_or_none(settings: Settings) -> list[str]:

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ftsd.errors import (
+    ClusterError,
     ConfigError,
     DecodeError,
     FtsdError,
@@ -33,6 +34,7 @@ STATUS: dict[type[FtsdError], tuple[int, str]] = {
     UnknownUserError: (404, "unknown_user"),
     MailboxError: (404, "unknown_mailbox"),
     IndexLockedError: (503, "index_busy"),
+    ClusterError: (503, "coordinator_unavailable"),
     SchemaVersionError: (503, "index_rebuilding"),
     StoreError: (500, "index_error"),
     DecodeError: (500, "decode_error"),

@@ -146,7 +146,12 @@ def make_server(settings: Settings) -> tuple[uvicorn.Server, list[socket.socket]
     """The uvicorn server and its bound listening sockets (TCP, Unix). Raises: ConfigError."""
     state = settings.resolve(settings.server.state_dir)
     try:  # fail here with a clear message rather than in the app's startup
-        JobQueue(state / "jobs.sqlite").close()
+        if settings.cluster.dsn:
+            from ftsd.cluster.admin import check_coordinator
+
+            check_coordinator(settings)  # cluster mode: the queue is in PostgreSQL
+        else:
+            JobQueue(state / "jobs.sqlite").close()
     except (OSError, sqlite3.Error) as exc:
         raise ConfigError(f"server.state_dir {state}: cannot keep the job queue there: {exc}") from exc
     tcp = tcp_socket(settings)

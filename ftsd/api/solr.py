@@ -87,7 +87,8 @@ def solr_router(settings: Settings) -> APIRouter:
     async def update(core: str, request: Request) -> Response:
         """`<add>`, `<delete>`, `<commit>`, `<optimize>`; `?commit=true` / `?optimize=true` with no body."""
         started = time.monotonic()
-        session = solr.UpdateSession(settings)
+        cluster = getattr(getattr(request.app.state, "ftsd", None), "cluster", None)
+        session = cluster.update_session() if cluster else solr.UpdateSession(settings)  # cluster: under the lease
         try:
             await _stream(request, session)
             await run_in_threadpool(session.close)

@@ -174,6 +174,10 @@ class JobQueue:
             rows = self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
         return {QUEUED: 0, RUNNING: 0, DONE: 0, FAILED: 0, **{r[0]: r[1] for r in rows}}
 
+    def may_write(self, user: str) -> bool:
+        """True while this process may write the user's index (cluster mode: its writer lease still holds)."""
+        return True
+
     def running_users(self) -> set[str]:
         with self._lock:
             return {r[0] for r in self._db.execute("SELECT DISTINCT user FROM jobs WHERE state = ?", (RUNNING,))}
@@ -268,6 +272,8 @@ class JobRunner:
             # feeder), and raising cancels only what is not committed yet.
             progress.total += total
             progress.done += done
+            if not self.queue.may_write(job.user):  # cluster mode: the lease is gone, another node may write
+                raise _Stop("writer lease lost")
             if done:
                 return
             if self._stopping.is_set():
