@@ -203,10 +203,10 @@ class Analyzer:
         """The distinct maximal runs of non-word characters of searchable text (windows beyond WINDOW)."""
         found = set(_MARK.findall(norm))
         if " " in norm:  # runs of spaces only: the longest stands for all
-            longest = max((len(m) for m in _SPACE_RUN.findall(norm)), default=1)
+            longest = max((len(m) for m in _SPACE_RUN.findall(norm)), default=1) if "  " in norm else 1
             found.add(" " * min(longest, WINDOW))
-        out: set[str] = set()
-        for mark in found:
+        out = {mark for mark in found if len(mark) <= WINDOW and mark.isascii()}
+        for mark in found - out:
             if not mark.isascii():  # a lone surrogate cannot be stored (UTF-8)
                 mark = _SURROGATE.sub("\ufffd", mark)
             out.update(_windows(mark, self._step))

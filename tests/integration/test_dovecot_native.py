@@ -34,9 +34,9 @@ pytestmark = [pytest.mark.corpus, pytest.mark.slow]
 
 OPENBMC = REPO.parent / "shared" / "corpus" / "openbmc-2024" / "openbmc-2024.maildir.tar.zst"
 SPAMASSASSIN_FOLDERS = ("", ".easy_ham_2", ".hard_ham", ".hard_ham_2", ".spam", ".spam_2")
-PER_FOLDER = 25  # x 6 SpamAssassin folders
-OPENBMC_MESSAGES = 80
-QUERIES = 90
+PER_FOLDER = 15  # x 6 SpamAssassin folders
+OPENBMC_MESSAGES = 60
+QUERIES = 80
 SEED = 1
 
 
