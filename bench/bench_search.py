@@ -3,12 +3,18 @@
 category, in-process (service.search, autoindex off, index warm) and through the CLI (one process per query).
 Standalone: not collected by pytest.
 
-    .venv/bin/python bench/bench_search.py /tmp/corpus/corpus-a [--cli 40]
+    .venv/bin/python bench/bench_search.py /tmp/corpus/corpus-a [--cli 40] [--dovecot symbols,short]
+
+`--dovecot CATEGORIES` also times Dovecot's own search (a private Dovecot 2.3 without FTS on loopback, see
+tests/integration/dovecot.py) in the same run: the mailbox is copied into its Maildir, Dovecot assigns the UIDs,
+ftsd indexes that copy, and the queries of those categories go through IMAP `UID SEARCH` (a scan of every message)
+and ftsd; both latencies are printed with the number of queries whose answers differ.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import subprocess
 import sys
@@ -37,9 +43,40 @@ def main() -> None:
     ap.add_argument("--mailbox", default="INBOX")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--cli", type=int, default=30, help="queries to time through the CLI")
+    ap.add_argument("--dovecot", default="", help="query categories to time through Dovecot's own search too")
     args = ap.parse_args()
     maildir = args.maildir.resolve()
     work = Path(tempfile.mkdtemp(prefix="ftsd-bench-"))
+    work.chmod(0o755)  # Dovecot's mail uid must reach its Maildir
+    dovecot = None
+    if args.dovecot:
+        dovecot, maildir = _start_dovecot(work, maildir, args.mailbox)
+    try:
+        _run(args, maildir, work, dovecot)
+    finally:
+        if dovecot is not None:
+            dovecot.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _start_dovecot(work: Path, maildir: Path, mailbox: str) -> tuple[object, Path]:
+    """A Dovecot without FTS whose user `bench` has a copy of `mailbox` as INBOX; (Dovecot, the copy's root)."""
+    from tests.integration.dovecot import Dovecot
+    from tests.integration.imap import ImapSearch
+
+    source = maildir if mailbox == "INBOX" else maildir / f".{mailbox}"
+    dovecot = Dovecot(work / "dovecot", {}, mail_plugins="")
+    dovecot.add_user("bench", [p for sub in ("cur", "new") for p in sorted((source / sub).iterdir())])
+    dovecot.start()
+    t = time.perf_counter()
+    ImapSearch(dovecot.imap("bench")).close()  # Dovecot assigns UIDs and builds its own index on first SELECT
+    print(f"dovecot: first SELECT {time.perf_counter() - t:.1f}s", file=sys.stderr)
+    return dovecot, dovecot.maildir("bench")
+
+
+def _run(args: argparse.Namespace, maildir: Path, work: Path, dovecot: object | None) -> None:
+    if dovecot is not None:
+        args.mailbox = "INBOX"
     cfg = work / "ftsd.toml"
     cfg.write_text(f'mail_location = "maildir:{maildir.parent}/%u:INDEX={work}/idx/%u"\n'
                    "[fts]\nautoindex_exclude = []\n")
@@ -70,6 +107,36 @@ def main() -> None:
     if cli:
         print(f"CLI (process start included), {len(cli)} queries: p50 {statistics.median(cli):.0f} ms, "
               f"p99 {pct(cli, 99):.0f} ms")
+    if dovecot is not None:
+        _compare_dovecot(args, settings, user, dovecot, queries)
+
+
+def _compare_dovecot(args: argparse.Namespace, settings: object, user: str, dovecot: object,
+                     queries: list[tuple[str, object]]) -> None:
+    from tests.integration.imap import ImapSearch
+
+    imap = ImapSearch(dovecot.imap("bench"))  # type: ignore[attr-defined]
+    wanted = set(args.dovecot.split(","))
+    chosen = [(c, n) for c, n in queries if c in wanted]
+    dv: dict[str, list[float]] = defaultdict(list)
+    ft: dict[str, list[float]] = defaultdict(list)
+    differ = 0
+    for category, node in chosen:
+        for _ in range(args.repeat):
+            found = imap.uids(node)
+            dv[category].append(imap.last_ms)
+            start = time.perf_counter()
+            got = service.search(settings, user, ["INBOX"], node, autoindex=False)[0].uids  # type: ignore[arg-type]
+            ft[category].append((time.perf_counter() - start) * 1000)
+        differ += found != got
+    imap.close()
+    print(f"Dovecot 2.3 without FTS (IMAP UID SEARCH, a scan) vs ftsd, same mailbox, {len(chosen)} queries x "
+          f"{args.repeat}; {differ} queries differ (docs/search-differences.md)")
+    print(f"  {'category':<14} {'n':>4} {'dovecot p50':>12} {'p99':>8} {'ftsd p50':>9} {'p99':>8}")
+    for category in sorted(dv):
+        d, f = dv[category], ft[category]
+        print(f"  {category:<14} {len(d) // args.repeat:>4} {statistics.median(d):>12.1f} {pct(d, 99):>8.1f} "
+              f"{statistics.median(f):>9.2f} {pct(f, 99):>8.2f}")
 
 
 def _argv(node: object) -> list[str]:

@@ -18,6 +18,12 @@ one term per word instead of O(l^2) (design §5; measured in docs/performance.md
 are single gram lookups. Word-character runs longer than `max_word_chars` (base64, hex garbage) are blanked out
 before segmentation, on both the indexing and the verifying side, as Dovecot skips base64 runs of 50+ characters.
 Entries longer than WINDOW characters are stored as overlapping windows (Xapian terms are at most 245 bytes).
+
+A key with no word character at all (`#`, `--`, `" - "`, `@`) can only occur inside one maximal run of non-word
+characters (white space included) of the text. Each field also stores these *marks* (its distinct non-word runs,
+listed in a lexicon of their own), so such a key is answered exactly, like a word, by the marks that contain it.
+TEXT is the header lines followed by the body: its marks are those of the `headers` field (taken from the
+header lines with their values, plus the run across the join with the body) and of the body.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import icu
 
@@ -47,11 +53,22 @@ class _MarkTable(dict[int, int | None]):
 _MARKS = _MarkTable()
 _WORD_CHAR = re.compile(r"\w")
 _ALL_WORD = re.compile(r"\w+")
+# A maximal run of non-word characters with at least one that is not a space (the look-behind starts it at its
+# first character only, which keeps the scan linear on long runs of spaces).
+_MARK = re.compile(r"(?<! ) *[^\w ]\W*")
+_SPACE_RUN = re.compile(r" {2,}")
+_NON_WORD_HEAD = re.compile(r"\W*")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def is_word(text: str) -> bool:
     """Word characters only (a lexicon *word*, as opposed to a run with punctuation)."""
     return _ALL_WORD.fullmatch(text) is not None
+
+
+def is_mark(text: str) -> bool:
+    """No word character at all (a lexicon *mark*: punctuation, symbols, spaces)."""
+    return _WORD_CHAR.search(text) is None
 
 
 def normalise(text: str) -> str:
@@ -130,14 +147,15 @@ def _windows(entry: str, step: int) -> list[str]:
 @dataclass(frozen=True, slots=True)
 class Terms:
     """What one field of one message stores: `words` (word characters only, >= partial characters), `runs`
-    (entries with punctuation) -- both listed in the lexicon -- and the short `grams`."""
+    (entries with punctuation), `marks` (no word character) -- listed in the lexicon -- and the short `grams`."""
 
     words: frozenset[str]
     runs: frozenset[str]
     grams: frozenset[str]
+    marks: frozenset[str] = frozenset()  # the distinct runs of non-word characters (also listed in the lexicon)
 
     def all(self) -> frozenset[str]:
-        return self.words | self.runs | self.grams
+        return self.words | self.runs | self.grams | self.marks
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,11 +176,45 @@ class Analyzer:
         """Longest query string the index settles alone: any such substring lies inside one stored entry."""
         return max(self.full, EXACT_CHARS)
 
+    @property
+    def _step(self) -> int:
+        return max(1, WINDOW - self.exact_chars)
+
     def terms(self, text: str) -> Terms:
-        """Index mode: the words, punctuated runs and short grams of the normalised text."""
+        """Index mode: the words, punctuated runs, marks and short grams of the normalised text."""
         norm = searchable(normalise(text), self.max_word_chars)
+        return replace(self._terms(norm), marks=self._marks(norm))
+
+    def header_and_body(self, headers: str, other_headers: str, body: str) -> tuple[Terms, Terms]:
+        """Index mode for the `headers` field (words and runs of `other_headers`; the marks of TEXT's header part)
+        and the body. TEXT = header lines + "\n" + body; normalised, the two join at one space, so TEXT's marks
+        are those of each side, plus the run across the join (stored with the headers)."""
+        body_norm = normalise(body)
+        body_text = searchable(body_norm, self.max_word_chars)
+        head_text = searchable(normalise(headers).removesuffix(" "), self.max_word_chars)
+        after = body_text[1:] if body_norm.startswith(" ") else body_text  # one space at the join
+        lead = _NON_WORD_HEAD.match(after)
+        join = _trailing_non_word(head_text) + " " + (lead.group() if lead else "")
+        marks = self._marks(head_text) | self._marks(join)
+        other = self._terms(searchable(normalise(other_headers), self.max_word_chars))
+        return replace(other, marks=marks), replace(self._terms(body_text), marks=self._marks(body_text))
+
+    def _marks(self, norm: str) -> frozenset[str]:
+        """The distinct maximal runs of non-word characters of searchable text (windows beyond WINDOW)."""
+        found = set(_MARK.findall(norm))
+        if " " in norm:  # runs of spaces only: the longest stands for all
+            longest = max((len(m) for m in _SPACE_RUN.findall(norm)), default=1) if "  " in norm else 1
+            found.add(" " * min(longest, WINDOW))
+        out = {mark for mark in found if len(mark) <= WINDOW and mark.isascii()}
+        for mark in found - out:
+            if not mark.isascii():  # a lone surrogate cannot be stored (UTF-8)
+                mark = _SURROGATE.sub("\ufffd", mark)
+            out.update(_windows(mark, self._step))
+        return frozenset(out)
+
+    def _terms(self, norm: str) -> Terms:
         partial = self.partial
-        step = max(1, WINDOW - self.exact_chars)
+        step = self._step
         words: set[str] = set()
         punctuated: set[str] = set()
         for run in {norm[start:end] for start, end in runs(norm)}:
@@ -189,6 +241,8 @@ class Analyzer:
     def pieces(self, query: str) -> QueryPieces:
         """Query mode: the normalised query string and its runs, and whether the index can settle it alone."""
         norm = normalise(query)
+        if norm and is_mark(norm):  # no word character: one lookup among the marks
+            return QueryPieces(norm, (norm,), len(norm) <= self.exact_chars, marks=True)
         spans = list(runs(norm))
         keys = []
         for start, end in spans:
@@ -211,9 +265,19 @@ class Analyzer:
 @dataclass(frozen=True, slots=True)
 class QueryPieces:
     """A normalised search string. Each of `runs` is a lookup key (a substring of a lexicon entry, or a short
-    gram) that every matching text contains; `exact`: the single key alone decides.
+    gram, or a mark) that every matching text contains; `exact`: the single key alone decides.
     `runs` is None when the string can never match (it contains an unindexable over-long word)."""
 
     text: str
     runs: tuple[str, ...] | None
     exact: bool
+    marks: bool = False  # no word character: `runs` is the whole string, looked up among the marks
+
+
+def _trailing_non_word(text: str) -> str:
+    """The run of non-word characters `text` ends with (a loop from the end: a regex would rescan the text)."""
+    end = len(text)
+    start = end
+    while start and not _WORD_CHAR.match(text, start - 1):
+        start -= 1
+    return text[start:end]

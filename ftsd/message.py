@@ -10,10 +10,12 @@ be read is recorded with the reason and the rest of the message is kept.
 
 from __future__ import annotations
 
+import binascii
 import email
 import email.header
 import email.parser
 import email.utils
+import re
 from dataclasses import dataclass, field
 from email.message import Message
 
@@ -59,22 +61,101 @@ class ParsedMessage:
         return {"subject": self.subject, "from": self.from_, "to": self.to, "cc": self.cc, "bcc": self.bcc}[name]
 
 
-def decode_header_value(value: object) -> str:
-    """An RFC 2047 header value as str; unknown charsets and raw 8-bit bytes fall back to guessing."""
+# An RFC 2047 encoded word. As lenient as Dovecot's decoder: anywhere in the value (not only between spaces),
+# white space allowed inside the encoded text (seen in spam), no line break inside.
+_ENCODED_WORD = re.compile(r"=\?([^?\s]*)\?([qQbB])\?([^?\r\n]*)\?=")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
+
+
+def decode_base64(data: bytes) -> bytes:
+    """What decodes of base64 data: characters outside the alphabet skipped, padding supplied, a dangling
+    last character dropped. Never raises."""
+    data = _NOT_BASE64.sub(b"", data)
+    cut = len(data) % 4
+    data = data[: len(data) - 1] if cut == 1 else data + b"=" * ((4 - cut) % 4)
+    return binascii.a2b_base64(data)
+
+
+_BASE64_LINE = re.compile(rb"[A-Za-z0-9+/]*(=*)")
+
+
+def split_base64(payload: bytes) -> tuple[bytes, bytes]:
+    """(base64 data, clear text after it) of a base64 part's raw payload. The data is the leading lines of base64
+    characters (blank lines included), up to the first line with padding; a list server or a virus scanner
+    may have appended a footer in clear text after it."""
+    end = 0
+    for line in payload.splitlines(keepends=True):
+        m = _BASE64_LINE.fullmatch(line.strip())
+        if m is None:
+            break
+        end += len(line)
+        if m.group(1):  # padding: the data ends here
+            break
+    return payload[:end], payload[end:]
+
+
+def _base64_footer(part: Message) -> tuple[bytes, bytes] | None:
+    """(decoded data, clear footer) of a base64 text part followed by clear text; None for any other part."""
+    if str(part.get("content-transfer-encoding", "")).strip().lower() != "base64":
+        return None
+    payload = part.get_payload()
+    if not isinstance(payload, str):
+        return None
+    data, footer = split_base64(payload.encode("utf-8", "surrogateescape"))
+    return (decode_base64(data), footer) if footer.strip() else None
+
+
+def _word_bytes(encoding: str, text: str) -> bytes:
+    data = text.encode("utf-8", "surrogateescape")
+    return binascii.a2b_qp(data, header=True) if encoding in "qQ" else decode_base64(data)
+
+
+def _clear_text(text: str) -> str:
+    # compat32 keeps undeclared 8-bit header bytes as surrogate escapes: decode them properly
+    return text if text.isascii() else decode_text(text.encode("utf-8", "surrogateescape"), None)
+
+
+def _raw_value(value: object) -> str:
     if isinstance(value, email.header.Header):
-        value = value.encode()
-    text = str(value)
-    try:
-        chunks = email.header.decode_header(text)
-    except Exception:  # malformed encoded-words: keep the raw text
-        chunks = [(text, None)]
-    out = []
-    for data, charset in chunks:
-        if isinstance(data, str):
-            # compat32 keeps undeclared 8-bit header bytes as surrogate escapes: decode them properly
-            out.append(decode_text(data.encode("utf-8", "surrogateescape"), None) if not data.isascii() else data)
+        # compat32 wraps a value with 8-bit bytes in a Header whose one chunk is the raw text (surrogates)
+        chunks = getattr(value, "_chunks", None)
+        if isinstance(chunks, list) and all(isinstance(c, tuple) and isinstance(c[0], str) for c in chunks):
+            return "".join(c[0] for c in chunks)
+        return str(value)
+    return str(value)
+
+
+def decode_header_value(value: object) -> str:
+    """An RFC 2047 header value as str, unfolded; unknown charsets and raw 8-bit bytes fall back to guessing.
+
+    White space is dropped only between two adjacent encoded words (RFC 2047 §6.2): the folded space between
+    `=?utf-8?q?J=C3=BCrg?=` and `<j@example.org>` stays. Adjacent words in one charset are decoded together (a
+    multi-byte character may be split across them)."""
+    text = _LINE_BREAK.sub("", _raw_value(value))  # RFC 5322 unfolding: the white space after a break stays
+    if "=?" not in text:
+        return _clear_text(text)
+    out: list[str] = []
+    pending: tuple[str, bytearray] | None = None  # charset and bytes of the encoded words just read
+    pos = 0
+    for m in _ENCODED_WORD.finditer(text):
+        gap = text[pos : m.start()]
+        charset = m.group(1).split("*", 1)[0].lower()  # "*": RFC 2231 language suffix
+        data = _word_bytes(m.group(2), m.group(3))
+        pos = m.end()
+        if pending is not None and not gap.strip():  # only white space between two encoded words: dropped
+            if pending[0] == charset:
+                pending[1].extend(data)
+                continue
+            out.append(decode_text(bytes(pending[1]), pending[0]))
         else:
-            out.append(decode_text(data, charset))
+            if pending is not None:
+                out.append(decode_text(bytes(pending[1]), pending[0]))
+            out.append(_clear_text(gap))
+        pending = (charset, bytearray(data))
+    if pending is not None:
+        out.append(decode_text(bytes(pending[1]), pending[0]))
+    out.append(_clear_text(text[pos:]))
     return "".join(out)
 
 
@@ -156,9 +237,14 @@ class _Walker:
         if plain_text and ctype not in ("text/plain", "text/html") and find_decoder(ctype, filename):
             plain_text = False  # text/calendar, text/csv, text/rtf: their decoder gives cleaner text
         if plain_text:
+            footer = _base64_footer(part)  # the footer is not the sender's text: never read as HTML
+            if footer is not None:
+                data = footer[0]
             text = decode_text(data, part.get_content_charset())
             if ctype == "text/html":
                 text, decoder = html_to_text(text), "html"
+            if footer is not None:
+                text += "\n" + decode_text(footer[1], part.get_content_charset())
         else:
             decoded = decode_attachment(data, ctype, filename, self.settings.decoders)
             text, decoder, skipped = decoded.text, decoded.decoder, decoded.skipped

@@ -37,6 +37,7 @@ _FIELD_SOURCES = {
     "bcc": ("bcc",),
 }
 _OWN_FIELD_HEADERS = ("subject", "from", "to", "cc", "bcc")
+_TEXT_MARK_FIELDS = ("headers", "body")  # analysis.Analyzer.header_and_body
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,11 +185,16 @@ class MailboxSearch:
             return _Plan(Searcher.all_(), key.field != "header", pieces)
         if pieces.runs is None:
             return _Plan(Searcher.nothing(), True, pieces)
-        if not pieces.runs or not fields_:  # only punctuation, or a header not indexed: all are candidates
+        runs = pieces.runs
+        if pieces.marks and key.field == "text":  # TEXT's marks are those of the header lines and the body
+            fields_ = _TEXT_MARK_FIELDS
+        elif pieces.marks and not own:  # another header's values join at spaces: look up what lies between
+            runs = tuple(run for run in pieces.text.split(" ") if run)
+        if not runs or not fields_:  # spaces only in a shared pool, or a header not indexed: all are candidates
             return _Plan(Searcher.all_(), False, pieces)
         exact_chars, partial = self.analyzer.exact_chars, self.analyzer.partial
         assert self.searcher is not None  # plans are made for indexed mail only
-        query = Searcher.and_([self.searcher.piece(fields_, run, exact_chars, partial) for run in pieces.runs])
+        query = Searcher.and_([self.searcher.piece(fields_, run, exact_chars, partial) for run in runs])
         return _Plan(query, own and pieces.exact, pieces)
 
     def _plan_of(self, key: Key) -> _Plan:

@@ -50,6 +50,7 @@ CATEGORIES: dict[str, int] = {
     "not_or": 8,  # an OR nested inside a NOT
     "nomatch": 6,
     "empty": 3,  # "" matches every message (HEADER name "": those that have the header)
+    "symbols": 8,  # no letter or digit: "#", "--", " - ", a run of punctuation from the text
 }
 
 _LETTERS = r"[^\W\d_]"
@@ -75,6 +76,9 @@ _COMMON_HEADERS = (
     "organization",
 )
 _CONSONANTS = "bcdfghjklmnpqrstvwxz"
+_SYMBOL_RUN_RE = re.compile(r"[^\w\s](?:\W*[^\w\s])?")  # punctuation, inner spaces kept
+_COMMON_SYMBOLS = ("#", "--", "@", "...", "!", "?", "$", "%", "&", "*", "=", "|", "~", ">>", "://", "-->", " - ",
+                   ", ", ": ", "()", "'", "/")
 
 
 def _plausible_accented(word: str) -> bool:
@@ -361,6 +365,22 @@ def _empty(c: _Corpus) -> Node | None:
     )
 
 
+def _symbols(c: _Corpus) -> Node | None:
+    """A key without any letter or digit: a common one, or a slice of a punctuation run of some message."""
+    fld = c.rng.choice(("body", "body", "text", "text", "subject", "from", "to", "header"))
+    if fld == "header":
+        return Key("header", c.rng.choice(_COMMON_SYMBOLS), header=c.rng.choice(("received", "content-type")))
+    if c.rng.random() < 0.4:
+        return Key(fld, c.rng.choice(_COMMON_SYMBOLS))
+    runs = sorted(set(_SYMBOL_RUN_RE.findall(c.pick_message(fld)[fld])))
+    if not runs:
+        return None
+    run = c.rng.choice(runs)
+    start = c.rng.randrange(len(run))
+    value = run[start : c.rng.randint(start + 1, min(len(run), start + 12))]
+    return Key(fld, f" {value}" if c.rng.random() < 0.2 else value) if value.strip() else None
+
+
 def _body_or_text(c: _Corpus, fld: str) -> Node | None:
     """A word of some message's header lines that also occurs in some body (BODY and TEXT then differ).
 
@@ -409,6 +429,7 @@ _GENERATORS: dict[str, _Gen] = {
     "not_or": _not_or,
     "nomatch": _nomatch,
     "empty": _empty,
+    "symbols": _symbols,
 }
 assert set(_GENERATORS) == set(CATEGORIES)
 

@@ -437,14 +437,52 @@ def _payload_bytes(part: email.message.Message) -> bytes:
     return data if isinstance(data, bytes) else b""
 
 
+# The base64 data of a part: leading lines of base64 characters (or blank), ending at the first padded line.
+_BASE64_LINES_RE = re.compile(r"\A(?:[ \t]*[A-Za-z0-9+/]*[ \t]*(?:\r\n|\n|\r))*")
+_BASE64_PADDED_RE = re.compile(r"[ \t]*[A-Za-z0-9+/]*=+[ \t]*(?:\r\n|\n|\r|\Z)")
+_BASE64_LAST_RE = re.compile(r"[ \t]*[A-Za-z0-9+/]*[ \t]*\Z")
+
+
+def _base64_with_footer(part: email.message.Message) -> tuple[bytes, bytes] | None:
+    """A base64 text part with clear text after its data (a footer appended by a list server or a virus
+    scanner): (what the data decodes to, the footer bytes); None for any other part.
+
+    Decodes what decodes: characters outside the alphabet are ignored, a last incomplete group of 2 or 3
+    characters gives its 1 or 2 bytes, a lone last character nothing."""
+    if str(part.get("content-transfer-encoding", "")).strip().lower() != "base64":
+        return None
+    payload = part.get_payload()
+    if not isinstance(payload, str):
+        return None
+    lines = _BASE64_LINES_RE.match(payload)
+    end = lines.end() if lines else 0
+    # after the unpadded lines: at most one line that ends in padding, or a last line without a line break
+    last = _BASE64_PADDED_RE.match(payload, end) or _BASE64_LAST_RE.match(payload, end)
+    end = last.end() if last else end
+    footer = payload[end:]
+    if not footer.strip():
+        return None
+    chars = re.sub(r"[^A-Za-z0-9+/]", "", payload[:end])
+    whole = len(chars) // 4 * 4
+    data = binascii.a2b_base64(chars[:whole]) if whole else b""
+    rest = chars[whole:]
+    if len(rest) >= 2:
+        data += binascii.a2b_base64(rest + "=" * (4 - len(rest)))
+    return data, footer.encode("ascii", "surrogateescape")
+
+
 def _part_text(part: email.message.Message, content_type: str) -> str:
     try:
         label = part.get_param("charset")
     except Exception:
         label = None
-    text = decode_bytes(_payload_bytes(part), label if isinstance(label, str) else None)
+    label = label if isinstance(label, str) else None
+    with_footer = _base64_with_footer(part)
+    text = decode_bytes(with_footer[0] if with_footer else _payload_bytes(part), label)
     if content_type == "text/html":
         text = html_visible_text(text)
+    if with_footer:  # the footer is not part of the sender's HTML: as plain text
+        text += "\n" + decode_bytes(with_footer[1], label)
     return text
 
 

@@ -1,7 +1,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ftsd.analysis import Analyzer, is_word, normalise
+from ftsd.analysis import Analyzer, is_mark, is_word, normalise
 
 A = Analyzer(full=20, max_word_chars=64)
 
@@ -42,7 +42,38 @@ def test_query_pieces():
     assert (p.runs, p.exact) == (("lo", "wor"), False)
     assert A.pieces("a" * 40).exact and not A.pieces("a" * 41).exact
     assert A.pieces("a" * 70).runs is None
-    assert A.pieces("-").runs == ()
+    p = A.pieces(" -- ")
+    assert (p.text, p.runs, p.exact, p.marks) == (" -- ", (" -- ",), True, True)
+    assert not A.pieces("a-").marks and not A.pieces("-" * 41).exact
+
+
+def test_marks():
+    terms = A.terms("foo -- bar, baz... #1 a.b@c\n\n x")
+    assert terms.marks == {" ", " -- ", ", ", "... #", ".", "@"}
+    assert A.terms("word").marks == set() and A.terms("a" * 70 + " x").marks == {"  "}  # the blanked run is a space
+    long_line = "=" * 130
+    assert max(map(len, A.terms(f"x {long_line} y").marks)) == 60
+    headers, body = A.header_and_body("Subject: hi!\nFrom: <a@b>", "Subject:\nFrom: <a@b>", "\n-- sig\nbody ( x )")
+    assert headers.marks == {" ", ": ", "! ", ": <", "@", ">", "> -- "}  # "> -- " spans headers and body
+    assert body.marks == {" ", " -- ", " ( ", " )"} and "hi" not in headers.words
+
+
+_TEXTS = st.text(alphabet=st.sampled_from("ab -.#\n\t<>!é\u00b4\u00bd"), max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_TEXTS, _TEXTS)
+def test_text_marks_exact(head, body):
+    # TEXT as the verifier sees it; every string without a word character is in it iff inside a stored mark
+    text = A.pieces(head + "\n" + body).text
+    headers, body_terms = A.header_and_body(head, "", body)
+    marks = headers.marks | body_terms.marks
+    assert all(m in text for m in marks)
+    for i in range(len(text)):
+        for j in range(i + 1, len(text) + 1):
+            sub = text[i:j]
+            if is_mark(sub):
+                assert any(sub in m for m in marks), (text, sub)
 
 
 @settings(max_examples=200, deadline=None)
@@ -55,7 +86,9 @@ def test_analysis_total_and_every_substring_findable(text):
             pieces = A.pieces(sub)
             if pieces.exact and pieces.runs:
                 key = pieces.runs[0]
-                if len(key) < 3:
+                if pieces.marks:
+                    assert any(key in entry for entry in terms.marks), (word, key)
+                elif len(key) < 3:
                     assert key in terms.grams, (word, key)
                 else:
                     pool = terms.words if is_word(key) else terms.runs

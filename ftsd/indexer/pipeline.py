@@ -30,14 +30,15 @@ class Outcome:
 
 
 def analyse_fields(parsed: ParsedMessage, analyzer: Analyzer) -> dict[str, Terms]:
+    headers, body = analyzer.header_and_body(parsed.headers, parsed.other_headers, parsed.body)
     return {
         "subject": analyzer.terms(parsed.subject),
         "from": analyzer.terms(parsed.from_),
         "to": analyzer.terms(parsed.to),
         "cc": analyzer.terms(parsed.cc),
         "bcc": analyzer.terms(parsed.bcc),
-        "headers": analyzer.terms(parsed.other_headers),
-        "body": analyzer.terms(parsed.body),
+        "headers": headers,
+        "body": body,
     }
 
 

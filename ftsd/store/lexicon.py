@@ -1,4 +1,4 @@
-"""The lexicon: every word and punctuated run a user's index stores, per field, so that a query string can be
+"""The lexicon: every word, punctuated run and mark a user's index stores, per field, so that a query string can be
 looked up as a *substring* of stored words (analysis.py). It lives in Xapian metadata, written in the same
 transaction as the documents, so a reader never sees a document whose words the lexicon lacks.
 
@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ftsd.analysis import is_word
+from ftsd.analysis import is_mark, is_word
 from ftsd.store import schema
 
 SEEN_LIMIT = 300_000  # entries remembered by one writer session (~30 MB) before the set is started afresh
@@ -66,10 +66,13 @@ def stored_entries(db: Any, partial: int) -> dict[str, list[str]]:
     field_prefixes = set(schema.FIELD_PREFIXES.values())
     for item in db.allterms():
         term = item.term.decode("utf-8", "replace")
-        if term[:1] in field_prefixes and len(term) > partial:
-            text = term[1:]
-            kind = schema.WORDS if is_word(text) else schema.RUNS
-            kinds[kind + term[0]].append(text)
+        if term[:1] not in field_prefixes:
+            continue
+        text = term[1:]
+        if is_mark(text):  # marks are listed whatever their length (grams are word characters)
+            kinds[schema.MARKS + term[0]].append(text)
+        elif len(text) >= partial:
+            kinds[(schema.WORDS if is_word(text) else schema.RUNS) + term[0]].append(text)
     return kinds
 
 

@@ -1,8 +1,8 @@
 """Index schema: term prefixes, value slots, metadata keys and the schema version kept in the index.
 
-One document per message. Terms are the words, punctuated runs and short grams of each field (analysis.py)
+One document per message. Terms are the words, punctuated runs, marks and short grams of each field (analysis.py)
 under a field prefix; the boolean term G<mailbox guid> restricts to a mailbox, Q<guid>:<uid> identifies a message,
-value slot 0 holds the UID. The lexicon of words and runs lives in metadata (store/lexicon.py).
+value slot 0 holds the UID. The lexicon of words, runs and marks lives in metadata (store/lexicon.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import xapian
 
 from ftsd.analysis import Terms
 
-SCHEMA_VERSION = "2"  # 1: suffix terms; 2: words + lexicon
+SCHEMA_VERSION = "3"  # 1: suffix terms; 2: words + lexicon; 3: + marks (runs of non-word characters)
 
 FIELD_PREFIXES = {
     "subject": "S",
@@ -33,7 +33,7 @@ SLOT_UID = 0
 META_SCHEMA = "ftsd.schema"
 META_MAILBOX = "ftsd.mailbox."  # + guid -> JSON {name, uidvalidity, last_uid, messages}
 META_LEXICON = "ftsd.lexicon."  # + kind + field prefix + "." + chunk id -> newline-separated entries
-WORDS, RUNS = "w", "r"  # lexicon kinds: word characters only / with punctuation
+WORDS, RUNS, MARKS = "w", "r", "p"  # lexicon kinds: word characters only / with punctuation / no word character
 
 
 def id_term(guid: str, uid: int) -> str:
@@ -61,6 +61,7 @@ def build_document(guid: str, uid: int, terms: Mapping[str, Terms], data: Mappin
             doc.add_term(prefix + term)
         lexicon += [WORDS + prefix + w for w in field_terms.words]
         lexicon += [RUNS + prefix + r for r in field_terms.runs]
+        lexicon += [MARKS + prefix + m for m in field_terms.marks]
     doc.add_boolean_term(mailbox_term(guid))
     doc.add_boolean_term(id_term(guid, uid))
     doc.add_value(SLOT_UID, str(uid))

@@ -11,7 +11,7 @@ from typing import Any
 
 import xapian
 
-from ftsd.analysis import is_word
+from ftsd.analysis import is_mark, is_word
 from ftsd.errors import SchemaVersionError, StoreError
 from ftsd.store import lexicon, schema
 
@@ -65,15 +65,16 @@ class Searcher:
 
     # -- query building -------------------------------------------------------------------------------------
     def piece(self, fields: Sequence[str], run: str, exact_chars: int, partial: int = 3) -> Query:
-        """Documents where `run` occurs inside a stored word or run of any of these fields: an exact short-gram
-        term below `partial` characters, else the OR of the lexicon entries that contain it (cut to
+        """Documents where `run` occurs inside a stored word, run or mark of any of these fields: an exact short-gram
+        term below `partial` characters (not for marks), else the OR of the lexicon entries that contain it (cut to
         `exact_chars`: longer strings are settled by checking the message)."""
-        if len(run) < partial:
+        mark = is_mark(run)
+        if len(run) < partial and not mark:
             terms = [schema.FIELD_PREFIXES[name] + run for name in fields]
         else:
             self.lexicon.refresh(self.db)
             needle = run[:exact_chars]
-            kind = schema.WORDS if is_word(needle) else schema.RUNS
+            kind = schema.MARKS if mark else schema.WORDS if is_word(needle) else schema.RUNS
             terms = self.lexicon.expand(kind, [schema.FIELD_PREFIXES[name] for name in fields], needle)
         if not terms:
             return xapian.Query.MatchNothing
