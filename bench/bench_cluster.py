@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ftsd.cluster import admin  # noqa: E402
 from ftsd.cluster.lease import Leases  # noqa: E402
 from ftsd.cluster.queue import PgJobQueue  # noqa: E402
-from ftsd.indexer.jobs import DONE  # noqa: E402
+from ftsd.daemon.jobs import DONE  # noqa: E402
 from ftsd.settings import load_settings  # noqa: E402
 from tests.cluster.nodes import WORDS, Node, make_users, wait_idle  # noqa: E402
 from tests.cluster.pg import Postgres, start_postgres, stop_postgres  # noqa: E402

@@ -122,7 +122,8 @@ def stages(maildir: Path, sample: int) -> str:
     work = Path(tempfile.mkdtemp(prefix="ftsd-profile-"))
 
     def loop(times: dict[str, float], counts: dict[str, int], count: bool) -> None:
-        writer = IndexWriter(work / f"db{len(os.listdir(work))}", commit_limit=commit_limit)
+        writer = IndexWriter(work / f"db{len(os.listdir(work))}", lock_timeout_s=settings.fts.lock_timeout_s,
+                             commit_limit=commit_limit, batch_bytes=settings.fts.batch_bytes)
         clock = time.process_time
         for i, path in enumerate(files, 1):
             t0 = clock()
@@ -246,7 +247,8 @@ def _shard_worker(args: tuple[str, list[tuple[int, str]], Any]) -> float:
 
     shard, items, settings = args
     commit_limit = settings.fts.commit_limit
-    with IndexWriter(Path(shard), commit_limit=commit_limit) as writer:
+    with IndexWriter(Path(shard), lock_timeout_s=settings.fts.lock_timeout_s, commit_limit=commit_limit,
+                     batch_bytes=settings.fts.batch_bytes) as writer:
         for n, (uid, path) in enumerate(items, 1):
             # index_message calls pipeline.parse_message, which apply_patch() may have replaced in the parent
             outcome = pipeline.index_message(GUID, uid, Path(path), settings)

@@ -1,18 +1,24 @@
 """ftsd: full-text search for Dovecot Maildirs.
 
-Data flow, one module per stage:
+Layers, bottom to top: a module imports only from its own layer or the ones below it (tests/test_layers.py).
 
-    userdb.py      users and their Maildir / index locations (static template scan, passwd-file)
-    maildir.py     Maildir++ folders, dovecot-uidlist (UIDVALIDITY, UIDs, GUID) -> MessageRef
-    message.py     bytes -> fields {subject, from, to, cc, bcc, headers, body}; calls decoders/
-    decoders/      charset, HTML, attachments (PDF, office, external command), a registry by MIME type
-    analysis.py    text -> normalised runs -> words and grams (index mode) or query pieces (query mode)
-    store/         the only package importing xapian: schema, lexicon, writer, searcher, maintenance
-    query.py       IMAP SEARCH keys -> a small AST
-    search.py      AST -> Xapian (store/searcher) -> UIDs, verified from the Maildir where needed
-    indexer/       sync of one mailbox, the worker pool, the job queue
-    service.py     the facade both front-ends call
-    api/, cli.py   FastAPI (+ Solr-compatible routes) and the `ftsd` command: thin
+    7 front-ends  api/ (FastAPI: routes, models, errors, middleware, metrics, server, client, solr routes),
+                  cli.py (the `ftsd` command): thin, parse -> call -> print / answer
+    6 daemon      daemon/ (job queue and runner, Maildir watcher)   solr/ (Dovecot's fts_solr: Lucene parser,
+                  replies, updates)   cluster/ (several nodes: PostgreSQL queue, writer leases)
+    5 facade      service.py: index, search, optimize, rescan, status, check -- what both front-ends call
+    4 runtime     runtime.py: the caches, reader pool and locks one process shares, passed down like Settings
+    3 work        search.py (the one evaluator: query AST -> exact UIDs), indexer/ (pipeline of one message,
+                  worker pool, sync of one mailbox)
+    2 store       store/: the only package importing xapian -- UserIndex (path, readers, writer, repair),
+                  schema, lexicon, writer, searcher, reader pool, maintenance, the Xapian error table
+    1 mail        userdb.py (users, their Maildir and index), maildir.py (folders, uidlists, UIDs),
+                  message.py (bytes -> fields), decoders/ (charset, HTML, attachments, sandbox)
+    0 base        errors.py (the error tree and its exit/status table), settings.py, query.py (IMAP SEARCH ->
+                  the query AST), analysis.py (text -> normalised words and runs)
+
+Data flow: maildir -> message/decoders -> analysis -> store (indexer) ; query -> search -> store -> service ->
+api/cli.
 """
 
 __version__ = "0.1.0"

@@ -28,6 +28,7 @@ header lines with their values, plus the run across the join with the body) and 
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterator
@@ -42,7 +43,8 @@ _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 # Nonspacing and enclosing marks: removed after decomposition so that "Fahrländer" ~ "fahrlander".
 class _MarkTable(dict[int, int | None]):
     """str.translate table dropping Mn/Me characters, filled per character on first sight (building it for all
-    of Unicode up front costs ~0.1 s at every start of the CLI)."""
+    of Unicode up front costs ~0.1 s at every start of the CLI). A memo of a pure function of the Unicode
+    database: what it holds never depends on the caller, so one per process is a constant in all but timing."""
 
     def __missing__(self, cp: int) -> int | None:
         value = None if unicodedata.category(chr(cp)) in ("Mn", "Me") else cp
@@ -85,14 +87,9 @@ def searchable(norm: str, max_word_chars: int) -> str:
     return _garbage(max_word_chars).sub(" ", norm)
 
 
-_GARBAGE: dict[int, re.Pattern[str]] = {}
-
-
+@functools.lru_cache(maxsize=8)
 def _garbage(max_word_chars: int) -> re.Pattern[str]:
-    pattern = _GARBAGE.get(max_word_chars)
-    if pattern is None:
-        pattern = _GARBAGE[max_word_chars] = re.compile(rf"\w{{{max_word_chars + 1},}}")
-    return pattern
+    return re.compile(rf"\w{{{max_word_chars + 1},}}")
 
 
 def _utf16_to_index(text: str) -> list[int] | None:

@@ -1,6 +1,8 @@
 """`ftsd`: the command line, doveadm-like and thin: parse, call service, map errors to exit codes, print.
 
-Exit codes: 0 ok, 1 some messages/users failed, 2 usage or query error, 78 configuration error (EX_CONFIG).
+Exit codes: 0 ok, 1 some messages/users failed; an error that stops a command exits with the code of its class in
+errors.OUTCOMES (sysexits): 2 usage or query error, 66 no such mailbox, 67 unknown user (EX_NOUSER), 74 index I/O
+error, 75 index locked, being rebuilt or disk full (EX_TEMPFAIL: run again later), 78 configuration error.
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from ftsd import __version__, service
-from ftsd.errors import ConfigError, FtsdError, QueryError, UsageError
+from ftsd.errors import FtsdError, UsageError, outcome_of
 from ftsd.query import parse_argv
+from ftsd.runtime import Runtime
 from ftsd.settings import Settings, config_lines, load_settings
 
-EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG = 1, 2, 78
-_EXIT_CODES: dict[type[FtsdError], int] = {ConfigError: EXIT_CONFIG, QueryError: EXIT_USAGE, UsageError: EXIT_USAGE}
+EXIT_FAILED, EXIT_USAGE = 1, 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -84,7 +86,7 @@ def _progress(enabled: bool) -> Any:
     return update
 
 
-def _cmd_index(settings: Settings, args: argparse.Namespace, *, prune: bool = False) -> int:
+def _cmd_index(settings: Settings, args: argparse.Namespace, rt: Runtime, *, prune: bool = False) -> int:
     if getattr(args, "queue", False):
         if settings.cluster.dsn:
             return _cluster_enqueue(settings, "index", args)
@@ -93,7 +95,7 @@ def _cmd_index(settings: Settings, args: argparse.Namespace, *, prune: bool = Fa
         return enqueue(settings, "index", args.users or [], all_users=args.all, mailboxes=args.mailboxes)
     progress = _progress(sys.stderr.isatty())
     report = service.index_users(settings, args.users or [], all_users=args.all,
-                                 mailboxes=getattr(args, "mailboxes", []), progress=progress, prune=prune)
+                                 mailboxes=getattr(args, "mailboxes", []), progress=progress, prune=prune, runtime=rt)
     if progress:
         progress.bar.close()
     print(report.summary())
@@ -102,11 +104,12 @@ def _cmd_index(settings: Settings, args: argparse.Namespace, *, prune: bool = Fa
     return EXIT_FAILED if report.failed else 0
 
 
-def _cmd_search(settings: Settings, args: argparse.Namespace) -> int:
+def _cmd_search(settings: Settings, args: argparse.Namespace, rt: Runtime) -> int:
     if not args.keys:
         raise UsageError("search needs at least one search key, e.g. TEXT hello")
     query = parse_argv(args.keys)
-    results = service.search(settings, args.user, args.mailboxes or ["INBOX"], query, autoindex=args.autoindex)
+    results = service.search(settings, args.user, args.mailboxes or ["INBOX"], query, autoindex=args.autoindex,
+                             runtime=rt)
     if args.json:
         rows = [{"mailbox": r.mailbox, "uidvalidity": r.uidvalidity, "uids": r.uids} for r in results]
         print(json.dumps(rows[0] if len(rows) == 1 and args.mailboxes != ["*"] else {"results": rows}))
@@ -118,37 +121,39 @@ def _cmd_search(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+def _cmd_status(settings: Settings, args: argparse.Namespace, rt: Runtime) -> int:
     from ftsd.userdb import list_users
 
     if args.uid is not None:
         if not args.user:
             raise UsageError("--uid needs -u USER")
-        print(json.dumps(service.message_status(settings, args.user, args.mailbox, args.uid), indent=2))
+        print(json.dumps(service.message_status(settings, args.user, args.mailbox, args.uid, runtime=rt), indent=2))
         return 0
     for name in [args.user] if args.user else list_users(settings):
-        st = service.status(settings, name)
+        st = service.user_status(settings, name, runtime=rt)
         if args.json:
-            print(json.dumps(st))
+            print(json.dumps(st.to_json()))
             continue
-        print(f"{st['user']}: index {st['index']} ({st['index_bytes'] / 1e6:.1f} MB)")
+        state = {"rebuilding": " -- being rebuilt from the mail (it was damaged)",
+                 "damaged": " -- DAMAGED: run ftsd index to rebuild it"}.get(st.index_state, "")
+        print(f"{st.user}: index {st.index} ({st.index_bytes / 1e6:.1f} MB){state}")
         print(f"  {'mailbox':<28} {'messages':>9} {'indexed':>9} {'last_uid':>9} {'uidvalidity':>11}")
-        for row in st["mailboxes"]:
-            note = " (excluded)" if row["excluded"] else ""
-            note += f" ({row['pending']} without UID yet)" if row["pending"] else ""
-            print(f"  {row['mailbox']:<28} {row['messages']:>9} {row['indexed']:>9} {row['last_uid']:>9} "
-                  f"{row['uidvalidity']:>11}{note}")
+        for row in st.mailboxes:
+            note = " (excluded)" if row.excluded else ""
+            note += f" ({row.pending} without UID yet)" if row.pending else ""
+            print(f"  {row.mailbox:<28} {row.messages:>9} {row.indexed:>9} {row.last_uid:>9} "
+                  f"{row.uidvalidity:>11}{note}")
     return 0
 
 
-def _cmd_optimize(settings: Settings, args: argparse.Namespace) -> int:
+def _cmd_optimize(settings: Settings, args: argparse.Namespace, rt: Runtime) -> int:
     if args.queue:
         if settings.cluster.dsn:
             return _cluster_enqueue(settings, "optimize", args)
         from ftsd.api.client import enqueue
 
         return enqueue(settings, "optimize", args.users or [], all_users=args.all)
-    results = service.optimize_users(settings, args.users or [], all_users=args.all)
+    results = service.optimize_users(settings, args.users or [], all_users=args.all, runtime=rt)
     for r in results:
         if r.error:
             print(f"{r.user}: failed: {r.error}", file=sys.stderr)
@@ -157,11 +162,12 @@ def _cmd_optimize(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_FAILED if any(r.error for r in results) else 0
 
 
-def _cmd_check(settings: Settings, args: argparse.Namespace) -> int:
-    results = service.check_users(settings, args.users or [], all_users=args.all)
-    for name, problem in results.items():
-        print(f"{name}: {problem or 'ok'}")
-    return EXIT_FAILED if any(p and p != "no index yet" for p in results.values()) else 0
+def _cmd_check(settings: Settings, args: argparse.Namespace, rt: Runtime) -> int:
+    results = service.check_users(settings, args.users or [], all_users=args.all, runtime=rt)
+    notes = {"none": "no index yet", "rebuilding": "ok (being rebuilt from the mail)", "ok": "ok"}
+    for name, result in results.items():
+        print(f"{name}: {result.problem or notes.get(result.state, result.state)}")
+    return EXIT_FAILED if any(r.problem for r in results.values()) else 0
 
 
 def _cluster_enqueue(settings: Settings, kind: str, args: argparse.Namespace) -> int:
@@ -190,20 +196,28 @@ def _run(args: argparse.Namespace) -> int:
                         format="ftsd: %(levelname)s: %(message)s")
     if level is None and settings.log_level == "info" and args.command in ("search", "index", "rescan"):
         logging.getLogger().setLevel(logging.WARNING)  # per-message info lines would drown a terminal
+    rt = Runtime(settings)  # what this process's calls share (scan cache, readers, ...)
+    try:
+        return _dispatch(settings, args, rt)
+    finally:
+        rt.close()
+
+
+def _dispatch(settings: Settings, args: argparse.Namespace, rt: Runtime) -> int:
     match args.command:
         case "index":
-            return _cmd_index(settings, args)
+            return _cmd_index(settings, args, rt)
         case "rescan":
             args.mailboxes = []
-            return _cmd_index(settings, args, prune=True)
+            return _cmd_index(settings, args, rt, prune=True)
         case "search":
-            return _cmd_search(settings, args)
+            return _cmd_search(settings, args, rt)
         case "status":
-            return _cmd_status(settings, args)
+            return _cmd_status(settings, args, rt)
         case "optimize":
-            return _cmd_optimize(settings, args)
+            return _cmd_optimize(settings, args, rt)
         case "check":
-            return _cmd_check(settings, args)
+            return _cmd_check(settings, args, rt)
         case "serve":
             from ftsd.api.server import serve
 
@@ -227,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     except FtsdError as exc:
         print(f"ftsd: {exc}", file=sys.stderr)
-        return _EXIT_CODES.get(type(exc), EXIT_FAILED)
+        return outcome_of(exc).exit
     except KeyboardInterrupt:
         print("ftsd: interrupted", file=sys.stderr)
         return 130

@@ -1,22 +1,31 @@
 """ftsd exceptions: the only exceptions module.
 
-* FtsdError
-  + ConfigError          unknown key / bad value            -> CLI exit 78, server refuses to start
-  + UsageError           bad command-line use               -> CLI exit 2
-  + UnknownUserError     user not in the userdb / bad name  -> HTTP 404
-  + MailboxError         mailbox missing or unreadable      -> HTTP 404
-  + DecodeError          one part could not become text     (counted, the rest of the message is indexed)
-  + StoreError           anything Xapian raised, wrapped
-    - IndexLockedError   another writer holds this user's index   -> HTTP 503, retried with a bound
-    - SchemaVersionError index written by an incompatible ftsd     -> moved aside, rebuilt from the mail
-      . OutdatedIndexError  written by an older ftsd                -> rebuilt from the mail, not kept
-  + QueryError           unparsable or unsupported SEARCH key      -> HTTP 400, CLI exit 2
-  + ClusterError         cluster mode: PostgreSQL unreachable      -> HTTP 503, CLI exit 1
+* FtsdError                                                  exit  HTTP
+  + ConfigError          unknown key / bad value              78   500  (the server refuses to start)
+  + UsageError           bad command-line use                  2   400
+  + UnknownUserError     user not in the userdb / bad name    67   404
+  + MailboxError         mailbox missing or unreadable        66   404
+  + DecodeError          one part could not become text       65   500  (counted; the rest is indexed)
+  + StoreError           anything Xapian raised, wrapped      74   500  (store/xerrors.py: the one table)
+    - IndexLockedError   another writer holds the index       75   503  (retried with a bound)
+    - NoIndexError       nothing indexed for this user yet    66   404  (a search reads the mail)
+    - DiskFullError      no space: nothing since the last     75   503
+                         commit kept; run again later
+    - UnusableIndexError cannot be used as it is              75   503  (moved aside, rebuilt from the mail)
+      - SchemaVersionError  written by an incompatible ftsd
+        - OutdatedIndexError  by an older ftsd, with a layout this one no longer reads
+      - CorruptIndexError   damaged files (truncated, overwritten)
+  + QueryError           unparsable or unsupported SEARCH key  2   400
+  + ClusterError         cluster mode: PostgreSQL unreachable 75   503  (run again later)
 
-Front-ends map these in one table each (cli.py, api/errors.py); library errors carry no exit code or status.
+Library errors carry no exit code or status: OUTCOMES below is the one table both front-ends read (the CLI's
+exit code, sysexits(3) style; the HTTP status and error code), looked up along the class hierarchy, so a new
+subclass answers like its parent until it gets a row of its own.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 
 class FtsdError(Exception):
@@ -51,12 +60,28 @@ class IndexLockedError(StoreError):
     """Another process holds the write lock of this user's index."""
 
 
-class SchemaVersionError(StoreError):
+class NoIndexError(StoreError):
+    """Nothing has been indexed for this user yet (no index directory)."""
+
+
+class DiskFullError(StoreError):
+    """A write failed for lack of space (or quota): what was not committed is lost, the index is as it was."""
+
+
+class UnusableIndexError(StoreError):
+    """The index cannot be used as it is: it is moved aside and rebuilt from the mail."""
+
+
+class SchemaVersionError(UnusableIndexError):
     """The index was written by an incompatible version of ftsd."""
 
 
 class OutdatedIndexError(SchemaVersionError):
     """The index was written by an older ftsd, with a layout this one no longer reads: rebuilt, not kept."""
+
+
+class CorruptIndexError(UnusableIndexError):
+    """The index files are damaged (truncated, overwritten)."""
 
 
 class QueryError(FtsdError):
@@ -65,3 +90,39 @@ class QueryError(FtsdError):
 
 class ClusterError(FtsdError):
     """Cluster mode: the coordinator (PostgreSQL) cannot be reached or refused a statement."""
+
+
+class Outcome(NamedTuple):
+    """How front-ends report an error class: CLI exit code, HTTP status, machine-readable error code."""
+
+    exit: int
+    status: int
+    code: str
+
+
+# sysexits(3): 64 EX_USAGE is not used, query and usage errors keep the documented 2 (as grep and doveadm's
+# argument errors); 65 EX_DATAERR, 66 EX_NOINPUT, 67 EX_NOUSER, 74 EX_IOERR, 75 EX_TEMPFAIL (run again later),
+# 78 EX_CONFIG. 1: anything else (and, from commands, "some messages or users failed").
+OUTCOMES: dict[type[FtsdError], Outcome] = {
+    QueryError: Outcome(2, 400, "bad_query"),
+    ClusterError: Outcome(75, 503, "coordinator_unavailable"),
+    UsageError: Outcome(2, 400, "bad_request"),
+    ConfigError: Outcome(78, 500, "config_error"),
+    UnknownUserError: Outcome(67, 404, "unknown_user"),
+    MailboxError: Outcome(66, 404, "unknown_mailbox"),
+    IndexLockedError: Outcome(75, 503, "index_busy"),
+    DiskFullError: Outcome(75, 503, "disk_full"),
+    UnusableIndexError: Outcome(75, 503, "index_rebuilding"),
+    NoIndexError: Outcome(66, 404, "no_index"),
+    StoreError: Outcome(74, 500, "index_error"),
+    DecodeError: Outcome(65, 500, "decode_error"),
+    FtsdError: Outcome(1, 500, "error"),
+}
+
+
+def outcome_of(exc: FtsdError) -> Outcome:
+    """The row of OUTCOMES for the most specific class of `exc` that has one."""
+    for cls in type(exc).__mro__:
+        if cls in OUTCOMES:
+            return OUTCOMES[cls]
+    return OUTCOMES[FtsdError]

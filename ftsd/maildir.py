@@ -14,6 +14,7 @@ import fcntl
 import logging
 import os
 import re
+import threading
 import time
 import uuid
 from collections import OrderedDict
@@ -205,8 +206,34 @@ def _own_uidlist(state_dir: Path, name: str, files: dict[str, Path]) -> Uidlist:
     return uidlist
 
 
-_SCANS: OrderedDict[tuple[Path, str], tuple[tuple[int, ...], Mailbox]] = OrderedDict()
-_SCAN_CACHE_SIZE = 512
+class ScanCache:
+    """Scans of unchanged mailboxes, by (mailbox path, state dir), bounded; shared by threads (one lock)."""
+
+    def __init__(self, size: int = 512) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[Path, str], tuple[tuple[int, ...], Mailbox]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Path, str], stamp: tuple[int, ...]) -> Mailbox | None:
+        """A copy of the scan made at `stamp`, if it is cached."""
+        with self._lock:
+            cached = self._items.get(key)
+            if cached is None or cached[0] != stamp:
+                return None
+            self._items.move_to_end(key)
+            box = cached[1]
+        return Mailbox(box.name, box.path, box.guid, box.uidvalidity, dict(box.messages), box.pending)
+
+    def put(self, key: tuple[Path, str], stamp: tuple[int, ...], box: Mailbox) -> None:
+        with self._lock:
+            self._items[key] = (stamp, box)
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
 
 
 def _stamp(path: Path) -> tuple[int, ...] | None:
@@ -220,24 +247,22 @@ def _stamp(path: Path) -> tuple[int, ...] | None:
     return None if stamps[0] == stamps[1] == -1 else tuple(stamps)
 
 
-def scan_mailbox(root: Path, name: str, state_dir: Path) -> Mailbox:
-    """Current messages of one mailbox by UID (cached until the directories change).
+def scan_mailbox(root: Path, name: str, state_dir: Path, cache: ScanCache | None = None) -> Mailbox:
+    """Current messages of one mailbox by UID (kept in `cache` until the directories change).
     Raises: MailboxError if it does not exist."""
     path = mailbox_dir(root, name)
     stamp = _stamp(path)
     if stamp is None:
         raise MailboxError(f"mailbox {name!r} does not exist ({path})")
     key = (path, str(state_dir))
-    cached = _SCANS.get(key)
     # A stamp from this very second may still change without moving (coarse mtimes): only trust older ones.
-    if cached and cached[0] == stamp and time.time_ns() - max(stamp) > 2_000_000_000:
-        _SCANS.move_to_end(key)
-        box = cached[1]
-        return Mailbox(box.name, box.path, box.guid, box.uidvalidity, dict(box.messages), box.pending)
+    if cache is not None and time.time_ns() - max(stamp) > 2_000_000_000:
+        cached = cache.get(key, stamp)
+        if cached is not None:
+            return cached
     box = _scan(path, name, state_dir)
-    _SCANS[key] = (stamp, box)
-    if len(_SCANS) > _SCAN_CACHE_SIZE:
-        _SCANS.popitem(last=False)
+    if cache is not None:
+        cache.put(key, stamp, box)
     return Mailbox(box.name, box.path, box.guid, box.uidvalidity, dict(box.messages), box.pending)
 
 

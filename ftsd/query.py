@@ -17,6 +17,9 @@ from typing import NamedTuple
 from ftsd.errors import QueryError
 
 FIELDS = ("text", "body", "subject", "from", "to", "cc", "bcc", "header")
+# Fields no IMAP key names but other front-ends need: `headers` is every header line ("Name: value"), Solr's `hdr`.
+EXTRA_FIELDS = ("headers",)
+MAILBOX_GUID = re.compile(r"[0-9A-Za-z]{1,64}")  # a mailbox GUID as Dovecot writes it (Where.mailbox)
 MAX_DEPTH = 100  # nesting of (), OR, NOT; deeper input is refused rather than exhausting the stack
 
 _HEADER_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322 ftext: printable ASCII except ':'
@@ -45,7 +48,8 @@ class Key:
 
     def __post_init__(self) -> None:
         name_ok = self.header is None or (_HEADER_NAME.fullmatch(self.header) and self.header == self.header.lower())
-        if self.field not in FIELDS or (self.field == "header") != (self.header is not None) or not name_ok:
+        known = self.field in FIELDS or self.field in EXTRA_FIELDS
+        if not known or (self.field == "header") != (self.header is not None) or not name_ok:
             raise ValueError(f"invalid Key: field={self.field!r} header={self.header!r}")
 
 
@@ -80,7 +84,35 @@ class Not:
     item: Node
 
 
-Node = Key | All | And | Or | Not
+@dataclass(frozen=True, slots=True)
+class Where:
+    """A message-identity key (the Solr bridge's uid/box/user/id fields): the message is in mailbox `mailbox`
+    (GUID) of `user` and has UID `uid`; None matches any. No IMAP syntax: format_query refuses it."""
+
+    user: str | None = None
+    mailbox: str | None = None
+    uid: int | None = None
+
+
+Node = Key | All | And | Or | Not | Where
+NOTHING: Node = Not(All())  # matches no message
+
+
+def conjoin(nodes: Sequence[Node]) -> Node:
+    """Every node matches (one node: itself)."""
+    if not nodes:
+        raise ValueError("conjoin needs at least one node")
+    return nodes[0] if len(nodes) == 1 else And(tuple(nodes))
+
+
+def disjoin(nodes: Sequence[Node]) -> Node:
+    """Any node matches, as a balanced tree of Or: ten thousand alternatives nest 14 deep, not 10,000."""
+    if not nodes:
+        raise ValueError("disjoin needs at least one node")
+    if len(nodes) == 1:
+        return nodes[0]
+    half = len(nodes) // 2
+    return Or(disjoin(nodes[:half]), disjoin(nodes[half:]))
 
 
 class _Tok(NamedTuple):
@@ -284,6 +316,8 @@ def format_query(node: Node, *, _top: bool = True) -> str:
             return "ALL"
         case Key(field="header", header=str(header)):
             return f"HEADER {_quote(header)} {_quote(node.value)}"
+        case Key(field="headers"):
+            raise ValueError(f"{node} has no IMAP SEARCH syntax")
         case Key():
             return f"{node.field.upper()} {_quote(node.value)}"
         case Or():
@@ -293,6 +327,8 @@ def format_query(node: Node, *, _top: bool = True) -> str:
         case And():
             inner = " ".join(format_query(item, _top=False) for item in node.items)
             return inner if _top else f"({inner})"
+        case Where():
+            raise ValueError(f"{node} has no IMAP SEARCH syntax")
 
 
 def _quote(s: str) -> str:

@@ -1,10 +1,12 @@
-"""Search: an IMAP SEARCH AST -> the exact set of matching UIDs of one mailbox.
+"""Search: one query AST (ftsd/query.py) -> the exact set of matching UIDs of one mailbox. The one evaluator:
+IMAP SEARCH (CLI, HTTP API) and the Solr bridge's Lucene queries both end here.
 
 The index settles what it can: a key whose normalised string is a single run of at most 40 characters is
 answered exactly by the lexicon entries that contain it (see analysis.py). What it cannot settle alone -- several
 runs that must be adjacent (phrases, punctuation), longer strings, headers that are not indexed on their own, and
-messages not indexed yet -- is narrowed by the index to candidates and then checked against the message text
-read from the Maildir. Each node evaluates to (sure, maybe) UID sets; only `maybe - sure` is read from disk.
+messages not indexed yet -- is narrowed by the index to candidates and then checked against the message's text.
+Each node evaluates to (sure, maybe) UID sets; only `maybe - sure` is checked, one message at a time, against a
+TextSource: the message file in the Maildir (MaildirText), or the field texts a Solr document keeps (StoredText).
 """
 
 from __future__ import annotations
@@ -12,16 +14,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 from functools import reduce
 from pathlib import Path
+from typing import Protocol
 
 from ftsd.analysis import Analyzer, QueryPieces, normalise, searchable
-from ftsd.maildir import Mailbox
 from ftsd.message import ParsedMessage, decode_header_value, header_indexed, parse_headers, parse_message
-from ftsd.query import All, And, Key, Node, Or
+from ftsd.query import All, And, Key, Node, Not, Or, Where
 from ftsd.settings import Settings
 from ftsd.store.searcher import Query, Searcher
 
@@ -38,6 +40,9 @@ _FIELD_SOURCES = {
 }
 _OWN_FIELD_HEADERS = ("subject", "from", "to", "cc", "bcc")
 _TEXT_MARK_FIELDS = ("headers", "body")  # analysis.Analyzer.header_and_body
+# Every header line: the `headers` field of a Solr document holds them all; ftsd's own indexer keeps the values
+# of the headers above out of it (they have fields of their own), so those are candidates too.
+_HEADER_LINES = ("headers", *_OWN_FIELD_HEADERS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +53,24 @@ class MailboxResult:
     verified: int = 0  # messages read from the Maildir to settle the answer
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The matching UIDs of one mailbox, ascending, and how many messages were checked to settle them."""
+
+    uids: list[int]
+    verified: int
+
+
 @dataclass(slots=True)
 class _Plan:
-    """Per key: the index query (candidates) and whether the index answer is exact."""
+    """Per key: the index query for its candidates, and the one for its sure matches (None: no UID is sure)."""
 
     query: Query
-    exact: bool
-    pieces: QueryPieces | None = None
+    sure: Query | None
+
+    @property
+    def exact(self) -> bool:
+        return self.sure is self.query
 
 
 def _fields(key: Key, settings: Settings) -> tuple[tuple[str, ...], bool]:
@@ -67,25 +83,26 @@ def _fields(key: Key, settings: Settings) -> tuple[tuple[str, ...], bool]:
         if not header_indexed(name, settings):
             return (), False
         return ("headers",), False  # other headers share one pool: a hit there is only a candidate
+    if key.field == "headers":
+        return _HEADER_LINES, False
     return _FIELD_SOURCES[key.field], True
 
 
 class TextCache:
     """Normalised field texts of recently checked messages, by file identity (path, size, mtime): a phrase or a
     key with punctuation checks hundreds of candidates, and the same search often comes again (paging, a
-    refresh, a client typing). Bounded in characters, least recently used dropped first. A path is only ever
-    looked up by a search of the user whose Maildir holds it."""
+    refresh, a client typing). Bounded in characters (fts.verify_cache_mb; 0: off), least recently used dropped
+    first. A path is only ever looked up by a search of the user whose Maildir holds it."""
 
-    def __init__(self) -> None:
-        self.max_chars = 0
+    def __init__(self, max_chars: int) -> None:
+        self.max_chars = max_chars
         self._items: OrderedDict[tuple[str, int, int, int], dict[str, str]] = OrderedDict()
         self._chars = 0
         self._lock = threading.Lock()
 
-    def texts(self, key: tuple[str, int, int, int], max_chars: int) -> dict[str, str]:
+    def texts(self, key: tuple[str, int, int, int]) -> dict[str, str]:
         """The cached texts of one message file (a new, empty entry if none)."""
         with self._lock:
-            self.max_chars = max_chars
             entry = self._items.get(key)
             if entry is None:
                 entry = self._items[key] = {}
@@ -102,28 +119,42 @@ class TextCache:
                 _, old = self._items.popitem(last=False)
                 self._chars -= sum(map(len, old.values()))
 
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._chars = 0
 
-TEXTS = TextCache()
+
+class TextSource(Protocol):
+    """The text of one message, as the per-message check reads it: normalised (analysis.searchable) field texts."""
+
+    def field(self, key: Key) -> str:
+        """The normalised text `key` looks into."""
+        ...
+
+    def has_header(self, name: str) -> bool:
+        """Whether the message has this header (what `HEADER name ""` asks)."""
+        ...
 
 
-class _MessageText:
-    """The normalised field texts of one message, read lazily from the Maildir, for verification. Header keys
-    read and parse only the header block; BODY and TEXT decode the whole message."""
+class MaildirText:
+    """The normalised field texts of one message file, read lazily from the Maildir. Header keys read and parse
+    only the header block; BODY and TEXT decode the whole message. Texts are kept in `cache` by file identity."""
 
     _HEAD_BYTES = 65536
 
-    def __init__(self, path: Path, settings: Settings) -> None:
+    def __init__(self, path: Path, settings: Settings, cache: TextCache | None = None) -> None:
         self.path = path
         self.settings = settings
         self._raw: bytes | None = None
         self._head: Message | None = None
         self._parsed: ParsedMessage | None = None
         self._key: tuple[str, int, int, int] | None = None
-        limit = settings.fts.verify_cache_mb * 1_000_000
-        if limit:
+        self._store = cache
+        if cache is not None and cache.max_chars:
             st = path.stat()  # OSError: expunged since the scan (the caller's business)
             self._key = (str(path), st.st_size, st.st_mtime_ns, settings.fts.max_word_chars)
-            self._cache = TEXTS.texts(self._key, limit)
+            self._cache = cache.texts(self._key)
         else:
             self._cache = {}
 
@@ -149,29 +180,68 @@ class _MessageText:
     def has_header(self, name: str) -> bool:
         return self.headers().get_all(name) is not None
 
+    def _parsed_message(self) -> ParsedMessage:
+        if self._parsed is None:
+            self._parsed = parse_message(self.raw(), self.settings)
+        return self._parsed
+
     def field(self, key: Key) -> str:
         name = key.field if key.field != "header" else (key.header or "").lower()
         if name not in self._cache:
-            if name not in ("text", "body"):  # any header: the header block is enough
+            if name in ("text", "body", "headers"):
+                p = self._parsed_message()
+                text = {"text": p.headers + "\n" + p.body, "body": p.body, "headers": p.headers}[name]
+            else:  # any header: the header block is enough
                 values = self.headers().get_all(name) or []
-                self._cache[name] = self._norm("\n".join(decode_header_value(v) for v in values))
-            else:
-                if self._parsed is None:
-                    self._parsed = parse_message(self.raw(), self.settings)
-                p = self._parsed
-                self._cache[name] = self._norm(p.headers + "\n" + p.body if name == "text" else p.body)
-            if self._key is not None:
-                TEXTS.added(self._key, len(self._cache[name]))
+                text = "\n".join(decode_header_value(v) for v in values)
+            self._cache[name] = self._norm(text)
+            if self._key is not None and self._store is not None:
+                self._store.added(self._key, len(self._cache[name]))
         return self._cache[name]
+
+
+class StoredText:
+    """The field texts a Solr document keeps (Solr names: body, hdr, subject, from, to, cc, bcc)."""
+
+    def __init__(self, fields: Mapping[str, str], max_word_chars: int) -> None:
+        self.fields = fields
+        self.max_word_chars = max_word_chars
+        self._norm: dict[str, str] = {}
+
+    def _raw(self, key: Key) -> str:
+        name = key.field if key.field != "header" else (key.header or "").lower()
+        if name == "text":
+            return self.fields.get("hdr", "") + "\n" + self.fields.get("body", "")
+        return self.fields.get("hdr" if name == "headers" else name, "")
+
+    def field(self, key: Key) -> str:
+        name = key.field if key.field != "header" else f"header:{key.header}"
+        if name not in self._norm:
+            self._norm[name] = searchable(normalise(self._raw(key)), self.max_word_chars)
+        return self._norm[name]
+
+    def has_header(self, name: str) -> bool:
+        return bool(self.fields.get(name.lower()))
+
+
+TextSources = Callable[[int], TextSource | None]  # UID -> its text (None: not readable here)
 
 
 @dataclass(slots=True)
 class MailboxSearch:
-    """Evaluates one AST over one mailbox: index first, Maildir for the rest."""
+    """Evaluates one AST over one mailbox: index first, then each undecided message against its TextSource.
+
+    `present`: the UIDs the answer is about (a Maildir scan; for the Solr bridge, the indexed ones). UIDs present
+    but not indexed are checked one by one. `texts(uid)` gives a message's text; when it gives None, the
+    message matches if `keep_unreadable` (the index's candidate answer stands) and else not (expunged)."""
 
     searcher: Searcher | None
-    mailbox: Mailbox
+    guid: str
+    present: set[int]
+    texts: TextSources
     settings: Settings
+    user: str = ""
+    keep_unreadable: bool = False
     analyzer: Analyzer = field(init=False)
     _plans: dict[int, _Plan] = field(default_factory=dict)
 
@@ -182,31 +252,47 @@ class MailboxSearch:
         pieces = self.analyzer.pieces(key.value)
         fields_, own = _fields(key, self.settings)
         if not pieces.text:  # "" matches every message; HEADER name "" those that have the header (RFC 3501)
-            return _Plan(Searcher.all_(), key.field != "header", pieces)
+            everything = Searcher.all_()
+            return _Plan(everything, everything if key.field != "header" else None)
         if pieces.runs is None:
-            return _Plan(Searcher.nothing(), True, pieces)
+            nothing = Searcher.nothing()
+            return _Plan(nothing, nothing)
         runs = pieces.runs
         if pieces.marks and key.field == "text":  # TEXT's marks are those of the header lines and the body
             fields_ = _TEXT_MARK_FIELDS
         elif pieces.marks and not own:  # another header's values join at spaces: look up what lies between
             runs = tuple(run for run in pieces.text.split(" ") if run)
         if not runs or not fields_:  # spaces only in a shared pool, or a header not indexed: all are candidates
-            return _Plan(Searcher.all_(), False, pieces)
-        exact_chars, partial = self.analyzer.exact_chars, self.analyzer.partial
+            return _Plan(Searcher.all_(), None)
         assert self.searcher is not None  # plans are made for indexed mail only
-        query = Searcher.and_([self.searcher.piece(fields_, run, exact_chars, partial) for run in runs])
-        return _Plan(query, own and pieces.exact, pieces)
+        query = self._lookup(fields_, runs)
+        if key.field == "headers" and pieces.exact and not pieces.marks:  # a hit in `headers` itself is sure
+            return _Plan(query, self._lookup(("headers",), runs))
+        return _Plan(query, query if own and pieces.exact else None)
+
+    def _lookup(self, fields_: tuple[str, ...], runs: tuple[str, ...]) -> Query:
+        assert self.searcher is not None
+        exact_chars, partial = self.analyzer.exact_chars, self.analyzer.partial
+        return Searcher.and_([self.searcher.piece(fields_, run, exact_chars, partial) for run in runs])
 
     def _plan_of(self, key: Key) -> _Plan:
         if id(key) not in self._plans:
             self._plans[id(key)] = self.plan(key)
         return self._plans[id(key)]
 
+    def _where(self, node: Where) -> bool | None:
+        """Whether a Where key matches this mailbox's messages: all (True), none (False), some UID (None)."""
+        if node.user not in (None, self.user) or node.mailbox not in (None, self.guid):
+            return False
+        return True if node.uid is None else None
+
     def _all_exact(self, node: Node) -> bool:
         if isinstance(node, Key):
             return self._plan_of(node).exact
         if isinstance(node, All):
             return True
+        if isinstance(node, Where):
+            return self._where(node) is not None
         if isinstance(node, And):
             return all(self._all_exact(n) for n in node.items)
         if isinstance(node, Or):
@@ -218,6 +304,8 @@ class MailboxSearch:
             return self._plan_of(node).query
         if isinstance(node, All):
             return Searcher.all_()
+        if isinstance(node, Where):  # only whole-mailbox ones here (see _all_exact)
+            return Searcher.all_() if self._where(node) else Searcher.nothing()
         if isinstance(node, And):
             return Searcher.and_([self._query(n) for n in node.items])
         if isinstance(node, Or):
@@ -229,10 +317,16 @@ class MailboxSearch:
         assert self.searcher is not None
         if isinstance(node, Key):
             plan = self._plan_of(node)
-            found = self.searcher.uids(plan.query, self.mailbox.guid) & universe
-            return (found, found) if plan.exact else (set(), found)
+            found = self.searcher.uids(plan.query, self.guid) & universe
+            if plan.exact:
+                return found, found
+            return (self.searcher.uids(plan.sure, self.guid) & found if plan.sure is not None else set()), found
         if isinstance(node, All):
             return universe, universe
+        if isinstance(node, Where):
+            whole = self._where(node)
+            found = universe if whole else set() if whole is False or node.uid is None else {node.uid} & universe
+            return found, found
         if isinstance(node, And):
             pairs = [self._sets(n, universe) for n in node.items]
             return reduce(set.__and__, (p[0] for p in pairs)), reduce(set.__and__, (p[1] for p in pairs))
@@ -242,32 +336,38 @@ class MailboxSearch:
         sure, maybe = self._sets(node.item, universe)
         return universe - maybe, universe - sure
 
-    def run(self, node: Node) -> MailboxResult:
-        present = set(self.mailbox.messages)
-        indexed = self.searcher.indexed_uids(self.mailbox.guid) & present if self.searcher else set()
+    def run(self, node: Node) -> Answer:
+        present = self.present
+        indexed = self.searcher.indexed_uids(self.guid) & present if self.searcher else set()
         if indexed and self._all_exact(node):
             assert self.searcher is not None
-            sure = self.searcher.uids(self._query(node), self.mailbox.guid) & indexed
+            sure = self.searcher.uids(self._query(node), self.guid) & indexed
             check: set[int] = set()
         elif indexed:
             sure, maybe = self._sets(node, indexed)
             check = maybe - sure
         else:
             sure, check = set(), set()
-        check |= present - indexed  # not indexed yet: only the Maildir can tell
+        check |= present - indexed  # not indexed yet: only the message's text can tell
         verified = {uid for uid in check if self._verify(uid, node)}
-        return MailboxResult(self.mailbox.name, self.mailbox.uidvalidity, sorted(sure | verified), len(check))
+        return Answer(sorted(sure | verified), len(check))
 
     def _verify(self, uid: int, node: Node) -> bool:
         try:
-            return evaluate(node, _MessageText(self.mailbox.messages[uid], self.settings), self.analyzer.pieces)
+            text = self.texts(uid)
+            if text is None:
+                log.info("%s %s UID %d: no text to check the match against, %s", self.user, self.guid, uid,
+                         "kept" if self.keep_unreadable else "left out")
+                return self.keep_unreadable
+            return evaluate(node, text, self.analyzer.pieces, (self.user, self.guid, uid))
         except OSError as exc:  # expunged since the scan: it is no longer a match
-            log.info("%s UID %d vanished during the search: %s", self.mailbox.name, uid, exc)
+            log.info("%s UID %d vanished during the search: %s", self.guid, uid, exc)
             return False
 
 
-def evaluate(node: Node, text: _MessageText, pieces: Callable[[str], QueryPieces]) -> bool:
-    """The AST on one message's text: substring semantics of design §4."""
+def evaluate(node: Node, text: TextSource, pieces: Callable[[str], QueryPieces],
+             ident: tuple[str, str, int] = ("", "", 0)) -> bool:
+    """The AST on one message's text: substring semantics of design §4. `ident`: (user, mailbox GUID, UID)."""
     if isinstance(node, Key):
         wanted = pieces(node.value)
         if not wanted.text and node.field == "header":
@@ -275,8 +375,12 @@ def evaluate(node: Node, text: _MessageText, pieces: Callable[[str], QueryPieces
         return wanted.runs is not None and wanted.text in text.field(node)
     if isinstance(node, All):
         return True
+    if isinstance(node, Where):
+        return all(want is None or want == have for want, have in
+                   ((node.user, ident[0]), (node.mailbox, ident[1]), (node.uid, ident[2])))
     if isinstance(node, And):
-        return all(evaluate(n, text, pieces) for n in node.items)
+        return all(evaluate(n, text, pieces, ident) for n in node.items)
     if isinstance(node, Or):
-        return evaluate(node.left, text, pieces) or evaluate(node.right, text, pieces)
-    return not evaluate(node.item, text, pieces)
+        return evaluate(node.left, text, pieces, ident) or evaluate(node.right, text, pieces, ident)
+    assert isinstance(node, Not)
+    return not evaluate(node.item, text, pieces, ident)

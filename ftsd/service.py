@@ -1,18 +1,18 @@
 """The facade both front-ends (cli.py, api/) call: index, search, optimize, rescan, status, check.
 
 Everything here takes the Settings object and user names, validates names before any path is built, and opens
-only the index of the user named: one user's request never touches another user's files.
+only the index of the user named: one user's request never touches another user's files. Long-lived callers
+(cli.main, the service) pass their Runtime (caches, reader pool, locks) as `runtime=`; without one a call gets a
+fresh runtime of its own (scripts, tests).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
-import threading
 import time
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,18 +21,19 @@ from ftsd.errors import (
     FtsdError,
     IndexLockedError,
     MailboxError,
-    OutdatedIndexError,
-    SchemaVersionError,
     StoreError,
     UnknownUserError,
+    UnusableIndexError,
 )
 from ftsd.indexer.pool import WorkerPool
-from ftsd.indexer.sync import IndexReport, Progress, sync_mailbox
-from ftsd.maildir import Mailbox, list_mailboxes, scan_mailbox, validate_mailbox_name
-from ftsd.query import Node
-from ftsd.search import MailboxResult, MailboxSearch
+from ftsd.indexer.sync import CancelToken, IndexReport, Progress, sync_mailbox
+from ftsd.maildir import Mailbox, ScanCache, list_mailboxes, read_uidlist, scan_mailbox, validate_mailbox_name
+from ftsd.query import MAILBOX_GUID, Node
+from ftsd.runtime import Runtime
+from ftsd.search import MailboxResult, MailboxSearch, MaildirText, StoredText, TextSource
 from ftsd.settings import Settings
-from ftsd.store.maintenance import check, compact, index_size
+from ftsd.store.index import IndexState, StoreOptions, UserIndex
+from ftsd.store.schema import Document as Document  # re-exported: the type of write_documents' changes
 from ftsd.store.searcher import Searcher
 from ftsd.store.writer import IndexWriter
 from ftsd.userdb import User, list_users, lookup_user
@@ -62,175 +63,329 @@ def is_excluded(settings: Settings, mailbox: str) -> bool:
     return mailbox in exclude or settings.mailboxes.get(mailbox, "") in exclude
 
 
-def _mailboxes(settings: Settings, user: User, names: Sequence[str]) -> list[Mailbox]:
+def _runtime(settings: Settings, runtime: Runtime | None) -> Runtime:
+    return runtime if runtime is not None else Runtime(settings)
+
+
+def _mailboxes(rt: Runtime, user: User, names: Sequence[str]) -> list[Mailbox]:
+    state, scans = uidlist_dir(user), rt.scans
     if not names or "*" in names:
-        return [scan_mailbox(user.maildir, name, uidlist_dir(user)) for name, _ in list_mailboxes(user.maildir)]
-    return [scan_mailbox(user.maildir, validate_mailbox_name(n), uidlist_dir(user)) for n in names]
+        return [scan_mailbox(user.maildir, name, state, scans) for name, _ in list_mailboxes(user.maildir)]
+    return [scan_mailbox(user.maildir, validate_mailbox_name(n), state, scans) for n in names]
+
+
+def user_index(settings: Settings, user: User, runtime: Runtime | None = None) -> UserIndex:
+    """The store's handle on the user's index (its directory, reader pool, writer policy)."""
+    rt = _runtime(settings, runtime)
+    return UserIndex(index_path(user), StoreOptions.of(settings.fts), rt.readers, user.name)
 
 
 def open_writer(
-    settings: Settings, user: User, report: IndexReport, lock_timeout_s: float | None = None
+    settings: Settings, user: User, report: IndexReport, lock_timeout_s: float | None = None,
+    *, runtime: Runtime | None = None,
 ) -> IndexWriter:
     """The user's index writer; an unusable (corrupt, incompatible) index is moved aside and rebuilt from the mail.
-    Raises: IndexLockedError, StoreError."""
-    path = index_path(user)
-    timeout = settings.fts.lock_timeout_s if lock_timeout_s is None else lock_timeout_s
+    Raises: IndexLockedError, DiskFullError, StoreError."""
+    return user_index(settings, user, runtime).writer(lock_timeout_s, lambda: report.rebuilt.append(user.name))
+
+
+@contextmanager
+def write_lock(settings: Settings, user: User, *, runtime: Runtime | None = None) -> Iterator[None]:
+    """This process's lock on the user's index, for writers that read and then write (Solr updates): they queue
+    here, for at most fts.lock_timeout_s. Raises: IndexLockedError."""
+    lock = _runtime(settings, runtime).write_locks.of(index_path(user))
+    timeout = settings.fts.lock_timeout_s
+    if not lock.acquire(timeout=timeout):
+        raise IndexLockedError(f"{user.name}: index busy with other updates for {timeout:g}s")
     try:
-        return IndexWriter(path, lock_timeout_s=timeout, commit_limit=settings.fts.commit_limit)
-    except OutdatedIndexError as exc:  # an upgrade: nothing to keep, the mail is the source
-        log.warning("%s: %s (an older ftsd's layout); rebuilding it from the mail", user.name, exc)
-        shutil.rmtree(path)
-        report.rebuilt.append(user.name)
-        return IndexWriter(path, lock_timeout_s=timeout, commit_limit=settings.fts.commit_limit)
-    except SchemaVersionError as exc:
-        aside = path.with_name(f"{path.name}.broken-{int(time.time())}")
-        log.error("%s: %s; moved to %s, rebuilding from the mail", user.name, exc, aside)
-        shutil.move(str(path), str(aside))
-        report.rebuilt.append(user.name)
-        return IndexWriter(path, lock_timeout_s=timeout, commit_limit=settings.fts.commit_limit)
+        yield
+    finally:
+        lock.release()
+
+
+def write_documents(
+    settings: Settings, user: User, changes: Sequence[tuple[str, int, Document | None]], *,
+    runtime: Runtime | None = None,
+) -> None:
+    """Replace (a document) or delete (None) documents (mailbox GUID, UID) of the user's index, then commit.
+    A damaged index is moved aside (the UnusableIndexError still reaches the caller).
+    Raises: IndexLockedError, DiskFullError, UnusableIndexError, StoreError."""
+    if not changes:
+        return
+    index = user_index(settings, user, runtime)
+    try:
+        with index.writer() as writer:
+            for guid, uid, document in changes:
+                if document is None:
+                    writer.delete(guid, uid)
+                else:
+                    writer.replace(guid, uid, document)
+    except UnusableIndexError as exc:
+        index.move_aside(exc)
+        raise
 
 
 def index_user(
     settings: Settings, name: str, mailboxes: Sequence[str], pool: WorkerPool, report: IndexReport,
-    progress: Progress | None = None, *, exclude: bool = True, prune: bool = False,
+    progress: Progress | None = None, *, exclude: bool = True, prune: bool = False, runtime: Runtime | None = None,
+    cancel: CancelToken | None = None,
 ) -> None:
-    """Index one user's new mail. Raises: FtsdError (the caller counts it and goes on with the next user)."""
+    """Index one user's new mail; `cancel` is asked before each mailbox (see IndexReport.cancelled).
+    Raises: FtsdError (the caller counts it and goes on with the next user)."""
+    rt = _runtime(settings, runtime)
     user = get_user(settings, name)
-    boxes = _mailboxes(settings, user, mailboxes)
+    boxes = _mailboxes(rt, user, mailboxes)
     if exclude and not mailboxes:
         boxes = [b for b in boxes if not is_excluded(settings, b.name)]
-    with open_writer(settings, user, report) as writer:
-        for box in boxes:
-            sync_mailbox(name, box, writer, pool, settings, report, progress)
-        if prune:  # rescan: drop mailboxes that no longer exist in the Maildir
-            present = {b.guid for b in _mailboxes(settings, user, ())}
-            for guid, meta in writer.mailboxes().items():
-                if guid not in present:
-                    log.info("%s: mailbox %s (%s) is gone, dropping its documents", name, meta.get("name"), guid)
-                    writer.delete_mailbox(guid)
+    index = user_index(settings, user, rt)
+    if index.marker.exists():  # moved aside earlier (a search or status found the damage): this run rebuilds it
+        report.rebuilt.append(name)
+    for attempt in range(2):  # damage found mid-run: moved aside, then once more into a fresh index
+        try:
+            with index.writer(on_rebuild=lambda: _once(report.rebuilt, name)) as writer:
+                for box in boxes:
+                    if cancel is not None and (reason := cancel.reason()):
+                        report.cancelled = reason
+                        break
+                    if not sync_mailbox(name, box, writer, pool, settings, report, progress, cancel=cancel) \
+                            and report.abandoned:
+                        writer.abandon()  # no write may follow (a lost writer lease): nothing more is committed
+                        break
+                else:
+                    if prune:  # rescan: drop mailboxes that no longer exist in the Maildir
+                        _prune(rt, user, writer)
+            break
+        except UnusableIndexError as exc:
+            if attempt:
+                raise
+            index.move_aside(exc)
+            _once(report.rebuilt, name)
+    if not mailboxes and report.cancelled is None:
+        index.rebuilt()  # every mailbox is in: a rebuild is complete
     report.users += 1
+
+
+def _once(names: list[str], name: str) -> None:
+    if name not in names:
+        names.append(name)
+
+
+def _prune(rt: Runtime, user: User, writer: IndexWriter) -> None:
+    present = {b.guid for b in _mailboxes(rt, user, ())}
+    for guid, meta in writer.mailboxes().items():
+        if guid not in present:
+            log.info("%s: mailbox %s (%s) is gone, dropping its documents", user.name, meta.get("name"), guid)
+            writer.delete_mailbox(guid)
 
 
 def index_users(
     settings: Settings, users: Sequence[str] = (), *, all_users: bool = False, mailboxes: Sequence[str] = (),
-    progress: Progress | None = None, prune: bool = False,
+    progress: Progress | None = None, prune: bool = False, runtime: Runtime | None = None,
+    cancel: CancelToken | None = None,
 ) -> IndexReport:
-    """Index (or with prune=True, rescan) the given users or all of them; a failing user never stops the others."""
+    """Index (or with prune=True, rescan) the given users or all of them; a failing user never stops the others.
+    `cancel` stops the run between two mailboxes (IndexReport.cancelled says why)."""
+    rt = _runtime(settings, runtime)
     report = IndexReport()
     names = list_users(settings) if all_users else list(users)
-    with WorkerPool(settings) as pool:
+    with WorkerPool(settings, rt.workers) as pool:
         for name in names:
+            if report.cancelled is not None:
+                break
             try:
-                index_user(settings, name, mailboxes, pool, report, progress, prune=prune)
+                index_user(settings, name, mailboxes, pool, report, progress, prune=prune, runtime=rt,
+                           cancel=cancel)
             except FtsdError as exc:
                 log.error("%s: %s", name, exc)
                 report.failed.append(f"{name}: {exc}")
     return report
 
 
-def _autoindex(settings: Settings, user: User, boxes: Sequence[Mailbox]) -> None:
+def _autoindex(settings: Settings, rt: Runtime, user: User, boxes: Sequence[Mailbox]) -> None:
     """Bring these mailboxes up to date within the autoindex time budget; never fails the search."""
     deadline = time.monotonic() + settings.fts.autoindex_timeout_s
     local = dataclasses.replace(settings, fts=dataclasses.replace(settings.fts, workers=1))
     report = IndexReport()
+    index = user_index(settings, user, rt)
     try:
-        with open_writer(settings, user, report, lock_timeout_s=min(2.0, settings.fts.autoindex_timeout_s)) as w:
-            with WorkerPool(local) as pool:
+        with index.writer(lock_timeout_s=min(2.0, settings.fts.autoindex_timeout_s)) as w:
+            with WorkerPool(local, rt.workers) as pool:
                 for box in boxes:
                     if time.monotonic() > deadline or not sync_mailbox(user.name, box, w, pool, local, report,
                                                                          deadline=deadline):
                         break
-    except (IndexLockedError, StoreError) as exc:  # the answer stays exact: unindexed mail is read from disk
-        log.info("%s: autoindex skipped: %s", user.name, exc)
+    except UnusableIndexError as exc:  # damage found while writing: moved aside, the next run rebuilds it
+        index.move_aside(exc)
+    except StoreError as exc:  # locked, disk full...: the answer stays exact, unindexed mail is read from disk
+        (log.info if isinstance(exc, IndexLockedError) else log.warning)("%s: autoindex skipped: %s", user.name, exc)
 
 
 def search(
     settings: Settings, name: str, mailboxes: Sequence[str], query: Node, *, autoindex: bool | None = None,
+    runtime: Runtime | None = None,
 ) -> list[MailboxResult]:
     """Matching UIDs per mailbox (`*` = every mailbox). Raises: UnknownUserError, MailboxError."""
+    rt = _runtime(settings, runtime)
     user = get_user(settings, name)
-    boxes = _mailboxes(settings, user, mailboxes or ["INBOX"])
-    searcher = open_searcher(user)
+    boxes = _mailboxes(rt, user, mailboxes or ["INBOX"])
+    index = user_index(settings, user, rt)
     if settings.fts.autoindex if autoindex is None else autoindex:
         # Only take the writer when the index lags behind the Maildir; an up-to-date search never waits for it.
-        stale = [b for b in boxes if searcher is None or searcher.indexed_uids(b.guid) != set(b.messages)]
-        if stale:
-            _autoindex(settings, user, stale)
-            if searcher:
-                searcher.reopen()
-            else:
-                searcher = open_searcher(user)
-    try:
-        return [MailboxSearch(searcher, box, settings).run(query) for box in boxes]
-    finally:
-        release_searcher(searcher)
-
-
-# Idle readers kept open between searches (bounded: open files), checked out while in use so that concurrent
-# requests never share a Xapian Database object, which is not thread-safe.
-_IDLE: OrderedDict[Path, list[Searcher]] = OrderedDict()
-_IDLE_LOCK = threading.Lock()
-_IDLE_MAX = 64
-
-
-def open_searcher(user: User) -> Searcher | None:
-    """A reader of the user's index at its latest commit, or None when there is none yet or it is unusable
-    (search then reads the mail). Give it back with release_searcher()."""
-    path = index_path(user)
-    with _IDLE_LOCK:
-        idle = _IDLE.get(path)
-        searcher = idle.pop() if idle else None
-    if searcher is not None:
         try:
-            if not searcher.replaced():
-                searcher.reopen()
-                return searcher
-        except Exception:  # broken: open afresh
-            pass
-        searcher.close()
-    try:
-        return Searcher(path)
-    except StoreError as exc:
-        log.info("%s: searching without index: %s", user.name, exc)
+            with index.reader() as searcher:
+                stale = [b for b in boxes if searcher is None or searcher.indexed_uids(b.guid) != set(b.messages)]
+        except UnusableIndexError:  # moved aside: everything is stale
+            stale = boxes
+        if stale:
+            _autoindex(settings, rt, user, stale)
+    for attempt in range(2):
+        try:
+            with index.reader() as searcher:
+                return [_search_box(settings, rt, name, searcher, box, query) for box in boxes]
+        except UnusableIndexError as exc:  # moved aside by the reader: the mail answers, exactly
+            if attempt:
+                raise
+            log.warning("%s: searching the mail while the index is rebuilt: %s", name, exc)
+    raise StoreError(f"{name}: search failed")  # not reached: the second attempt returns or raises
+
+
+def _search_box(
+    settings: Settings, rt: Runtime, name: str, searcher: Searcher | None, box: Mailbox, query: Node,
+) -> MailboxResult:
+    def texts(uid: int) -> TextSource:
+        return MaildirText(box.messages[uid], settings, rt.texts)
+
+    answer = MailboxSearch(searcher, box.guid, set(box.messages), texts, settings, user=name).run(query)
+    return MailboxResult(box.name, box.uidvalidity, answer.uids, answer.verified)
+
+
+def search_index(
+    settings: Settings, name: str, query: Node, mailboxes: Collection[str] | None = None,
+    uids: Collection[int] | None = None, *, runtime: Runtime | None = None,
+) -> dict[str, list[int]]:
+    """Matching UIDs per mailbox GUID among the documents of the user's index (the Solr bridge: no Maildir scan;
+    documents are checked against the texts they keep, or the message file when this host has it).
+    `mailboxes`/`uids`: only these (None: all). Raises: UnknownUserError, StoreError."""
+    rt = _runtime(settings, runtime)
+    user = lookup_user(settings, name)
+    with user_index(settings, user, rt).reader() as searcher:
+        if searcher is None:  # nothing indexed yet for this user: no hits (the last-UID lookup then means 0)
+            return {}
+        out: dict[str, list[int]] = {}
+        for guid in sorted(mailboxes) if mailboxes is not None else searcher.guids():
+            if not MAILBOX_GUID.fullmatch(guid):
+                continue
+            present = searcher.indexed_uids(guid)
+            if uids is not None:
+                present = present & set(uids)
+            texts = _IndexTexts(settings, rt, user, searcher, guid)
+            search = MailboxSearch(searcher, guid, present, texts, settings, user=name, keep_unreadable=True)
+            out[guid] = search.run(query).uids
+        return out
+
+
+class _IndexTexts:
+    """Per UID of one mailbox of the index: the texts the document keeps (Solr documents), else the message file
+    when this host has the Maildir (documents of ftsd's own indexer keep no text)."""
+
+    def __init__(self, settings: Settings, rt: Runtime, user: User, searcher: Searcher, guid: str) -> None:
+        self.settings, self.rt, self.user, self.searcher, self.guid = settings, rt, user, searcher, guid
+        self._box: Mailbox | None | bool = False  # False: not looked for yet
+
+    def _mailbox(self) -> Mailbox | None:
+        if self._box is False:
+            self._box = None
+            try:
+                self._box = find_mailbox(self.user, self.guid, self.rt.scans)
+            except FtsdError as exc:
+                log.info("%s: Maildir not readable for checking matches: %s", self.user.name, exc)
+        return self._box if isinstance(self._box, Mailbox) else None
+
+    def __call__(self, uid: int) -> TextSource | None:
+        data = self.searcher.document_data(self.guid, uid)
+        fields = data.get("fields") if data else None
+        if isinstance(fields, dict):
+            return StoredText(fields, self.settings.fts.max_word_chars)
+        box = self._mailbox()
+        path = box.messages.get(uid) if box else None
+        return MaildirText(path, self.settings, self.rt.texts) if path else None
+
+
+def find_mailbox(user: User, guid: str, scans: ScanCache | None = None) -> Mailbox | None:
+    """The mailbox of the user's Maildir with this GUID, if any. Raises: MailboxError."""
+    if not user.maildir.is_dir():
         return None
+    for name, path in list_mailboxes(user.maildir):
+        listed = read_uidlist(path / "dovecot-uidlist")
+        if listed is None or listed.guid == guid:
+            box = scan_mailbox(user.maildir, name, uidlist_dir(user), scans)
+            if box.guid == guid:
+                return box
+    return None
 
 
-def release_searcher(searcher: Searcher | None) -> None:
-    if searcher is None:
-        return
-    with _IDLE_LOCK:
-        _IDLE.setdefault(searcher.path, []).append(searcher)
-        _IDLE.move_to_end(searcher.path)
-        while sum(len(v) for v in _IDLE.values()) > _IDLE_MAX:
-            for old in _IDLE.popitem(last=False)[1]:
-                old.close()
+def document_data(settings: Settings, user: User, guid: str, uid: int, *, runtime: Runtime | None = None,
+                  ) -> dict[str, Any] | None:
+    """The data one document of the user's index keeps (None: no such document, or no index)."""
+    with user_index(settings, user, runtime).reader() as searcher:
+        return searcher.document_data(guid, uid) if searcher else None
 
 
-def status(settings: Settings, name: str) -> dict[str, Any]:
-    """Per-mailbox counts: messages in the Maildir, in the index, last indexed UID; plus index size."""
+@dataclass(frozen=True, slots=True)
+class MailboxStatus:
+    mailbox: str
+    uidvalidity: int
+    guid: str
+    messages: int  # in the Maildir
+    indexed: int  # in the index
+    last_uid: int  # highest UID indexed
+    pending: int  # files without a UID yet (Dovecot has not synced them)
+    excluded: bool  # left out of bulk/automatic indexing
+
+
+@dataclass(frozen=True, slots=True)
+class UserStatus:
+    user: str
+    index: str
+    index_bytes: int
+    index_state: IndexState  # none, ok, rebuilding (moved aside after damage), damaged
+    mailboxes: list[MailboxStatus]
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def user_status(settings: Settings, name: str, *, runtime: Runtime | None = None) -> UserStatus:
+    """Per-mailbox counts: messages in the Maildir, in the index, last indexed UID; plus index size and state."""
+    rt = _runtime(settings, runtime)
     user = get_user(settings, name)
-    searcher = open_searcher(user)
-    indexed = searcher.mailboxes() if searcher else {}
+    index = user_index(settings, user, rt)
+    try:
+        with index.reader() as searcher:
+            indexed = searcher.mailboxes() if searcher else {}
+    except UnusableIndexError:  # moved aside: being rebuilt
+        indexed = {}
     rows = []
-    for box in _mailboxes(settings, user, ()):
+    for box in _mailboxes(rt, user, ()):
         meta = indexed.get(box.guid, {})
-        rows.append({
-            "mailbox": box.name, "uidvalidity": box.uidvalidity, "guid": box.guid, "messages": len(box.messages),
-            "indexed": meta.get("messages", 0), "last_uid": meta.get("last_uid", 0),
-            "pending": box.pending, "excluded": is_excluded(settings, box.name),
-        })
-    release_searcher(searcher)
-    return {"user": name, "index": str(index_path(user)), "index_bytes": index_size(index_path(user)),
-            "mailboxes": rows}
+        rows.append(MailboxStatus(box.name, box.uidvalidity, box.guid, len(box.messages), meta.get("messages", 0),
+                                  meta.get("last_uid", 0), box.pending, is_excluded(settings, box.name)))
+    return UserStatus(name, str(index.path), index.size(), index.state(), rows)
 
 
-def message_status(settings: Settings, name: str, mailbox: str, uid: int) -> dict[str, Any]:
+def status(settings: Settings, name: str, *, runtime: Runtime | None = None) -> dict[str, Any]:
+    """user_status() in its JSON form (the HTTP API's and `ftsd status --json`'s)."""
+    return user_status(settings, name, runtime=runtime).to_json()
+
+
+def message_status(
+    settings: Settings, name: str, mailbox: str, uid: int, *, runtime: Runtime | None = None,
+) -> dict[str, Any]:
     """How one message was indexed: its parts, the decoder of each, text extracted, what was skipped and why."""
+    rt = _runtime(settings, runtime)
     user = get_user(settings, name)
-    box = scan_mailbox(user.maildir, validate_mailbox_name(mailbox), uidlist_dir(user))
-    searcher = open_searcher(user)
-    data = searcher.document_data(box.guid, uid) if searcher else None
-    release_searcher(searcher)
+    box = scan_mailbox(user.maildir, validate_mailbox_name(mailbox), uidlist_dir(user), rt.scans)
+    data = document_data(settings, user, box.guid, uid, runtime=rt)
     if data is None:
         raise MailboxError(f"{name}: {mailbox} UID {uid} is not in the index")
     keys = ("part", "content_type", "filename", "size", "decoder", "chars", "skipped")
@@ -246,15 +401,21 @@ class OptimizeResult:
     error: str | None = None
 
 
-def optimize_users(settings: Settings, users: Sequence[str] = (), *, all_users: bool = False) -> list[OptimizeResult]:
+def optimize_users(
+    settings: Settings, users: Sequence[str] = (), *, all_users: bool = False, runtime: Runtime | None = None,
+) -> list[OptimizeResult]:
     """Compact every given user's index (applies deletions, merges, shrinks)."""
     out = []
     for name in list_users(settings) if all_users else users:
         try:
-            user = get_user(settings, name)
-            if not index_path(user).exists():
+            index = user_index(settings, get_user(settings, name), runtime)
+            if not index.exists():
                 continue
-            before, after = compact(index_path(user), settings.fts.lock_timeout_s, settings.fts.partial)
+            try:
+                before, after = index.compact()
+            except UnusableIndexError as exc:
+                index.move_aside(exc)
+                raise
             out.append(OptimizeResult(name, before, after))
         except FtsdError as exc:
             log.error("%s: optimize failed: %s", name, exc)
@@ -262,13 +423,25 @@ def optimize_users(settings: Settings, users: Sequence[str] = (), *, all_users: 
     return out
 
 
-def check_users(settings: Settings, users: Sequence[str] = (), *, all_users: bool = False) -> dict[str, str | None]:
-    """Xapian consistency check of each user's index: user -> None (fine) or the problem."""
-    out: dict[str, str | None] = {}
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    state: IndexState  # "none": no index yet (nothing to check)
+    problem: str | None = None  # None: the check passed (or there is no index)
+
+
+def check_users(
+    settings: Settings, users: Sequence[str] = (), *, all_users: bool = False, runtime: Runtime | None = None,
+) -> dict[str, CheckResult]:
+    """Xapian consistency check of each user's index (read-only: nothing is moved or repaired here)."""
+    out: dict[str, CheckResult] = {}
     for name in list_users(settings) if all_users else users:
         try:
-            path = index_path(get_user(settings, name))
-            out[name] = check(path, settings.fts.partial) if path.exists() else "no index yet"
+            index = user_index(settings, get_user(settings, name), runtime)
+            if not index.exists():
+                out[name] = CheckResult("rebuilding" if index.marker.exists() else "none")
+                continue
+            problem = index.check()
+            out[name] = CheckResult("damaged" if problem else "rebuilding" if index.marker.exists() else "ok", problem)
         except FtsdError as exc:
-            out[name] = str(exc)
+            out[name] = CheckResult("damaged", str(exc))
     return out

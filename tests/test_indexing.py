@@ -11,8 +11,9 @@ import xapian
 
 from ftsd import service
 from ftsd.cli import main
-from ftsd.indexer import pool
+from ftsd.indexer.pool import WorkerOptions
 from ftsd.query import parse_query
+from ftsd.runtime import Runtime
 from ftsd.settings import load_settings
 from tests.maildirs import MailDir
 
@@ -24,8 +25,8 @@ def indexed(settings, mailbox="INBOX"):
     return {row["mailbox"]: row for row in st["mailboxes"]}[mailbox]
 
 
-def uids(settings, query, mailbox="INBOX"):
-    return service.search(settings, USER, [mailbox], parse_query(query), autoindex=False)[0].uids
+def uids(settings, query, mailbox="INBOX", runtime=None):
+    return service.search(settings, USER, [mailbox], parse_query(query), autoindex=False, runtime=runtime)[0].uids
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, float]]:
@@ -120,9 +121,9 @@ def test_cli_index_status_search_exit_codes(maildir: MailDir, make_config, capsy
     assert main(["search", "-c", cfg, "-u", USER, "SINCE", "1-Jan-2020"]) == 2
     assert "unsupported search key SINCE" in capsys.readouterr().err
     assert main(["search", "-c", cfg, "-u", USER, "(", "TEXT", "x"]) == 2
-    assert main(["search", "-c", cfg, "-u", "nobody@example.org", "TEXT", "x"]) == 1
+    assert main(["search", "-c", cfg, "-u", "nobody@example.org", "TEXT", "x"]) == 67  # EX_NOUSER
     assert "nobody@example.org" in capsys.readouterr().err
-    assert main(["search", "-c", cfg, "-u", USER, "-m", "Nope", "TEXT", "x"]) == 1
+    assert main(["search", "-c", cfg, "-u", USER, "-m", "Nope", "TEXT", "x"]) == 66  # EX_NOINPUT
     assert main(["bogus"]) == 2
     assert main(["optimize", "-c", cfg, "-A"]) == 0
     assert main(["check", "-c", cfg, "-A"]) == 0
@@ -261,9 +262,8 @@ if pid != TEST_PID:
 
 
 @pytest.mark.parametrize("start_method", ["fork", "forkserver"])  # the CLI's and the service's
-def test_a_message_that_kills_its_worker_costs_only_itself(maildir: MailDir, make_config, tmp_path, monkeypatch,
+def test_a_message_that_kills_its_worker_costs_only_itself(maildir: MailDir, make_config, tmp_path,
                                                            start_method):
-    monkeypatch.setattr(pool, "_start_method", start_method)
     script = tmp_path / "killer.py"
     script.write_text(KILLER.replace("TEST_PID", str(os.getpid())))
     settings = load_settings(make_config(fts={"workers": 2}, decoders={
@@ -272,7 +272,9 @@ def test_a_message_that_kills_its_worker_costs_only_itself(maildir: MailDir, mak
     killer = maildir.deliver(subject="killer", attachments=[("k.bin", "application/x-killer", b"x")])
     normal += [maildir.deliver(subject=f"normal {i}", body=f"survivor{i}") for i in range(6, 14)]
     done: list[Any] = []
-    run = threading.Thread(target=lambda: done.append(service.index_users(settings, [USER])), daemon=True)
+    rt = Runtime(settings, WorkerOptions(start_method=start_method))
+    run = threading.Thread(target=lambda: done.append(service.index_users(settings, [USER], runtime=rt)),
+                           daemon=True)
     run.start()
     run.join(120)
     assert not run.is_alive(), "indexing hung after a worker died"
@@ -281,7 +283,7 @@ def test_a_message_that_kills_its_worker_costs_only_itself(maildir: MailDir, mak
     assert len(report.failed) == 1 and f"UID {killer}" in report.failed[0] and "worker process died" in report.failed[0]
     assert uids(settings, "BODY survivor") == normal
     # the failed message is not marked indexed: the next run tries it again (and fails the same way)
-    assert service.index_users(settings, [USER]).failed == report.failed
+    assert service.index_users(settings, [USER], runtime=rt).failed == report.failed
 
 
 @pytest.mark.parametrize("cache_mb", [64, 0])
@@ -289,11 +291,12 @@ def test_checked_texts_are_cached_by_file_identity(maildir: MailDir, make_config
     settings = load_settings(make_config(fts={"verify_cache_mb": cache_mb}))
     uid = maildir.deliver(subject="cache", body="alpha beta gamma")
     service.index_users(settings, [USER])
-    assert uids(settings, 'BODY "alpha beta"') == [uid]  # a phrase: checked against the message
+    rt = Runtime(settings)  # the cache lives in the process's runtime
+    assert uids(settings, 'BODY "alpha beta"', runtime=rt) == [uid]  # a phrase: checked against the message
     path = maildir.path_of("INBOX", uid)
     st = path.stat()
     path.write_bytes(path.read_bytes().replace(b"alpha beta", b"alpha BETX"))  # same size...
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # ...and mtime: the same file identity
-    assert uids(settings, 'BODY "alpha beta"') == ([uid] if cache_mb else [])
+    assert uids(settings, 'BODY "alpha beta"', runtime=rt) == ([uid] if cache_mb else [])
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1))  # a changed file is read again
-    assert uids(settings, 'BODY "alpha beta"') == []
+    assert uids(settings, 'BODY "alpha beta"', runtime=rt) == []

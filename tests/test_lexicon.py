@@ -6,7 +6,7 @@ import xapian
 from ftsd import service
 from ftsd.query import parse_query
 from ftsd.settings import load_settings
-from ftsd.store.lexicon import Lexicon
+from ftsd.store.lexicon import Lexicon, Lexicons
 from ftsd.store.schema import META_LEXICON
 from ftsd.store.searcher import Searcher
 from tests.maildirs import MailDir
@@ -69,10 +69,11 @@ def test_readers_of_one_index_share_its_lexicon(maildir: MailDir, make_config):
     maildir.deliver(subject="shared words", body="pangolin")
     service.index_users(settings, [USER])
     path = service.index_path(service.get_user(settings, USER))
-    first, second = Searcher(path), Searcher(path)
+    lexicons = Lexicons()
+    first, second = Searcher(path, lexicons), Searcher(path, lexicons)
     assert first.lexicon is second.lexicon  # one copy in memory however many readers are open
     service.optimize_users(settings, [USER])  # a compacted copy in a new directory: a lexicon of its own
-    third = Searcher(path)
+    third = Searcher(path, lexicons)
     assert third.lexicon is not first.lexicon
     third.lexicon.refresh(third.db)
     assert third.lexicon.expand("w", ["X"], "angoli") == ["Xpangolin"]
@@ -84,18 +85,18 @@ def test_check_reports_a_damaged_lexicon_and_optimize_repairs_it(maildir: MailDi
     settings = load_settings(make_config())
     uid = maildir.deliver(subject="damaged", body="wombat burrow")
     service.index_users(settings, [USER])
-    assert service.check_users(settings, [USER]) == {USER: None}
+    assert service.check_users(settings, [USER])[USER].problem is None
     path = service.index_path(service.get_user(settings, USER))
     db = xapian.WritableDatabase(str(path), xapian.DB_OPEN)
     for key in [k for k in db.metadata_keys(META_LEXICON + "wX")]:
         db.set_metadata(key, b"")  # the body words' chunks are lost
     db.commit()
     db.close()
-    problem = service.check_users(settings, [USER])[USER]
+    problem = service.check_users(settings, [USER])[USER].problem
     assert problem is not None and "lexicon lacks 2 of" in problem
     assert uids(settings, "BODY omba") == []  # what a damaged lexicon costs
     assert service.optimize_users(settings, [USER])[0].error is None
-    assert service.check_users(settings, [USER]) == {USER: None}
+    assert service.check_users(settings, [USER])[USER].problem is None
     assert uids(settings, "BODY omba") == [uid] and uids(settings, "BODY urro") == [uid]
 
 

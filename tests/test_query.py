@@ -7,7 +7,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from ftsd.errors import QueryError
-from ftsd.query import FIELDS, All, And, Key, Node, Not, Or, format_query, parse_argv, parse_query
+from ftsd.query import FIELDS, All, And, Key, Node, Not, Or, Where, format_query, parse_argv, parse_query
 
 EVALUATED = "(ftsd evaluates TEXT, BODY, SUBJECT, FROM, TO, CC, BCC, HEADER, ALL with AND/OR/NOT)"
 
@@ -237,6 +237,8 @@ def to_argv(node: Node, top: bool = True) -> list[str]:
         case And():
             inner = [a for item in node.items for a in to_argv(item, False)]
             return inner if top else ["(", *inner, ")"]
+        case Where():
+            raise AssertionError("Where keys have no IMAP syntax")
 
 
 @given(nodes)

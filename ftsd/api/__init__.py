@@ -1,2 +1,3 @@
-"""The HTTP front-end: app (routes), models, errors (status table), middleware (token, body limit), metrics,
-watcher (Maildir -> index jobs), server (`ftsd serve`: TCP + Unix socket), client (`ftsd index -q`), solr (fts_solr)."""
+"""Layer 7, front-end: the HTTP service -- app (routes), models, errors (statuses from errors.OUTCOMES),
+middleware (token, body limit), metrics, server (`ftsd serve`: TCP + Unix socket), client (`ftsd index -q`),
+solr (the fts_solr routes). Jobs and the watcher are in daemon/."""

@@ -37,11 +37,12 @@ from ftsd.api.models import (
     search_response,
 )
 from ftsd.api.solr import solr_router
-from ftsd.api.watcher import MaildirWatcher
+from ftsd.daemon.jobs import JobQueue, JobRunner
+from ftsd.daemon.watcher import MaildirWatcher
 from ftsd.errors import FtsdError
-from ftsd.indexer.jobs import JobQueue, JobRunner
-from ftsd.indexer.pool import use_forkserver
+from ftsd.indexer.pool import WorkerOptions
 from ftsd.maildir import validate_mailbox_name
+from ftsd.runtime import Runtime
 from ftsd.search import MailboxResult
 from ftsd.settings import Settings
 from ftsd.userdb import list_users
@@ -59,9 +60,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 @dataclass(slots=True)
 class ServiceState:
-    """What the routes share: settings, the job queue and its runner, the watcher, the metrics."""
+    """What the routes share: settings, the runtime (caches, readers), the job queue and its runner, the watcher,
+    the metrics."""
 
     settings: Settings
+    runtime: Runtime
     queue: JobQueue
     runner: JobRunner
     watcher: MaildirWatcher | None
@@ -90,7 +93,7 @@ async def search(user: str, body: SearchRequest, request: Request) -> MailboxUid
     # while a job of this user runs it holds the writer: no autoindex (the search reads unindexed mail instead)
     autoindex = False if st.runner.busy(user) else body.autoindex
     with _timed(st.metrics):
-        results = await _call(_search, st.settings, user, body, autoindex, st.cluster)
+        results = await _call(_search, st, user, body, autoindex)
     return search_response(results, body.multi)
 
 
@@ -128,8 +131,8 @@ async def status(user: str, request: Request, mailbox: str = Query("INBOX"),
     """Per-mailbox counts (messages, indexed, last UID); with `uid`, how that message was decoded and indexed."""
     st = _state(request)
     if uid is not None:
-        return await _call(service.message_status, st.settings, user, mailbox, uid)
-    return UserStatus.model_validate(await _call(service.status, st.settings, user))
+        return await _call(service.message_status, st.settings, user, mailbox, uid, runtime=st.runtime)
+    return UserStatus.model_validate(await _call(service.status, st.settings, user, runtime=st.runtime))
 
 
 @router.get("/healthz", response_model=Health, tags=["status"])
@@ -146,13 +149,14 @@ async def metrics(request: Request) -> Response:
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
-def _search(settings: Settings, user: str, body: SearchRequest, autoindex: bool | None,
-            cluster: ClusterNode | None) -> list[MailboxResult]:
+def _search(st: ServiceState, user: str, body: SearchRequest, autoindex: bool | None) -> list[MailboxResult]:
+    settings, cluster, rt = st.settings, st.cluster, st.runtime
     if cluster is None or autoindex is False or (autoindex is None and not settings.fts.autoindex):
-        return service.search(settings, user, body.targets(), body.node(), autoindex=autoindex)
+        return service.search(settings, user, body.targets(), body.node(), autoindex=autoindex, runtime=rt)
     cluster.touch(user)
     with cluster.writer_lease(user) as held:  # autoindex only with the lease; never waits for another node
-        return service.search(settings, user, body.targets(), body.node(), autoindex=None if held else False)
+        return service.search(settings, user, body.targets(), body.node(), autoindex=None if held else False,
+                              runtime=rt)
 
 
 async def _submit(st: ServiceState, kind: str, user: str, mailboxes: Sequence[str]) -> JobCreated:
@@ -178,17 +182,16 @@ class _timed:
         self.metrics.search_seconds.observe(time.perf_counter() - self.start)
 
 
-def _start(settings: Settings, watch: bool, force_polling: bool) -> ServiceState:
-    use_forkserver()  # the service runs threads: indexer workers must not be forked from it
+def _start(settings: Settings, runtime: Runtime, watch: bool, force_polling: bool) -> ServiceState:
     cluster = None
     if settings.cluster.dsn:
         from ftsd.cluster.node import ClusterNode
 
-        cluster = ClusterNode(settings)
+        cluster = ClusterNode(settings, runtime)
         queue: JobQueue = cluster.queue
     else:
         queue = JobQueue(settings.resolve(settings.server.state_dir) / "jobs.sqlite")
-    runner = JobRunner(settings, queue, threads=settings.server.job_threads,
+    runner = JobRunner(settings, queue, runtime, threads=settings.server.job_threads,
                        time_slice_s=settings.server.job_time_slice_s)
     watcher = None
     if watch:
@@ -205,7 +208,7 @@ def _start(settings: Settings, watch: bool, force_polling: bool) -> ServiceState
         watcher.start()
     if cluster:
         cluster.start(lambda user, boxes: runner.submit("index", user, boxes), counters.registry)
-    return ServiceState(settings, queue, runner, watcher, counters, cluster)
+    return ServiceState(settings, runtime, queue, runner, watcher, counters, cluster)
 
 
 def _stop(state: ServiceState) -> None:
@@ -216,6 +219,7 @@ def _stop(state: ServiceState) -> None:
         state.cluster.stop()  # leaves the cluster: leases released, node row removed
     else:
         state.queue.close()
+    state.runtime.close()
 
 
 def _users_or_none(settings: Settings) -> list[str]:
@@ -228,10 +232,12 @@ def _users_or_none(settings: Settings) -> list[str]:
 
 def create_app(settings: Settings, *, watch: bool = True, force_polling: bool = False) -> FastAPI:
     """The ASGI app. Job workers and the watcher run while the app's lifespan does (uvicorn starts it)."""
+    # the service runs threads: indexer workers start from a fork server, never forked from it
+    runtime = Runtime(settings, WorkerOptions(start_method="forkserver"))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.ftsd = await run_in_threadpool(_start, settings, watch, force_polling)
+        app.state.ftsd = await run_in_threadpool(_start, settings, runtime, watch, force_polling)
         try:
             yield
         finally:
@@ -241,7 +247,7 @@ def create_app(settings: Settings, *, watch: bool = True, force_polling: bool = 
     app = FastAPI(title="ftsd", version=__version__, lifespan=lifespan,
                   description="Full-text search for Dovecot Maildirs: IMAP SEARCH over per-user Xapian indexes.")
     app.include_router(router)
-    app.include_router(solr_router(settings))
+    app.include_router(solr_router(settings, runtime))
     install_error_handlers(app)
     app.state.ftsd = None
     app.add_middleware(Guard, token=settings.server.token, max_body_bytes=settings.server.max_body_bytes,

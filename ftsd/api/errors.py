@@ -1,4 +1,4 @@
-"""HTTP errors: the one table mapping the FtsdError tree to HTTP statuses, and the handlers that turn every error
+"""HTTP errors: statuses from the one table of errors.py (OUTCOMES), and the handlers that turn every error
 (library, validation, routing, unexpected) into JSON `{"error": {"code", "message"}}`. No response ever carries a
 traceback: unexpected exceptions are logged with theirs and answered with a 500 and a fixed message."""
 
@@ -11,36 +11,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ftsd.errors import (
-    ClusterError,
-    ConfigError,
-    DecodeError,
-    FtsdError,
-    IndexLockedError,
-    MailboxError,
-    QueryError,
-    SchemaVersionError,
-    StoreError,
-    UnknownUserError,
-    UsageError,
-)
+from ftsd.errors import OUTCOMES, FtsdError, outcome_of
 
 log = logging.getLogger(__name__)
 
-# Most specific class first is not needed: the lookup walks each exception's MRO.
-STATUS: dict[type[FtsdError], tuple[int, str]] = {
-    QueryError: (400, "bad_query"),
-    UsageError: (400, "bad_request"),
-    UnknownUserError: (404, "unknown_user"),
-    MailboxError: (404, "unknown_mailbox"),
-    IndexLockedError: (503, "index_busy"),
-    ClusterError: (503, "coordinator_unavailable"),
-    SchemaVersionError: (503, "index_rebuilding"),
-    StoreError: (500, "index_error"),
-    DecodeError: (500, "decode_error"),
-    ConfigError: (500, "config_error"),
-    FtsdError: (500, "error"),
-}
+# The status table is errors.OUTCOMES (shared with the CLI's exit codes), looked up along each error's MRO.
+STATUS: dict[type[FtsdError], tuple[int, str]] = {cls: (o.status, o.code) for cls, o in OUTCOMES.items()}
 
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
                413: "body_too_large", 415: "unsupported_media_type", 422: "invalid_request", 503: "unavailable"}
@@ -59,11 +35,9 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
 
 
 def status_of(exc: FtsdError) -> tuple[int, str]:
-    """(HTTP status, error code) of a library error, from STATUS."""
-    for cls in type(exc).__mro__:
-        if cls in STATUS:
-            return STATUS[cls]
-    return 500, "error"
+    """(HTTP status, error code) of a library error, from errors.OUTCOMES."""
+    outcome = outcome_of(exc)
+    return outcome.status, outcome.code
 
 
 async def _ftsd_error(request: Request, exc: Exception) -> JSONResponse:

@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ftsd import service
+from ftsd.daemon.jobs import Job, JobQueue
 from ftsd.errors import FtsdError
-from ftsd.indexer.jobs import Job, JobQueue
 from ftsd.settings import Settings
 from ftsd.store.maintenance import index_size
 

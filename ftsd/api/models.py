@@ -9,8 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ftsd.daemon.jobs import Job
 from ftsd.errors import QueryError
-from ftsd.indexer.jobs import Job
 from ftsd.query import Node, parse_query
 from ftsd.search import MailboxResult
 
@@ -119,6 +119,7 @@ class UserStatus(BaseModel):
     user: str
     index: str
     index_bytes: int
+    index_state: Literal["none", "ok", "rebuilding", "damaged"] = "ok"
     mailboxes: list[MailboxStatus]
 
 

@@ -25,8 +25,8 @@ from types import FrameType
 import uvicorn
 
 from ftsd.api.app import create_app
+from ftsd.daemon.jobs import JobQueue
 from ftsd.errors import ConfigError
-from ftsd.indexer.jobs import JobQueue
 from ftsd.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -19,6 +19,7 @@ from starlette.requests import ClientDisconnect
 from ftsd import solr
 from ftsd.api.errors import status_of
 from ftsd.errors import FtsdError, QueryError
+from ftsd.runtime import Runtime
 from ftsd.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -66,9 +67,10 @@ async def _stream(request: Request, session: solr.UpdateSession) -> None:
     await run_in_threadpool(session.feed, bytes(pending))
 
 
-def solr_router(settings: Settings) -> APIRouter:
-    """The Solr routes, bound to these settings."""
+def solr_router(settings: Settings, runtime: Runtime | None = None) -> APIRouter:
+    """The Solr routes, bound to these settings and the process's runtime (a router of its own without one)."""
     router = APIRouter(tags=["solr"])
+    rt = runtime if runtime is not None else Runtime(settings)
 
     @router.get("/solr/{core}/select", operation_id="solr_select_get")
     @router.post("/solr/{core}/select", operation_id="solr_select_post")
@@ -78,7 +80,7 @@ def solr_router(settings: Settings) -> APIRouter:
             params = _params(request.url.query)
             if request.method == "POST" and request.headers.get("content-type", "").startswith(_FORM):
                 params += _params((await request.body()).decode("utf-8", "surrogateescape"))
-            return _send(await run_in_threadpool(solr.select, settings, params))
+            return _send(await run_in_threadpool(solr.select, settings, params, rt))
         except FtsdError as exc:
             return _failed(request, exc)
 
@@ -88,7 +90,7 @@ def solr_router(settings: Settings) -> APIRouter:
         """`<add>`, `<delete>`, `<commit>`, `<optimize>`; `?commit=true` / `?optimize=true` with no body."""
         started = time.monotonic()
         cluster = getattr(getattr(request.app.state, "ftsd", None), "cluster", None)
-        session = cluster.update_session() if cluster else solr.UpdateSession(settings)  # cluster: under the lease
+        session = cluster.update_session() if cluster else solr.UpdateSession(settings, rt)  # cluster: under the lease
         try:
             await _stream(request, session)
             await run_in_threadpool(session.close)

@@ -8,8 +8,8 @@ from typing import Any
 
 from ftsd.cluster.db import NOW, Db, create_schema
 from ftsd.cluster.queue import enqueue_job
+from ftsd.daemon.jobs import DONE, FAILED, QUEUED, RUNNING
 from ftsd.errors import ConfigError
-from ftsd.indexer.jobs import DONE, FAILED, QUEUED, RUNNING
 from ftsd.settings import Settings
 
 _NODES = f"""

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from ftsd.cluster.lease import Leases
 from ftsd.cluster.queue import PgJobQueue
 from ftsd.errors import ClusterError
+from ftsd.runtime import Runtime
 from ftsd.settings import Settings
 
 if TYPE_CHECKING:
@@ -38,9 +39,10 @@ def node_name(settings: Settings) -> str:
 
 
 class ClusterNode:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, runtime: Runtime | None = None) -> None:
         c = settings.cluster
         self.settings = settings
+        self.runtime = runtime
         self.name = node_name(settings)
         lease_log = settings.resolve(c.lease_log) if c.lease_log else None
         self.leases = Leases(c.dsn, self.name, grace_s=c.lease_grace_s, log_path=lease_log)
@@ -82,7 +84,7 @@ class ClusterNode:
         """An fts_solr update session that writes under the users' leases."""
         from ftsd.cluster.solr import LeasedUpdateSession
 
-        return LeasedUpdateSession(self.settings, self.leases)
+        return LeasedUpdateSession(self.settings, self.leases, self.runtime)
 
     def _lag(self) -> float:
         try:

@@ -1,4 +1,4 @@
-"""PgJobQueue: the job queue of ftsd/indexer/jobs.py on PostgreSQL, shared by every node of the cluster.
+"""PgJobQueue: the job queue of ftsd/daemon/jobs.py on PostgreSQL, shared by every node of the cluster.
 
 Same interface and rules as the SQLite JobQueue, so JobRunner takes either: identical queued jobs merge, users
 take turns (the least recently served user with queued work goes first, cluster-wide: `ftsd_users.served`), and
@@ -21,8 +21,8 @@ from typing import Any
 
 from ftsd.cluster.db import NOW, Db, create_schema, user_key
 from ftsd.cluster.lease import Leases
+from ftsd.daemon.jobs import DONE, FAILED, KEEP_FINISHED_S, KINDS, QUEUED, RUNNING, Job, JobQueue
 from ftsd.errors import ClusterError
-from ftsd.indexer.jobs import DONE, FAILED, KEEP_FINISHED_S, KINDS, QUEUED, RUNNING, Job, JobQueue
 
 log = logging.getLogger(__name__)
 

@@ -11,19 +11,20 @@ import time
 
 from ftsd.cluster.lease import Leases
 from ftsd.errors import IndexLockedError
+from ftsd.runtime import Runtime
 from ftsd.settings import Settings
-from ftsd.solr.update import UpdateSession, _Op
+from ftsd.solr.update import UpdateOp, UpdateSession
 from ftsd.userdb import User
 
 POLL_S = 0.05
 
 
 class LeasedUpdateSession(UpdateSession):
-    def __init__(self, settings: Settings, leases: Leases) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: Settings, leases: Leases, runtime: Runtime | None = None) -> None:
+        super().__init__(settings, runtime)
         self.leases = leases
 
-    def _apply(self, user: User, ops: list[_Op]) -> None:
+    def _apply(self, user: User, ops: list[UpdateOp]) -> None:
         timeout = self.settings.fts.lock_timeout_s
         deadline = time.monotonic() + timeout
         while not self.leases.try_acquire(user.name):

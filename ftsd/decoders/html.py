@@ -7,6 +7,7 @@ newsletters) ends where body content starts, instead of hiding the whole message
 
 from __future__ import annotations
 
+import logging
 from html.parser import HTMLParser
 
 _HIDDEN = {"script", "style", "title", "template"}
@@ -72,6 +73,6 @@ def html_to_text(html: str) -> str:
     try:
         parser.feed(html)
         parser.close()
-    except Exception:  # HTMLParser can raise on pathological markup; keep what was read so far
-        pass
+    except Exception as exc:  # HTMLParser can raise on pathological markup; keep what was read so far
+        logging.getLogger(__name__).info("HTML cut short by a parser error: %s: %s", type(exc).__name__, exc)
     return "".join(parser.chunks)

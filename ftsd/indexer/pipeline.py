@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ftsd.analysis import Analyzer, Terms
 from ftsd.message import ParsedMessage, parse_message
@@ -60,3 +62,9 @@ def index_message(guid: str, uid: int, path: Path, settings: Settings) -> Outcom
     except Exception as exc:  # a parser or analyser bug must cost one message, not the run
         log.debug("uid %d: %s", uid, exc, exc_info=True)
         return Outcome(uid, failed=f"{type(exc).__name__}: {exc}")
+
+
+def text_document(guid: str, uid: int, fields: Mapping[str, str], data: Mapping[str, Any],
+                  analyzer: Analyzer) -> Document:
+    """The document of a message given as field texts (index field -> text: the Solr bridge's documents)."""
+    return build_document(guid, uid, {name: analyzer.terms(text) for name, text in fields.items() if text}, data)

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from pathlib import Path
 
 from ftsd.indexer.pipeline import Outcome, index_message
@@ -26,35 +27,30 @@ CHUNK = 4  # messages per task: amortises the inter-process round trip
 IN_FLIGHT = 32  # messages per worker submitted ahead of the writer (bounds the memory of finished documents)
 DIED = "the worker process died while indexing this message (killed, out of memory?)"
 
-_settings: Settings | None = None
-# fork: workers inherit the loaded modules and start in milliseconds (the CLI, scripts). The service switches to
-# forkserver, since forking a multi-threaded process can copy a lock another thread holds.
-_start_method = "fork"
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """How worker processes start. fork: they inherit the loaded modules and start in milliseconds (the CLI,
+    scripts). The service uses forkserver, since forking a multi-threaded process can copy a lock another thread
+    holds."""
+
+    start_method: str = "fork"
 
 
-def use_forkserver() -> None:
-    """Start workers from a fork server from now on (call once in a multi-threaded process, before any pool)."""
-    global _start_method
-    _start_method = "forkserver"
+def _init(nice: int) -> None:
+    if nice:  # parsing is bulk work: searches and the writer go first
+        os.nice(nice)
 
 
-def _init(settings: Settings) -> None:
-    global _settings
-    _settings = settings
-    if settings.fts.worker_nice:  # parsing is bulk work: searches and the writer go first
-        os.nice(settings.fts.worker_nice)
-
-
-def _work(chunk: list[Item]) -> list[Outcome]:
-    assert _settings is not None
-    return [index_message(guid, uid, path, _settings) for guid, uid, path in chunk]
+def _work(chunk: list[Item], settings: Settings) -> list[Outcome]:
+    return [index_message(guid, uid, path, settings) for guid, uid, path in chunk]
 
 
 class WorkerPool:
     """`with WorkerPool(settings) as pool: for outcome in pool.map(items)`. One worker = in-process."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, options: WorkerOptions | None = None) -> None:
         self.settings = settings
+        self.options = options or WorkerOptions()
         self.size = settings.fts.workers or os.cpu_count() or 1
         self._executor: ProcessPoolExecutor | None = None
         self.restarts = 0
@@ -71,10 +67,12 @@ class WorkerPool:
             self._executor = None
 
     def _start(self) -> ProcessPoolExecutor:
-        context = multiprocessing.get_context(_start_method)
-        if _start_method == "forkserver":
+        method = self.options.start_method
+        context = multiprocessing.get_context(method)
+        if method == "forkserver":
             context.set_forkserver_preload(["ftsd.indexer.pipeline"])
-        return ProcessPoolExecutor(self.size, mp_context=context, initializer=_init, initargs=(self.settings,))
+        return ProcessPoolExecutor(self.size, mp_context=context, initializer=_init,
+                                   initargs=(self.settings.fts.worker_nice,))
 
     def _restart(self) -> ProcessPoolExecutor:
         if self._executor is not None:
@@ -98,7 +96,7 @@ class WorkerPool:
                 chunk = [item for _, item in zip(range(CHUNK), pending, strict=False)]
                 if not chunk:
                     return
-                window.append((chunk, self._executor.submit(_work, chunk)))
+                window.append((chunk, self._executor.submit(_work, chunk, self.settings)))
 
         fill()
         while window:
@@ -117,10 +115,10 @@ class WorkerPool:
         executor = self._restart()
         for item in chunk:
             try:
-                outcomes += executor.submit(_work, [item]).result()
+                outcomes += executor.submit(_work, [item], self.settings).result()
             except BrokenProcessPool:
                 outcomes.append(Outcome(item[1], failed=DIED))
                 executor = self._restart()
         for n, (rest, _) in enumerate(window):
-            window[n] = (rest, executor.submit(_work, rest))
+            window[n] = (rest, executor.submit(_work, rest, self.settings))
         return outcomes

@@ -9,6 +9,7 @@ failed is retried next time.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,35 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]  # (newly known total, newly done)
 
 
+class CancelToken:
+    """When an index run should stop. `reason()` is asked between mailboxes: the run stops there, what is done is
+    committed, the rest is left for the next run (cancel() from another thread, or `check` giving a reason).
+    `abandon()` is asked before each message: when it gives a reason (a cluster node lost its writer lease), no
+    further write may happen, and what is not committed yet is dropped."""
+
+    def __init__(self, check: Callable[[], str | None] | None = None,
+                 abandon: Callable[[], str | None] | None = None) -> None:
+        self._check = check
+        self._abandon = abandon
+        self._reason: str | None = None
+        self._lock = threading.Lock()
+
+    def cancel(self, reason: str) -> None:
+        with self._lock:
+            self._reason = self._reason or reason
+
+    def reason(self) -> str | None:
+        """Why to stop now, or None to go on."""
+        with self._lock:
+            if self._reason is None and self._check is not None:
+                self._reason = self._check()
+            return self._reason
+
+    def abandon(self) -> str | None:
+        """Why to stop at once without committing, or None to go on."""
+        return self._abandon() if self._abandon is not None else None
+
+
 @dataclass(slots=True)
 class IndexReport:
     """Counts of one index run (all users)."""
@@ -35,6 +65,8 @@ class IndexReport:
     mailboxes: int = 0
     failed: list[str] = field(default_factory=list)  # "user mailbox UID n: reason"
     rebuilt: list[str] = field(default_factory=list)
+    cancelled: str | None = None  # why the run stopped early (a CancelToken), None if it went to the end
+    abandoned: bool = False  # it stopped without committing its last batch (CancelToken.abandon)
     started: float = field(default_factory=time.monotonic)
 
     def summary(self) -> str:
@@ -55,8 +87,10 @@ def sync_mailbox(
     report: IndexReport,
     progress: Progress | None = None,
     deadline: float | None = None,
+    cancel: CancelToken | None = None,
 ) -> bool:
-    """Index what is new, drop what is gone. Returns False if `deadline` (monotonic) stopped it early."""
+    """Index what is new, drop what is gone. Returns False if `deadline` (monotonic) stopped it early, or
+    `cancel.abandon()` did (then report.abandoned is set and the caller must not commit)."""
     guid = mailbox.guid
     meta = writer.mailbox_meta(guid)
     if meta and meta.get("uidvalidity") != mailbox.uidvalidity:
@@ -74,8 +108,11 @@ def sync_mailbox(
     if progress:
         progress(len(new), 0)
     complete = True
-    since_commit = 0
+    since_commit = batch = 0  # messages and bytes of mail since the last commit: both bound the writer's memory
     for outcome in pool.map((guid, uid, mailbox.messages[uid]) for uid in new):
+        if cancel is not None and (why := cancel.abandon()):
+            report.cancelled, report.abandoned = why, True
+            return False
         if outcome.document is not None:
             writer.replace(guid, outcome.uid, outcome.document)
             indexed.add(outcome.uid)
@@ -90,9 +127,10 @@ def sync_mailbox(
         if progress:
             progress(0, 1)
         since_commit += 1
+        batch += outcome.size
         late = deadline is not None and time.monotonic() > deadline
-        if since_commit >= settings.fts.commit_limit or late:
-            since_commit = 0
+        if since_commit >= settings.fts.commit_limit or batch >= settings.fts.batch_bytes or late:
+            since_commit = batch = 0
             _save_meta(writer, mailbox, indexed)
             writer.commit()
             if late and len(indexed) < len(mailbox.messages):

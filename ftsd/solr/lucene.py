@@ -1,57 +1,50 @@
-"""Solr's query language as ftsd takes it: the Lucene-classic query AST, the parser every `select` q/fq and
-every `<delete><query>` goes through, the Solr field names, and which user and mailboxes a query names.
+"""Solr's query language as ftsd takes it: the Lucene-classic parser every `select` q/fq and every
+`<delete><query>` goes through, the Solr field names, and which user and mailboxes a query names (Scope).
 
-Pure text -> AST: no index, settings or I/O here, so evaluation (evaluate.py) and deletes by query
-(update.py) share it without importing each other.
+Pure text -> ftsd's one query AST (ftsd/query.py): text fields become substring Keys (`hdr` the `headers`
+key), `uid`/`box`/`user`/`id` become Where keys; search.py evaluates it as it does an IMAP SEARCH.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import reduce
 
 from ftsd.errors import QueryError
+from ftsd.query import NOTHING, All, And, Key, Node, Not, Or, Where, conjoin, disjoin
 
 # Solr field -> ftsd index field. `hdr` (every header line "Name: value") goes to `headers`.
 TEXT_FIELDS = {"body": "body", "hdr": "headers", "subject": "subject", "from": "from", "to": "to", "cc": "cc",
                "bcc": "bcc"}
 KEY_FIELDS = ("uid", "box", "user", "id")
-_GUID = re.compile(r"[0-9A-Za-z]{1,64}")
 
 
-# == Lucene query AST ===========================================================================================
+# == Lucene terms -> ftsd's query AST ===========================================================================
 
-@dataclass(frozen=True, slots=True)
-class Term:
-    """`field:value` (value unescaped; "" for `field:""`)."""
-
-    field: str
-    value: str
+_HEADER_FIELDS = ("subject", "from", "to", "cc", "bcc")
 
 
-@dataclass(frozen=True, slots=True)
-class MatchAll:
-    """`*:*`, and the implicit base of a purely negative query."""
+def _term(name: str, value: str) -> Node:
+    """One `field:value` as ftsd's AST. Text fields are substring keys (hdr: every header line); an empty value
+    asks whether the field is there (IMAP `HEADER SUBJECT ""`). Key fields name the message."""
+    if name in TEXT_FIELDS:
+        field = "headers" if name == "hdr" else name
+        if not value and name in _HEADER_FIELDS:
+            return Key("header", "", name)
+        return Key(field, value)
+    if name == "user":
+        return Where(user=value)
+    if name == "box":
+        return Where(mailbox=value)
+    uid_s, _, rest = value.partition("/")
+    if not uid_s.isdigit():
+        return NOTHING
+    if name == "uid":
+        return Where(uid=int(uid_s))
+    box, _, user = rest.partition("/")
+    return Where(user=user, mailbox=box, uid=int(uid_s))
 
-
-@dataclass(frozen=True, slots=True)
-class AndQ:
-    items: tuple[SolrNode, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class OrQ:
-    items: tuple[SolrNode, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class NotQ:
-    item: SolrNode
-
-
-SolrNode = Term | MatchAll | AndQ | OrQ | NotQ
 
 _LOCAL_PARAMS = re.compile(r"\{!([^}]*)\}")
 _FIELD = re.compile(r"((?:[^\s()\"\\:+\-!]|\\.)(?:[^\s()\"\\:]|\\.)*):(?=\S)", re.S)
@@ -126,7 +119,7 @@ class _LuceneParser:
         self.i = 0
         self.default_and = default_and
 
-    def parse(self) -> SolrNode:
+    def parse(self) -> Node:
         node = self._level(None, 0)
         if self.i < len(self.toks):
             raise QueryError(f"unbalanced ')' in Solr query {self.text!r}")
@@ -135,10 +128,10 @@ class _LuceneParser:
     def _peek(self) -> tuple[str, str] | None:
         return self.toks[self.i] if self.i < len(self.toks) else None
 
-    def _level(self, default_field: str | None, depth: int) -> SolrNode:
+    def _level(self, default_field: str | None, depth: int) -> Node:
         if depth > 100:
             raise QueryError("Solr query nested too deeply")
-        items: list[tuple[str | None, SolrNode]] = []
+        items: list[tuple[str | None, Node]] = []
         ops: list[str | None] = []
         pending: str | None = None
         while (tok := self._peek()) is not None and tok[0] != ")":
@@ -161,7 +154,7 @@ class _LuceneParser:
             raise QueryError(f"incomplete Solr query {self.text!r}")
         return self._combine(items, ops)
 
-    def _clause(self, default_field: str | None, depth: int) -> SolrNode:
+    def _clause(self, default_field: str | None, depth: int) -> Node:
         tok = self._peek()
         self.i += 1
         if tok is None:
@@ -183,45 +176,37 @@ class _LuceneParser:
         name, _, text = value.partition("\0")
         if not name:
             if text == "*" and default_field is None:
-                return MatchAll()
+                return All()
             if default_field is None:
                 raise QueryError(f"term {text!r} without a field in Solr query {self.text!r}")
             name, text = default_field, _unescape(_strip_suffix(text))
         if name == "*" and text == "*":
-            return MatchAll()
+            return All()
         if name not in TEXT_FIELDS and name not in KEY_FIELDS:
             raise QueryError(f"undefined field {name!r} in Solr query {self.text!r}")
-        return Term(name, text)
+        return _term(name, text)
 
-    def _combine(self, items: list[tuple[str | None, SolrNode]], ops: list[str | None]) -> SolrNode:
+    def _combine(self, items: list[tuple[str | None, Node]], ops: list[str | None]) -> Node:
         if all(op is None for op in ops):
             required = [n for m, n in items if m == "+" or (m is None and self.default_and)]
             optional = [n for m, n in items if m is None and not self.default_and]
-            parts = required + [NotQ(n) for m, n in items if m == "-"]
+            parts = required + [Not(n) for m, n in items if m == "-"]
             if optional and not required:
-                parts.append(_or(optional))
+                parts.append(disjoin(optional))
             if not required and not optional:
-                parts.insert(0, MatchAll())
-            return _and(parts)
-        nodes = [NotQ(n) if m == "-" else n for m, n in items]
+                parts.insert(0, All())
+            return conjoin(parts)
+        nodes = [Not(n) if m == "-" else n for m, n in items]
         groups = [[nodes[0]]]
         for op, node in zip(ops, nodes[1:], strict=True):
             if (op or ("and" if self.default_and else "or")) == "and":
                 groups[-1].append(node)
             else:
                 groups.append([node])
-        return _or([_and(g) for g in groups])
+        return disjoin([conjoin(g) for g in groups])
 
 
-def _and(nodes: Sequence[SolrNode]) -> SolrNode:
-    return nodes[0] if len(nodes) == 1 else AndQ(tuple(nodes))
-
-
-def _or(nodes: Sequence[SolrNode]) -> SolrNode:
-    return nodes[0] if len(nodes) == 1 else OrQ(tuple(nodes))
-
-
-def parse_lucene(text: str, default_op: str = "OR") -> SolrNode:
+def parse_lucene(text: str, default_op: str = "OR") -> Node:
     """A Lucene-classic query (with optional `{!lucene q.op=AND}` local params) -> AST. Raises: QueryError."""
     text = text.strip()
     if m := _LOCAL_PARAMS.match(text):
@@ -237,26 +222,37 @@ def parse_lucene(text: str, default_op: str = "OR") -> SolrNode:
 
 # == scope: which user, which mailboxes =========================================================================
 
-def _values_of(node: SolrNode, name: str) -> frozenset[str] | None:
-    """The values `name` must take for node to match, or None when node does not restrict it."""
-    if isinstance(node, Term):
-        return frozenset([node.value]) if node.field == name else None
-    if isinstance(node, AndQ):
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What a query names: one user, and maybe only some mailboxes (GUIDs) and UIDs (None: not restricted)."""
+
+    user: str
+    mailboxes: frozenset[str] | None
+    uids: frozenset[int] | None
+
+    @classmethod
+    def of(cls, node: Node) -> Scope:
+        """The scope `node` requires. Raises: QueryError unless it names exactly one (non-empty) user."""
+        users = _values_of(node, "user")
+        if users is None or len(users) != 1:
+            raise QueryError("a Solr query must name exactly one user (user:NAME in q or fq)")
+        (name,) = users
+        if not isinstance(name, str) or not name:
+            raise QueryError("public namespaces (empty user) are not supported by ftsd's Solr endpoint")
+        boxes, uids = _values_of(node, "mailbox"), _values_of(node, "uid")
+        return cls(name, None if boxes is None else frozenset(map(str, boxes)),
+                   None if uids is None else frozenset(u for u in uids if isinstance(u, int)))
+
+
+def _values_of(node: Node, name: str) -> frozenset[str | int] | None:
+    """The values Where.`name` must take for node to match, or None when node does not restrict it."""
+    if isinstance(node, Where):
+        value = getattr(node, name)
+        return None if value is None else frozenset([value])
+    if isinstance(node, And):
         known = [v for v in (_values_of(n, name) for n in node.items) if v is not None]
         return reduce(frozenset.__and__, known) if known else None
-    if isinstance(node, OrQ):
-        each = [_values_of(n, name) for n in node.items]
-        return None if any(v is None for v in each) else reduce(frozenset.__or__, (v for v in each if v is not None))
+    if isinstance(node, Or):
+        left, right = _values_of(node.left, name), _values_of(node.right, name)
+        return None if left is None or right is None else left | right
     return None
-
-
-def _scope_user(node: SolrNode) -> str:
-    users = _values_of(node, "user")
-    if users is None or len(users) != 1:
-        raise QueryError("a Solr query must name exactly one user (user:NAME in q or fq)")
-    (name,) = users
-    if not name:
-        raise QueryError("public namespaces (empty user) are not supported by ftsd's Solr endpoint")
-    return name
-
-

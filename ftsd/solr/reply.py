@@ -14,15 +14,32 @@ from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape
 
+from ftsd import service
 from ftsd.errors import QueryError
+from ftsd.query import Node, conjoin
+from ftsd.runtime import Runtime
 from ftsd.settings import Settings
-from ftsd.solr.evaluate import Hit, search
-from ftsd.solr.lucene import _and, parse_lucene
+from ftsd.solr.lucene import Scope, parse_lucene
 
 MAX_ROWS = 1_000_000
 
 
 # == select =====================================================================================================
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    box: str
+    uid: int
+    user: str
+
+
+def search(settings: Settings, node: Node, runtime: Runtime | None = None) -> list[Hit]:
+    """Every document of the query's user (and mailboxes) matching node, unsorted.
+    Raises: QueryError, UnknownUserError, StoreError."""
+    scope = Scope.of(node)
+    found = service.search_index(settings, scope.user, node, scope.mailboxes, scope.uids, runtime=runtime)
+    return [Hit(guid, uid, scope.user) for guid, uids in found.items() for uid in uids]
+
 
 @dataclass(frozen=True, slots=True)
 class SolrReply:
@@ -81,19 +98,19 @@ def _fl(spec: str) -> list[str]:
     return ["id", "uid", "box", "user"] if not names or "*" in names else names
 
 
-def select(settings: Settings, params: Sequence[tuple[str, str]]) -> SolrReply:
+def select(settings: Settings, params: Sequence[tuple[str, str]], runtime: Runtime | None = None) -> SolrReply:
     """Answer one `select` request (decoded query-string or form parameters). Raises: QueryError, StoreError."""
     started = time.monotonic()
     default_op = _param(params, "q.op", "OR").upper()
     q = parse_lucene(_param(params, "q", "*:*"), default_op)
     filters = [parse_lucene(v) for k, v in params if k == "fq" and v.strip()]
-    node = _and([q, *filters])
+    node = conjoin([q, *filters])
     try:
         rows = min(int(_param(params, "rows", "10")), MAX_ROWS)
         start = int(_param(params, "start", "0"))
     except ValueError as exc:
         raise QueryError(f"rows and start must be integers: {exc}") from None
-    hits = _sorted(search(settings, node), _param(params, "sort", "uid asc"))
+    hits = _sorted(search(settings, node, runtime), _param(params, "sort", "uid asc"))
     page = hits[max(start, 0) : max(start, 0) + max(rows, 0)]
     fl = _fl(_param(params, "fl", "*"))
     qtime = int((time.monotonic() - started) * 1000)

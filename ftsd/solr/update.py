@@ -2,29 +2,28 @@
 chunk by chunk (expat), turned into pending per-user operations and written in bounded batches, one writer
 and one in-process lock per user index.
 
-The only module here that writes to an index; it reuses the parser (deletes by query) and the evaluation
-(which documents such a query matches).
+The only module here that writes to an index, through the facade (service.write_documents under
+service.write_lock); it reuses the parser (deletes by query) and the evaluation (which documents such a query
+matches).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from xml.parsers import expat
 
+from ftsd import service
 from ftsd.analysis import Analyzer
-from ftsd.errors import IndexLockedError, QueryError
-from ftsd.indexer.sync import IndexReport
-from ftsd.service import index_path, open_searcher, open_writer
+from ftsd.errors import QueryError
+from ftsd.indexer.pipeline import text_document
+from ftsd.query import MAILBOX_GUID, Node
+from ftsd.runtime import Runtime
+from ftsd.service import Document
 from ftsd.settings import Settings
-from ftsd.solr.evaluate import search
-from ftsd.solr.lucene import _GUID, KEY_FIELDS, TEXT_FIELDS, SolrNode, _scope_user, parse_lucene
-from ftsd.store.schema import Document, build_document
-from ftsd.store.writer import IndexWriter
+from ftsd.solr.lucene import KEY_FIELDS, TEXT_FIELDS, Scope, parse_lucene
+from ftsd.solr.reply import search
 from ftsd.userdb import User, lookup_user
 
 log = logging.getLogger(__name__)
@@ -43,7 +42,7 @@ class _Doc:
 
 
 @dataclass(frozen=True, slots=True)
-class _Op:
+class UpdateOp:
     """A pending change of one user's index: add (document ready, or fields to merge), delete, delete by query."""
 
     kind: str  # "add" | "merge" | "delete" | "query"
@@ -53,17 +52,7 @@ class _Op:
     document: Document | None = None
     fields: dict[str, str] = field(default_factory=dict)
     updates: dict[str, str] = field(default_factory=dict)
-    query: SolrNode | None = None
-
-
-_USER_LOCKS: dict[Path, threading.Lock] = {}
-_USER_LOCKS_GUARD = threading.Lock()
-
-
-def _user_lock(path: Path) -> threading.Lock:
-    """One in-process lock per index: concurrent update requests for a user queue here, not on Xapian's lock."""
-    with _USER_LOCKS_GUARD:
-        return _USER_LOCKS.setdefault(path, threading.Lock())
+    query: Node | None = None
 
 
 class UpdateSession:
@@ -73,11 +62,14 @@ class UpdateSession:
     after an add, and with `soft_commit=no` it never sends a commit. Raises: QueryError, UnknownUserError,
     IndexLockedError, StoreError."""
 
-    def __init__(self, settings: Settings, *, flush_docs: int = 500, flush_bytes: int = 32_000_000) -> None:
+    def __init__(self, settings: Settings, runtime: Runtime | None = None) -> None:
         self.settings = settings
+        # concurrent update requests for a user queue on the runtime's lock of its index, not on Xapian's lock
+        self.runtime = runtime if runtime is not None else Runtime(settings)
         self.analyzer = Analyzer.of(settings.fts)
-        self.flush_docs, self.flush_bytes = flush_docs, flush_bytes
-        self.pending: list[_Op] = []
+        # written in batches of fts.commit_limit documents or fts.batch_bytes of document data, what comes first
+        self.flush_docs, self.flush_bytes = settings.fts.commit_limit, settings.fts.batch_bytes
+        self.pending: list[UpdateOp] = []
         self.pending_bytes = 0
         self.added = self.deleted = 0
         self._users: dict[str, User] = {}
@@ -175,40 +167,40 @@ class UpdateSession:
         uid_text, box, user = keys.get("uid", uid_s), keys.get("box", box_s), keys.get("user", user_s)
         if not uid_text.isdigit() or int(uid_text) == 0:
             raise QueryError(f"document without a valid uid: {keys}")
-        if not _GUID.fullmatch(box):
+        if not MAILBOX_GUID.fullmatch(box):
             raise QueryError(f"document without a valid box (mailbox GUID): {keys}")
         if not user:
             raise QueryError("public namespaces (empty user) are not supported by ftsd's Solr endpoint")
         self._user(user)
         return user, box, int(uid_text)
 
-    def _end_doc(self, doc: _Doc) -> _Op:
+    def _end_doc(self, doc: _Doc) -> UpdateOp:
         user, guid, uid = self._identity(doc.keys)
         texts = {name: text for name, parts in doc.texts.items() if (text := "".join(parts))}
         if doc.updates:
-            return _Op("merge", user, guid, uid, fields=texts, updates=doc.updates)
-        return _Op("add", user, guid, uid, self._document(guid, uid, texts))
+            return UpdateOp("merge", user, guid, uid, fields=texts, updates=doc.updates)
+        return UpdateOp("add", user, guid, uid, self._document(guid, uid, texts))
 
     def _document(self, guid: str, uid: int, texts: dict[str, str]) -> Document:
-        terms = {TEXT_FIELDS[name]: self.analyzer.terms(text) for name, text in texts.items() if text}
-        return build_document(guid, uid, terms, {"uid": uid, "source": "solr", "fields": texts})
+        fields = {TEXT_FIELDS[name]: text for name, text in texts.items()}
+        return text_document(guid, uid, fields, {"uid": uid, "source": "solr", "fields": texts}, self.analyzer)
 
-    def _delete_id(self, text: str) -> _Op | None:
+    def _delete_id(self, text: str) -> UpdateOp | None:
         uid_s, _, rest = text.partition("/")
         guid, _, user = rest.partition("/")
         if not user:  # public namespace: never indexed here, nothing to delete
             log.info("Solr delete of %r ignored: no user", text)
             return None
-        if not uid_s.isdigit() or not _GUID.fullmatch(guid):
+        if not uid_s.isdigit() or not MAILBOX_GUID.fullmatch(guid):
             raise QueryError(f"cannot delete id {text!r}: expected uid/box/user")
         self._user(user)
-        return _Op("delete", user, guid, int(uid_s))
+        return UpdateOp("delete", user, guid, int(uid_s))
 
-    def _delete_query(self, text: str) -> _Op:
+    def _delete_query(self, text: str) -> UpdateOp:
         node = parse_lucene(text)
-        user = _scope_user(node)
+        user = Scope.of(node).user
         self._user(user)
-        return _Op("query", user, query=node)
+        return UpdateOp("query", user, query=node)
 
     def _user(self, name: str) -> User:
         if name not in self._users:
@@ -216,7 +208,7 @@ class UpdateSession:
         return self._users[name]
 
     # -- writing ------------------------------------------------------------------------------------------------
-    def _queue(self, op: _Op | None) -> None:
+    def _queue(self, op: UpdateOp | None) -> None:
         if op is not None:
             self.pending.append(op)
             size = len(op.document.data) if op.document else 0
@@ -232,13 +224,9 @@ class UpdateSession:
         for name in dict.fromkeys(op.user for op in ops):
             self._apply(self._users[name], [op for op in ops if op.user == name])
 
-    def _apply(self, user: User, ops: list[_Op]) -> None:
-        lock = _user_lock(index_path(user))
-        timeout = self.settings.fts.lock_timeout_s
-        if not lock.acquire(timeout=timeout):
-            raise IndexLockedError(f"{user.name}: index busy with other updates for {timeout:g}s")
-        try:
-            batch: list[_Op] = []
+    def _apply(self, user: User, ops: list[UpdateOp]) -> None:
+        with service.write_lock(self.settings, user, runtime=self.runtime):
+            batch: list[UpdateOp] = []
             for op in ops:
                 if op.kind in ("add", "delete"):
                     batch.append(op)
@@ -247,37 +235,22 @@ class UpdateSession:
                 batch = []
                 self._read_write(user, op)
             self._write_batch(user, batch)
-        finally:
-            lock.release()
 
-    def _write_batch(self, user: User, ops: list[_Op]) -> None:
-        if ops:
-            with open_writer(self.settings, user, IndexReport()) as writer:
-                self._write(writer, ops)
+    def _write_batch(self, user: User, ops: list[UpdateOp]) -> None:
+        service.write_documents(self.settings, user, [(op.guid, op.uid, op.document) for op in ops],
+                                runtime=self.runtime)
+        self.added += sum(op.document is not None for op in ops)
+        self.deleted += sum(op.document is None for op in ops)
 
-    def _write(self, writer: IndexWriter, ops: Iterable[_Op]) -> None:
-        for op in ops:
-            if op.kind == "add":
-                assert op.document is not None
-                writer.replace(op.guid, op.uid, op.document)
-                self.added += 1
-            else:
-                writer.delete(op.guid, op.uid)
-                self.deleted += 1
-
-    def _read_write(self, user: User, op: _Op) -> None:
+    def _read_write(self, user: User, op: UpdateOp) -> None:
         if op.kind == "query":
             assert op.query is not None
-            hits = search(self.settings, op.query)
-            self._write_batch(user, [_Op("delete", user.name, h.box, h.uid) for h in hits])
+            hits = search(self.settings, op.query, self.runtime)
+            self._write_batch(user, [UpdateOp("delete", user.name, h.box, h.uid) for h in hits])
             return
-        searcher = open_searcher(user)
-        data = searcher.document_data(op.guid, op.uid) if searcher else None
-        if searcher:
-            searcher.close()
+        data = service.document_data(self.settings, user, op.guid, op.uid, runtime=self.runtime)
         texts = dict(data["fields"]) if data and isinstance(data.get("fields"), dict) else {}
         for name, text in op.fields.items():
             texts[name] = texts.get(name, "") + text if op.updates.get(name) == "add" and texts.get(name) else text
         texts.update({name: "" for name, how in op.updates.items() if how == "set" and name not in op.fields})
-        self._write_batch(user, [_Op("add", user.name, op.guid, op.uid, self._document(op.guid, op.uid, texts))])
-
+        self._write_batch(user, [UpdateOp("add", user.name, op.guid, op.uid, self._document(op.guid, op.uid, texts))])

@@ -112,7 +112,9 @@ def _chunks(entries: list[str]) -> Iterable[list[str]]:
 
 
 class Lexicon:
-    """Reader side: the lexicon of one open database, refreshed when its revision changes."""
+    """Reader side: the lexicon of one open database, refreshed when its revision changes. Shared by the
+    threads that search one index: `text` is replaced, never changed in place, so a lookup scans a consistent
+    snapshot outside the lock."""
 
     def __init__(self) -> None:
         self.revision = -1
@@ -132,8 +134,9 @@ class Lexicon:
     def _refresh(self, db: Any) -> None:
         revision = db.get_revision()
         keys = set(db.metadata_keys(schema.META_LEXICON))
+        text = dict(self.text)
         if not self.keys <= keys:  # rebuilt: start afresh
-            self.keys, self.text = set(), {}
+            self.keys, text = set(), {}
         new: dict[str, list[str]] = defaultdict(list)
         start = len(schema.META_LEXICON)
         for key in sorted(keys - self.keys):
@@ -141,26 +144,33 @@ class Lexicon:
             if value:
                 new[key[start : start + 2].decode()].append(value.decode("utf-8", "replace"))
         for kind_prefix, chunks in new.items():
-            self.text[kind_prefix] = self.text.get(kind_prefix, "\n") + "\n".join(chunks) + "\n"
+            text[kind_prefix] = text.get(kind_prefix, "\n") + "\n".join(chunks) + "\n"
         if keys != self.keys:
-            self._expanded.clear()
-        self.keys = keys
+            self._expanded = {}
+        self.keys, self.text = keys, text
         self.revision = revision
 
     def expand(self, kind: str, prefixes: Sequence[str], needle: str) -> list[str]:
         """Terms (prefix + entry) of the entries of these fields that contain `needle` (no newline)."""
         key = (kind, tuple(prefixes), needle)
-        cached = self._expanded.get(key)
-        if cached is None:
-            if len(self._expanded) >= EXPANSIONS_KEPT:
-                self._expanded.clear()
-            cached = self._expanded[key] = self._scan(kind, prefixes, needle)
-        return cached
+        with self._lock:
+            cached = self._expanded.get(key)
+            text, expanded = self.text, self._expanded
+        if cached is not None:
+            return cached
+        found = self._scan(text, kind, prefixes, needle)
+        with self._lock:
+            if self._expanded is expanded:  # not refreshed meanwhile: the answer is still current
+                if len(expanded) >= EXPANSIONS_KEPT:
+                    expanded.clear()
+                expanded[key] = found
+        return found
 
-    def _scan(self, kind: str, prefixes: Sequence[str], needle: str) -> list[str]:
+    @staticmethod
+    def _scan(texts: dict[str, str], kind: str, prefixes: Sequence[str], needle: str) -> list[str]:
         out: list[str] = []
         for prefix in prefixes:
-            text = self.text.get(kind + prefix)
+            text = texts.get(kind + prefix)
             if not text:
                 continue
             find, rfind = text.find, text.rfind
@@ -175,19 +185,26 @@ class Lexicon:
         return sum(map(len, self.text.values()))
 
 
-_SHARED: OrderedDict[tuple[Path, int], Lexicon] = OrderedDict()
-_SHARED_LOCK = threading.Lock()
+class Lexicons:
+    """The lexicons of a process, one per index directory (path, inode: a compacted copy is another index)
+    however many readers are open on it; the least recently used are dropped beyond `max_chars`."""
 
+    def __init__(self, max_chars: int = SHARED_MAX_CHARS) -> None:
+        self.max_chars = max_chars
+        self._items: OrderedDict[tuple[Path, int], Lexicon] = OrderedDict()
+        self._lock = threading.Lock()
 
-def shared(path: Path, inode: int) -> Lexicon:
-    """The lexicon of the index directory `path` (inode: a compacted copy is another index), one per process
-    however many readers are open on it; the least recently used are dropped beyond SHARED_MAX_CHARS."""
-    key = (path, inode)
-    with _SHARED_LOCK:
-        lexicon = _SHARED.get(key)
-        if lexicon is None:
-            lexicon = _SHARED[key] = Lexicon()
-        _SHARED.move_to_end(key)
-        while len(_SHARED) > 1 and sum(lex.size() for lex in _SHARED.values()) > SHARED_MAX_CHARS:
-            _SHARED.popitem(last=False)
-        return lexicon
+    def get(self, path: Path, inode: int) -> Lexicon:
+        key = (path, inode)
+        with self._lock:
+            lexicon = self._items.get(key)
+            if lexicon is None:
+                lexicon = self._items[key] = Lexicon()
+            self._items.move_to_end(key)
+            while len(self._items) > 1 and sum(lex.size() for lex in self._items.values()) > self.max_chars:
+                self._items.popitem(last=False)
+            return lexicon
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import xapian
 
-from ftsd.errors import StoreError
 from ftsd.store import lexicon
 from ftsd.store.writer import open_writable
+from ftsd.store.xerrors import store_error
 
 
-def compact(path: Path, lock_timeout_s: float, partial: int = 3) -> tuple[int, int]:
+def compact(path: Path, lock_timeout_s: float, partial: int) -> tuple[int, int]:
     """Rebuild the lexicon and compact the index in place (while holding the write lock); returns (bytes before,
     bytes after). Raises: IndexLockedError, StoreError."""
     before = index_size(path)
@@ -27,7 +27,7 @@ def compact(path: Path, lock_timeout_s: float, partial: int = 3) -> tuple[int, i
     except xapian.Error as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         db.close()
-        raise StoreError(f"{path}: compaction failed: {exc.get_msg()}") from exc
+        raise store_error(exc, path, "compaction") from exc
     old = path.with_name(path.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     os.rename(path, old)
@@ -44,7 +44,7 @@ def index_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def check(path: Path, partial: int = 3) -> str | None:
+def check(path: Path, partial: int) -> str | None:
     """None if Xapian's consistency check passes and the lexicon lists every stored word, else the problem."""
     try:
         xapian.Database.check(str(path), 0)

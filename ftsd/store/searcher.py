@@ -1,46 +1,50 @@
 """Searcher: read-only access to one user's index. Builds Xapian queries for search.py (which stays free of
 xapian) and returns UID sets per mailbox. Never opens the writer: a search does not wait for indexing and sees
-the last commit (reopened per search)."""
+the last commit (reopened per search). Xapian errors become ftsd errors through store/xerrors.py."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import xapian
 
 from ftsd.analysis import is_mark, is_word
-from ftsd.errors import SchemaVersionError, StoreError
+from ftsd.errors import NoIndexError, SchemaVersionError, StoreError
 from ftsd.store import lexicon, schema
+from ftsd.store.xerrors import store_error, translated
 
 Query = Any  # an opaque xapian.Query
 COMPLEMENT_MIN = 1000  # mailboxes smaller than this are read directly: the estimate would cost more than it saves
+MODIFIED_RETRIES = 3  # a writer may commit (and a reader's revision vanish) several times during one match
 
 
 class Searcher:
     """Query side of one user's index."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, lexicons: lexicon.Lexicons | None = None) -> None:
+        """`lexicons`: the process's shared ones (None: a lexicon of this reader's own)."""
         self.path = path
+        where = f"{path.parent.name}/{path.name}"
         try:
             # the inode first: if optimize swaps the directory in between, this reader counts as replaced
             self.inode = path.stat().st_ino
             self.db = xapian.Database(str(path))
+            version = self.db.get_metadata(schema.META_SCHEMA).decode()
         except FileNotFoundError as exc:
-            raise StoreError(f"{path}: no index") from exc
+            raise NoIndexError(f"{where}: no index yet") from exc
         except OSError as exc:
-            raise StoreError(f"{path}: {exc.strerror}") from exc
-        except xapian.DatabaseOpeningError as exc:
-            raise StoreError(f"{path}: no index ({exc.get_msg()})") from exc
-        except xapian.DatabaseError as exc:  # corrupt, truncated, wrong version
-            raise SchemaVersionError(f"{path}: unusable index: {exc.get_msg()}") from exc
-        version = self.db.get_metadata(schema.META_SCHEMA).decode()
+            raise StoreError(f"{where}: {exc.strerror}") from exc
+        except xapian.Error as exc:
+            raise store_error(exc, path, "opening the index") from exc
         if version and version != schema.SCHEMA_VERSION:
-            raise SchemaVersionError(f"{path}: index schema {version}, this ftsd reads {schema.SCHEMA_VERSION}")
+            self.db.close()
+            raise SchemaVersionError(f"{where}: index schema {version}, this ftsd reads {schema.SCHEMA_VERSION}")
         self._indexed: dict[str, tuple[int, set[int]]] = {}
-        self.lexicon = lexicon.shared(path, self.inode)
+        self.lexicon = lexicons.get(path, self.inode) if lexicons is not None else lexicon.Lexicon()
 
     def replaced(self) -> bool:
         """True if the index directory was swapped since this reader opened it (optimize compacts into a copy)."""
@@ -52,19 +56,25 @@ class Searcher:
     def close(self) -> None:
         self.db.close()
 
+    def _xapian(self, doing: str) -> AbstractContextManager[None]:
+        return translated(self.path, doing)
+
     def reopen(self) -> None:
-        """See the latest commit (cheap when nothing changed)."""
-        self.db.reopen()
+        """See the latest commit (cheap when nothing changed). Raises: StoreError."""
+        with self._xapian("reopening the index"):
+            self.db.reopen()
 
     def guids(self) -> list[str]:
         """GUIDs of the mailboxes that have documents in this index."""
-        return [t.term.decode()[len(schema.MAILBOX_PREFIX) :] for t in self.db.allterms(schema.MAILBOX_PREFIX)]
+        with self._xapian("listing mailboxes"):
+            return [t.term.decode()[len(schema.MAILBOX_PREFIX) :] for t in self.db.allterms(schema.MAILBOX_PREFIX)]
 
     def mailboxes(self) -> dict[str, dict[str, Any]]:
-        return schema.mailbox_metadata(self.db)
+        with self._xapian("reading mailbox metadata"):
+            return schema.mailbox_metadata(self.db)
 
     # -- query building -------------------------------------------------------------------------------------
-    def piece(self, fields: Sequence[str], run: str, exact_chars: int, partial: int = 3) -> Query:
+    def piece(self, fields: Sequence[str], run: str, exact_chars: int, partial: int) -> Query:
         """Documents where `run` occurs inside a stored word, run or mark of any of these fields: an exact short-gram
         term below `partial` characters (not for marks), else the OR of the lexicon entries that contain it (cut to
         `exact_chars`: longer strings are settled by checking the message)."""
@@ -72,7 +82,8 @@ class Searcher:
         if len(run) < partial and not mark:
             terms = [schema.FIELD_PREFIXES[name] + run for name in fields]
         else:
-            self.lexicon.refresh(self.db)
+            with self._xapian("reading the lexicon"):
+                self.lexicon.refresh(self.db)
             needle = run[:exact_chars]
             kind = schema.MARKS if mark else schema.WORDS if is_word(needle) else schema.RUNS
             terms = self.lexicon.expand(kind, [schema.FIELD_PREFIXES[name] for name in fields], needle)
@@ -115,7 +126,8 @@ class Searcher:
 
     def indexed_uids(self, guid: str) -> set[int]:
         """Every UID of the mailbox present in the index, cached per index revision."""
-        revision = self.db.get_revision()
+        with self._xapian("reading the revision"):
+            revision = self.db.get_revision()
         cached = self._indexed.get(guid)
         if cached and cached[0] == revision:
             return cached[1]
@@ -139,23 +151,27 @@ class Searcher:
 
     def _match(self, query: Query) -> set[int]:
         """UIDs (value slot) of every match of a query that is already filtered to one mailbox."""
-        enquire = self._enquire(query)
         # The match spy collects the UID slot of every match in C++; reading it back through the raw SWIG
         # iterator costs ~0.5 us per UID instead of ~1.4 us through the Python wrapper.
-        spy = xapian.ValueCountMatchSpy(schema.SLOT_UID)
-        enquire.add_matchspy(spy)
-        try:
-            enquire.get_mset(0, 0, self.db.get_doccount())
-        except xapian.DatabaseModifiedError:
-            self.db.reopen()
-            return self._match(query)
-        except xapian.Error as exc:
-            raise StoreError(f"{self.path}: search failed: {exc.get_msg()}") from exc
-        return _spy_uids(spy)
+        for attempt in range(MODIFIED_RETRIES + 1):
+            spy = xapian.ValueCountMatchSpy(schema.SLOT_UID)
+            with self._xapian("search"):
+                enquire = self._enquire(query)
+                enquire.add_matchspy(spy)
+                try:
+                    enquire.get_mset(0, 0, self.db.get_doccount())
+                except xapian.DatabaseModifiedError:
+                    if attempt == MODIFIED_RETRIES:
+                        raise
+                    self.db.reopen()  # the revision read was overwritten by commits: read the latest
+                    continue
+            return _spy_uids(spy)
+        raise StoreError(f"{self.path.parent.name}: search failed")  # not reached: the last attempt raises
 
     def document_data(self, guid: str, uid: int) -> dict[str, Any] | None:
-        for item in self.db.postlist(schema.id_term(guid, uid)):
-            return dict(json.loads(self.db.get_document(item.docid).get_data()))
+        with self._xapian("reading a document"):
+            for item in self.db.postlist(schema.id_term(guid, uid)):
+                return dict(json.loads(self.db.get_document(item.docid).get_data()))
         return None
 
 

@@ -1,27 +1,31 @@
-"""IndexWriter: the single writer of one user's index. Batches documents and commits at `commit_limit`, never
-per message; cancels the open batch when an exception leaves the `with` block (nothing half-written is committed)."""
+"""IndexWriter: the single writer of one user's index. Batches documents and commits at `commit_limit` changes
+or `batch_bytes` of documents, never per message; cancels the open batch when an exception leaves the `with`
+block (nothing half-written is committed). Xapian errors become ftsd errors through store/xerrors.py; the error
+that ended a batch is the one raised, whatever cancelling it then raises."""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import xapian
 
-from ftsd.errors import IndexLockedError, OutdatedIndexError, SchemaVersionError, StoreError
+from ftsd.errors import IndexLockedError, OutdatedIndexError, SchemaVersionError
 from ftsd.store import schema
 from ftsd.store.lexicon import LexiconWriter
+from ftsd.store.xerrors import store_error, translated
 
 log = logging.getLogger(__name__)
 
 
 def open_writable(path: Path, lock_timeout_s: float) -> Any:
     """Open (or create) the index for writing, waiting up to lock_timeout_s for another writer.
-    Raises: IndexLockedError, SchemaVersionError, StoreError."""
+    Raises: IndexLockedError, UnusableIndexError (SchemaVersionError, CorruptIndexError), DiskFullError, StoreError."""
     path.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + lock_timeout_s
     while True:
@@ -30,90 +34,126 @@ def open_writable(path: Path, lock_timeout_s: float) -> Any:
             break
         except xapian.DatabaseLockError as exc:
             if time.monotonic() >= deadline:
-                raise IndexLockedError(f"{path}: index locked by another writer for {lock_timeout_s:g}s") from exc
+                where = f"{path.parent.name}/{path.name}"
+                raise IndexLockedError(f"{where}: index locked by another writer for {lock_timeout_s:g}s") from exc
             time.sleep(0.1)
-        except xapian.DatabaseError as exc:  # corrupt, truncated, wrong version: unusable, rebuild
-            raise SchemaVersionError(f"{path}: unusable index: {exc.get_msg()}") from exc
         except xapian.Error as exc:
-            raise StoreError(f"{path}: {exc.get_msg()}") from exc
-    version = db.get_metadata(schema.META_SCHEMA).decode()
-    if not version:
-        db.set_metadata(schema.META_SCHEMA, schema.SCHEMA_VERSION)
-    elif version != schema.SCHEMA_VERSION:
+            raise store_error(exc, path, "opening the index for writing") from exc
+    try:
+        version = db.get_metadata(schema.META_SCHEMA).decode()
+        if not version:
+            db.set_metadata(schema.META_SCHEMA, schema.SCHEMA_VERSION)
+    except xapian.Error as exc:
+        db.close()
+        raise store_error(exc, path, "reading the schema version") from exc
+    if version and version != schema.SCHEMA_VERSION:
         db.close()
         older = version.isdigit() and int(version) < int(schema.SCHEMA_VERSION)
         raise (OutdatedIndexError if older else SchemaVersionError)(
-            f"{path}: index schema {version}, this ftsd writes {schema.SCHEMA_VERSION}")
+            f"{path.parent.name}/{path.name}: index schema {version}, this ftsd writes {schema.SCHEMA_VERSION}")
     return db
 
 
 class IndexWriter:
     """`with IndexWriter(path, ...) as w:` add/replace/delete documents; commits every commit_limit changes."""
 
-    def __init__(self, path: Path, *, lock_timeout_s: float = 30.0, commit_limit: int = 500) -> None:
+    def __init__(self, path: Path, *, lock_timeout_s: float, commit_limit: int, batch_bytes: int) -> None:
         self.path = path
         self.commit_limit = commit_limit
+        self.batch_bytes = batch_bytes
         self.db = open_writable(path, lock_timeout_s)
         self.pending = 0
+        self.pending_bytes = 0
+        self.closed = False
         self.lexicon = LexiconWriter(self.db)
-        self.db.begin_transaction()
+        with self._xapian("starting a transaction"):
+            self.db.begin_transaction()
 
     def __enter__(self) -> IndexWriter:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        try:
-            if kind is None:
+        if self.closed:  # abandoned inside the block
+            return
+        if kind is None:
+            try:
                 self.commit()
-            else:
-                self.db.cancel_transaction()
-                self.lexicon.cancel()
-        finally:
-            self.db.close()
+            except BaseException:
+                self.abandon()
+                raise
+            self._close()
+        else:
+            self.abandon()
 
-    def _changed(self) -> None:
+    def _xapian(self, doing: str) -> AbstractContextManager[None]:
+        return translated(self.path, doing)
+
+    def abandon(self) -> None:
+        """Drop what is not committed and close. Never raises: it runs while another error is on its way."""
+        self.lexicon.cancel()
+        try:
+            self.db.cancel_transaction()
+        except xapian.Error as exc:  # e.g. no transaction open after a failed commit; the caller's error stands
+            log.info("%s: cancelling the batch: %s", self.path.parent.name, exc)
+        self._close()
+
+    def _close(self) -> None:
+        self.closed = True
+        try:
+            self.db.close()
+        except xapian.Error as exc:
+            log.warning("%s: closing the index: %s", self.path.parent.name, exc)
+
+    def _changed(self, size: int = 0) -> None:
         self.pending += 1
-        if self.pending >= 4 * self.commit_limit:  # safety net; sync commits with the mailbox metadata
+        self.pending_bytes += size
+        # safety net (sync commits with the mailbox metadata): memory stays bounded by count and by bytes
+        if self.pending >= 4 * self.commit_limit or self.pending_bytes >= self.batch_bytes:
             self.commit()
 
     def commit(self) -> None:
-        """Make everything so far durable and visible to readers. Raises: StoreError."""
-        try:
+        """Make everything so far durable and visible to readers. Raises: DiskFullError, StoreError."""
+        with self._xapian("commit"):
             self.lexicon.flush()
             self.db.commit_transaction()
             self.db.begin_transaction()
-        except xapian.Error as exc:
-            raise StoreError(f"{self.path}: commit failed: {exc.get_msg()}") from exc
-        self.pending = 0
+        self.pending = self.pending_bytes = 0
 
     def replace(self, guid: str, uid: int, document: schema.Document) -> None:
-        self.lexicon.add(document.lexicon)
-        self.db.replace_document(schema.id_term(guid, uid), xapian.Document.unserialise(document.data))
-        self._changed()
+        with self._xapian("adding a document"):
+            self.lexicon.add(document.lexicon)
+            self.db.replace_document(schema.id_term(guid, uid), xapian.Document.unserialise(document.data))
+        self._changed(len(document.data))
 
     def delete(self, guid: str, uid: int) -> None:
-        self.db.delete_document(schema.id_term(guid, uid))
+        with self._xapian("deleting a document"):
+            self.db.delete_document(schema.id_term(guid, uid))
         self._changed()
 
     def delete_mailbox(self, guid: str) -> None:
-        self.db.delete_document(schema.mailbox_term(guid))
-        self.db.set_metadata(schema.META_MAILBOX + guid, "")
+        with self._xapian("deleting a mailbox"):
+            self.db.delete_document(schema.mailbox_term(guid))
+            self.db.set_metadata(schema.META_MAILBOX + guid, "")
         self._changed()
 
     def indexed_uids(self, guid: str) -> set[int]:
         """UIDs of this mailbox present in the index (including this batch)."""
         uids = set()
-        for item in self.db.postlist(schema.mailbox_term(guid)):
-            uids.add(int(self.db.get_document(item.docid).get_value(schema.SLOT_UID)))
+        with self._xapian("reading the indexed UIDs"):
+            for item in self.db.postlist(schema.mailbox_term(guid)):
+                uids.add(int(self.db.get_document(item.docid).get_value(schema.SLOT_UID)))
         return uids
 
     def mailbox_meta(self, guid: str) -> dict[str, Any]:
-        raw = self.db.get_metadata(schema.META_MAILBOX + guid)
+        with self._xapian("reading mailbox metadata"):
+            raw = self.db.get_metadata(schema.META_MAILBOX + guid)
         return dict(json.loads(raw)) if raw else {}
 
     def set_mailbox_meta(self, guid: str, meta: dict[str, Any]) -> None:
-        self.db.set_metadata(schema.META_MAILBOX + guid, json.dumps(meta, sort_keys=True))
+        with self._xapian("writing mailbox metadata"):
+            self.db.set_metadata(schema.META_MAILBOX + guid, json.dumps(meta, sort_keys=True))
 
     def mailboxes(self) -> dict[str, dict[str, Any]]:
         """guid -> metadata of every mailbox the index knows."""
-        return schema.mailbox_metadata(self.db)
+        with self._xapian("reading mailbox metadata"):
+            return schema.mailbox_metadata(self.db)

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from ftsd import service
-from ftsd.indexer.jobs import DONE, QUEUED, RUNNING, Job, JobQueue, JobRunner
+from ftsd.daemon.jobs import DONE, QUEUED, RUNNING, Job, JobQueue, JobRunner
+from ftsd.runtime import Runtime
 from ftsd.settings import load_settings
 from tests.api.conftest import ALICE, BOB, Server, start_server, wait_for, wait_job
 from tests.maildirs import MailDir
@@ -161,7 +162,7 @@ def test_runner_preempts_a_long_job_for_a_waiting_user(make_config: Callable[...
     settings = load_settings(make_config(fts={"workers": 1, "commit_limit": 5}))
     queue = JobQueue(tmp_path / "q.sqlite")
     finished: list[Job] = []
-    runner = JobRunner(settings, queue, threads=1, time_slice_s=0.0, on_finish=finished.append)
+    runner = JobRunner(settings, queue, Runtime(settings), threads=1, time_slice_s=0.0, on_finish=finished.append)
     alice_job = queue.enqueue("index", ALICE)
     bob_job = queue.enqueue("index", BOB)
     runner.start()

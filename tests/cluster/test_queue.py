@@ -13,7 +13,7 @@ import pytest
 
 from ftsd.cluster.lease import Leases
 from ftsd.cluster.queue import PgJobQueue
-from ftsd.indexer.jobs import DONE, QUEUED, RUNNING, Job
+from ftsd.daemon.jobs import DONE, QUEUED, RUNNING, Job
 
 
 @pytest.fixture

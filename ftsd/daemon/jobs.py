@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ftsd import service
+from ftsd.indexer.sync import CancelToken
+from ftsd.runtime import Runtime
 from ftsd.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -183,11 +185,6 @@ class JobQueue:
             return {r[0] for r in self._db.execute("SELECT DISTINCT user FROM jobs WHERE state = ?", (RUNNING,))}
 
 
-class _Stop(Exception):
-    """Raised when a running job reaches its next mailbox: the service is stopping, or the job's time slice is over.
-    Not an FtsdError, so it leaves service.index_users; the writer cancels its open batch (the last commit stands)."""
-
-
 @dataclass(slots=True)
 class _Progress:
     total: int = 0
@@ -200,6 +197,7 @@ class JobRunner:
 
     settings: Settings
     queue: JobQueue
+    runtime: Runtime
     threads: int = 2
     time_slice_s: float = 60.0
     on_finish: Callable[[Job], None] | None = None
@@ -267,30 +265,25 @@ class JobRunner:
             self._running[job.id] = job.user
 
         def checkpoint(total: int, done: int) -> None:
-            # service.index_users reports (new messages, 0) when a mailbox starts and (0, n) as messages are done.
-            # Stop only at a mailbox start: no parse is in flight there (leaving the pool mid-map would stall its
-            # feeder), and raising cancels only what is not committed yet.
             progress.total += total
             progress.done += done
-            if not self.queue.may_write(job.user):  # cluster mode: the lease is gone, another node may write
-                raise _Stop("writer lease lost")
-            if done:
-                return
+
+        def stop_reason() -> str | None:
+            """Asked by the index run between mailboxes (no parse in flight there; what is done is committed)."""
             if self._stopping.is_set():
-                raise _Stop("service stopping")
-            # the writer has committed at least once per 4 * commit_limit changes: preempting only after that
-            # many messages guarantees the job advances between two preemptions
+                return "service stopping"
+            # preempting only after 4 * commit_limit messages guarantees the job advances between two preemptions
             if progress.done >= 4 * limit and time.monotonic() - started > self.time_slice_s \
                     and self.queue.others_waiting(job.user):
-                raise _Stop("time slice over, other users waiting")
+                return "time slice over, other users waiting"
+            return None
 
         log.info("job %d: %s %s %s", job.id, job.kind, job.user, " ".join(job.mailboxes))
         try:
-            state, result, error = self._execute(job, checkpoint)
-        except _Stop as exc:
-            log.info("job %d: %s: queued again, resumes from its last commit", job.id, exc)
-            self.queue.finish(job.id, QUEUED)
-            return
+            def lease_lost() -> str | None:  # asked before each message: no write may follow, nothing is committed
+                return None if self.queue.may_write(job.user) else "writer lease lost"
+
+            state, result, error = self._execute(job, checkpoint, CancelToken(stop_reason, lease_lost))
         except Exception as exc:  # a worker thread must survive any bug in one job
             log.exception("job %d failed", job.id)
             state, result, error = FAILED, None, f"internal error: {type(exc).__name__}: {exc}"
@@ -298,6 +291,10 @@ class JobRunner:
             self._progress.pop(job.id, None)
             with self._lock:
                 self._running.pop(job.id, None)
+        if state == QUEUED:
+            log.info("job %d: %s: queued again, resumes from its last commit", job.id, error)
+            self.queue.finish(job.id, QUEUED)
+            return
         self.queue.finish(job.id, state, result, error)
         log.info("job %d: %s %s", job.id, state, error or "")
         if self.on_finish:
@@ -305,17 +302,21 @@ class JobRunner:
             if finished:
                 self.on_finish(finished)
 
-    def _execute(self, job: Job, checkpoint: Callable[[int, int], None]) -> tuple[str, dict[str, Any], str | None]:
-        """Run one job through the service facade: (state, result summary, error)."""
+    def _execute(self, job: Job, checkpoint: Callable[[int, int], None], cancel: CancelToken,
+                 ) -> tuple[str, dict[str, Any], str | None]:
+        """Run one job through the service facade: (state, result summary, error); QUEUED when it stopped early
+        (the error then says why)."""
         if job.kind == "optimize":
-            results = service.optimize_users(self.settings, [job.user])
+            results = service.optimize_users(self.settings, [job.user], runtime=self.runtime)
             if not results:
                 return DONE, {"bytes_before": 0, "bytes_after": 0, "note": "no index yet"}, None
             r = results[0]
             sizes = {"bytes_before": r.bytes_before, "bytes_after": r.bytes_after}
             return (FAILED if r.error else DONE), sizes, r.error
         report = service.index_users(self.settings, [job.user], mailboxes=job.mailboxes, progress=checkpoint,
-                                     prune=job.kind == "rescan")
+                                     prune=job.kind == "rescan", runtime=self.runtime, cancel=cancel)
+        if report.cancelled is not None:
+            return QUEUED, {}, report.cancelled
         result = {"indexed": report.indexed, "removed": report.removed, "skipped": report.skipped,
                   "failed": len(report.failed), "failures": report.failed[:20], "mailboxes": report.mailboxes,
                   "rebuilt": bool(report.rebuilt), "seconds": round(time.monotonic() - report.started, 3)}

@@ -1,0 +1,56 @@
+"""The runtime: what one ftsd process shares between its requests, jobs and threads, in one object created by
+cli.main() and by api.app.create_app() and passed down beside Settings (never a module global).
+
+Each part has its own lock and a clear():
+
+    scans       maildir.ScanCache    scans of mailboxes whose directories did not change
+    texts       search.TextCache     normalised texts of recently checked messages (fts.verify_cache_mb)
+    lexicons    store Lexicons       the lexicon of each index, shared by its readers
+    readers     store ReaderPool     idle index readers, checked out by one search at a time
+    write_locks store WriteLocks     one in-process lock per index for its writers (Solr updates)
+    workers     WorkerOptions        how indexer worker processes start (fork; forkserver in the service)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ftsd.indexer.pool import WorkerOptions
+from ftsd.maildir import ScanCache
+from ftsd.search import TextCache
+from ftsd.settings import Settings
+from ftsd.store.lexicon import Lexicons
+from ftsd.store.locks import WriteLocks
+from ftsd.store.readers import ReaderPool
+
+
+@dataclass(slots=True)
+class Runtime:
+    """Caches, reader pool, write locks and worker options of one process. `Runtime(settings)`; close() at exit."""
+
+    settings: Settings
+    workers: WorkerOptions = field(default_factory=WorkerOptions)
+    scans: ScanCache = field(init=False)
+    texts: TextCache = field(init=False)
+    lexicons: Lexicons = field(init=False)
+    readers: ReaderPool = field(init=False)
+    write_locks: WriteLocks = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.scans = ScanCache()
+        self.texts = TextCache(self.settings.fts.verify_cache_mb * 1_000_000)
+        self.lexicons = Lexicons()
+        self.readers = ReaderPool(self.lexicons)
+        self.write_locks = WriteLocks()
+
+    def clear(self) -> None:
+        """Drop every cached thing (the next request reads afresh)."""
+        self.scans.clear()
+        self.texts.clear()
+        self.readers.clear()
+        self.lexicons.clear()
+        self.write_locks.clear()
+
+    def close(self) -> None:
+        """Close the idle readers; the runtime stays usable (they are opened again on demand)."""
+        self.readers.clear()

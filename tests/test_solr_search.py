@@ -1,0 +1,87 @@
+"""The Solr bridge on the one evaluator: Lucene text -> ftsd's query AST and scope, `select` over a real index,
+and the reader a `select` uses going back to the pool."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ftsd import service, solr
+from ftsd.errors import QueryError
+from ftsd.query import NOTHING, All, And, Key, Not, Or, Where
+from ftsd.runtime import Runtime
+from ftsd.settings import Settings, load_settings
+from ftsd.userdb import lookup_user
+
+BOX = "d43fe7122fb4056bee46000083ecc375"
+USER = "testuser@example.org"
+
+
+@pytest.fixture
+def settings_(make_config: Callable[..., Path]) -> Settings:
+    return load_settings(make_config())
+
+
+def add(settings_: Settings, docs: dict[int, str], rt: Runtime) -> None:
+    session = solr.UpdateSession(settings_, rt)
+    body = "".join(f'<doc><field name="id">{uid}/{BOX}/{USER}</field><field name="body">{text}</field></doc>'
+                   for uid, text in docs.items())
+    session.feed(f"<add>{body}</add>".encode())
+    session.close()
+
+
+def select_uids(settings_: Settings, q: str, rt: Runtime) -> list[int]:
+    params = [("q", q), ("fq", f"+box:{BOX} +user:{USER}"), ("wt", "json"), ("fl", "uid")]
+    reply = solr.select(settings_, params, rt)
+    return [doc["uid"] for doc in json.loads(reply.body)["response"]["docs"]]
+
+
+def test_lucene_parses_into_the_imap_ast_with_a_scope() -> None:
+    node = solr.parse_lucene("{!lucene q.op=AND}body:foo -subject:re hdr:x")
+    assert node == And((Key("body", "foo"), Key("headers", "x"), Not(Key("subject", "re"))))
+    assert solr.parse_lucene('subject:""') == Key("header", "", "subject")
+    assert solr.parse_lucene("uid:x") == NOTHING
+    assert solr.parse_lucene("*:*") == All()
+    scoped = solr.parse_lucene(f"+user:{USER} +(box:a OR box:b) +uid:7")
+    assert isinstance(scoped, And) and Or(Where(mailbox="a"), Where(mailbox="b")) in scoped.items
+    scope = solr.Scope.of(scoped)
+    assert (scope.user, scope.mailboxes, scope.uids) == (USER, frozenset({"a", "b"}), frozenset({7}))
+    with pytest.raises(QueryError):
+        solr.Scope.of(solr.parse_lucene("body:x"))
+
+
+def test_ten_thousand_alternatives_nest_shallowly() -> None:
+    node = solr.parse_lucene(" OR ".join(f"body:w{i}" for i in range(10_000)))
+    depth, todo = 0, [(node, 1)]
+    while todo:
+        n, d = todo.pop()
+        depth = max(depth, d)
+        if isinstance(n, Or):
+            todo += [(n.left, d + 1), (n.right, d + 1)]
+    assert depth <= 15
+
+
+def test_select_gives_its_reader_back_to_the_pool(settings_: Settings) -> None:
+    rt = Runtime(settings_)
+    add(settings_, {1: "alpha beta", 2: "beta gamma", 3: "gamma delta"}, rt)
+    path = service.index_path(lookup_user(settings_, USER))
+    assert select_uids(settings_, "body:beta", rt) == [1, 2]
+    idle = rt.readers.idle(path)
+    assert len(idle) == 1  # given back, not closed
+    assert select_uids(settings_, "body:gamma\\ delta", rt) == [3]  # a phrase: checked on the stored text
+    assert rt.readers.idle(path) == idle  # the same reader again, still open
+    idle[0].reopen()  # raises if it had been closed
+
+
+def test_delete_by_query_gives_its_reader_back_too(settings_: Settings) -> None:
+    rt = Runtime(settings_)
+    add(settings_, {1: "alpha", 2: "beta"}, rt)
+    path = service.index_path(lookup_user(settings_, USER))
+    session = solr.UpdateSession(settings_, rt)
+    session.feed(f"<delete><query>user:{USER} AND box:{BOX} AND body:alpha</query></delete>".encode())
+    session.close()
+    assert len(rt.readers.idle(path)) == 1
+    assert select_uids(settings_, "*:*", rt) == [2]
