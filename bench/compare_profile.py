@@ -217,8 +217,8 @@ def apply_patch(patch: str) -> None:
     if "no_received" in patch:
         original = message.parse_message
 
-        def parse(raw: bytes, settings: Any) -> Any:
-            return original(_strip_received(raw), settings)
+        def parse(raw: bytes, settings: Any, **kw: Any) -> Any:
+            return original(_strip_received(raw), settings, **kw)
 
         pipeline.parse_message = parse  # type: ignore[attr-defined]  # the name the pipeline calls
 

@@ -4,6 +4,8 @@
   + ConfigError          unknown key / bad value              78   500  (the server refuses to start)
   + UsageError           bad command-line use                  2   400
   + UnknownUserError     user not in the userdb / bad name    67   404
+    - UnsafePathError    Maildir/index path reached through   67   404  (a user's symlink: refused)
+                         a symlink of the user's
   + MailboxError         mailbox missing or unreadable        66   404
   + DecodeError          one part could not become text       65   500  (counted; the rest is indexed)
   + StoreError           anything Xapian raised, wrapped      74   500  (store/xerrors.py: the one table)
@@ -42,6 +44,10 @@ class UsageError(FtsdError):
 
 class UnknownUserError(FtsdError):
     """The user is not in the userdb, or the name is not a valid user name."""
+
+
+class UnsafePathError(UnknownUserError):
+    """A user's Maildir, INDEX= or xapian-indexes path is a symlink or resolves outside the user's tree."""
 
 
 class MailboxError(FtsdError):

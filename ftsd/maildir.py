@@ -4,16 +4,20 @@ INBOX is the Maildir root; every `.Name` directory with `cur/` or `new/` is a fo
 names in modified UTF-7 (`.Entw&APw-rfe` = "Entwürfe"). UIDs, UIDVALIDITY and the mailbox GUID come from
 `dovecot-uidlist` when Dovecot has written one; a file Dovecot has not given a UID yet is left for later (it will
 have one after Dovecot's next sync). Without a uidlist ftsd assigns UIDs itself, in file-name order, and keeps them
-in its own uidlist under the index directory, so they stay stable across runs.
+in its own uidlist under the index directory, so they stay stable across runs. Only regular files are read, never
+through a symlink and never beyond the message limit (read_message); symlinked folders are not followed unless
+fts.follow_folder_symlinks says so (list_mailboxes says why, and what Dovecot does).
 """
 
 from __future__ import annotations
 
 import base64
+import errno
 import fcntl
 import logging
 import os
 import re
+import stat
 import threading
 import time
 import uuid
@@ -49,6 +53,54 @@ class Mailbox:
     uidvalidity: int
     messages: dict[int, Path] = field(default_factory=dict)
     pending: int = 0  # files without a UID yet (Dovecot has not synced them)
+
+
+_MAX_UIDLIST_BYTES = 256_000_000  # ~4 million messages
+HEAD_BYTES = 1_048_576  # what is read of a file larger than the message limit: its header block
+
+
+@dataclass(frozen=True, slots=True)
+class MessageBytes:
+    """What was read of one message file: all of it, or (`size` > fts.max_message_bytes) only its head."""
+
+    data: bytes
+    size: int  # the file's size
+
+    @property
+    def complete(self) -> bool:
+        return len(self.data) >= self.size
+
+
+def read_message(path: Path, max_bytes: int, head_bytes: int = HEAD_BYTES) -> MessageBytes:
+    """Read one message file safely: only a regular file, never through a symlink (O_NOFOLLOW), never blocking
+    on a FIFO or a device (O_NONBLOCK, refused after fstat), never more than `max_bytes` (a file larger than
+    that, a 4 GB sparse file say, gives only its first `head_bytes`: the header block).
+    Raises: FileNotFoundError (expunged meanwhile), OSError (ELOOP: a symlink; EINVAL: not a regular file)."""
+    before = os.lstat(path)  # refuse devices before open(), which alone could have effects (tape rewind)
+    if not stat.S_ISREG(before.st_mode):
+        raise _not_regular(path, before.st_mode)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        st = os.fstat(fd)  # the file opened, which may have been swapped since the lstat
+        if not stat.S_ISREG(st.st_mode):
+            raise _not_regular(path, st.st_mode)
+        want = min(st.st_size, max_bytes) if st.st_size <= max_bytes else min(head_bytes, max_bytes)
+        data = os.read(fd, want)  # one read, one buffer: regular files give it all at once
+        while len(data) < want:  # short reads (network filesystems); a growing file is cut at what fstat said
+            more = os.read(fd, want - len(data))
+            if not more:
+                break
+            data += more
+        return MessageBytes(data, st.st_size)
+    finally:
+        os.close(fd)
+
+
+def _not_regular(path: Path, mode: int) -> OSError:
+    kind = "symlink" if stat.S_ISLNK(mode) else "FIFO" if stat.S_ISFIFO(mode) else \
+        "directory" if stat.S_ISDIR(mode) else "device or socket"
+    return OSError(errno.ELOOP if stat.S_ISLNK(mode) else errno.EINVAL, f"not a regular file ({kind}), refused",
+                   str(path))
 
 
 def decode_mutf7(name: str) -> str:
@@ -104,33 +156,114 @@ def mailbox_dir(root: Path, name: str) -> Path:
     return root if name == INBOX else root / ("." + encode_mutf7(name))
 
 
-def list_mailboxes(root: Path) -> list[tuple[str, Path]]:
-    """(IMAP name, directory) of INBOX and every Maildir++ folder. Raises: MailboxError if root is missing."""
+# Refused paths already logged (bounded): a planted link is reported once, not on every search that lists it.
+_REFUSED: OrderedDict[str, None] = OrderedDict()
+
+
+def _refuse(path: Path | str, why: str) -> None:
+    key = f"{path}\0{why}"
+    if key in _REFUSED:
+        _REFUSED.move_to_end(key)
+        return
+    _REFUSED[key] = None
+    if len(_REFUSED) > 4096:
+        _REFUSED.popitem(last=False)
+    log.warning("%s: %s", path, why)
+
+
+def _inside(path: Path, top: Path) -> bool:
+    return path == top or top in path.parents
+
+
+def _followed(link: Path, follow: Path | None) -> bool:
+    """Whether a symlinked folder (or cur/, new/) may be followed: only with fts.follow_folder_symlinks, and then
+    only when it resolves inside `follow` (the user's home, else the Maildir root). One log line otherwise."""
+    if follow is None:
+        _refuse(link, "is a symlink, not followed (fts.follow_folder_symlinks = false)")
+        return False
+    try:
+        target = link.resolve(strict=True)
+    except (OSError, RuntimeError):
+        _refuse(link, "symlink does not resolve, skipped")
+        return False
+    if not _inside(target, follow.resolve()) or not target.is_dir():
+        _refuse(link, f"symlink leads outside {follow}, not followed")
+        return False
+    return True
+
+
+def list_mailboxes(root: Path, follow: Path | None = None) -> list[tuple[str, Path]]:
+    """(IMAP name, directory) of INBOX and every Maildir++ folder. A folder that is a symlink is left out (one
+    log line) unless `follow` is given and it resolves inside it; so is a folder whose name does not decode to a
+    valid mailbox name (`..`, `/`). Raises: MailboxError if root is missing.
+
+    Dovecot stat()s folder entries, so it follows symlinked folders, and open()s message files without
+    O_NOFOLLOW: it runs as the mail user, whose own permissions bound what a link can reach. ftsd reads every
+    user's mail as one service user, so the same link would hand one user another's mail: it follows nothing
+    by default, and with fts.follow_folder_symlinks only folders (and cur/, new/) that stay inside the user's
+    home (or Maildir root); message files are never read through a symlink (read_message)."""
     try:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError as exc:
         raise MailboxError(f"{root}: cannot read Maildir: {exc.strerror}") from exc
     found = [(INBOX, root)]
     for entry in entries:
-        if entry.name.startswith(".") and entry.name not in (".", "..") and entry.is_dir():
-            path = Path(entry.path)
-            if (path / "cur").is_dir() or (path / "new").is_dir():
-                try:
-                    found.append((decode_mutf7(entry.name[1:]), path))
-                except (ValueError, UnicodeDecodeError):
-                    log.warning("%s: folder name is not valid modified UTF-7, skipped", path)
+        if not entry.name.startswith(".") or entry.name in (".", ".."):
+            continue
+        path = Path(entry.path)
+        if entry.is_symlink():
+            if not _followed(path, follow):
+                continue
+        elif not entry.is_dir(follow_symlinks=False):
+            continue
+        if not (_mail_dir(path, "cur", follow) or _mail_dir(path, "new", follow)):
+            continue
+        try:
+            name = decode_mutf7(entry.name[1:])
+            validate_mailbox_name(name)
+        except (ValueError, UnicodeDecodeError, MailboxError):
+            _refuse(path, "folder name is not a valid mailbox name in modified UTF-7, skipped")
+            continue
+        if mailbox_dir(root, name) != path:  # a second spelling of a name ("&AGE-" = "a"): an alias, not a box
+            _refuse(path, "folder name is not in canonical modified UTF-7, skipped")
+            continue
+        found.append((name, path))
     return found
 
 
-def _message_files(path: Path) -> dict[str, Path]:
-    """basename (file name up to ':2,') -> file, over cur/ and new/."""
+def _mail_dir(folder: Path, sub: str, follow: Path | None) -> bool:
+    """Whether folder/sub (cur or new) is a directory ftsd may read: a real one, or a symlink `follow` allows."""
+    path = folder / sub
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if stat.S_ISLNK(st.st_mode):
+        return _followed(path, follow)
+    return stat.S_ISDIR(st.st_mode)
+
+
+def _message_files(path: Path, follow: Path | None = None, own_uids: bool = False) -> dict[str, Path]:
+    """basename (file name up to ':2,') -> file, over cur/ and new/. Only regular files: a symlink, FIFO or
+    device in cur/ is left out with one log line (read_message refuses it too, if it appears after the scan).
+    With `own_uids` (no dovecot-uidlist), names with a CR or LF are left out too: they cannot be kept in a
+    uidlist line and would get a new UID on every scan."""
     files: dict[str, Path] = {}
     for sub in ("new", "cur"):
+        if not _mail_dir(path, sub, follow):
+            continue
         try:
             with os.scandir(path / sub) as it:
                 for entry in it:
-                    if not entry.name.startswith("."):
-                        files[entry.name.split(":2,", 1)[0]] = Path(entry.path)
+                    if entry.name.startswith("."):
+                        continue
+                    if not entry.is_file(follow_symlinks=False):
+                        _refuse(entry.path, "not a regular file (symlink, FIFO or device), not read")
+                        continue
+                    if own_uids and ("\n" in entry.name or "\r" in entry.name):
+                        _refuse(repr(entry.path), "file name with a line break, not indexed (no dovecot-uidlist)")
+                        continue
+                    files[entry.name.split(":2,", 1)[0]] = Path(entry.path)
         except FileNotFoundError:
             continue
     return files
@@ -147,11 +280,16 @@ class Uidlist:
 
 
 def read_uidlist(path: Path) -> Uidlist | None:
-    """Parse a dovecot-uidlist (versions 1 and 3); None if it does not exist or is unreadable."""
+    """Parse a dovecot-uidlist (versions 1 and 3); None if it does not exist, is unreadable or is not a regular
+    file (read_message: a symlink or FIFO planted there is never followed nor waited on)."""
     try:
-        lines = path.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
+        data = read_message(path, _MAX_UIDLIST_BYTES, 0).data
     except OSError:
         return None
+    # "\n" only: str.splitlines() would also cut names at \r, \x1c-\x1e, U+2028 ...
+    lines = data.decode("utf-8", "surrogateescape").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
     if not lines:
         return None
     header = lines[0].split()
@@ -247,28 +385,31 @@ def _stamp(path: Path) -> tuple[int, ...] | None:
     return None if stamps[0] == stamps[1] == -1 else tuple(stamps)
 
 
-def scan_mailbox(root: Path, name: str, state_dir: Path, cache: ScanCache | None = None) -> Mailbox:
-    """Current messages of one mailbox by UID (kept in `cache` until the directories change).
-    Raises: MailboxError if it does not exist."""
+def scan_mailbox(root: Path, name: str, state_dir: Path, cache: ScanCache | None = None,
+                 follow: Path | None = None) -> Mailbox:
+    """Current messages of one mailbox by UID (kept in `cache` until the directories change). `follow`: as for
+    list_mailboxes. Raises: MailboxError if it does not exist or is a symlink that is not followed."""
     path = mailbox_dir(root, name)
+    if path != root and path.is_symlink() and not _followed(path, follow):
+        raise MailboxError(f"mailbox {name!r} is a symlink, not followed")
     stamp = _stamp(path)
     if stamp is None:
         raise MailboxError(f"mailbox {name!r} does not exist ({path})")
-    key = (path, str(state_dir))
+    key = (path, f"{state_dir}\0{follow}")
     # A stamp from this very second may still change without moving (coarse mtimes): only trust older ones.
     if cache is not None and time.time_ns() - max(stamp) > 2_000_000_000:
         cached = cache.get(key, stamp)
         if cached is not None:
             return cached
-    box = _scan(path, name, state_dir)
+    box = _scan(path, name, state_dir, follow)
     if cache is not None:
         cache.put(key, stamp, box)
     return Mailbox(box.name, box.path, box.guid, box.uidvalidity, dict(box.messages), box.pending)
 
 
-def _scan(path: Path, name: str, state_dir: Path) -> Mailbox:
-    files = _message_files(path)
+def _scan(path: Path, name: str, state_dir: Path, follow: Path | None) -> Mailbox:
     uidlist = read_uidlist(path / "dovecot-uidlist")
+    files = _message_files(path, follow, own_uids=uidlist is None)
     if uidlist is None:
         uidlist = _own_uidlist(state_dir, name, files)
     messages = {uid: files[base] for base, uid in uidlist.uids.items() if base in files}

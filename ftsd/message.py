@@ -5,7 +5,9 @@ The `compat32` parser with explicit decoding is used on purpose: `email.policy.d
 Header values are RFC 2047-decoded with the charset fallback of decoders.charset; text parts are decoded with their
 declared charset (or a guess); HTML is reduced to visible text; nested message/rfc822 parts contribute their
 headers and body; other parts go to the attachment decoders. Nothing here raises on bad input: a part that cannot
-be read is recorded with the reason and the rest of the message is kept.
+be read is recorded with the reason and the rest of the message is kept; a message the MIME parser cannot take
+(nesting deeper than _MAX_PARSE_DEPTH, more than _MAX_PARTS parts: the stdlib parser recurses once per level and
+would hit RecursionError near 1,000) keeps its headers and its raw body text, so it is still indexed and found.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import email
 import email.header
 import email.parser
 import email.utils
+import logging
 import re
 from dataclasses import dataclass, field
+from email.feedparser import FeedParser
 from email.message import Message
 
 from ftsd.decoders import decode_attachment, find_decoder
@@ -28,6 +32,45 @@ ADDRESS_FIELDS = ("from", "to", "cc", "bcc")
 # Parts that are text even though their type is not text/*. (PGP signatures are base64 noise: not indexed.)
 _TEXTLIKE = {"message/delivery-status", "message/disposition-notification"}
 _MAX_DEPTH = 20
+# The parser itself stops well before Python's recursion limit, and before a flood of tiny parts eats memory
+# (each part is a Message object of ~1 KB: 3 million "--b" lines would take GBs).
+_MAX_PARSE_DEPTH = 64
+_MAX_PARTS = 10_000
+_MAX_HEAD = 1_048_576  # header block of a message parsed as raw text
+
+log = logging.getLogger(__name__)
+
+
+class MimeTooComplex(ValueError):
+    """The message nests MIME parts too deeply or has too many of them for a structured parse."""
+
+
+class _BoundedParser(FeedParser):
+    """compat32 FeedParser that gives up (MimeTooComplex) past a nesting depth or a number of parts, before
+    the recursion of the stdlib parser can reach Python's limit."""
+
+    def __init__(self, max_depth: int = _MAX_PARSE_DEPTH, max_parts: int = _MAX_PARTS) -> None:
+        super().__init__()
+        self._max_depth = max_depth
+        self._parts_left = max_parts
+
+    def _new_message(self) -> None:
+        if len(self._msgstack) >= self._max_depth:  # type: ignore[attr-defined]
+            raise MimeTooComplex(f"MIME parts nested more than {self._max_depth} deep")
+        self._parts_left -= 1
+        if self._parts_left < 0:
+            raise MimeTooComplex(f"more than {_MAX_PARTS} MIME parts")
+        super()._new_message()  # type: ignore[misc]
+
+
+def parse_bytes(raw: bytes, headersonly: bool = False) -> Message:
+    """Parse message bytes like email.parser.BytesParser (compat32), within the limits of _BoundedParser.
+    Raises: MimeTooComplex."""
+    parser = _BoundedParser()
+    if headersonly:
+        parser._set_headersonly()  # type: ignore[attr-defined]
+    parser.feed(raw.decode("ascii", "surrogateescape"))
+    return parser.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +256,10 @@ class _Walker:
                         self.add(_header_lines(sub))
                     self.walk(sub, f"{number}.{i}" if number else str(i), depth + 1)
             return
-        self.leaf(part, number or "1", ctype, depth)
+        try:
+            self.leaf(part, number or "1", ctype, depth)
+        except Exception as exc:  # one broken part (a NUL in its charset, ...) costs only that part
+            self.parts.append(PartInfo(number or "1", ctype, None, 0, None, 0, f"{type(exc).__name__}: {exc}"[:200]))
 
     def leaf(self, part: Message, number: str, ctype: str, depth: int) -> None:
         try:
@@ -228,7 +274,7 @@ class _Walker:
         decoder: str | None = "text"
         skipped = None
         if ctype == "message/rfc822":  # encoded (e.g. base64) nested message: parse it as a message
-            inner = email.message_from_bytes(data)
+            inner = parse_bytes(data)
             self.add(_header_lines(inner))
             self.walk(inner, number, depth + 1)
             return
@@ -252,11 +298,47 @@ class _Walker:
         self.parts.append(PartInfo(number, ctype, filename, len(data), decoder, chars, skipped))
 
 
-def parse_message(raw: bytes, settings: Settings) -> ParsedMessage:
-    """Decode every searchable field of one message. Never raises on malformed mail."""
-    too_big = len(raw) > settings.fts.max_message_bytes
-    parser = email.parser.BytesParser()
-    msg = parser.parsebytes(raw, headersonly=too_big)
+def parse_message(raw: bytes, settings: Settings, *, size: int | None = None) -> ParsedMessage:
+    """Decode every searchable field of one message. Never raises: a message the MIME parser cannot take keeps
+    its headers and its raw body as text. `size`: the file's size when `raw` is only its head (a file larger
+    than fts.max_message_bytes, of which only the header block is read)."""
+    try:
+        return _parse(raw, settings, size)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"[:200]
+    log.debug("message not parsable as MIME (%s): indexed as raw text", reason)
+    return raw_message(raw, settings, reason)
+
+
+def raw_message(raw: bytes, settings: Settings, reason: str) -> ParsedMessage:
+    """The fields of a message that is not parsed as MIME: its headers, and the rest as undecoded text (what
+    a reader would see); every byte as text if not even the header block parses. Never raises."""
+    try:
+        return _raw_fallback(raw, settings, reason)
+    except Exception as exc:
+        parsed = ParsedMessage(body=decode_text(raw[: settings.fts.max_text_chars], None))
+        parsed.headers = parsed.other_headers = parsed.body
+        parsed.parts = [PartInfo("", "text/plain", None, len(raw), "raw", len(parsed.body),
+                                 f"{reason}; {type(exc).__name__}: {exc}"[:200])]
+        return parsed
+
+
+def _parse(raw: bytes, settings: Settings, size: int | None) -> ParsedMessage:
+    too_big = (len(raw) if size is None else size) > settings.fts.max_message_bytes
+    msg = parse_bytes(raw, headersonly=too_big)
+    parsed = _parsed_headers(msg, settings)
+    walker = _Walker(settings)
+    if too_big:
+        walker.parts.append(PartInfo("", msg.get_content_type(), None, len(raw) if size is None else size, None, 0,
+                                     "message too large"))
+    else:
+        walker.walk(msg, "")
+    parsed.body = "\n".join(walker.texts)
+    parsed.parts = walker.parts
+    return parsed
+
+
+def _parsed_headers(msg: Message, settings: Settings) -> ParsedMessage:
     parsed = ParsedMessage()
     for name in ("subject", *ADDRESS_FIELDS):
         values = msg.get_all(name) or []
@@ -268,16 +350,20 @@ def parse_message(raw: bytes, settings: Settings) -> ParsedMessage:
     parsed.other_headers = "\n".join(
         f"{name}:" if name.lower() in own else f"{name}: {decode_header_value(value)}" for name, value in items
     )
-    walker = _Walker(settings)
-    if too_big:
-        walker.parts.append(PartInfo("", msg.get_content_type(), None, len(raw), None, 0, "message too large"))
-    else:
-        walker.walk(msg, "")
-    parsed.body = "\n".join(walker.texts)
-    parsed.parts = walker.parts
+    return parsed
+
+
+def _raw_fallback(raw: bytes, settings: Settings, reason: str) -> ParsedMessage:
+    # Only slices of the message: this is also the way out of a MemoryError, so nothing here copies it whole.
+    cut = min((i for i in (raw.find(b"\n\n", 0, _MAX_HEAD), raw.find(b"\r\n\r\n", 0, _MAX_HEAD)) if i >= 0),
+              default=min(len(raw), _MAX_HEAD))
+    parsed = _parsed_headers(parse_bytes(raw[: cut + 1], headersonly=True), settings)
+    limit = settings.fts.max_text_chars
+    parsed.body = decode_text(raw[cut : cut + limit], None)[:limit]
+    parsed.parts = [PartInfo("", "text/plain", None, len(raw), "raw", len(parsed.body), reason)]
     return parsed
 
 
 def parse_headers(raw: bytes) -> Message:
     """Only the header block of a message (for HEADER keys and their verification)."""
-    return email.parser.BytesParser().parsebytes(raw, headersonly=True)
+    return parse_bytes(raw, headersonly=True)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ftsd.analysis import Analyzer, QueryPieces, normalise, searchable
+from ftsd.maildir import read_message
 from ftsd.message import ParsedMessage, decode_header_value, header_indexed, parse_headers, parse_message
 from ftsd.query import All, And, Key, Node, Not, Or, Where
 from ftsd.settings import Settings
@@ -147,12 +148,13 @@ class MaildirText:
         self.path = path
         self.settings = settings
         self._raw: bytes | None = None
+        self._size: int | None = None
         self._head: Message | None = None
         self._parsed: ParsedMessage | None = None
         self._key: tuple[str, int, int, int] | None = None
         self._store = cache
         if cache is not None and cache.max_chars:
-            st = path.stat()  # OSError: expunged since the scan (the caller's business)
+            st = path.stat(follow_symlinks=False)  # OSError: expunged since the scan (the caller's business)
             self._key = (str(path), st.st_size, st.st_mtime_ns, settings.fts.max_word_chars)
             self._cache = cache.texts(self._key)
         else:
@@ -162,16 +164,16 @@ class MaildirText:
         return searchable(normalise(text), self.settings.fts.max_word_chars)
 
     def raw(self) -> bytes:
-        if self._raw is None:
-            self._raw = self.path.read_bytes()
+        if self._raw is None:  # a regular file only, at most the message limit (maildir.read_message)
+            message = read_message(self.path, self.settings.fts.max_message_bytes)
+            self._raw, self._size = message.data, message.size
         return self._raw
 
     def headers(self) -> Message:
         if self._head is None:
             head = self._raw
             if head is None:
-                with self.path.open("rb") as f:
-                    head = f.read(self._HEAD_BYTES)
+                head = read_message(self.path, self._HEAD_BYTES, self._HEAD_BYTES).data
                 if b"\n\n" not in head and b"\r\n\r\n" not in head:  # headers longer than that: read it all
                     head = self.raw()
             self._head = parse_headers(head)
@@ -182,7 +184,8 @@ class MaildirText:
 
     def _parsed_message(self) -> ParsedMessage:
         if self._parsed is None:
-            self._parsed = parse_message(self.raw(), self.settings)
+            raw = self.raw()
+            self._parsed = parse_message(raw, self.settings, size=self._size)
         return self._parsed
 
     def field(self, key: Key) -> str:
@@ -360,8 +363,12 @@ class MailboxSearch:
                          "kept" if self.keep_unreadable else "left out")
                 return self.keep_unreadable
             return evaluate(node, text, self.analyzer.pieces, (self.user, self.guid, uid))
-        except OSError as exc:  # expunged since the scan: it is no longer a match
+        except FileNotFoundError as exc:  # expunged since the scan: it is no longer a match
             log.info("%s UID %d vanished during the search: %s", self.guid, uid, exc)
+            return False
+        except Exception as exc:  # one unreadable message costs only itself, never the search
+            log.warning("%s %s UID %d could not be checked (not a match): %s: %s", self.user, self.guid, uid,
+                        type(exc).__name__, exc)
             return False
 
 

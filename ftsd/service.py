@@ -70,8 +70,9 @@ def _runtime(settings: Settings, runtime: Runtime | None) -> Runtime:
 def _mailboxes(rt: Runtime, user: User, names: Sequence[str]) -> list[Mailbox]:
     state, scans = uidlist_dir(user), rt.scans
     if not names or "*" in names:
-        return [scan_mailbox(user.maildir, name, state, scans) for name, _ in list_mailboxes(user.maildir)]
-    return [scan_mailbox(user.maildir, validate_mailbox_name(n), state, scans) for n in names]
+        return [scan_mailbox(user.maildir, name, state, scans, user.follow_links)
+                for name, _ in list_mailboxes(user.maildir, user.follow_links)]
+    return [scan_mailbox(user.maildir, validate_mailbox_name(n), state, scans, user.follow_links) for n in names]
 
 
 def user_index(settings: Settings, user: User, runtime: Runtime | None = None) -> UserIndex:
@@ -315,10 +316,10 @@ def find_mailbox(user: User, guid: str, scans: ScanCache | None = None) -> Mailb
     """The mailbox of the user's Maildir with this GUID, if any. Raises: MailboxError."""
     if not user.maildir.is_dir():
         return None
-    for name, path in list_mailboxes(user.maildir):
+    for name, path in list_mailboxes(user.maildir, user.follow_links):
         listed = read_uidlist(path / "dovecot-uidlist")
         if listed is None or listed.guid == guid:
-            box = scan_mailbox(user.maildir, name, uidlist_dir(user), scans)
+            box = scan_mailbox(user.maildir, name, uidlist_dir(user), scans, user.follow_links)
             if box.guid == guid:
                 return box
     return None
@@ -384,7 +385,7 @@ def message_status(
     """How one message was indexed: its parts, the decoder of each, text extracted, what was skipped and why."""
     rt = _runtime(settings, runtime)
     user = get_user(settings, name)
-    box = scan_mailbox(user.maildir, validate_mailbox_name(mailbox), uidlist_dir(user), rt.scans)
+    box = scan_mailbox(user.maildir, validate_mailbox_name(mailbox), uidlist_dir(user), rt.scans, user.follow_links)
     data = document_data(settings, user, box.guid, uid, runtime=rt)
     if data is None:
         raise MailboxError(f"{name}: {mailbox} UID {uid} is not in the index")

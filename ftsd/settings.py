@@ -66,8 +66,16 @@ class FtsSettings:
     workers: int = setting(0, "Indexer worker processes; 0 = number of CPU cores")
     worker_nice: int = setting(10, "Niceness of the indexer worker processes (0-19), so that searches keep the CPU "
                                "while a bulk index runs")
+    worker_memory_mb: int = setting(1024, "Memory (MiB) each indexer worker process may take on top of what it "
+                                     "starts with (RLIMIT_DATA): a message that needs more is indexed from its "
+                                     "head as raw text instead, the run goes on; 0 = no limit")
     max_message_bytes: int = setting(100_000_000, "Messages larger than this get only their headers indexed")
     max_text_chars: int = setting(2_000_000, "Text kept per message after decoding (body and attachments together)")
+    follow_folder_symlinks: bool = setting(
+        False, "Follow Maildir++ folders (and their cur/, new/) that are symlinks, when they resolve inside the "
+        "user's home (else the Maildir root); off: one log line, and the folder is left out. Message files are "
+        "never read through a symlink"
+    )
     lock_timeout_s: float = setting(30.0, "How long to wait for another writer of the same index")
     verify_cache_mb: int = setting(64, "Decoded text of recently checked messages kept in memory (about MB): "
                                    "phrases and other keys the index cannot settle alone are checked against "

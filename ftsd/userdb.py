@@ -3,28 +3,36 @@
 mail_location is Dovecot's: `maildir:<path>[:INDEX=<path>]` with %u (user), %n (local part), %d (domain) and
 `~` (home, from the passwd-file). Drivers: `static` (the users are the directories that match the template, for
 `-A`) and `passwd-file` (Dovecot's `user:password:uid:gid:gecos:home:shell:extra` format).
-Every user name is validated before it is put into a path: a name can never reach another user's files.
+Every user name is validated before it is put into a path, and put in once (a `%d` inside a name stays text):
+a name can never reach another user's files. Nor can a symlink: a Maildir or INDEX= directory reached through a
+symlink in its user-specific part (after the home for `~`, after the fixed directories before the first `%`),
+or a `xapian-indexes` that is a symlink (a user who owns his Maildir could point it at another user's mail or
+index), is refused (UnsafePathError). Links in the fixed part (/home/vmail -> /data/vmail) are the admin's.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ftsd.errors import ConfigError, UnknownUserError
+from ftsd.errors import ConfigError, UnknownUserError, UnsafePathError
 from ftsd.settings import Settings
 
 _BAD_NAME = re.compile(r"[/\\\x00-\x1f\x7f]|^\.|^-|\.\.|^$")
+_VARIABLE = re.compile(r"%[%und]")
 
 
 @dataclass(frozen=True, slots=True)
 class User:
-    """One mail user: the Maildir++ root and the directory holding `xapian-indexes/`."""
+    """One mail user: the Maildir++ root and the directory holding `xapian-indexes/`. `follow_links`: where
+    symlinked folders may lead (fts.follow_folder_symlinks: the home, else the Maildir), None = nowhere."""
 
     name: str
     maildir: Path
     index_root: Path
+    follow_links: Path | None = None
 
     @property
     def index_dir(self) -> Path:
@@ -63,14 +71,37 @@ class MailLocation:
         return cls(path, index)
 
 
-def _expand(template: str, user: str, home: str | None, settings: Settings) -> Path:
+def _substitute(template: str, user: str) -> str:
     local, _, domain = user.partition("@")
+    values = {"%u": user, "%n": local, "%d": domain, "%%": "%"}
+    # one pass: a "%d" inside the user name is text, never expanded again
+    return _VARIABLE.sub(lambda m: values[m.group()], template)
+
+
+def _expand(template: str, user: str, home: str | None, settings: Settings) -> Path:
     if template.startswith("~"):
         if not home:
             raise UnknownUserError(f"{user}: mail_location uses ~ but the user has no home")
         template = home + template[1:]
-    expanded = template.replace("%u", user).replace("%n", local).replace("%d", domain).replace("%%", "%")
-    return settings.resolve(expanded)
+    return settings.resolve(_substitute(template, user))
+
+
+def _checked(path: Path, template: str, home: str | None, settings: Settings, user: str, what: str) -> Path:
+    """`path` (expanded and resolved) if no symlink sits in the user's own part of it: the part after the home
+    for `~`, after the directories before the first `%` otherwise. Such a link, planted by a user who owns his
+    home or Maildir, could point at another user's mail or index. Raises: UnsafePathError."""
+    if template.startswith("~"):
+        fixed, rest = home or "/", template[1:]
+    elif "%" in template:
+        prefix = template[: template.index("%")]
+        fixed = prefix.rpartition("/")[0] or ("/" if template.startswith("/") else ".")
+        rest = template[len(prefix.rpartition("/")[0]):]
+    else:
+        return path  # one fixed path for everybody: the admin's
+    expected = Path(os.path.normpath(settings.resolve(fixed) / _substitute(rest, user).lstrip("/")))
+    if path != expected:
+        raise UnsafePathError(f"{user}: the {what} directory is reached through a symlink, refused")
+    return path
 
 
 def _passwd_entries(settings: Settings) -> dict[str, str | None]:
@@ -129,6 +160,13 @@ def lookup_user(settings: Settings, name: str) -> User:
         if name not in entries:
             raise UnknownUserError(f"{name}: no such user in {settings.userdb.args}")
         home = entries[name]
-    maildir = _expand(location.maildir, name, home, settings)
-    index_root = _expand(location.index, name, home, settings) if location.index else maildir
-    return User(name, maildir, index_root)
+    maildir = _checked(_expand(location.maildir, name, home, settings), location.maildir, home, settings, name,
+                       "mail")
+    index_root = maildir
+    if location.index:
+        index_root = _checked(_expand(location.index, name, home, settings), location.index, home, settings, name,
+                              "INDEX=")
+    if (index_root / "xapian-indexes").is_symlink():
+        raise UnsafePathError(f"{name}: xapian-indexes is a symlink, refused (remove it: ftsd recreates the index)")
+    follow = (settings.resolve(home) if home else maildir) if settings.fts.follow_folder_symlinks else None
+    return User(name, maildir, index_root, follow)

@@ -1,6 +1,7 @@
 """One message -> one serialised Xapian document: read (2) -> parse and decode (2b) -> analyse (3) -> build (4).
 
-Runs inside worker processes; returns an Outcome instead of raising, so one bad message never stops a run.
+Runs inside worker processes; returns an Outcome instead of raising, so one bad message never stops a run, and a
+message that cannot be indexed whole is indexed from what could be read (see degraded()).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ftsd.analysis import Analyzer, Terms
-from ftsd.message import ParsedMessage, parse_message
+from ftsd.maildir import HEAD_BYTES, read_message
+from ftsd.message import ParsedMessage, parse_message, raw_message
 from ftsd.settings import Settings
 from ftsd.store.schema import Document, build_document
 
@@ -29,6 +31,7 @@ class Outcome:
     size: int = 0
     skipped: str | None = None
     failed: str | None = None
+    note: str | None = None  # indexed, but only partly (the reason)
 
 
 def analyse_fields(parsed: ParsedMessage, analyzer: Analyzer) -> dict[str, Terms]:
@@ -45,23 +48,49 @@ def analyse_fields(parsed: ParsedMessage, analyzer: Analyzer) -> dict[str, Terms
 
 
 def index_message(guid: str, uid: int, path: Path, settings: Settings) -> Outcome:
-    """Build the document of one message. Never raises."""
+    """Build the document of one message. Never raises. A file that is not a regular file (a symlink, a FIFO)
+    fails; a message that breaks the parser or the analyser is indexed from what could be read (its head as
+    text), so that it is not read again from the Maildir by every search."""
     try:
-        raw = path.read_bytes()
+        message = read_message(path, settings.fts.max_message_bytes)
     except FileNotFoundError:
         return Outcome(uid, skipped="file vanished (expunged or moved during the run)")
     except OSError as exc:
-        return Outcome(uid, failed=f"cannot read {path}: {exc.strerror}")
+        return Outcome(uid, failed=f"cannot read {path.name}: {exc.strerror}")
+    except MemoryError:  # over the worker's limit (fts.worker_memory_mb) already while reading
+        return degraded(guid, uid, path, settings, "MemoryError: the message needs more than fts.worker_memory_mb")
     try:
-        parsed = parse_message(raw, settings)
-        analyzer = Analyzer.of(settings.fts)
-        terms = analyse_fields(parsed, analyzer)
-        parts = [dataclasses.astuple(p) for p in parsed.parts]
-        data = {"uid": uid, "file": path.name, "size": len(raw), "parts": parts}
-        return Outcome(uid, build_document(guid, uid, terms, data), size=len(raw))
-    except Exception as exc:  # a parser or analyser bug must cost one message, not the run
+        parsed = parse_message(message.data, settings, size=message.size)
+        outcome = _outcome(guid, uid, path, message.size, parsed, settings)
+        raw = next((p.skipped for p in parsed.parts if p.decoder == "raw"), None)
+        return dataclasses.replace(outcome, note=f"indexed as raw text: {raw}") if raw else outcome
+    except Exception as exc:  # a parser or analyser bug (or MemoryError under the worker's limit)
+        reason = f"{type(exc).__name__}: {exc}"[:200]
         log.debug("uid %d: %s", uid, exc, exc_info=True)
-        return Outcome(uid, failed=f"{type(exc).__name__}: {exc}")
+    del message
+    return degraded(guid, uid, path, settings, reason)
+
+
+def degraded(guid: str, uid: int, path: Path, settings: Settings, reason: str) -> Outcome:
+    """The document of a message that could not be indexed whole: the headers and the rest of its first
+    HEAD_BYTES as raw text. Never raises; `failed` only when not even that could be built."""
+    try:
+        head = read_message(path, min(HEAD_BYTES, settings.fts.max_message_bytes))
+        parsed = raw_message(head.data, settings, reason)
+        outcome = _outcome(guid, uid, path, head.size, parsed, settings)
+        return dataclasses.replace(outcome, note=f"indexed as raw text only: {reason}")
+    except FileNotFoundError:
+        return Outcome(uid, skipped="file vanished (expunged or moved during the run)")
+    except Exception as exc:
+        return Outcome(uid, failed=f"{reason}; then {type(exc).__name__}: {exc}"[:300])
+
+
+def _outcome(guid: str, uid: int, path: Path, size: int, parsed: ParsedMessage, settings: Settings) -> Outcome:
+    analyzer = Analyzer.of(settings.fts)
+    terms = analyse_fields(parsed, analyzer)
+    parts = [dataclasses.astuple(p) for p in parsed.parts]
+    data = {"uid": uid, "file": path.name, "size": size, "parts": parts}
+    return Outcome(uid, build_document(guid, uid, terms, data), size=size)
 
 
 def text_document(guid: str, uid: int, fields: Mapping[str, str], data: Mapping[str, Any],

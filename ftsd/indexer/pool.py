@@ -4,14 +4,22 @@ serialised, in UID order, to the single writer of the user's index (Xapian allow
 A worker that dies (killed by the OOM killer, a signal, a crash in a C extension) must cost one message, not hang
 the run: concurrent.futures notices the death (BrokenProcessPool), where multiprocessing.Pool would wait forever
 for the lost result. The pool is then started afresh, the messages of the chunk that was in flight are run one by
-one to find the one that kills its worker (it is reported as failed, and retried by the next run), and the rest
-are submitted again.
+one to find the one that kills its worker (it is indexed from its first MB as raw text, in this process, so that
+searches do not read it again; counted as indexed partly), and the rest are submitted again. A worker's memory is
+bounded (fts.worker_memory_mb, RLIMIT_DATA): a message that needs more raises MemoryError in that worker and is
+indexed as raw text. Workers exit when the process that owns the pool dies (see _die_with_parent).
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import multiprocessing.connection
 import os
+import resource
+import signal
+import sys
+import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -19,7 +27,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
-from ftsd.indexer.pipeline import Outcome, index_message
+from ftsd.indexer.pipeline import Outcome, degraded, index_message
 from ftsd.settings import Settings
 
 Item = tuple[str, int, Path]  # (mailbox guid, uid, message file)
@@ -36,13 +44,58 @@ class WorkerOptions:
     start_method: str = "fork"
 
 
-def _init(nice: int) -> None:
+def _init(nice: int, memory_mb: int, parent: int) -> None:
+    _die_with_parent(parent)
+    if memory_mb:  # a message that blows up raises MemoryError here, not in the whole host
+        # on top of what the worker starts with: a forked worker's data segment counts its parent's heap too
+        limit = (memory_mb << 20) + _data_bytes()
+        hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
+        resource.setrlimit(resource.RLIMIT_DATA, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
     if nice:  # parsing is bulk work: searches and the writer go first
         os.nice(nice)
 
 
+def _data_bytes() -> int:
+    """This process's data segment (what RLIMIT_DATA counts), 0 where /proc does not tell."""
+    try:
+        with open("/proc/self/status") as f:
+            return next((int(line.split()[1]) << 10 for line in f if line.startswith("VmData:")), 0)
+    except OSError:
+        return 0
+
+
+def _die_with_parent(parent: int) -> None:
+    """Workers block on the task pipe, whose write end they hold themselves: after a kill -9 of the pool's
+    process no EOF ever comes, and they would live for ever. fork (the CLI: `parent` is the pool's pid): the
+    kernel's parent-death signal ends them (Linux), and a parent that died before it was armed is caught by the
+    pid check. forkserver (the service): the parent is the fork server, which itself lives on while any worker
+    holds its liveness pipe; the pipe multiprocessing keeps as the sentinel of the pool's process reaches EOF
+    when that process is gone, and a thread waiting on it ends the worker."""
+    if parent:
+        if sys.platform.startswith("linux"):
+            pr_set_pdeathsig = 1
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+        return
+    owner = multiprocessing.parent_process()
+    if owner is not None and owner.sentinel is not None:
+        threading.Thread(target=_exit_on_eof, args=(owner.sentinel,), name="ftsd-parent-watch", daemon=True).start()
+
+
+def _exit_on_eof(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])  # readable only at EOF: the pool's process is gone
+    os._exit(1)
+
+
 def _work(chunk: list[Item], settings: Settings) -> list[Outcome]:
-    return [index_message(guid, uid, path, settings) for guid, uid, path in chunk]
+    out = []
+    for guid, uid, path in chunk:
+        try:
+            out.append(index_message(guid, uid, path, settings))
+        except MemoryError:  # wherever it struck: the message costs only itself
+            out.append(degraded(guid, uid, path, settings, "MemoryError: over fts.worker_memory_mb"))
+    return out
 
 
 class WorkerPool:
@@ -71,8 +124,10 @@ class WorkerPool:
         context = multiprocessing.get_context(method)
         if method == "forkserver":
             context.set_forkserver_preload(["ftsd.indexer.pipeline"])
+        parent = os.getpid() if method == "fork" else 0
+        fts = self.settings.fts
         return ProcessPoolExecutor(self.size, mp_context=context, initializer=_init,
-                                   initargs=(self.settings.fts.worker_nice,))
+                                   initargs=(fts.worker_nice, fts.worker_memory_mb, parent))
 
     def _restart(self) -> ProcessPoolExecutor:
         if self._executor is not None:
@@ -117,7 +172,7 @@ class WorkerPool:
             try:
                 outcomes += executor.submit(_work, [item], self.settings).result()
             except BrokenProcessPool:
-                outcomes.append(Outcome(item[1], failed=DIED))
+                outcomes.append(degraded(*item, self.settings, DIED))
                 executor = self._restart()
         for n, (rest, _) in enumerate(window):
             window[n] = (rest, executor.submit(_work, rest, self.settings))

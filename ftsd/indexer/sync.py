@@ -63,6 +63,7 @@ class IndexReport:
     bytes: int = 0
     users: int = 0
     mailboxes: int = 0
+    partial: int = 0  # indexed from what could be read (raw text): the message broke the parser or its worker
     failed: list[str] = field(default_factory=list)  # "user mailbox UID n: reason"
     rebuilt: list[str] = field(default_factory=list)
     cancelled: str | None = None  # why the run stopped early (a CancelToken), None if it went to the end
@@ -73,7 +74,8 @@ class IndexReport:
         seconds = max(time.monotonic() - self.started, 1e-6)
         return (
             f"{self.users} users, {self.mailboxes} mailboxes: {self.indexed} indexed, {self.removed} removed, "
-            f"{self.skipped} skipped, {len(self.failed)} failed in {seconds:.1f}s "
+            f"{self.skipped} skipped, {len(self.failed)} failed"
+            f"{f', {self.partial} indexed partly' if self.partial else ''} in {seconds:.1f}s "
             f"({self.indexed / seconds:.0f} msg/s, {self.bytes / seconds / 1e6:.1f} MB/s)"
         )
 
@@ -118,6 +120,9 @@ def sync_mailbox(
             indexed.add(outcome.uid)
             report.indexed += 1
             report.bytes += outcome.size
+            if outcome.note:
+                log.warning("%s: %s UID %d %s", user, mailbox.name, outcome.uid, outcome.note)
+                report.partial += 1
         elif outcome.skipped:
             log.info("%s: %s UID %d skipped: %s", user, mailbox.name, outcome.uid, outcome.skipped)
             report.skipped += 1
