@@ -156,43 +156,34 @@ def mailbox_dir(root: Path, name: str) -> Path:
     return root if name == INBOX else root / ("." + encode_mutf7(name))
 
 
-# Refused paths already logged (bounded): a planted link is reported once, not on every search that lists it.
-_REFUSED: OrderedDict[str, None] = OrderedDict()
-
-
-def _refuse(path: Path | str, why: str) -> None:
-    key = f"{path}\0{why}"
-    if key in _REFUSED:
-        _REFUSED.move_to_end(key)
-        return
-    _REFUSED[key] = None
-    if len(_REFUSED) > 4096:
-        _REFUSED.popitem(last=False)
-    log.warning("%s: %s", path, why)
+def _refuse(path: Path | str, why: str, cache: ScanCache | None) -> None:
+    """One log line per refused path (per `cache`: not again on every search that lists it)."""
+    if cache is None or cache.first_refusal(f"{path}\0{why}"):
+        log.warning("%s: %s", path, why)
 
 
 def _inside(path: Path, top: Path) -> bool:
     return path == top or top in path.parents
 
 
-def _followed(link: Path, follow: Path | None) -> bool:
+def _followed(link: Path, follow: Path | None, cache: ScanCache | None = None) -> bool:
     """Whether a symlinked folder (or cur/, new/) may be followed: only with fts.follow_folder_symlinks, and then
     only when it resolves inside `follow` (the user's home, else the Maildir root). One log line otherwise."""
     if follow is None:
-        _refuse(link, "is a symlink, not followed (fts.follow_folder_symlinks = false)")
+        _refuse(link, "is a symlink, not followed (fts.follow_folder_symlinks = false)", cache)
         return False
     try:
         target = link.resolve(strict=True)
     except (OSError, RuntimeError):
-        _refuse(link, "symlink does not resolve, skipped")
+        _refuse(link, "symlink does not resolve, skipped", cache)
         return False
     if not _inside(target, follow.resolve()) or not target.is_dir():
-        _refuse(link, f"symlink leads outside {follow}, not followed")
+        _refuse(link, f"symlink leads outside {follow}, not followed", cache)
         return False
     return True
 
 
-def list_mailboxes(root: Path, follow: Path | None = None) -> list[tuple[str, Path]]:
+def list_mailboxes(root: Path, follow: Path | None = None, cache: ScanCache | None = None) -> list[tuple[str, Path]]:
     """(IMAP name, directory) of INBOX and every Maildir++ folder. A folder that is a symlink is left out (one
     log line) unless `follow` is given and it resolves inside it; so is a folder whose name does not decode to a
     valid mailbox name (`..`, `/`). Raises: MailboxError if root is missing.
@@ -212,26 +203,26 @@ def list_mailboxes(root: Path, follow: Path | None = None) -> list[tuple[str, Pa
             continue
         path = Path(entry.path)
         if entry.is_symlink():
-            if not _followed(path, follow):
+            if not _followed(path, follow, cache):
                 continue
         elif not entry.is_dir(follow_symlinks=False):
             continue
-        if not (_mail_dir(path, "cur", follow) or _mail_dir(path, "new", follow)):
+        if not (_mail_dir(path, "cur", follow, cache) or _mail_dir(path, "new", follow, cache)):
             continue
         try:
             name = decode_mutf7(entry.name[1:])
             validate_mailbox_name(name)
         except (ValueError, UnicodeDecodeError, MailboxError):
-            _refuse(path, "folder name is not a valid mailbox name in modified UTF-7, skipped")
+            _refuse(path, "folder name is not a valid mailbox name in modified UTF-7, skipped", cache)
             continue
         if mailbox_dir(root, name) != path:  # a second spelling of a name ("&AGE-" = "a"): an alias, not a box
-            _refuse(path, "folder name is not in canonical modified UTF-7, skipped")
+            _refuse(path, "folder name is not in canonical modified UTF-7, skipped", cache)
             continue
         found.append((name, path))
     return found
 
 
-def _mail_dir(folder: Path, sub: str, follow: Path | None) -> bool:
+def _mail_dir(folder: Path, sub: str, follow: Path | None, cache: ScanCache | None) -> bool:
     """Whether folder/sub (cur or new) is a directory ftsd may read: a real one, or a symlink `follow` allows."""
     path = folder / sub
     try:
@@ -239,18 +230,19 @@ def _mail_dir(folder: Path, sub: str, follow: Path | None) -> bool:
     except OSError:
         return False
     if stat.S_ISLNK(st.st_mode):
-        return _followed(path, follow)
+        return _followed(path, follow, cache)
     return stat.S_ISDIR(st.st_mode)
 
 
-def _message_files(path: Path, follow: Path | None = None, own_uids: bool = False) -> dict[str, Path]:
+def _message_files(path: Path, follow: Path | None = None, own_uids: bool = False,
+                   cache: ScanCache | None = None) -> dict[str, Path]:
     """basename (file name up to ':2,') -> file, over cur/ and new/. Only regular files: a symlink, FIFO or
     device in cur/ is left out with one log line (read_message refuses it too, if it appears after the scan).
     With `own_uids` (no dovecot-uidlist), names with a CR or LF are left out too: they cannot be kept in a
     uidlist line and would get a new UID on every scan."""
     files: dict[str, Path] = {}
     for sub in ("new", "cur"):
-        if not _mail_dir(path, sub, follow):
+        if not _mail_dir(path, sub, follow, cache):
             continue
         try:
             with os.scandir(path / sub) as it:
@@ -258,10 +250,11 @@ def _message_files(path: Path, follow: Path | None = None, own_uids: bool = Fals
                     if entry.name.startswith("."):
                         continue
                     if not entry.is_file(follow_symlinks=False):
-                        _refuse(entry.path, "not a regular file (symlink, FIFO or device), not read")
+                        _refuse(entry.path, "not a regular file (symlink, FIFO or device), not read", cache)
                         continue
                     if own_uids and ("\n" in entry.name or "\r" in entry.name):
-                        _refuse(repr(entry.path), "file name with a line break, not indexed (no dovecot-uidlist)")
+                        _refuse(repr(entry.path), "file name with a line break, not indexed (no dovecot-uidlist)",
+                                cache)
                         continue
                     files[entry.name.split(":2,", 1)[0]] = Path(entry.path)
         except FileNotFoundError:
@@ -351,6 +344,7 @@ class ScanCache:
         self.size = size
         self._items: OrderedDict[tuple[Path, str], tuple[tuple[int, ...], Mailbox]] = OrderedDict()
         self._lock = threading.Lock()
+        self._refused: OrderedDict[str, None] = OrderedDict()  # refusals already logged
 
     def get(self, key: tuple[Path, str], stamp: tuple[int, ...]) -> Mailbox | None:
         """A copy of the scan made at `stamp`, if it is cached."""
@@ -368,6 +362,17 @@ class ScanCache:
             self._items.move_to_end(key)
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
+
+    def first_refusal(self, key: str) -> bool:
+        """True the first time `key` (a refused path and why) is seen: it is logged once, not on every search."""
+        with self._lock:
+            if key in self._refused:
+                self._refused.move_to_end(key)
+                return False
+            self._refused[key] = None
+            while len(self._refused) > 4 * self.size:
+                self._refused.popitem(last=False)
+            return True
 
     def clear(self) -> None:
         with self._lock:
@@ -390,7 +395,7 @@ def scan_mailbox(root: Path, name: str, state_dir: Path, cache: ScanCache | None
     """Current messages of one mailbox by UID (kept in `cache` until the directories change). `follow`: as for
     list_mailboxes. Raises: MailboxError if it does not exist or is a symlink that is not followed."""
     path = mailbox_dir(root, name)
-    if path != root and path.is_symlink() and not _followed(path, follow):
+    if path != root and path.is_symlink() and not _followed(path, follow, cache):
         raise MailboxError(f"mailbox {name!r} is a symlink, not followed")
     stamp = _stamp(path)
     if stamp is None:
@@ -401,15 +406,15 @@ def scan_mailbox(root: Path, name: str, state_dir: Path, cache: ScanCache | None
         cached = cache.get(key, stamp)
         if cached is not None:
             return cached
-    box = _scan(path, name, state_dir, follow)
+    box = _scan(path, name, state_dir, follow, cache)
     if cache is not None:
         cache.put(key, stamp, box)
     return Mailbox(box.name, box.path, box.guid, box.uidvalidity, dict(box.messages), box.pending)
 
 
-def _scan(path: Path, name: str, state_dir: Path, follow: Path | None) -> Mailbox:
+def _scan(path: Path, name: str, state_dir: Path, follow: Path | None, cache: ScanCache | None) -> Mailbox:
     uidlist = read_uidlist(path / "dovecot-uidlist")
-    files = _message_files(path, follow, own_uids=uidlist is None)
+    files = _message_files(path, follow, own_uids=uidlist is None, cache=cache)
     if uidlist is None:
         uidlist = _own_uidlist(state_dir, name, files)
     messages = {uid: files[base] for base, uid in uidlist.uids.items() if base in files}

@@ -71,7 +71,7 @@ def _mailboxes(rt: Runtime, user: User, names: Sequence[str]) -> list[Mailbox]:
     state, scans = uidlist_dir(user), rt.scans
     if not names or "*" in names:
         return [scan_mailbox(user.maildir, name, state, scans, user.follow_links)
-                for name, _ in list_mailboxes(user.maildir, user.follow_links)]
+                for name, _ in list_mailboxes(user.maildir, user.follow_links, scans)]
     return [scan_mailbox(user.maildir, validate_mailbox_name(n), state, scans, user.follow_links) for n in names]
 
 
@@ -316,7 +316,7 @@ def find_mailbox(user: User, guid: str, scans: ScanCache | None = None) -> Mailb
     """The mailbox of the user's Maildir with this GUID, if any. Raises: MailboxError."""
     if not user.maildir.is_dir():
         return None
-    for name, path in list_mailboxes(user.maildir, user.follow_links):
+    for name, path in list_mailboxes(user.maildir, user.follow_links, scans):
         listed = read_uidlist(path / "dovecot-uidlist")
         if listed is None or listed.guid == guid:
             box = scan_mailbox(user.maildir, name, uidlist_dir(user), scans, user.follow_links)
