@@ -251,6 +251,7 @@ def create_app(settings: Settings, *, watch: bool = True, force_polling: bool = 
     install_error_handlers(app)
     app.state.ftsd = None
     app.add_middleware(Guard, token=settings.server.token, max_body_bytes=settings.server.max_body_bytes,
+                       max_update_bytes=settings.limits.update_bytes,
                        on_response=lambda method, code: _count_request(app, method, code))
     return app
 

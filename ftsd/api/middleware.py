@@ -57,11 +57,12 @@ async def _send_error(send: Send, status: int, code: str, message: str, headers:
 class Guard:
     """Pure ASGI middleware; `on_response(method, status)` is called once per answered request."""
 
-    def __init__(self, app: ASGIApp, *, token: str, max_body_bytes: int,
+    def __init__(self, app: ASGIApp, *, token: str, max_body_bytes: int, max_update_bytes: int | None = None,
                  on_response: Callable[[str, int], None] | None = None) -> None:
         self.app = app
         self.token = token
         self.max_body_bytes = max_body_bytes
+        self.max_update_bytes = max_body_bytes if max_update_bytes is None else max_update_bytes
         self.on_response = on_response
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -91,12 +92,16 @@ class Guard:
                 await _send_error(send, 401, "unauthorized", "a valid bearer token is required",
                                   {"WWW-Authenticate": 'Bearer realm="ftsd"'})
                 return
+        length = next((v for k, v in headers if k.lower() == b"content-length"), None)
         if _SOLR_UPDATE.match(scope["path"]):
-            # Dovecot's update batches are streamed into the index and bounded there; a 413 here would make
-            # Dovecot resend the same batch forever.
+            # Dovecot's update batches are streamed into the index, bounded there per document and per request
+            # (limits.update_*: what came before the limit is committed); only an announced excess is refused here.
+            if length is not None and length.isdigit() and int(length) > self.max_update_bytes:
+                await _send_error(send, 413, "body_too_large", "Solr update body larger than limits.update_bytes "
+                                  f"= {self.max_update_bytes} bytes", {"Connection": "close"})
+                return
             await self.app(scope, receive, send)
             return
-        length = next((v for k, v in headers if k.lower() == b"content-length"), None)
         if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
             await _send_error(send, 413, "body_too_large", self._too_large, {"Connection": "close"})
             return
@@ -115,4 +120,4 @@ class Guard:
 
     @property
     def _too_large(self) -> str:
-        return f"request body larger than {self.max_body_bytes} bytes"
+        return f"request body larger than server.max_body_bytes = {self.max_body_bytes} bytes"

@@ -73,7 +73,8 @@ def doc_xml(uid: int, fields: dict[str, str], box: str = BOX, user: str = USER) 
 
 
 @pytest.fixture
-def settings_(make_config: Callable[..., Path]) -> Settings:
+def settings_(make_config: Callable[..., Path], tmp_path: Path) -> Settings:
+    (tmp_path / "vmail" / "example.org" / "testuser").mkdir(parents=True)  # updates need the user's Maildir
     return load_settings(make_config())
 
 
@@ -282,7 +283,8 @@ def test_concurrent_updates_of_one_user_all_land(client: Client) -> None:
     assert uids(client, "body:common") == list(range(1, 101))
 
 
-def test_huge_fields_are_cut_at_max_text_chars(make_config: Callable[..., Path]) -> None:
+def test_huge_fields_are_cut_at_max_text_chars(make_config: Callable[..., Path], tmp_path: Path) -> None:
+    (tmp_path / "vmail" / "example.org" / "testuser").mkdir(parents=True)
     c = app_for(load_settings(make_config(fts={"max_text_chars": 1000})))
     body = "needle " + "x " * 200_000 + "haystack"
     assert post(c, "<add>" + doc_xml(1, {"body": body}) + "</add>", chunk=8184).status_code == 200
@@ -340,6 +342,7 @@ def _contains(field: str, value: str) -> Predicate:
 def random_index(tmp_path_factory: pytest.TempPathFactory) -> Client:
     root = tmp_path_factory.mktemp("random")
     (root / "ftsd.toml").write_text(f'mail_location = "maildir:{root}/vmail/%u:INDEX={root}/index/%u"\n')
+    (root / "vmail" / USER).mkdir(parents=True)
     c = app_for(load_settings(root / "ftsd.toml"))
     reply = post(c, "<add>" + "".join(doc_xml(u, f) for u, f in DOCS.items()) + "</add>", chunk=999)
     assert reply.status_code == 200, reply.text

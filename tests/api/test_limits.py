@@ -1,0 +1,133 @@
+"""Hostile requests against a real `ftsd serve` process: huge Solr updates, costly queries, error bodies.
+
+The server runs as its own process so its peak RSS (VmHWM) can be read from /proc and compared before and after.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ftsd.settings import load_settings
+from tests.api.conftest import ALICE, Server, wait_for
+
+BOX = "d43fe7122fb4056bee46000083ecc375"
+MB = 1 << 20
+
+
+class ServeProcess:
+    """`python -m ftsd serve -c CONFIG` as a child process, talked to over its Unix socket."""
+
+    def __init__(self, config: Path) -> None:
+        settings = load_settings(config)
+        self.socket = settings.resolve(settings.server.socket)
+        self.proc = subprocess.Popen([sys.executable, "-m", "ftsd", "serve", "-c", str(config)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        wait_for(lambda: self._healthy() or self.proc.poll() is not None, timeout=30)
+        assert self.proc.poll() is None, self.proc.stdout.read() if self.proc.stdout else ""
+
+    def client(self, timeout: float = 60) -> httpx.Client:
+        return httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket)), base_url="http://ftsd",
+                            timeout=timeout)
+
+    def _healthy(self) -> bool:
+        try:
+            with self.client(5) as c:
+                return c.get("/healthz").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def peak_rss_mb(self) -> float:
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+        return kb / 1024
+
+    def stop(self) -> str:
+        self.proc.terminate()
+        out, _ = self.proc.communicate(timeout=60)
+        return out.decode(errors="replace") if out else ""
+
+
+@pytest.fixture
+def serve(config: Callable[..., Path], mail: dict[str, int]) -> Iterator[Callable[..., ServeProcess]]:
+    started: list[ServeProcess] = []
+
+    def start(**overrides: object) -> ServeProcess:
+        started.append(ServeProcess(config(**overrides)))
+        return started[-1]
+
+    yield start
+    for proc in started:
+        if proc.proc.poll() is None:
+            proc.stop()
+
+
+def _stream(head: bytes, filler: bytes, total: int, tail: bytes) -> Iterator[bytes]:
+    yield head
+    for _ in range(total // len(filler)):
+        yield filler
+    yield tail
+
+
+def _doc(uid: int, body: str, user: str = ALICE) -> str:
+    return (f'<doc><field name="uid">{uid}</field><field name="box">{BOX}</field><field name="user">{user}</field>'
+            f'<field name="id">{uid}/{BOX}/{user}</field><field name="body">{body}</field></doc>')
+
+
+@pytest.mark.slow
+def test_50_mb_updates_are_refused_with_bounded_memory(serve: Callable[..., ServeProcess]) -> None:
+    server = serve(limits={"update_bytes": 8 * MB, "update_doc_bytes": 4 * MB}, fts={"max_text_chars": 100_000})
+    url = "/solr/dovecot/update"
+    headers = {"content-type": "text/xml"}
+    with server.client() as client:
+        base = server.peak_rss_mb()
+        # a <delete><query> of 50 MB (it used to be kept whole and parsed: 5.9 GB)
+        query = _stream(b"<delete><query>user:" + ALICE.encode() + b" AND body:", b"x" * MB, 50 * MB,
+                        b"</query></delete>")
+        reply = client.post(url, content=query, headers=headers)
+        assert reply.status_code == 413
+        assert "limits.solr_query_chars" in reply.json()["error"]["message"]
+        # 50 MB of documents over limits.update_bytes: the documents before the limit are committed
+        docs = _stream(b"<add>" + _doc(1, "firstdocument").encode(), _doc(2, "y" * (MB - 200)).encode(),
+                       50 * MB, b"</add>")
+        reply = client.post(url, content=docs, headers=headers)
+        assert reply.status_code == 413 and reply.json()["error"]["code"] == "body_too_large"
+        assert "limits.update_bytes = 8388608" in reply.json()["error"]["message"]
+        found = client.get("/solr/dovecot/select", params={"q": "body:firstdocument", "fq": f"user:{ALICE}",
+                                                           "fl": "uid", "wt": "json"})
+        assert found.json()["response"]["numFound"] == 1
+        # one document under limits.update_doc_bytes: indexed, its text cut to fts.max_text_chars
+        one = _doc(3, "z" * 3 * MB).encode()
+        assert client.post(url, content=b"<add>" + one + b"</add>").status_code == 200
+        # one document over it
+        big = _stream(b"<add>" + _doc(4, "").encode()[:-len("</field></doc>")], b"w" * MB, 20 * MB,
+                      b"</field></doc></add>")
+        reply = client.post(url, content=big)
+        assert reply.status_code == 413 and "limits.update_doc_bytes" in reply.json()["error"]["message"]
+        grown = server.peak_rss_mb() - base
+        # announced too large: refused before a byte of the body is read
+        with socket.socket(socket.AF_UNIX) as raw:
+            raw.settimeout(10)
+            raw.connect(str(server.socket))
+            raw.sendall(f"POST {url} HTTP/1.1\r\nHost: ftsd\r\nContent-Length: {60 * MB}\r\n\r\n<add>".encode())
+            assert raw.recv(4096).startswith(b"HTTP/1.1 413 ")
+    print(f"peak RSS of the server grew by {grown:.0f} MB over 120 MB of hostile updates")
+    assert grown < 150, f"the server's peak RSS grew by {grown:.0f} MB"
+
+
+def test_updates_for_unknown_users_make_no_directories(server: Server, tmp_path: Path) -> None:
+    ghost = "ghost@example.org"
+    with server.uds() as client:
+        reply = client.post("/solr/dovecot/update", content=f"<add>{_doc(1, 'boo', ghost)}</add>")
+        assert reply.status_code == 404
+        assert "/" + tmp_path.name not in reply.text and str(tmp_path) not in reply.text  # no absolute paths
+        reply = client.post("/solr/dovecot/update", content=f"<delete><id>1/{BOX}/{ghost}</id></delete>")
+        assert reply.status_code == 404
+    assert not (tmp_path / "index" / "example.org" / "ghost").exists()
+    assert not (tmp_path / "vmail" / "example.org" / "ghost").exists()
