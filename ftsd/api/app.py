@@ -151,11 +151,12 @@ async def metrics(request: Request) -> Response:
 
 def _search(st: ServiceState, user: str, body: SearchRequest, autoindex: bool | None) -> list[MailboxResult]:
     settings, cluster, rt = st.settings, st.cluster, st.runtime
+    query = body.node(settings.limits)
     if cluster is None or autoindex is False or (autoindex is None and not settings.fts.autoindex):
-        return service.search(settings, user, body.targets(), body.node(), autoindex=autoindex, runtime=rt)
+        return service.search(settings, user, body.targets(), query, autoindex=autoindex, runtime=rt)
     cluster.touch(user)
     with cluster.writer_lease(user) as held:  # autoindex only with the lease; never waits for another node
-        return service.search(settings, user, body.targets(), body.node(), autoindex=None if held else False,
+        return service.search(settings, user, body.targets(), query, autoindex=None if held else False,
                               runtime=rt)
 
 

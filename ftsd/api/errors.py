@@ -36,9 +36,14 @@ class ApiError(Exception):
 _PATH = re.compile(r"(?<![\w/:.~-])/(?:[^\s'\"/:,;()\[\]<>]+/)*([^\s'\"/:,;()\[\]<>]*)")
 
 
+MAX_MESSAGE_CHARS = 2000  # an error quoting a hostile query of megabytes is cut
+
+
 def public_message(text: str) -> str:
     """The text with every absolute path cut to its last component (`.../name`): error bodies must not tell a
-    client where the mail, the indexes or the service's files live."""
+    client where the mail, the indexes or the service's files live. Long texts are cut."""
+    if len(text) > MAX_MESSAGE_CHARS:
+        text = text[:MAX_MESSAGE_CHARS] + f"... ({len(text)} characters)"
     return _PATH.sub(lambda m: ".../" + m[1], text)
 
 

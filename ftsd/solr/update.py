@@ -18,7 +18,7 @@ from ftsd import service
 from ftsd.analysis import Analyzer
 from ftsd.errors import QueryError, TooLargeError
 from ftsd.indexer.pipeline import text_document
-from ftsd.query import MAILBOX_GUID, Node
+from ftsd.query import MAILBOX_GUID, Node, check_cost
 from ftsd.runtime import Runtime
 from ftsd.service import Document
 from ftsd.settings import Settings
@@ -220,7 +220,7 @@ class UpdateSession:
         return UpdateOp("delete", user, guid, int(uid_s))
 
     def _delete_query(self, text: str) -> UpdateOp:
-        node = parse_lucene(text)
+        node = check_cost(parse_lucene(text), self.settings.limits)
         user = Scope.of(node).user
         self._user(user)
         return UpdateOp("query", user, query=node)

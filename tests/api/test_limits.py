@@ -8,14 +8,18 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from ftsd.settings import load_settings
-from tests.api.conftest import ALICE, Server, wait_for
+from ftsd.errors import QueryCostError
+from ftsd.query import Or, parse_argv, parse_query
+from ftsd.settings import LimitSettings, load_settings
+from ftsd.solr.lucene import parse_lucene
+from tests.api.conftest import ALICE, Server, start_server, wait_for
 
 BOX = "d43fe7122fb4056bee46000083ecc375"
 MB = 1 << 20
@@ -131,3 +135,80 @@ def test_updates_for_unknown_users_make_no_directories(server: Server, tmp_path:
         assert reply.status_code == 404
     assert not (tmp_path / "index" / "example.org" / "ghost").exists()
     assert not (tmp_path / "vmail" / "example.org" / "ghost").exists()
+
+
+def error_of(reply: httpx.Response, status: int) -> str:
+    assert reply.status_code == status, reply.text
+    return str(reply.json()["error"]["message"])
+
+
+def test_costly_imap_queries_are_refused_naming_the_limit(server: Server) -> None:
+    url = f"/v1/users/{ALICE}/search"
+    with server.uds() as client:
+        started = time.perf_counter()
+        many = " ".join(f"TEXT k{i}" for i in range(5400))  # 54 KB, 5,400 keys: it used to take 105 s
+        assert "limits.query_keys" in error_of(client.post(url, json={"query": many, "mailboxes": ["*"]}), 400)
+        assert time.perf_counter() - started < 5
+        deep = "OR " * 150 + "TEXT a " * 151
+        assert "limits.query_depth" in error_of(client.post(url, json={"query": deep}), 400)
+        assert client.post(url, json={"query": " ".join(f"TEXT k{i}" for i in range(200))}).status_code == 200
+    with pytest.raises(QueryCostError, match="limits.query_bytes"):
+        parse_query(" ".join(f'TEXT "{"x" * 1000}"' for _ in range(70)))
+    narrow = LimitSettings(query_or_width=3, query_keys=5, query_depth=10)
+    with pytest.raises(QueryCostError, match="limits.query_or_width"):
+        parse_query("OR OR OR TEXT a TEXT b TEXT c TEXT d", narrow)
+    assert isinstance(parse_query("OR OR TEXT a TEXT b TEXT c", narrow), Or)
+    with pytest.raises(QueryCostError, match="limits.query_keys"):
+        parse_argv(["TEXT", "a"] * 6, narrow)
+    with pytest.raises(QueryCostError, match="limits.query_depth"):
+        parse_query("NOT " * 11 + "TEXT a", narrow)
+
+
+def solr_error(reply: httpx.Response, status: int) -> str:
+    """The message of a Solr-style (XML) error reply; 413s are JSON."""
+    assert reply.status_code == status, reply.text
+    return reply.text
+
+
+def _select(client: httpx.Client, q: str, fq: str = f"user:{ALICE}") -> httpx.Response:
+    return client.post("/solr/dovecot/select", data={"q": q, "fq": fq, "wt": "json", "fl": "uid"})
+
+
+@pytest.fixture
+def roomy(config: Callable[..., Path], mail: dict[str, int]) -> Iterator[Server]:
+    running = start_server(config(server={"max_body_bytes": 10_000_000}))
+    yield running
+    running.stop()
+
+
+def test_costly_solr_queries_are_refused_and_lexing_is_linear(roomy: Server) -> None:
+    with roomy.uds() as client:
+        wide = " OR ".join(f"body:w{i}" for i in range(10_000))  # it used to take 109 s
+        assert "limits.query_or_width" in solr_error(_select(client, wide), 400)
+        many = " AND ".join(f"body:w{i}" for i in range(300))
+        assert "limits.query_keys" in solr_error(_select(client, many), 400)
+        boxes = " OR ".join(f"box:{i:032x}" for i in range(1000))  # Dovecot's mailbox list is free
+        assert _select(client, "body:hello", f"+user:{ALICE} +({boxes})").status_code == 200
+        assert "unterminated quote" in solr_error(_select(client, 'body:"abc'), 400)  # it was an assert: 500
+        started = time.perf_counter()
+        assert _select(client, "body:" + "~0" * 16_000 + "x").status_code == 200  # 45 s when quadratic
+        assert time.perf_counter() - started < 5
+        huge = "body:" + "~0" * 600_000
+        assert "limits.solr_query_chars" in solr_error(_select(client, huge), 400)
+    started = time.perf_counter()
+    for _ in range(10):
+        parse_lucene("body:" + "~0" * 16_000 + "x")
+    assert (time.perf_counter() - started) / 10 < 0.25  # milliseconds in fact; loose for a loaded machine
+
+
+def test_a_search_past_its_time_budget_answers_503(config: Callable[..., Path], mail: dict[str, int]) -> None:
+    running = start_server(config(limits={"search_time_s": 1e-6}))
+    try:
+        with running.uds() as client:
+            reply = client.post(f"/v1/users/{ALICE}/search", json={"query": "TEXT hello", "mailboxes": ["*"]})
+            assert reply.status_code == 503 and reply.json()["error"]["code"] == "search_timeout"
+            assert "limits.search_time_s" in reply.json()["error"]["message"]
+            assert _select(client, "body:hello").status_code == 503
+            assert client.get("/healthz").status_code == 200
+    finally:
+        running.stop()
