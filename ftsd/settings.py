@@ -106,7 +106,7 @@ class ServerSettings:
     max_connections: int = setting(512, "Connections served at once; more are answered 503 at once and closed "
                                    "(keep it under the open-file limit, LimitNOFILE)")
     max_header_bytes: int = setting(65_536, "Largest request head (request line and headers)")
-    backlog: int = setting(1024, "Listen backlog of the TCP socket")
+    backlog: int = setting(128, "Listen backlog of the sockets (also how many connections are accepted at once)")
     state_dir: str = setting("/var/lib/ftsd", "Where the job queue lives")
     job_threads: int = setting(2, "Jobs run at once (never two of one user: one writer per index)")
     job_time_slice_s: float = setting(60.0, "A job that has run this long while another user waits goes back "

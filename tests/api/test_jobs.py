@@ -71,7 +71,7 @@ def test_token_is_required_on_tcp_only(config: Callable[..., Path], mail: dict[s
     try:
         url = f"/v1/users/{ALICE}/search"
         body = {"query": "TEXT hello"}
-        with running.tcp() as anonymous:
+        with running.tcp(token="") as anonymous:
             denied = anonymous.post(url, json=body)
             assert denied.status_code == 401 and denied.json()["error"]["code"] == "unauthorized"
             assert denied.headers["www-authenticate"].startswith("Bearer")

@@ -5,6 +5,7 @@ The server runs as its own process so its peak RSS (VmHWM) can be read from /pro
 
 from __future__ import annotations
 
+import resource
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ftsd.api.token import client_token
 from ftsd.errors import QueryCostError
 from ftsd.query import Or, parse_argv, parse_query
 from ftsd.settings import LimitSettings, load_settings
@@ -28,13 +30,21 @@ MB = 1 << 20
 class ServeProcess:
     """`python -m ftsd serve -c CONFIG` as a child process, talked to over its Unix socket."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, nofile: int | None = None) -> None:
         settings = load_settings(config)
+        self.settings = settings
         self.socket = settings.resolve(settings.server.socket)
-        self.proc = subprocess.Popen([sys.executable, "-m", "ftsd", "serve", "-c", str(config)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.log = config.with_name("serve.log")
+
+        def limit() -> None:  # systemd's default for a service: 1,024 open files
+            if nofile:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "ftsd", "serve", "-c", str(config)],
+                                         stdout=out, stderr=subprocess.STDOUT, preexec_fn=limit)
         wait_for(lambda: self._healthy() or self.proc.poll() is not None, timeout=30)
-        assert self.proc.poll() is None, self.proc.stdout.read() if self.proc.stdout else ""
+        assert self.proc.poll() is None, self.log.read_text()
 
     def client(self, timeout: float = 60) -> httpx.Client:
         return httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket)), base_url="http://ftsd",
@@ -54,16 +64,16 @@ class ServeProcess:
 
     def stop(self) -> str:
         self.proc.terminate()
-        out, _ = self.proc.communicate(timeout=60)
-        return out.decode(errors="replace") if out else ""
+        self.proc.wait(timeout=60)
+        return self.log.read_text(errors="replace")
 
 
 @pytest.fixture
 def serve(config: Callable[..., Path], mail: dict[str, int]) -> Iterator[Callable[..., ServeProcess]]:
     started: list[ServeProcess] = []
 
-    def start(**overrides: object) -> ServeProcess:
-        started.append(ServeProcess(config(**overrides)))
+    def start(nofile: int | None = None, **overrides: object) -> ServeProcess:
+        started.append(ServeProcess(config(**overrides), nofile))
         return started[-1]
 
     yield start
@@ -212,3 +222,55 @@ def test_a_search_past_its_time_budget_answers_503(config: Callable[..., Path], 
             assert client.get("/healthz").status_code == 200
     finally:
         running.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_1100_idle_connections_do_not_stop_the_service(serve: Callable[..., ServeProcess]) -> None:
+    """1,100 connections that never finish a request head, against a server limited to 1,024 open files: new
+    clients are still answered at once, the idle ones are closed after server.timeout_header_s, the log stays
+    small. Loopback only; the loop is bounded."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2400:
+        pytest.skip(f"the test needs 2,400 open files (hard limit {hard})")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2400), hard))
+    port = _free_port()
+    server = serve(nofile=1024, server={"listen": f"127.0.0.1:{port}", "timeout_header_s": 3.0})
+    token = client_token(server.settings)
+    flood: list[socket.socket] = []
+    try:
+        for i in range(1100):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            if i % 2:  # half of them start a request head and stop
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: ftsd\r\n")
+            flood.append(sock)
+        started = time.perf_counter()
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10,
+                          headers={"Authorization": f"Bearer {token}"}) as client:
+            assert client.get("/healthz").status_code == 200
+            reply = client.post(f"/v1/users/{ALICE}/search", json={"query": "TEXT hello"})
+            assert reply.status_code == 200 and reply.json()["uids"]
+        answered = time.perf_counter() - started
+        with server.client() as local:
+            assert local.get("/healthz").status_code == 200
+        time.sleep(4)  # past server.timeout_header_s: the server has closed every idle connection
+        closed = 0
+        for sock in flood:
+            sock.settimeout(0.01)
+            try:
+                closed += sock.recv(1024) == b""
+            except (TimeoutError, ConnectionResetError):
+                closed += isinstance(sys.exc_info()[1], ConnectionResetError)
+        assert closed == len(flood), f"{len(flood) - closed} idle connections still open"
+    finally:
+        for sock in flood:
+            sock.close()
+    log = server.stop()
+    print(f"/healthz and a search answered in {answered:.2f} s behind 1,100 idle connections; log {len(log)} bytes")
+    assert len(log) < 20_000, log[-2000:]
+    assert "Too many open files" not in log
