@@ -295,7 +295,8 @@ class MailboxSearch:
     def _lookup(self, fields_: tuple[str, ...], runs: tuple[str, ...]) -> Query:
         assert self.searcher is not None
         exact_chars, partial = self.analyzer.exact_chars, self.analyzer.partial
-        return Searcher.and_([self.searcher.piece(fields_, run, exact_chars, partial) for run in runs])
+        # `~0~0~0...`: thousands of runs, two distinct ones: each looked up once
+        return Searcher.and_([self.searcher.piece(fields_, run, exact_chars, partial) for run in dict.fromkeys(runs)])
 
     def _plan_of(self, key: Key) -> _Plan:
         if id(key) not in self._plans:

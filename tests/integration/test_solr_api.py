@@ -380,3 +380,26 @@ def test_every_answer_equals_a_brute_force_scan(random_index: Client, query: tup
     text, predicate = query
     expected = [uid for uid, fields in DOCS.items() if predicate(fields)]
     assert uids(random_index, text) == expected, text
+
+
+def test_update_limits_hold_without_the_app_guard(make_config: Callable[..., Path], tmp_path: Path) -> None:
+    """The Solr routes bound their bodies themselves (a bare router, no middleware): per request, per document,
+    per <delete><query>; the documents before the limit are committed; unterminated quotes are a 400."""
+    (tmp_path / "vmail" / "example.org" / "testuser").mkdir(parents=True)
+    c = app_for(load_settings(make_config(limits={"update_bytes": 300_000, "update_doc_bytes": 100_000,
+                                                  "solr_query_chars": 1000})))
+    docs = "<add>" + doc_xml(1, {"body": "firstdoc"}) + "".join(doc_xml(u, {"body": "x" * 50_000})
+                                                                 for u in range(2, 12)) + "</add>"
+    reply = post(c, docs, chunk=8192)
+    assert reply.status_code == 413 and "limits.update_bytes" in reply.json()["error"]["message"]
+    assert uids(c, "body:firstdoc") == [1]
+    big = "<add>" + doc_xml(20, {"body": "y" * 400_000}) + "</add>"
+    reply = post(c, big, chunk=8192)
+    assert reply.status_code == 413 and "limits.update_doc_bytes" in reply.json()["error"]["message"]
+    reply = post(c, f"<delete><query>user:{USER} AND body:{'z' * 2000}</query></delete>")
+    assert reply.status_code == 413 and "limits.solr_query_chars" in reply.json()["error"]["message"]
+    assert uids(c, "body:firstdoc") == [1]  # nothing deleted
+    reply = c.get("/solr/dovecot/select", params={"q": 'body:"unterminated', "fq": FQ})
+    assert reply.status_code == 400 and "unterminated quote" in reply.text
+    reply = c.get("/solr/dovecot/select", params={"q": "body:" + "a" * 2000, "fq": FQ})
+    assert reply.status_code == 400 and "limits.solr_query_chars" in reply.text
