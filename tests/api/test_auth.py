@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,14 +32,15 @@ def test_tcp_needs_the_token_by_default(config: Callable[..., Path], mail: dict[
         token = made.read_text().strip()
         assert len(token) >= 40 and client_token(settings) == token
         with running.tcp(token="") as anonymous:
-            for method, url, kwargs in [
+            calls: list[tuple[str, str, dict[str, Any]]] = [
                 ("POST", f"/v1/users/{ALICE}/search", {"json": {"query": "TEXT hello"}}),
                 ("GET", f"/v1/users/{ALICE}/status", {}),
                 ("POST", f"/v1/users/{ALICE}/index", {}),
                 ("GET", "/solr/dovecot/select", {"params": SELECT}),
                 ("POST", "/solr/dovecot/update", {"content": FORGED}),
                 ("GET", "/docs", {}), ("GET", "/openapi.json", {}), ("GET", "/metrics", {}),
-            ]:
+            ]
+            for method, url, kwargs in calls:
                 reply = anonymous.request(method, url, **kwargs)
                 assert reply.status_code == 401, (url, reply.text)
                 assert reply.json()["error"]["code"] == "unauthorized"
