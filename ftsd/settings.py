@@ -246,6 +246,10 @@ def _validate(s: Settings, origin: str) -> None:
         raise ConfigError(f"{origin}: limits.query_depth must be between 1 and 200")
     if s.server.max_connections < 1:
         raise ConfigError(f"{origin}: server.max_connections must be at least 1")
+    if s.server.timeout_header_s <= 0 or s.server.timeout_keep_alive_s <= 0:
+        raise ConfigError(f"{origin}: server.timeout_header_s and server.timeout_keep_alive_s must be above 0")
+    if s.server.max_header_bytes < 4096:
+        raise ConfigError(f"{origin}: server.max_header_bytes must be at least 4096")
     if not 0 <= s.fts.worker_nice <= 19:
         raise ConfigError(f"{origin}: fts.worker_nice must be between 0 and 19")
     if not s.mail_location.startswith("maildir:"):

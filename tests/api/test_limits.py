@@ -17,9 +17,9 @@ import httpx
 import pytest
 
 from ftsd.api.token import client_token
-from ftsd.errors import QueryCostError
+from ftsd.errors import ConfigError, QueryCostError
 from ftsd.query import Or, parse_argv, parse_query
-from ftsd.settings import LimitSettings, load_settings
+from ftsd.settings import LimitSettings, load_settings, settings_from_dict
 from ftsd.solr.lucene import parse_lucene
 from tests.api.conftest import ALICE, Server, start_server, wait_for
 
@@ -274,3 +274,10 @@ def test_1100_idle_connections_do_not_stop_the_service(serve: Callable[..., Serv
     print(f"/healthz and a search answered in {answered:.2f} s behind 1,100 idle connections; log {len(log)} bytes")
     assert len(log) < 20_000, log[-2000:]
     assert "Too many open files" not in log
+
+
+@pytest.mark.parametrize("bad", [{"server": {"timeout_header_s": 0}}, {"server": {"max_header_bytes": 10}},
+                                 {"server": {"max_connections": 0}}, {"limits": {"query_depth": 500}}])
+def test_limit_settings_that_would_break_the_service_are_refused(bad: dict[str, dict[str, int]]) -> None:
+    with pytest.raises(ConfigError):
+        settings_from_dict(bad)
