@@ -51,6 +51,11 @@ class ServeProcess:
                             timeout=timeout)
 
     def _healthy(self) -> bool:
+        with socket.socket(socket.AF_UNIX) as probe:  # not listening yet: no httpx client (it leaks the socket)
+            try:
+                probe.connect(str(self.socket))
+            except OSError:
+                return False
         try:
             with self.client(5) as c:
                 return c.get("/healthz").status_code == 200
