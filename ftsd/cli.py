@@ -107,7 +107,7 @@ def _cmd_index(settings: Settings, args: argparse.Namespace, rt: Runtime, *, pru
 def _cmd_search(settings: Settings, args: argparse.Namespace, rt: Runtime) -> int:
     if not args.keys:
         raise UsageError("search needs at least one search key, e.g. TEXT hello")
-    query = parse_argv(args.keys)
+    query = parse_argv(args.keys, settings.limits)
     results = service.search(settings, args.user, args.mailboxes or ["INBOX"], query, autoindex=args.autoindex,
                              runtime=rt)
     if args.json:

@@ -18,7 +18,10 @@
         - OutdatedIndexError  by an older ftsd, with a layout this one no longer reads
       - CorruptIndexError   damaged files (truncated, overwritten)
   + QueryError           unparsable or unsupported SEARCH key  2   400
+    - QueryCostError     over a cost limit of [limits]         2   400  (the message names it)
   + ClusterError         cluster mode: PostgreSQL unreachable 75   503  (run again later)
+  + TooLargeError        a request (part) over a size limit   65   413  (the message names it)
+  + SearchTimeoutError   past limits.search_time_s            75   503  (run again later)
 
 Library errors carry no exit code or status: OUTCOMES below is the one table both front-ends read (the CLI's
 exit code, sysexits(3) style; the HTTP status and error code), looked up along the class hierarchy, so a new
@@ -98,6 +101,18 @@ class ClusterError(FtsdError):
     """Cluster mode: the coordinator (PostgreSQL) cannot be reached or refused a statement."""
 
 
+class QueryCostError(QueryError):
+    """A query over one of the cost limits ([limits] query_*); the message names the setting."""
+
+
+class TooLargeError(FtsdError):
+    """A request body, or one part of it, is over a size limit; the message names the setting."""
+
+
+class SearchTimeoutError(FtsdError):
+    """A search ran longer than limits.search_time_s and was stopped."""
+
+
 class Outcome(NamedTuple):
     """How front-ends report an error class: CLI exit code, HTTP status, machine-readable error code."""
 
@@ -110,7 +125,10 @@ class Outcome(NamedTuple):
 # argument errors); 65 EX_DATAERR, 66 EX_NOINPUT, 67 EX_NOUSER, 74 EX_IOERR, 75 EX_TEMPFAIL (run again later),
 # 78 EX_CONFIG. 1: anything else (and, from commands, "some messages or users failed").
 OUTCOMES: dict[type[FtsdError], Outcome] = {
+    QueryCostError: Outcome(2, 400, "query_too_costly"),
     QueryError: Outcome(2, 400, "bad_query"),
+    TooLargeError: Outcome(65, 413, "body_too_large"),
+    SearchTimeoutError: Outcome(75, 503, "search_timeout"),
     ClusterError: Outcome(75, 503, "coordinator_unavailable"),
     UsageError: Outcome(2, 400, "bad_request"),
     ConfigError: Outcome(78, 500, "config_error"),

@@ -1,10 +1,12 @@
 """IMAP SEARCH text keys (RFC 3501 §6.4.4) -> a small AST, the first stage of every search.
 
 parse_query reads one IMAP-syntax string (HTTP API, Solr bridge), parse_argv the CLI's argv (one atom per
-item); the search backend translates the Node; format_query goes back. Only TEXT BODY SUBJECT FROM TO CC BCC
-HEADER ALL with juxtaposition (AND), OR, NOT, parentheses and an optional CHARSET UTF-8 prefix are accepted;
-every other key raises QueryError, since silently dropping a filter would return wrong results. Errors give
-1-based character positions (parse_query) or argument numbers (parse_argv); literal lengths count UTF-8 bytes.
+item); the search backend translates the Node; format_query goes back. Both refuse a query over the cost limits
+of [limits] (keys, OR width, string bytes, nesting: check_cost) with a QueryCostError naming the setting.
+Only TEXT BODY SUBJECT FROM TO CC BCC HEADER ALL with juxtaposition (AND), OR, NOT, parentheses and an optional
+CHARSET UTF-8 prefix are accepted; every other key raises QueryError, since silently dropping a filter would
+return wrong results. Errors give 1-based character positions (parse_query) or argument numbers (parse_argv);
+literal lengths count UTF-8 bytes.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from ftsd.errors import QueryError
+from ftsd.errors import QueryCostError, QueryError
+from ftsd.settings import LimitSettings
 
 FIELDS = ("text", "body", "subject", "from", "to", "cc", "bcc", "header")
 # Fields no IMAP key names but other front-ends need: `headers` is every header line ("Name: value"), Solr's `hdr`.
 EXTRA_FIELDS = ("headers",)
 MAILBOX_GUID = re.compile(r"[0-9A-Za-z]{1,64}")  # a mailbox GUID as Dovecot writes it (Where.mailbox)
-MAX_DEPTH = 100  # nesting of (), OR, NOT; deeper input is refused rather than exhausting the stack
+MAX_DEPTH = 200  # nesting of (), OR, NOT never allowed (limits.query_depth is at most this): the stack's bound
+_DEFAULT_LIMITS = LimitSettings()
 
 _HEADER_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322 ftext: printable ASCII except ':'
 _UNSUPPORTED = frozenset(
@@ -217,8 +221,9 @@ class _ArgvTokens:
 class _Parser:
     """Recursive descent: query = [CHARSET astring] key+ ; key = "(" key+ ")" | ALL | field astring | ..."""
 
-    def __init__(self, toks: _QueryTokens | _ArgvTokens) -> None:
+    def __init__(self, toks: _QueryTokens | _ArgvTokens, max_depth: int = MAX_DEPTH) -> None:
         self.t = toks
+        self.max_depth = min(max_depth, MAX_DEPTH)
 
     def query(self) -> Node:
         first = self.t.peek()
@@ -242,8 +247,8 @@ class _Parser:
 
     def _key(self, depth: int, parent: _Tok | None) -> Node:
         tok = self.t.take()
-        if depth >= MAX_DEPTH:
-            raise QueryError(f"query nested deeper than {MAX_DEPTH} levels {tok.where}")
+        if depth >= self.max_depth:
+            raise QueryCostError(f"query nested deeper than {self.max_depth} levels {tok.where} (limits.query_depth)")
         if tok.kind in ("end", ")"):  # only reachable as an operand of OR/NOT
             raise _missing(parent or tok, "a search key", tok)
         if tok.kind == "string":
@@ -287,8 +292,9 @@ def _missing(key: _Tok, what: str, found: _Tok) -> QueryError:
     return QueryError(f"missing argument: {key.value.upper()} {key.where} needs {what}, found {found_s}")
 
 
-def parse_query(text: str | bytes) -> Node:
-    """Parse IMAP SEARCH syntax in one string (bytes must be UTF-8); raise QueryError on anything else."""
+def parse_query(text: str | bytes, limits: LimitSettings = _DEFAULT_LIMITS) -> Node:
+    """Parse IMAP SEARCH syntax in one string (bytes must be UTF-8); raise QueryError on anything else, and
+    QueryCostError (a QueryError) when the query is over the cost limits."""
     if isinstance(text, bytes):
         try:
             text = text.decode()
@@ -296,17 +302,60 @@ def parse_query(text: str | bytes) -> Node:
             raise QueryError(f"invalid UTF-8 at byte offset {e.start}") from None
     if m := _SURROGATE.search(text):
         raise QueryError(f"invalid UTF-8 (lone surrogate) at position {m.start() + 1}")
-    return _Parser(_QueryTokens(text)).query()
+    return check_cost(_Parser(_QueryTokens(text), limits.query_depth).query(), limits)
 
 
-def parse_argv(args: Sequence[str]) -> Node:
+def parse_argv(args: Sequence[str], limits: LimitSettings = _DEFAULT_LIMITS) -> Node:
     """Parse the CLI form: one atom per item, string arguments verbatim, parentheses alone or glued to keywords."""
     if isinstance(args, str):
         raise TypeError("parse_argv takes a sequence of arguments, not one string (use parse_query)")
     for i, arg in enumerate(args):
         if _SURROGATE.search(arg):
             raise QueryError(f"invalid UTF-8 in argument {i + 1}")
-    return _Parser(_ArgvTokens(args)).query()
+    return check_cost(_Parser(_ArgvTokens(args), limits.query_depth).query(), limits)
+
+
+def check_cost(node: Node, limits: LimitSettings = _DEFAULT_LIMITS) -> Node:
+    """node, if it is within the cost limits: search keys, alternatives of one OR (a chain of ORs counts as one
+    OR), UTF-8 bytes of all strings, nesting. Raises: QueryCostError naming the limit. Iterative: any depth."""
+    keys = size = 0
+    stack: list[tuple[Node, int]] = [(node, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limits.query_depth:
+            raise QueryCostError(f"query nested deeper than {limits.query_depth} levels (limits.query_depth)")
+        if isinstance(item, Key):
+            keys += 1
+            size += len(item.value.encode("utf-8", "surrogatepass")) + len(item.header or "")
+        elif isinstance(item, And):
+            stack += [(n, depth + 1) for n in item.items]
+        elif isinstance(item, Not):
+            stack.append((item.item, depth + 1))
+        elif isinstance(item, Or):
+            width = _or_width(item, limits.query_or_width)
+            if width > limits.query_or_width:
+                raise QueryCostError(f"an OR with more than {limits.query_or_width} alternatives "
+                                     "(limits.query_or_width)")
+            stack += [(item.left, depth + 1), (item.right, depth + 1)]
+    if keys > limits.query_keys:
+        raise QueryCostError(f"query has {keys} search keys; at most {limits.query_keys} (limits.query_keys)")
+    if size > limits.query_bytes:
+        raise QueryCostError(f"the strings of the query add up to {size} bytes; at most {limits.query_bytes} "
+                             "(limits.query_bytes)")
+    return node
+
+
+def _or_width(node: Or, stop: int) -> int:
+    """Alternatives of the OR chain rooted at node (ORs directly inside ORs flattened; Where keys free), counted up
+    to stop + 1."""
+    width, todo = 0, [node.left, node.right]
+    while todo and width <= stop:
+        item = todo.pop()
+        if isinstance(item, Or):
+            todo += [item.left, item.right]
+        elif not isinstance(item, Where):  # Dovecot's mailbox lists (box:(a OR b ...)) cost no lookup
+            width += 1
+    return width
 
 
 def format_query(node: Node, *, _top: bool = True) -> str:

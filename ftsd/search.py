@@ -12,7 +12,9 @@ TextSource: the message file in the Maildir (MaildirText), or the field texts a 
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ftsd.analysis import Analyzer, QueryPieces, normalise, searchable
+from ftsd.errors import SearchTimeoutError
 from ftsd.maildir import read_message
 from ftsd.message import ParsedMessage, decode_header_value, header_indexed, parse_headers, parse_message
 from ftsd.query import All, And, Key, Node, Not, Or, Where
@@ -44,6 +47,24 @@ _TEXT_MARK_FIELDS = ("headers", "body")  # analysis.Analyzer.header_and_body
 # Every header line: the `headers` field of a Solr document holds them all; ftsd's own indexer keeps the values
 # of the headers above out of it (they have fields of their own), so those are candidates too.
 _HEADER_LINES = ("headers", *_OWN_FIELD_HEADERS)
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """The time budget of one search (limits.search_time_s), checked between keys, candidates and mailboxes:
+    past it the search stops with SearchTimeoutError instead of holding a thread for minutes."""
+
+    seconds: float = 0.0
+    at: float = math.inf  # time.monotonic() value
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        return cls(seconds, time.monotonic() + seconds) if seconds > 0 else cls()
+
+    def check(self) -> None:
+        if time.monotonic() > self.at:
+            raise SearchTimeoutError(f"search stopped after {self.seconds:g} s (limits.search_time_s): use fewer "
+                                     "keys or longer strings, or raise the limit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +266,7 @@ class MailboxSearch:
     settings: Settings
     user: str = ""
     keep_unreadable: bool = False
+    deadline: Deadline = field(default_factory=Deadline)
     analyzer: Analyzer = field(init=False)
     _plans: dict[int, _Plan] = field(default_factory=dict)
 
@@ -276,10 +298,12 @@ class MailboxSearch:
     def _lookup(self, fields_: tuple[str, ...], runs: tuple[str, ...]) -> Query:
         assert self.searcher is not None
         exact_chars, partial = self.analyzer.exact_chars, self.analyzer.partial
-        return Searcher.and_([self.searcher.piece(fields_, run, exact_chars, partial) for run in runs])
+        # `~0~0~0...`: thousands of runs, two distinct ones: each looked up once
+        return Searcher.and_([self.searcher.piece(fields_, run, exact_chars, partial) for run in dict.fromkeys(runs)])
 
     def _plan_of(self, key: Key) -> _Plan:
         if id(key) not in self._plans:
+            self.deadline.check()
             self._plans[id(key)] = self.plan(key)
         return self._plans[id(key)]
 
@@ -320,6 +344,7 @@ class MailboxSearch:
         assert self.searcher is not None
         if isinstance(node, Key):
             plan = self._plan_of(node)
+            self.deadline.check()
             found = self.searcher.uids(plan.query, self.guid) & universe
             if plan.exact:
                 return found, found
@@ -356,6 +381,7 @@ class MailboxSearch:
         return Answer(sorted(sure | verified), len(check))
 
     def _verify(self, uid: int, node: Node) -> bool:
+        self.deadline.check()
         try:
             text = self.texts(uid)
             if text is None:

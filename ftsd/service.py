@@ -30,7 +30,7 @@ from ftsd.indexer.sync import CancelToken, IndexReport, Progress, sync_mailbox
 from ftsd.maildir import Mailbox, ScanCache, list_mailboxes, read_uidlist, scan_mailbox, validate_mailbox_name
 from ftsd.query import MAILBOX_GUID, Node
 from ftsd.runtime import Runtime
-from ftsd.search import MailboxResult, MailboxSearch, MaildirText, StoredText, TextSource
+from ftsd.search import Deadline, MailboxResult, MailboxSearch, MaildirText, StoredText, TextSource
 from ftsd.settings import Settings
 from ftsd.store.index import IndexState, StoreOptions, UserIndex
 from ftsd.store.schema import Document as Document  # re-exported: the type of write_documents' changes
@@ -225,7 +225,9 @@ def search(
     settings: Settings, name: str, mailboxes: Sequence[str], query: Node, *, autoindex: bool | None = None,
     runtime: Runtime | None = None,
 ) -> list[MailboxResult]:
-    """Matching UIDs per mailbox (`*` = every mailbox). Raises: UnknownUserError, MailboxError."""
+    """Matching UIDs per mailbox (`*` = every mailbox). Raises: UnknownUserError, MailboxError,
+    SearchTimeoutError (past limits.search_time_s)."""
+    deadline = Deadline.after(settings.limits.search_time_s)
     rt = _runtime(settings, runtime)
     user = get_user(settings, name)
     boxes = _mailboxes(rt, user, mailboxes or ["INBOX"])
@@ -242,7 +244,7 @@ def search(
     for attempt in range(2):
         try:
             with index.reader() as searcher:
-                return [_search_box(settings, rt, name, searcher, box, query) for box in boxes]
+                return [_search_box(settings, rt, name, searcher, box, query, deadline) for box in boxes]
         except UnusableIndexError as exc:  # moved aside by the reader: the mail answers, exactly
             if attempt:
                 raise
@@ -252,11 +254,14 @@ def search(
 
 def _search_box(
     settings: Settings, rt: Runtime, name: str, searcher: Searcher | None, box: Mailbox, query: Node,
+    deadline: Deadline,
 ) -> MailboxResult:
     def texts(uid: int) -> TextSource:
         return MaildirText(box.messages[uid], settings, rt.texts)
 
-    answer = MailboxSearch(searcher, box.guid, set(box.messages), texts, settings, user=name).run(query)
+    deadline.check()  # between mailboxes
+    answer = MailboxSearch(searcher, box.guid, set(box.messages), texts, settings, user=name,
+                           deadline=deadline).run(query)
     return MailboxResult(box.name, box.uidvalidity, answer.uids, answer.verified)
 
 
@@ -266,7 +271,8 @@ def search_index(
 ) -> dict[str, list[int]]:
     """Matching UIDs per mailbox GUID among the documents of the user's index (the Solr bridge: no Maildir scan;
     documents are checked against the texts they keep, or the message file when this host has it).
-    `mailboxes`/`uids`: only these (None: all). Raises: UnknownUserError, StoreError."""
+    `mailboxes`/`uids`: only these (None: all). Raises: UnknownUserError, StoreError, SearchTimeoutError."""
+    deadline = Deadline.after(settings.limits.search_time_s)
     rt = _runtime(settings, runtime)
     user = lookup_user(settings, name)
     with user_index(settings, user, rt).reader() as searcher:
@@ -280,7 +286,9 @@ def search_index(
             if uids is not None:
                 present = present & set(uids)
             texts = _IndexTexts(settings, rt, user, searcher, guid)
-            search = MailboxSearch(searcher, guid, present, texts, settings, user=name, keep_unreadable=True)
+            deadline.check()  # between mailboxes
+            search = MailboxSearch(searcher, guid, present, texts, settings, user=name, keep_unreadable=True,
+                                   deadline=deadline)
             out[guid] = search.run(query).uids
         return out
 

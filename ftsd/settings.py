@@ -100,8 +100,21 @@ class ServerSettings:
     socket_mode: str = setting("0660", "Permissions of the Unix socket (unix_listener mode)")
     socket_user: str = setting("", "Owner of the Unix socket (unix_listener user)")
     socket_group: str = setting("", "Group of the Unix socket (unix_listener group)")
-    token: str = setting("", "Bearer token required on TCP when set")
-    max_body_bytes: int = setting(64_000_000, "Largest request body accepted")
+    auth: bool = setting(True, "Require a token on TCP (bearer, or the password of HTTP Basic auth); false turns "
+                         "authentication off, only for loopback listeners. The Unix socket is guarded by its mode")
+    token: str = setting("", "The token itself; empty: read it from token_file")
+    token_file: str = setting("", "File holding the token (one line); empty: <state_dir>/token. Created with a "
+                              "random token, mode 0640, at the first start when missing")
+    metrics_auth: bool = setting(True, "/metrics needs the token too; false opens it to any TCP client (a "
+                                 "Prometheus scraper without credentials). /healthz is always open")
+    max_body_bytes: int = setting(64_000_000, "Largest request body accepted (Solr updates: see limits.update_*)")
+    timeout_keep_alive_s: float = setting(5.0, "An idle keep-alive connection is closed after this long")
+    timeout_header_s: float = setting(10.0, "A connection that has not sent a complete request head within this "
+                                      "long is closed (slow or half-open clients)")
+    max_connections: int = setting(512, "Connections served at once; more are answered 503 at once and closed "
+                                   "(keep it under the open-file limit, LimitNOFILE)")
+    max_header_bytes: int = setting(65_536, "Largest request head (request line and headers)")
+    backlog: int = setting(128, "Listen backlog of the sockets (also how many connections are accepted at once)")
     state_dir: str = setting("/var/lib/ftsd", "Where the job queue lives")
     job_threads: int = setting(2, "Jobs run at once (never two of one user: one writer per index)")
     job_time_slice_s: float = setting(60.0, "A job that has run this long while another user waits goes back "
@@ -125,6 +138,22 @@ class ClusterSettings:
     active_window_s: float = setting(3600.0, "A user searched within this long counts as recently active")
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LimitSettings:
+    query_keys: int = setting(256, "Search keys (IMAP) or text terms (Solr) in one query")
+    query_or_width: int = setting(256, "Alternatives of one OR (a chain of IMAP ORs or a Solr OR list counts as one)")
+    query_bytes: int = setting(65_536, "Total UTF-8 bytes of the search strings of one query")
+    query_depth: int = setting(100, "Nesting of parentheses, OR and NOT in one query (at most 200)")
+    solr_query_chars: int = setting(1_000_000, "Longest Solr query text in characters (q, fq, a <delete><query> "
+                                    "or <id>)")
+    search_time_s: float = setting(30.0, "A search still running after this many seconds stops and answers 503 "
+                                   "(CLI: exit 1); 0 = no limit")
+    update_bytes: int = setting(512_000_000, "Largest Solr update request body (bytes on the wire): the documents "
+                                "before the limit are committed, the request answers 413")
+    update_doc_bytes: int = setting(128_000_000, "Largest single <doc> of a Solr update (bytes on the wire); the "
+                                    "text kept of a document is fts.max_text_chars in any case")
+
+
 DEFAULT_MAILBOXES = {"Trash": "\\Trash", "Junk": "\\Junk", "Spam": "\\Junk", "Sent": "\\Sent", "Drafts": "\\Drafts"}
 
 
@@ -136,6 +165,7 @@ class Settings:
     decoders: DecoderSettings = setting(DecoderSettings(), "[decoders]")
     server: ServerSettings = setting(ServerSettings(), "[server]")
     cluster: ClusterSettings = setting(ClusterSettings(), "[cluster] several nodes sharing users (docs/scale-out.md)")
+    limits: LimitSettings = setting(LimitSettings(), "[limits] cost bounds of one request")
     mailboxes: dict[str, str] = setting(dict(DEFAULT_MAILBOXES), "[mailboxes] mailbox name -> special-use flag")
     log_level: str = setting("info", "debug, info, warning or error")
     base_dir: Path = setting(Path("."), "Directory relative paths are resolved against (the config file's)")
@@ -191,7 +221,7 @@ def _section(cls: type[T], section: str, table: Mapping[str, Any], origin: str) 
 def settings_from_dict(data: Mapping[str, Any], *, origin: str = "<config>", base_dir: Path | None = None) -> Settings:
     """Build Settings from a parsed TOML table. Raises: ConfigError."""
     nested = {"userdb": UserdbSettings, "fts": FtsSettings, "decoders": DecoderSettings, "server": ServerSettings,
-              "cluster": ClusterSettings}
+              "cluster": ClusterSettings, "limits": LimitSettings}
     top: dict[str, Any] = {}
     for key, value in data.items():
         if key in nested:
@@ -220,6 +250,14 @@ def _validate(s: Settings, origin: str) -> None:
         raise ConfigError(f"{origin}: fts.verify_cache_mb must be >= 0")
     if s.server.job_threads < 1:
         raise ConfigError(f"{origin}: server.job_threads must be at least 1")
+    if not 1 <= s.limits.query_depth <= 200:
+        raise ConfigError(f"{origin}: limits.query_depth must be between 1 and 200")
+    if s.server.max_connections < 1:
+        raise ConfigError(f"{origin}: server.max_connections must be at least 1")
+    if s.server.timeout_header_s <= 0 or s.server.timeout_keep_alive_s <= 0:
+        raise ConfigError(f"{origin}: server.timeout_header_s and server.timeout_keep_alive_s must be above 0")
+    if s.server.max_header_bytes < 4096:
+        raise ConfigError(f"{origin}: server.max_header_bytes must be at least 4096")
     if not 0 <= s.fts.worker_nice <= 19:
         raise ConfigError(f"{origin}: fts.worker_nice must be between 0 and 19")
     if not s.mail_location.startswith("maildir:"):

@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from ftsd import __version__, service
 from ftsd.api.errors import ApiError, install_error_handlers, status_of
 from ftsd.api.metrics import Metrics
-from ftsd.api.middleware import Guard
+from ftsd.api.middleware import OPEN_PATHS, Guard
 from ftsd.api.models import (
     ErrorResponse,
     Health,
@@ -37,6 +37,7 @@ from ftsd.api.models import (
     search_response,
 )
 from ftsd.api.solr import solr_router
+from ftsd.api.token import service_token
 from ftsd.daemon.jobs import JobQueue, JobRunner
 from ftsd.daemon.watcher import MaildirWatcher
 from ftsd.errors import FtsdError
@@ -151,11 +152,12 @@ async def metrics(request: Request) -> Response:
 
 def _search(st: ServiceState, user: str, body: SearchRequest, autoindex: bool | None) -> list[MailboxResult]:
     settings, cluster, rt = st.settings, st.cluster, st.runtime
+    query = body.node(settings.limits)
     if cluster is None or autoindex is False or (autoindex is None and not settings.fts.autoindex):
-        return service.search(settings, user, body.targets(), body.node(), autoindex=autoindex, runtime=rt)
+        return service.search(settings, user, body.targets(), query, autoindex=autoindex, runtime=rt)
     cluster.touch(user)
     with cluster.writer_lease(user) as held:  # autoindex only with the lease; never waits for another node
-        return service.search(settings, user, body.targets(), body.node(), autoindex=None if held else False,
+        return service.search(settings, user, body.targets(), query, autoindex=None if held else False,
                               runtime=rt)
 
 
@@ -250,7 +252,13 @@ def create_app(settings: Settings, *, watch: bool = True, force_polling: bool = 
     app.include_router(solr_router(settings, runtime))
     install_error_handlers(app)
     app.state.ftsd = None
-    app.add_middleware(Guard, token=settings.server.token, max_body_bytes=settings.server.max_body_bytes,
+    token = service_token(settings)  # made at the first start when missing
+    if not token:
+        log.warning("server.auth is off: any process that can reach %s may read and write every user's index",
+                    settings.server.listen or "the TCP listener")
+    open_paths = OPEN_PATHS if settings.server.metrics_auth else OPEN_PATHS | {"/metrics"}
+    app.add_middleware(Guard, token=token, max_body_bytes=settings.server.max_body_bytes,
+                       max_update_bytes=settings.limits.update_bytes, open_paths=open_paths,
                        on_response=lambda method, code: _count_request(app, method, code))
     return app
 

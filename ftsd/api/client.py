@@ -1,7 +1,8 @@
 """`ftsd index -q` / `ftsd optimize -q`: queue jobs on the running service instead of doing the work here.
 
-Talks to the service over its Unix socket when the socket file exists, else over TCP (`server.listen`) with the
-bearer token. With -A the users come from the userdb, one job per user (the service runs them round-robin).
+Talks to the service over its Unix socket when the socket file exists (the default: no token needed there), else
+over TCP (`server.listen`) with the bearer token (`server.token`, or the token file the service made).
+With -A the users come from the userdb, one job per user (the service runs them round-robin).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from urllib.parse import quote
 
 import httpx
 
+from ftsd.api.token import client_token
 from ftsd.settings import Settings
 from ftsd.userdb import list_users
 
@@ -24,7 +26,8 @@ def _client(settings: Settings) -> httpx.Client:
         return httpx.Client(transport=httpx.HTTPTransport(uds=str(path)), base_url="http://ftsd", timeout=TIMEOUT_S)
     if not settings.server.listen:
         raise httpx.ConnectError(f"no socket at {path} and server.listen is empty")
-    headers = {"Authorization": f"Bearer {settings.server.token}"} if settings.server.token else {}
+    token = client_token(settings)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.Client(base_url=f"http://{settings.server.listen}", headers=headers, timeout=TIMEOUT_S)
 
 

@@ -1,10 +1,12 @@
 """HTTP errors: statuses from the one table of errors.py (OUTCOMES), and the handlers that turn every error
 (library, validation, routing, unexpected) into JSON `{"error": {"code", "message"}}`. No response ever carries a
-traceback: unexpected exceptions are logged with theirs and answered with a 500 and a fixed message."""
+traceback or an absolute path (public_message: the log keeps the full text); unexpected exceptions are logged with
+their traceback and answered with a 500 and a fixed message."""
 
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -30,8 +32,25 @@ class ApiError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+# An absolute path: a '/' that does not follow a word, a '/' or a ':' (URLs, mailbox names), then its components.
+_PATH = re.compile(r"(?<![\w/:.~-])/(?:[^\s'\"/:,;()\[\]<>]+/)*([^\s'\"/:,;()\[\]<>]*)")
+
+
+MAX_MESSAGE_CHARS = 2000  # an error quoting a hostile query of megabytes is cut
+
+
+def public_message(text: str) -> str:
+    """The text with every absolute path cut to its last component (`.../name`): error bodies must not tell a
+    client where the mail, the indexes or the service's files live. Long texts are cut."""
+    if len(text) > MAX_MESSAGE_CHARS:
+        text = text[:MAX_MESSAGE_CHARS] + f"... ({len(text)} characters)"
+    return _PATH.sub(lambda m: ".../" + m[1], text)
+
+
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+    """The one place every JSON error body is made (paths are cut here)."""
+    return JSONResponse({"error": {"code": code, "message": public_message(message)}}, status_code=status,
+                        headers=headers)
 
 
 def status_of(exc: FtsdError) -> tuple[int, str]:

@@ -1,6 +1,8 @@
 """The ASGI guard in front of every route: bearer token on TCP, request body size limit, request counting.
 
-The token (`server.token`) is required on TCP connections only: the Unix socket is protected by its file mode.
+The token (api/token.py; on by default) is required on TCP connections only: the Unix socket is protected by its
+file mode. `/healthz` is open (liveness probes), `/metrics` too when `server.metrics_auth` is false; `/docs` and
+`/openapi.json` are behind the token like every route.
 It may come as `Authorization: Bearer TOKEN` or as the password of HTTP Basic auth (so a URL such as
 `http://ftsd:TOKEN@127.0.0.1:8984/solr/...` works for clients that only speak Basic). Bodies are refused with 413
 when Content-Length announces more than `max_body_bytes`, or as soon as the bytes actually streamed exceed it (the
@@ -57,11 +59,14 @@ async def _send_error(send: Send, status: int, code: str, message: str, headers:
 class Guard:
     """Pure ASGI middleware; `on_response(method, status)` is called once per answered request."""
 
-    def __init__(self, app: ASGIApp, *, token: str, max_body_bytes: int,
+    def __init__(self, app: ASGIApp, *, token: str, max_body_bytes: int, max_update_bytes: int | None = None,
+                 open_paths: frozenset[str] = OPEN_PATHS,
                  on_response: Callable[[str, int], None] | None = None) -> None:
         self.app = app
         self.token = token
+        self.open_paths = open_paths
         self.max_body_bytes = max_body_bytes
+        self.max_update_bytes = max_body_bytes if max_update_bytes is None else max_update_bytes
         self.on_response = on_response
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -85,18 +90,22 @@ class Guard:
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        if self.token and is_tcp(scope) and scope["path"] not in OPEN_PATHS:
+        if self.token and is_tcp(scope) and scope["path"] not in self.open_paths:
             given = _token_of(headers)
             if given is None or not hmac.compare_digest(given.encode(), self.token.encode()):
                 await _send_error(send, 401, "unauthorized", "a valid bearer token is required",
                                   {"WWW-Authenticate": 'Bearer realm="ftsd"'})
                 return
+        length = next((v for k, v in headers if k.lower() == b"content-length"), None)
         if _SOLR_UPDATE.match(scope["path"]):
-            # Dovecot's update batches are streamed into the index and bounded there; a 413 here would make
-            # Dovecot resend the same batch forever.
+            # Dovecot's update batches are streamed into the index, bounded there per document and per request
+            # (limits.update_*: what came before the limit is committed); only an announced excess is refused here.
+            if length is not None and length.isdigit() and int(length) > self.max_update_bytes:
+                await _send_error(send, 413, "body_too_large", "Solr update body larger than limits.update_bytes "
+                                  f"= {self.max_update_bytes} bytes", {"Connection": "close"})
+                return
             await self.app(scope, receive, send)
             return
-        length = next((v for k, v in headers if k.lower() == b"content-length"), None)
         if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
             await _send_error(send, 413, "body_too_large", self._too_large, {"Connection": "close"})
             return
@@ -115,4 +124,4 @@ class Guard:
 
     @property
     def _too_large(self) -> str:
-        return f"request body larger than {self.max_body_bytes} bytes"
+        return f"request body larger than server.max_body_bytes = {self.max_body_bytes} bytes"

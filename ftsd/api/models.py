@@ -13,6 +13,7 @@ from ftsd.daemon.jobs import Job
 from ftsd.errors import QueryError
 from ftsd.query import Node, parse_query
 from ftsd.search import MailboxResult
+from ftsd.settings import LimitSettings
 
 MAX_QUERY_CHARS = 65_536  # an IMAP SEARCH program longer than this is refused (400), not parsed
 
@@ -45,11 +46,11 @@ class SearchRequest(_Request):
     def targets(self) -> list[str]:
         return list(self.mailboxes) if self.mailboxes is not None else [self.mailbox or "INBOX"]
 
-    def node(self) -> Node:
-        """The parsed query. Raises: QueryError."""
+    def node(self, limits: LimitSettings) -> Node:
+        """The parsed query, within the cost limits. Raises: QueryError (QueryCostError)."""
         if len(self.query) > MAX_QUERY_CHARS:
             raise QueryError(f"query is {len(self.query)} characters long; at most {MAX_QUERY_CHARS} are accepted")
-        return parse_query(self.query)
+        return parse_query(self.query, limits)
 
 
 class IndexRequest(_Request):

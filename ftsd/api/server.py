@@ -1,10 +1,12 @@
 """`ftsd serve`: one uvicorn server answering on the TCP `listen` address and the Unix socket at the same time.
 
 The listening sockets are made here: TCP is bound as configured (loopback by default; any other address needs
-`server.token` and is logged as a warning); a stale Unix socket is removed (a live one means another ftsd: refused),
+`server.auth` on, and is logged as a warning); a stale Unix socket is removed (a live one means another ftsd: refused),
 the new one is bound with a umask that keeps it private until it gets `socket_mode` and `socket_user`/`socket_group`.
-SIGTERM (systemd stop) and SIGINT stop accepting, finish the requests in flight, then the job workers stop at
-their next mailbox (at most 30 s; their jobs stay queued for the next start) and the socket file is removed.
+Connections are bounded (api/protocol.py: request-head timeout, idle keep-alive timeout, server.max_connections,
+largest request head, listen backlog). SIGTERM (systemd stop) and SIGINT stop accepting, finish the requests in
+flight, then the job workers stop at their next mailbox (at most 30 s; their jobs stay queued for the next start)
+and the socket file is removed.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import contextlib
 import ipaddress
 import logging
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -25,6 +28,7 @@ from types import FrameType
 import uvicorn
 
 from ftsd.api.app import create_app
+from ftsd.api.protocol import ConnectionLimits, bounded_protocol
 from ftsd.daemon.jobs import JobQueue
 from ftsd.errors import ConfigError
 from ftsd.settings import Settings
@@ -63,9 +67,9 @@ def tcp_socket(settings: Settings) -> socket.socket | None:
         return None
     host, port = parse_listen(settings.server.listen)
     if not is_loopback(host, port):
-        if not settings.server.token:
+        if not settings.server.auth:
             raise ConfigError(f"server.listen {settings.server.listen!r} is not a loopback address: "
-                              "set server.token (clients then send it as a bearer token) or listen on 127.0.0.1")
+                              "server.auth = false is only allowed on loopback (127.0.0.1)")
         log.warning("listening on %s, which is not loopback: every TCP request needs the token",
                     settings.server.listen)
     family, address = _addresses(host, port)[0]
@@ -164,9 +168,33 @@ def make_server(settings: Settings) -> tuple[uvicorn.Server, list[socket.socket]
     sockets = [s for s in (tcp, unix) if s is not None]
     if not sockets:
         raise ConfigError("server.listen and server.socket are both empty: nothing to serve on")
+    srv = settings.server
+    limits = ConnectionLimits(_connection_cap(srv.max_connections, srv.backlog), srv.timeout_header_s)
     config = uvicorn.Config(create_app(settings), log_config=None, access_log=settings.log_level == "debug",
-                            timeout_graceful_shutdown=GRACEFUL_S, server_header=False, lifespan="on")
+                            timeout_graceful_shutdown=GRACEFUL_S, server_header=False, lifespan="on",
+                            http=bounded_protocol(limits), timeout_keep_alive=max(1, round(srv.timeout_keep_alive_s)),
+                            h11_max_incomplete_event_size=srv.max_header_bytes, backlog=srv.backlog)
     return uvicorn.Server(config), sockets
+
+
+FILES_RESERVED = 256  # open files kept for indexes, the job queue, workers' pipes, logs
+
+
+def _connection_cap(wanted: int, backlog: int) -> int:
+    """server.max_connections, lowered if the open-file limit could not hold it: asyncio accepts up to `backlog`
+    connections at once before the cap closes any, and running out of files makes its accept loop log in a loop.
+    The soft limit is first raised to the hard one (systemd's default soft limit is 1,024)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = 65536 if hard == resource.RLIM_INFINITY else hard
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    room = soft - 2 * backlog - FILES_RESERVED
+    if wanted > room:
+        log.warning("server.max_connections %d lowered to %d: the open-file limit is %d (raise LimitNOFILE)",
+                    wanted, max(room, 1), soft)
+    return max(1, min(wanted, room))
 
 
 def serve(settings: Settings) -> None:

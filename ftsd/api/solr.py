@@ -17,14 +17,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from ftsd import solr
-from ftsd.api.errors import status_of
-from ftsd.errors import FtsdError, QueryError
+from ftsd.api.errors import error_response, public_message, status_of
+from ftsd.errors import FtsdError, QueryError, TooLargeError
 from ftsd.runtime import Runtime
 from ftsd.settings import Settings
 
 log = logging.getLogger(__name__)
 
 FEED_BYTES = 1 << 18  # body bytes handed to the parser per thread-pool call
+_FORM_FACTOR = 4  # a select form holds q, fq and a few short parameters, %-encoded
 _FORM = "application/x-www-form-urlencoded"
 
 
@@ -34,9 +35,11 @@ def _send(reply: solr.SolrReply) -> Response:
 
 
 def _failed(request: Request, exc: FtsdError) -> Response:
-    status, _ = status_of(exc)
+    status, code = status_of(exc)
     (log.error if status >= 500 else log.info)("%s %s: %s", request.method, request.url.path, exc)
-    return _send(solr.error_reply(status, str(exc)))
+    if isinstance(exc, TooLargeError):  # the body is not read to its end: close, and say which limit in JSON
+        return error_response(status, code, public_message(str(exc)), {"Connection": "close"})
+    return _send(solr.error_reply(status, public_message(str(exc))))
 
 
 def _params(raw: str) -> list[tuple[str, str]]:
@@ -47,12 +50,20 @@ def _params(raw: str) -> list[tuple[str, str]]:
         raise QueryError(f"undecodable request parameters: {exc}") from None
 
 
-async def _stream(request: Request, session: solr.UpdateSession) -> None:
+async def _stream(request: Request, session: solr.UpdateSession, limit: int) -> None:
     """Feed the body to the session as it arrives. After an error the rest is still read, because Dovecot
-    rejects a reply that comes before its upload has finished; then the error is raised."""
+    rejects a reply that comes before its upload has finished; then the error is raised. Past `limit` bytes
+    (limits.update_bytes) reading stops: the complete documents read so far are committed, then TooLargeError."""
     error: FtsdError | None = None
     pending = bytearray()
+    received = 0
     async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            if error is None:
+                await run_in_threadpool(session.flush)
+            raise TooLargeError(f"Solr update body larger than limits.update_bytes = {limit} bytes; the "
+                                "documents before it were committed")
         if error is not None:
             continue
         pending += chunk
@@ -60,11 +71,30 @@ async def _stream(request: Request, session: solr.UpdateSession) -> None:
             data, pending = bytes(pending), bytearray()
             try:
                 await run_in_threadpool(session.feed, data)
+            except TooLargeError:  # reading on would cost what the limit is there to bound
+                raise
             except FtsdError as exc:
                 error = exc
     if error is not None:
         raise error
     await run_in_threadpool(session.feed, bytes(pending))
+
+
+async def _form(request: Request, limit: int) -> str:
+    """A select form body, read up to `limit` bytes (q and fq are bounded by limits.solr_query_chars)."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise TooLargeError(f"Solr select form body larger than {limit} bytes "
+                                f"({_FORM_FACTOR} x limits.solr_query_chars + 64 KiB)")
+    return body.decode("utf-8", "surrogateescape")
+
+
+def _check_lengths(params: list[tuple[str, str]], limit: int) -> None:
+    for name, value in params:
+        if name in ("q", "fq") and len(value) > limit:
+            raise QueryError(f"Solr {name} is {len(value)} characters long; limits.solr_query_chars = {limit}")
 
 
 def solr_router(settings: Settings, runtime: Runtime | None = None) -> APIRouter:
@@ -79,7 +109,8 @@ def solr_router(settings: Settings, runtime: Runtime | None = None) -> APIRouter
         try:
             params = _params(request.url.query)
             if request.method == "POST" and request.headers.get("content-type", "").startswith(_FORM):
-                params += _params((await request.body()).decode("utf-8", "surrogateescape"))
+                params += _params(await _form(request, _FORM_FACTOR * settings.limits.solr_query_chars + 65536))
+            _check_lengths(params, settings.limits.solr_query_chars)
             return _send(await run_in_threadpool(solr.select, settings, params, rt))
         except FtsdError as exc:
             return _failed(request, exc)
@@ -92,7 +123,7 @@ def solr_router(settings: Settings, runtime: Runtime | None = None) -> APIRouter
         cluster = getattr(getattr(request.app.state, "ftsd", None), "cluster", None)
         session = cluster.update_session() if cluster else solr.UpdateSession(settings, rt)  # cluster: under the lease
         try:
-            await _stream(request, session)
+            await _stream(request, session, settings.limits.update_bytes)
             await run_in_threadpool(session.close)
         except ClientDisconnect:  # what was committed stays; Dovecot re-sends the rest (its last UID did not move)
             log.info("%s %s: client went away during the upload", request.method, request.url.path)

@@ -165,7 +165,8 @@ class PgJobQueue(JobQueue):
             return False
         return row is not None
 
-    def finish(self, job_id: int, state: str, result: dict[str, Any] | None = None, error: str | None = None) -> None:
+    def finish(self, job_id: int, state: str, result: dict[str, Any] | None = None, error: str | None = None,
+               delay_s: float = 0.0) -> None:  # delay_s (a locked index): not kept here, the lock wait spaces tries
         """Record the outcome (`done`, `failed`) or put the job back (`queued`), then release the user's lease.
         Only while this node still owns the job: one taken over meanwhile is left to its new owner."""
         def run(conn: Any) -> str | None:

@@ -6,6 +6,8 @@ work survives a restart (a job left `running` by a killed service goes back to `
 its last commit). Rules: exactly one writer per user (never two running jobs of one user), identical queued jobs
 are merged, and users take turns (round-robin), so one user's huge mailbox never starves the others: a job that
 has run for `time_slice_s` while another user waits is put back in the queue when it reaches its next mailbox.
+A job that finds the user's index locked by another writer (a CLI run, a Solr update) goes back to the queue
+with a growing delay (RETRY_DELAYS_S) instead of failing; only after the last delay does it fail.
 Workers call the service facade in threads; parsing already runs in the service's process pool.
 """
 
@@ -22,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from ftsd import service
-from ftsd.indexer.sync import CancelToken
+from ftsd.errors import FtsdError, IndexLockedError
+from ftsd.indexer.pool import WorkerPool
+from ftsd.indexer.sync import CancelToken, IndexReport
 from ftsd.runtime import Runtime
 from ftsd.settings import Settings
 
@@ -31,6 +35,8 @@ log = logging.getLogger(__name__)
 KINDS = ("index", "rescan", "optimize")
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 KEEP_FINISHED_S = 7 * 86400  # finished jobs are forgotten after a week
+RETRY_DELAYS_S = (5.0, 15.0, 60.0, 300.0)  # a job that met a locked index waits this long before each new try
+_RETRY = "retry"  # _execute's state for "the index was locked": queued again after a delay
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -43,7 +49,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     started REAL,
     finished REAL,
     result TEXT,
-    error TEXT
+    error TEXT,
+    not_before REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, user);
 """
@@ -81,6 +88,9 @@ class JobQueue:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
+        if "not_before" not in columns:  # a queue made by an older ftsd
+            self._db.execute("ALTER TABLE jobs ADD COLUMN not_before REAL")
         self._served: dict[str, int] = {}  # user -> turn number when last given a worker (round-robin)
         self._turn = 0
 
@@ -139,7 +149,8 @@ class JobQueue:
         with self._lock:
             busy = {r[0] for r in self._db.execute("SELECT DISTINCT user FROM jobs WHERE state = ?", (RUNNING,))}
             candidates: dict[str, int] = {}
-            for row in self._db.execute("SELECT id, user FROM jobs WHERE state = ? ORDER BY id", (QUEUED,)):
+            for row in self._db.execute("SELECT id, user FROM jobs WHERE state = ? AND (not_before IS NULL OR "
+                                        "not_before <= ?) ORDER BY id", (QUEUED, time.time())):
                 if row["user"] not in busy:
                     candidates.setdefault(row["user"], row["id"])
             if not candidates:
@@ -160,11 +171,13 @@ class JobQueue:
             ).fetchone()
             return row is not None
 
-    def finish(self, job_id: int, state: str, result: dict[str, Any] | None = None, error: str | None = None) -> None:
-        """Record the outcome (`done` or `failed`), or put the job back (`queued`)."""
+    def finish(self, job_id: int, state: str, result: dict[str, Any] | None = None, error: str | None = None,
+               delay_s: float = 0.0) -> None:
+        """Record the outcome (`done` or `failed`), or put the job back (`queued`; claimed again after delay_s)."""
         with self._lock:
             if state == QUEUED:
-                self._db.execute("UPDATE jobs SET state = ?, started = NULL WHERE id = ?", (QUEUED, job_id))
+                self._db.execute("UPDATE jobs SET state = ?, started = NULL, not_before = ?, error = ? WHERE id = ?",
+                                 (QUEUED, time.time() + delay_s if delay_s else None, error, job_id))
             else:
                 self._db.execute("UPDATE jobs SET state = ?, finished = ?, result = ?, error = ? WHERE id = ?",
                                  (state, time.time(), json.dumps(result) if result is not None else None, error,
@@ -201,11 +214,13 @@ class JobRunner:
     threads: int = 2
     time_slice_s: float = 60.0
     on_finish: Callable[[Job], None] | None = None
+    retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S
     _stopping: threading.Event = field(default_factory=threading.Event)
     _wake: threading.Condition = field(default_factory=threading.Condition)
     _workers: list[threading.Thread] = field(default_factory=list)
     _progress: dict[int, _Progress] = field(default_factory=dict)
     _running: dict[int, str] = field(default_factory=dict)  # job id -> user
+    _tries: dict[int, int] = field(default_factory=dict)  # job id -> times it met a locked index
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> None:
@@ -295,6 +310,15 @@ class JobRunner:
             log.info("job %d: %s: queued again, resumes from its last commit", job.id, error)
             self.queue.finish(job.id, QUEUED)
             return
+        if state == _RETRY:
+            tries = self._tries[job.id] = self._tries.get(job.id, 0) + 1
+            if tries <= len(self.retry_delays_s):
+                delay = self.retry_delays_s[tries - 1]
+                log.info("job %d: %s; tried again in %g s", job.id, error, delay)
+                self.queue.finish(job.id, QUEUED, error=f"{error} (try {tries}, again in {delay:g} s)", delay_s=delay)
+                return
+            state, error = FAILED, f"{error} ({tries} tries)"
+        self._tries.pop(job.id, None)
         self.queue.finish(job.id, state, result, error)
         log.info("job %d: %s %s", job.id, state, error or "")
         if self.on_finish:
@@ -313,8 +337,16 @@ class JobRunner:
             r = results[0]
             sizes = {"bytes_before": r.bytes_before, "bytes_after": r.bytes_after}
             return (FAILED if r.error else DONE), sizes, r.error
-        report = service.index_users(self.settings, [job.user], mailboxes=job.mailboxes, progress=checkpoint,
-                                     prune=job.kind == "rescan", runtime=self.runtime, cancel=cancel)
+        report = IndexReport()
+        with WorkerPool(self.settings, self.runtime.workers) as pool:  # index_users for one user, lock told apart
+            try:
+                service.index_user(self.settings, job.user, job.mailboxes, pool, report, checkpoint,
+                                   prune=job.kind == "rescan", runtime=self.runtime, cancel=cancel)
+            except IndexLockedError as exc:
+                return _RETRY, {}, f"{job.user}: {exc}"
+            except FtsdError as exc:
+                log.error("%s: %s", job.user, exc)
+                report.failed.append(f"{job.user}: {exc}")
         if report.cancelled is not None:
             return QUEUED, {}, report.cancelled
         result = {"indexed": report.indexed, "removed": report.removed, "skipped": report.skipped,

@@ -60,17 +60,33 @@ def _unescape(text: str) -> str:
     return _ESCAPED.sub(r"\1", text)
 
 
+_SUFFIX_CHARS = frozenset("~^0123456789.")
+
+
 def _strip_suffix(word: str) -> str:
-    """Drop an unescaped fuzzy `~[n]` or boost `^n` suffix: substring matching has no use for them."""
-    i = 0
-    while i < len(word):
-        if word[i] == "\\":
-            i += 2
-            continue
-        if word[i] in "~^" and _SUFFIX.fullmatch(word, i):
-            return word[:i]
-        i += 1
-    return word
+    """Drop an unescaped fuzzy `~[n]` or boost `^n` suffix: substring matching has no use for them. Linear: the
+    suffix can only lie in the trailing run of `~^0-9.`, and it starts at the first `~`/`^` of that run that
+    comes after the last `^` without digits (such a `^` makes every suffix through it invalid)."""
+    run = len(word)
+    while run > 0 and word[run - 1] in _SUFFIX_CHARS:
+        run -= 1
+    if run == len(word):
+        return word
+    backslashes = 0  # the run's first character is escaped by an odd number of backslashes before it
+    while run - backslashes > 0 and word[run - backslashes - 1] == "\\":
+        backslashes += 1
+    first = run + 1 if backslashes % 2 else run
+    for i in range(len(word) - 1, first - 1, -1):  # a bare `^`: the suffix can only start after it
+        if word[i] == "^" and (i + 1 == len(word) or word[i + 1] in "~^"):
+            first = i + 1
+            break
+    start = next((i for i in range(first, len(word)) if word[i] in "~^"), None)
+    return word[:start] if start is not None and _SUFFIX.fullmatch(word, start) else word
+
+
+def _excerpt(text: str, size: int = 200) -> str:
+    """A query for an error message: its start only (a hostile query may be megabytes long)."""
+    return repr(text) if len(text) <= size else repr(text[:size]) + f"... ({len(text)} characters)"
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
@@ -94,9 +110,12 @@ def _tokens(text: str) -> list[tuple[str, str]]:
             elif q := _QUOTED.match(text, i):
                 i = q.end() + (len(s[0]) if (s := _SUFFIX.match(text, q.end())) else 0)
                 out.append(("term", name + "\0" + _unescape(q[1])))
+            elif text[i] == '"':
+                raise QueryError(f"unterminated quote at position {i + 1} of Solr query {_excerpt(text)}")
             else:
                 w = _WORD.match(text, i)
-                assert w is not None  # _FIELD's look-ahead guarantees a non-space character
+                if w is None:  # _FIELD's look-ahead leaves only a ')' here
+                    raise QueryError(f"unexpected {text[i]!r} at position {i + 1} of Solr query {_excerpt(text)}")
                 i = w.end()
                 out.append(("term", name + "\0" + _unescape(_strip_suffix(w[0]))))
         elif m := _WORD.match(text, i):

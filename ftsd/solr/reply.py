@@ -16,7 +16,7 @@ from xml.sax.saxutils import escape
 
 from ftsd import service
 from ftsd.errors import QueryError
-from ftsd.query import Node, conjoin
+from ftsd.query import Node, check_cost, conjoin
 from ftsd.runtime import Runtime
 from ftsd.settings import Settings
 from ftsd.solr.lucene import Scope, parse_lucene
@@ -104,7 +104,7 @@ def select(settings: Settings, params: Sequence[tuple[str, str]], runtime: Runti
     default_op = _param(params, "q.op", "OR").upper()
     q = parse_lucene(_param(params, "q", "*:*"), default_op)
     filters = [parse_lucene(v) for k, v in params if k == "fq" and v.strip()]
-    node = conjoin([q, *filters])
+    node = check_cost(conjoin([q, *filters]), settings.limits)
     try:
         rows = min(int(_param(params, "rows", "10")), MAX_ROWS)
         start = int(_param(params, "start", "0"))

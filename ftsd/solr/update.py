@@ -16,15 +16,15 @@ from xml.parsers import expat
 
 from ftsd import service
 from ftsd.analysis import Analyzer
-from ftsd.errors import QueryError
+from ftsd.errors import QueryError, TooLargeError
 from ftsd.indexer.pipeline import text_document
-from ftsd.query import MAILBOX_GUID, Node
+from ftsd.query import MAILBOX_GUID, Node, check_cost
 from ftsd.runtime import Runtime
 from ftsd.service import Document
 from ftsd.settings import Settings
 from ftsd.solr.lucene import KEY_FIELDS, TEXT_FIELDS, Scope, parse_lucene
 from ftsd.solr.reply import search
-from ftsd.userdb import User, lookup_user
+from ftsd.userdb import User
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,9 @@ class UpdateOp:
     fields: dict[str, str] = field(default_factory=dict)
     updates: dict[str, str] = field(default_factory=dict)
     query: Node | None = None
+
+
+_KEY_CHARS = 1024  # uid, box, user, id: longer is never valid
 
 
 class UpdateSession:
@@ -85,16 +88,22 @@ class UpdateSession:
         self._doc: _Doc | None = None
         self._field: tuple[str, str] | None = None  # (name, update op) of the open <field>
         self._chars: list[str] | None = None  # text of the open <field>, <id> or <query>
-        self._room = 0  # characters the open <field> may still add
+        self._room = 0  # characters the open <field>, <id> or <query> may still add
+        self._fed = 0  # body bytes fed so far
+        self._doc_start = 0  # byte offset of the open <doc>
         self._started = False
 
     # -- XML events ---------------------------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
         self._started = self._started or bool(data.strip())
+        self._fed += len(data)
         try:
             self._parser.Parse(data, False)
         except expat.ExpatError as exc:
             raise QueryError(f"malformed update XML: {exc}") from None
+        limit = self.settings.limits.update_doc_bytes
+        if self._doc is not None and self._fed - self._doc_start > limit:
+            raise TooLargeError(f"a <doc> of the Solr update is larger than limits.update_doc_bytes = {limit} bytes")
         self._maybe_flush()
 
     def close(self) -> None:
@@ -114,6 +123,7 @@ class UpdateSession:
         self._stack.append(name)
         if name == "doc" and parent == "add":
             self._doc = _Doc()
+            self._doc_start = self._parser.CurrentByteIndex
         elif name == "field" and parent == "doc" and self._doc is not None:
             update = attrs.get("update", "")
             if update not in ("", "set", "add"):
@@ -121,15 +131,28 @@ class UpdateSession:
             if attrs.get("null") == "true":
                 update = "set"
             self._field, self._chars = (attrs.get("name", ""), update), []
-            self._room = self.settings.fts.max_text_chars
+            self._room = self._field_room(self._doc, self._field[0])
         elif name in ("id", "query") and parent == "delete":
             self._chars = []
+            self._room = self.settings.limits.solr_query_chars
+
+    def _field_room(self, doc: _Doc, name: str) -> int:
+        """Characters a field may keep: text fields share fts.max_text_chars per document (one document costs at
+        most that), key fields are short, other fields are ignored and keep nothing."""
+        if name in TEXT_FIELDS:
+            return max(0, self.settings.fts.max_text_chars - sum(doc.chars.values()))
+        return _KEY_CHARS if name in KEY_FIELDS else 0
 
     def _text(self, data: str) -> None:
         if self._chars is None:
             return
         if self._field is not None:  # one huge field must not fill the memory: keep what will be indexed
             data = data[: self._room]
+            self._room -= len(data)
+        elif len(data) > self._room:  # <id> or <query>: refused rather than cut (a cut query deletes other mail)
+            limit = self.settings.limits.solr_query_chars
+            raise TooLargeError(f"a <delete> <id> or <query> is longer than limits.solr_query_chars = {limit}")
+        else:
             self._room -= len(data)
         if data:
             self._chars.append(data)
@@ -151,7 +174,7 @@ class UpdateSession:
         if name in KEY_FIELDS:
             doc.keys[name] = text.strip() if name != "user" else text
         elif name in TEXT_FIELDS:
-            room = self.settings.fts.max_text_chars - doc.chars.get(name, 0)
+            room = self.settings.fts.max_text_chars - sum(doc.chars.values())
             parts = doc.texts.setdefault(name, [])
             if room > 0 and text:
                 parts.append(text[:room])
@@ -197,14 +220,15 @@ class UpdateSession:
         return UpdateOp("delete", user, guid, int(uid_s))
 
     def _delete_query(self, text: str) -> UpdateOp:
-        node = parse_lucene(text)
+        node = check_cost(parse_lucene(text), self.settings.limits)
         user = Scope.of(node).user
         self._user(user)
         return UpdateOp("query", user, query=node)
 
     def _user(self, name: str) -> User:
+        """The user, who must have a Maildir: a forged name never gets index directories made for it."""
         if name not in self._users:
-            self._users[name] = lookup_user(self.settings, name)
+            self._users[name] = service.get_user(self.settings, name)
         return self._users[name]
 
     # -- writing ------------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import pytest
 import uvicorn
 
 from ftsd.api.server import make_server
+from ftsd.api.token import client_token
 from ftsd.settings import Settings, load_settings
 from tests.maildirs import MailDir
 
@@ -34,7 +35,14 @@ class Server:
     uvicorn: uvicorn.Server
     thread: threading.Thread
 
+    @property
+    def token(self) -> str:
+        """The service's token (made by the server at its start)."""
+        return client_token(self.settings)
+
     def tcp(self, token: str | None = None, **kwargs: Any) -> httpx.Client:
+        """A TCP client sending `token` (default: the service's; "" sends none)."""
+        token = self.token if token is None else token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=f"http://127.0.0.1:{self.port}", headers=headers, timeout=30, **kwargs)
 

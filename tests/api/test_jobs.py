@@ -10,6 +10,7 @@ import pytest
 
 from ftsd import service
 from ftsd.daemon.jobs import DONE, QUEUED, RUNNING, Job, JobQueue, JobRunner
+from ftsd.indexer.sync import IndexReport
 from ftsd.runtime import Runtime
 from ftsd.settings import load_settings
 from tests.api.conftest import ALICE, BOB, Server, start_server, wait_for, wait_job
@@ -71,7 +72,7 @@ def test_token_is_required_on_tcp_only(config: Callable[..., Path], mail: dict[s
     try:
         url = f"/v1/users/{ALICE}/search"
         body = {"query": "TEXT hello"}
-        with running.tcp() as anonymous:
+        with running.tcp(token="") as anonymous:
             denied = anonymous.post(url, json=body)
             assert denied.status_code == 401 and denied.json()["error"]["code"] == "unauthorized"
             assert denied.headers["www-authenticate"].startswith("Bearer")
@@ -173,3 +174,36 @@ def test_runner_preempts_a_long_job_for_a_waiting_user(make_config: Callable[...
     assert [j.id for j in finished] == [bob_job.id, alice_job.id]  # bob did not wait for all of alice's mail
     assert finished[1].result is not None and finished[1].result["indexed"] == 20  # INBOX was done before it yielded
     assert [row["indexed"] for row in service.status(settings, ALICE)["mailboxes"]] == [20, 20]
+
+
+def test_a_job_that_meets_a_locked_index_is_tried_again_later(make_config: Callable[..., Path], maildir: MailDir,
+                                                              tmp_path: Path) -> None:
+    """Another writer holds alice's index: the job goes back to the queue with a delay (not failed), and runs
+    once the lock is free; with the lock never freed it fails after its last try."""
+    maildir.deliver(subject="locked out", body="hello")
+    settings = load_settings(make_config(fts={"workers": 1, "lock_timeout_s": 0.1}))
+    user = service.get_user(settings, ALICE)
+    queue = JobQueue(tmp_path / "q.sqlite")
+    finished: list[Job] = []
+    runner = JobRunner(settings, queue, Runtime(settings), threads=1, on_finish=finished.append,
+                       retry_delays_s=(0.3, 0.3, 30.0))
+    writer = service.open_writer(settings, user, IndexReport())  # another writer: a CLI run, a Solr update
+    job = queue.enqueue("index", ALICE)
+    runner.start()
+    try:
+        waiting = wait_for(lambda: (j := queue.get(job.id)) and j.state == QUEUED and j.error and "try 2" in j.error
+                           and j)
+        assert "locked" in waiting.error or "busy" in waiting.error, waiting.error
+        assert not finished
+        writer.__exit__(None, None, None)  # the other writer is done
+        wait_for(lambda: finished, timeout=45)
+        assert finished[0].state == DONE and finished[0].result["indexed"] == 1  # type: ignore[index]
+        # never released: failed after the last delay
+        writer = service.open_writer(settings, user, IndexReport())
+        runner.retry_delays_s = (0.1,)
+        again = queue.enqueue("index", ALICE)
+        wait_for(lambda: len(finished) == 2, timeout=30)
+        assert finished[1].id == again.id and finished[1].state == "failed" and "2 tries" in (finished[1].error or "")
+    finally:
+        writer.__exit__(None, None, None)
+        runner.stop()

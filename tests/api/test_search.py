@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -13,8 +14,9 @@ from tests.maildirs import MailDir
 
 
 @pytest.fixture(params=["tcp", "uds"])
-def client(request: pytest.FixtureRequest, server: Server) -> httpx.Client:
-    return server.tcp() if request.param == "tcp" else server.uds()
+def client(request: pytest.FixtureRequest, server: Server) -> Iterator[httpx.Client]:
+    with server.tcp() if request.param == "tcp" else server.uds() as c:
+        yield c
 
 
 def search(client: httpx.Client, query: str, user: str = ALICE, **body: object) -> httpx.Response:

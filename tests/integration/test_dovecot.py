@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from ftsd.api.token import service_token
 from ftsd.query import And, Key, Node, Not, Or, parse_query
 from ftsd.service import index_path
 from ftsd.settings import load_settings
@@ -103,7 +104,8 @@ TOKEN = "dv-test-token-7f3a"  # the full app (create_app) requires it on TCP: Do
 def _ftsd_config(root: Path, token: str = "") -> Path:
     path = root / "ftsd.toml"
     path.write_text(to_toml({
-        "mail_location": f"maildir:{root}/mail/%u:INDEX={root}/ftsd-index/%u",
+        # Dovecot's own mail_location (docs/dovecot.md): updates are taken only for users whose Maildir exists
+        "mail_location": f"maildir:{root}/dovecot/mail/%u:INDEX={root}/ftsd-index/%u",
         "userdb": {"driver": "static"},
         "server": {"socket": "", "state_dir": str(root / "ftsd-state"), "token": token},
     }))
@@ -122,8 +124,8 @@ class Stack:
         root.mkdir(parents=True, exist_ok=True)
         root.chmod(0o755)
         self.root = root
-        token = TOKEN if app == "create_app" else ""
-        self.config = _ftsd_config(root, token)
+        self.config = _ftsd_config(root)
+        token = service_token(load_settings(self.config))  # the install step: the token file, made once
         self.ftsd = FtsdServer(self.config, root / "ftsd.log", app, token=token)
         self.dovecot = Dovecot(root / "dovecot", solr_plugin(self.ftsd.url, *solr_options))
 

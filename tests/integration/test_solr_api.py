@@ -73,7 +73,8 @@ def doc_xml(uid: int, fields: dict[str, str], box: str = BOX, user: str = USER) 
 
 
 @pytest.fixture
-def settings_(make_config: Callable[..., Path]) -> Settings:
+def settings_(make_config: Callable[..., Path], tmp_path: Path) -> Settings:
+    (tmp_path / "vmail" / "example.org" / "testuser").mkdir(parents=True)  # updates need the user's Maildir
     return load_settings(make_config())
 
 
@@ -282,7 +283,8 @@ def test_concurrent_updates_of_one_user_all_land(client: Client) -> None:
     assert uids(client, "body:common") == list(range(1, 101))
 
 
-def test_huge_fields_are_cut_at_max_text_chars(make_config: Callable[..., Path]) -> None:
+def test_huge_fields_are_cut_at_max_text_chars(make_config: Callable[..., Path], tmp_path: Path) -> None:
+    (tmp_path / "vmail" / "example.org" / "testuser").mkdir(parents=True)
     c = app_for(load_settings(make_config(fts={"max_text_chars": 1000})))
     body = "needle " + "x " * 200_000 + "haystack"
     assert post(c, "<add>" + doc_xml(1, {"body": body}) + "</add>", chunk=8184).status_code == 200
@@ -340,6 +342,7 @@ def _contains(field: str, value: str) -> Predicate:
 def random_index(tmp_path_factory: pytest.TempPathFactory) -> Client:
     root = tmp_path_factory.mktemp("random")
     (root / "ftsd.toml").write_text(f'mail_location = "maildir:{root}/vmail/%u:INDEX={root}/index/%u"\n')
+    (root / "vmail" / USER).mkdir(parents=True)
     c = app_for(load_settings(root / "ftsd.toml"))
     reply = post(c, "<add>" + "".join(doc_xml(u, f) for u, f in DOCS.items()) + "</add>", chunk=999)
     assert reply.status_code == 200, reply.text
@@ -377,3 +380,26 @@ def test_every_answer_equals_a_brute_force_scan(random_index: Client, query: tup
     text, predicate = query
     expected = [uid for uid, fields in DOCS.items() if predicate(fields)]
     assert uids(random_index, text) == expected, text
+
+
+def test_update_limits_hold_without_the_app_guard(make_config: Callable[..., Path], tmp_path: Path) -> None:
+    """The Solr routes bound their bodies themselves (a bare router, no middleware): per request, per document,
+    per <delete><query>; the documents before the limit are committed; unterminated quotes are a 400."""
+    (tmp_path / "vmail" / "example.org" / "testuser").mkdir(parents=True)
+    c = app_for(load_settings(make_config(limits={"update_bytes": 300_000, "update_doc_bytes": 100_000,
+                                                  "solr_query_chars": 1000})))
+    docs = "<add>" + doc_xml(1, {"body": "firstdoc"}) + "".join(doc_xml(u, {"body": "x" * 50_000})
+                                                                 for u in range(2, 12)) + "</add>"
+    reply = post(c, docs, chunk=8192)
+    assert reply.status_code == 413 and "limits.update_bytes" in reply.json()["error"]["message"]
+    assert uids(c, "body:firstdoc") == [1]
+    big = "<add>" + doc_xml(20, {"body": "y" * 400_000}) + "</add>"
+    reply = post(c, big, chunk=8192)
+    assert reply.status_code == 413 and "limits.update_doc_bytes" in reply.json()["error"]["message"]
+    reply = post(c, f"<delete><query>user:{USER} AND body:{'z' * 2000}</query></delete>")
+    assert reply.status_code == 413 and "limits.solr_query_chars" in reply.json()["error"]["message"]
+    assert uids(c, "body:firstdoc") == [1]  # nothing deleted
+    reply = c.get("/solr/dovecot/select", params={"q": 'body:"unterminated', "fq": FQ})
+    assert reply.status_code == 400 and "unterminated quote" in reply.text
+    reply = c.get("/solr/dovecot/select", params={"q": "body:" + "a" * 2000, "fq": FQ})
+    assert reply.status_code == 400 and "limits.solr_query_chars" in reply.text
