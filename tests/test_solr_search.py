@@ -21,7 +21,9 @@ USER = "testuser@example.org"
 
 
 @pytest.fixture
-def settings_(make_config: Callable[..., Path]) -> Settings:
+def settings_(make_config: Callable[..., Path], tmp_path: Path) -> Settings:
+    for sub in ("cur", "new", "tmp"):  # updates are taken only for users with a Maildir
+        (tmp_path / "vmail" / "example.org" / "testuser" / sub).mkdir(parents=True)
     return load_settings(make_config())
 
 
