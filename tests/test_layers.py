@@ -26,7 +26,7 @@ ALLOWED_STATE = {
     ("decoders.sandbox", "_client"): "one fork server per process: a child process, reset at fork",
 }
 _MUTABLE_CALLS = {"dict", "list", "set", "OrderedDict", "defaultdict", "deque", "Lock", "RLock", "Event"}
-_VALUE_CALLS = {"TypeVar", "NamedTuple", "Path", "Not", "All"}  # immutable values (frozen dataclasses, paths)
+_VALUE_CALLS = {"TypeVar", "NamedTuple", "Path", "Not", "All", "MappingProxyType"}  # immutable values (frozen dataclasses, paths)
 
 
 def _modules() -> list[tuple[str, ast.Module]]:
