@@ -10,8 +10,8 @@ import pytest
 
 from ftsd import service
 from ftsd.daemon.jobs import DONE, QUEUED, RUNNING, Job, JobQueue, JobRunner
-from ftsd.runtime import Runtime
 from ftsd.indexer.sync import IndexReport
+from ftsd.runtime import Runtime
 from ftsd.settings import load_settings
 from tests.api.conftest import ALICE, BOB, Server, start_server, wait_for, wait_job
 from tests.maildirs import MailDir
