@@ -24,7 +24,6 @@ FIELDS = ("text", "body", "subject", "from", "to", "cc", "bcc", "header")
 EXTRA_FIELDS = ("headers",)
 MAILBOX_GUID = re.compile(r"[0-9A-Za-z]{1,64}")  # a mailbox GUID as Dovecot writes it (Where.mailbox)
 MAX_DEPTH = 200  # nesting of (), OR, NOT never allowed (limits.query_depth is at most this): the stack's bound
-_DEFAULT_LIMITS = LimitSettings()
 
 _HEADER_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322 ftext: printable ASCII except ':'
 _UNSUPPORTED = frozenset(
@@ -292,7 +291,7 @@ def _missing(key: _Tok, what: str, found: _Tok) -> QueryError:
     return QueryError(f"missing argument: {key.value.upper()} {key.where} needs {what}, found {found_s}")
 
 
-def parse_query(text: str | bytes, limits: LimitSettings = _DEFAULT_LIMITS) -> Node:
+def parse_query(text: str | bytes, limits: LimitSettings | None = None) -> Node:
     """Parse IMAP SEARCH syntax in one string (bytes must be UTF-8); raise QueryError on anything else, and
     QueryCostError (a QueryError) when the query is over the cost limits."""
     if isinstance(text, bytes):
@@ -302,22 +301,25 @@ def parse_query(text: str | bytes, limits: LimitSettings = _DEFAULT_LIMITS) -> N
             raise QueryError(f"invalid UTF-8 at byte offset {e.start}") from None
     if m := _SURROGATE.search(text):
         raise QueryError(f"invalid UTF-8 (lone surrogate) at position {m.start() + 1}")
+    limits = limits or LimitSettings()
     return check_cost(_Parser(_QueryTokens(text), limits.query_depth).query(), limits)
 
 
-def parse_argv(args: Sequence[str], limits: LimitSettings = _DEFAULT_LIMITS) -> Node:
+def parse_argv(args: Sequence[str], limits: LimitSettings | None = None) -> Node:
     """Parse the CLI form: one atom per item, string arguments verbatim, parentheses alone or glued to keywords."""
     if isinstance(args, str):
         raise TypeError("parse_argv takes a sequence of arguments, not one string (use parse_query)")
     for i, arg in enumerate(args):
         if _SURROGATE.search(arg):
             raise QueryError(f"invalid UTF-8 in argument {i + 1}")
+    limits = limits or LimitSettings()
     return check_cost(_Parser(_ArgvTokens(args), limits.query_depth).query(), limits)
 
 
-def check_cost(node: Node, limits: LimitSettings = _DEFAULT_LIMITS) -> Node:
+def check_cost(node: Node, limits: LimitSettings | None = None) -> Node:
     """node, if it is within the cost limits: search keys, alternatives of one OR (a chain of ORs counts as one
     OR), UTF-8 bytes of all strings, nesting. Raises: QueryCostError naming the limit. Iterative: any depth."""
+    limits = limits or LimitSettings()
     keys = size = 0
     stack: list[tuple[Node, int]] = [(node, 0)]
     while stack:
