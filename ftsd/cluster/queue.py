@@ -189,7 +189,7 @@ class PgJobQueue(JobQueue):
             user = self.db.run(run, retry_s=RETRY_S)
         except ClusterError as exc:  # the lease session is gone too by now: the job is taken over later
             log.error("job %d: outcome not recorded: %s", job_id, exc)
-            self.leases.db.drop()
+            self.leases.lose_all("coordinator unreachable")
             return
         if user is not None:
             self.leases.release(user)
