@@ -121,11 +121,12 @@ def takeover(pg: Postgres, users: int) -> None:
     q.leases.leave()
 
 
-def run_nodes(tmp: Path, dsn: str, count: int, users: list[str]) -> float:
+def run_nodes(tmp: Path, dsn: str, count: int, users: list[str], threads: int = 2) -> float:
     """Start `count` nodes, queue an index job per user, return the seconds until the queue is drained."""
-    nodes = [Node.make(tmp, f"t{count}n{i}", dsn) for i in range(count)]
+    nodes = [Node.make(tmp, f"t{count}x{threads}n{i}", dsn) for i in range(count)]
     for node in nodes:
-        node.config.write_text(node.config.read_text().replace("workers = 1", "workers = 2"))
+        text = node.config.read_text().replace("workers = 1", "workers = 2")
+        node.config.write_text(text.replace("job_threads = 2", f"job_threads = {threads}"))
         node.start()
     try:
         for node in nodes:
@@ -143,11 +144,12 @@ def run_nodes(tmp: Path, dsn: str, count: int, users: list[str]) -> float:
 def throughput(pg: Postgres, tmp: Path, n_users: int, messages: int) -> list[str]:
     users = make_users(tmp / "vmail", n_users, seed=1, per_user=messages)
     total = n_users * messages
-    for count in (1, 3):
+    # 1 x 6 job threads: as many jobs in flight as 3 nodes x 2, so the difference is the cost of the cluster
+    for count, threads in ((1, 2), (3, 2), (1, 6)):
         shutil.rmtree(tmp / "index", ignore_errors=True)
-        seconds = run_nodes(tmp, pg.new_database(), count, users)
-        print(f"throughput, {count} node(s) x (2 job threads, 2 parser workers) on the same 2 cores: {total} "
-              f"messages of {n_users} users in {seconds:.1f} s = {total / seconds:.0f} msg/s", flush=True)
+        seconds = run_nodes(tmp, pg.new_database(), count, users, threads)
+        print(f"throughput, {count} node(s) x ({threads} job threads, 2 parser workers) on the same 2 cores: "
+              f"{total} messages of {n_users} users in {seconds:.1f} s = {total / seconds:.0f} msg/s", flush=True)
     return users
 
 
@@ -199,14 +201,21 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1000, help="jobs of the coordination run")
     parser.add_argument("--takeover", type=int, default=100, help="users held by the node that is killed")
     parser.add_argument("--searches", type=int, default=300)
+    parser.add_argument("--only", choices=["coordination", "takeover", "throughput", "search"])
     args = parser.parse_args()
     pg = start_postgres()
     tmp = Path(tempfile.mkdtemp(prefix="ftsd-bench-cluster-"))
     try:
-        coordination(pg, args.jobs)
-        takeover(pg, args.takeover)
-        users = throughput(pg, tmp, args.users, args.messages)
-        search_latency(pg, tmp, users, args.searches)
+        if args.only in (None, "coordination"):
+            coordination(pg, args.jobs)
+        if args.only in (None, "takeover"):
+            takeover(pg, args.takeover)
+        if args.only in (None, "throughput"):
+            users = throughput(pg, tmp, args.users, args.messages)
+        if args.only in (None, "search"):
+            if args.only:
+                users = make_users(tmp / "vmail", args.users, seed=1, per_user=args.messages)
+            search_latency(pg, tmp, users, args.searches)
     finally:
         stop_postgres(pg)
         shutil.rmtree(tmp, ignore_errors=True)

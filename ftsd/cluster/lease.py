@@ -86,7 +86,7 @@ class Leases:
         except ClusterError:
             pass
         except Exception as exc:  # the session broke: whatever this node held is gone
-            self._lose_all(f"lease connection broken: {exc}")
+            self.lose_all(f"lease connection broken: {exc}")
         finally:
             if not granted:
                 with self._state:
@@ -100,16 +100,20 @@ class Leases:
     def valid(self, user: str) -> bool:
         """True while the lease is still held: checked before each message written (a syscall, no round trip)."""
         with self._state:
-            current = self._held.get(user) == self._generation
+            generation = self._held.get(user)
+            current = generation == self._generation
         if current:
             with self.db.locked() as conn:
                 try:  # an idle session never has data to read: a server shutdown notice or EOF means it is gone
                     ready, _, _ = select.select([conn.pgconn.socket], [], [], 0)
                 except Exception:
                     ready = [True]
-            if not ready:
+                with self._state:
+                    current = generation == self._generation  # not a session opened since
+            if ready:
+                self.lose_all("lease session closed by the server")
+            elif current:
                 return True
-            self._lose_all("lease session closed by the server")
         self._forget(user)
         return False
 
@@ -130,7 +134,7 @@ class Leases:
                 self.db.queries += 1
                 conn.execute("SELECT pg_advisory_unlock(%s)", (user_key(user),))
         except Exception as exc:
-            self._lose_all(f"lease connection broken on release: {exc}")
+            self.lose_all(f"lease connection broken on release: {exc}")
 
     def _forget(self, user: str) -> None:
         """The holder has learnt that its lease is gone (its session ended): log it once, now that it stops."""
@@ -150,7 +154,7 @@ class Leases:
         except ClusterError as exc:
             log.warning("%s", exc)
         except Exception as exc:
-            self._lose_all(f"heartbeat failed: {exc}")
+            self.lose_all(f"heartbeat failed: {exc}")
 
     def leave(self) -> None:
         """Clean stop: release everything and remove the node's row."""
@@ -163,7 +167,7 @@ class Leases:
             log.info("cluster: leaving without unregistering: %s", exc)
         self.db.close()
 
-    def _lose_all(self, why: str) -> None:
+    def lose_all(self, why: str) -> None:
         """The session is gone: every lease granted on it is void (each holder logs the loss when it learns it)."""
         with self._state:
             lost = sum(1 for g in self._held.values() if g == self._generation)

@@ -1,8 +1,8 @@
 """ClusterNode: what `ftsd serve` runs in cluster mode besides the API: this node's leases (with a heartbeat
 thread that keeps its registration fresh and notices a broken lease session), the shared queue, and the
-periodic cheap rescan: every `cluster.rescan_active_s`, an index job for each user searched in the last
-`cluster.active_window_s` (mail delivered on another machine, which no local watcher sees, is picked up then;
-merged with an identical queued job, so several nodes doing it cost one job).
+periodic cheap rescan: every `cluster.rescan_active_s`, one node (the first to claim the period) queues an index
+job for each user searched in the last `cluster.active_window_s` (mail delivered on another machine, which no
+local watcher sees, is picked up then; merged with an identical queued job).
 """
 
 from __future__ import annotations
@@ -125,6 +125,8 @@ class ClusterNode:
         c = self.settings.cluster
         while not self._stop.wait(c.rescan_active_s):
             try:
+                if not self.queue.claim_rescan(c.rescan_active_s):
+                    continue  # another node did it this period
                 users = self.queue.active_users(c.active_window_s)
             except ClusterError as exc:
                 log.info("cluster: rescan of active users skipped: %s", exc)

@@ -189,7 +189,7 @@ class PgJobQueue(JobQueue):
             user = self.db.run(run, retry_s=RETRY_S)
         except ClusterError as exc:  # the lease session is gone too by now: the job is taken over later
             log.error("job %d: outcome not recorded: %s", job_id, exc)
-            self.leases.db.drop()
+            self.leases.lose_all("coordinator unreachable")
             return
         if user is not None:
             self.leases.release(user)
@@ -218,6 +218,13 @@ class PgJobQueue(JobQueue):
             self.db.run(lambda conn: conn.execute(
                 f"INSERT INTO ftsd_users (username, active) SELECT u, {NOW} FROM unnest(%s::text[]) u "
                 "ON CONFLICT (username) DO UPDATE SET active = excluded.active", (list(users),)), retry_s=2.0)
+
+    def claim_rescan(self, period_s: float) -> bool:
+        """True for the one node that runs the periodic rescan of this period (the others skip it)."""
+        row = self.db.run(lambda conn: conn.execute(
+            f"INSERT INTO ftsd_rescans (id, at) VALUES (1, {NOW}) ON CONFLICT (id) DO UPDATE SET at = excluded.at "
+            "WHERE ftsd_rescans.at <= excluded.at - %s RETURNING 1", (period_s * 0.9,)).fetchone(), retry_s=2.0)
+        return row is not None
 
     def active_users(self, window_s: float) -> list[str]:
         rows = self.db.run(lambda conn: conn.execute(

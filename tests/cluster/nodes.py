@@ -48,9 +48,9 @@ def config(tmp: Path, name: str, dsn: str, port: int, **cluster: Any) -> Path:
         "mail_location": f"maildir:{tmp}/vmail/%d/%n:INDEX={tmp}/index/%d/%n",
         "userdb": {"driver": "static"},
         "fts": {"workers": 1, "lock_timeout_s": 20.0, "autoindex_timeout_s": 1.0},
-        "server": {"listen": f"127.0.0.1:{port}", "socket": "", "state_dir": str(tmp / "state" / name),
+        "server": {"listen": f"127.0.0.1:{port}", "socket": "", "state_dir": str(tmp / "state" / name), "auth": False,
                    "job_threads": 2},
-        "cluster": {"dsn": dsn, "node_name": name, "heartbeat_s": 0.5, "lease_grace_s": 2.0,
+        "cluster": {"dsn": dsn, "node_name": name, "heartbeat_s": 0.5, "lease_grace_s": 4.0,
                     "lease_log": str(tmp / "leases.log"), **cluster},
     }
     path = tmp / f"{name}.toml"
@@ -100,11 +100,14 @@ class Node:
         return self.proc is not None and self.proc.poll() is None
 
     def kill(self) -> None:
-        """SIGKILL; the death time is taken once the process is reaped (after its last possible write)."""
+        """SIGKILL. The death time recorded is when the signal was sent: the process writes nothing after its
+        death, a few microseconds later, and no other node can be granted its leases before PostgreSQL sees its
+        sockets close, which is after that death (the time the process is reaped can come well after a grant on a
+        loaded machine)."""
         assert self.proc is not None
+        self.lives[-1][2] = time.time()
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=30)
-        self.lives[-1][2] = time.time()
         self.proc = None
 
     def stop(self) -> None:

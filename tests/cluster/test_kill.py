@@ -3,7 +3,7 @@
 
 At the end: every job done, every user's index equal to a single-node index of the same mail (same documents
 with the same terms, same UIDs per mailbox, no duplicates), no two lease holders of one user at any time in the
-lease log (a holder killed without a release line holds until its process was reaped), and every search sent
+lease log (a holder killed without a release line holds until the SIGKILL), and every search sent
 to a random node during the run answered exactly (tests/reference.py)."""
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def test_nodes_killed_during_index_all(shm_path, postgres, dsn):
     try:
         assert main(["index", "-A", "-q", "-c", str(nodes[0].config)]) == 0
         while kills < MIN_KILLS or not restarted_pg or _busy(dsn):
-            assert time.monotonic() - started < 90, f"run too long: {kills} kills, {waves} waves"
+            assert time.monotonic() - started < 180, f"run too long: {kills} kills, {waves} waves"
             time.sleep(rng.uniform(0.3, 1.2))
             if kills == MIN_KILLS // 2 and not restarted_pg:
                 postgres.restart()  # every session (and lease) ends; nodes reconnect
@@ -93,7 +93,7 @@ def test_nodes_killed_during_index_all(shm_path, postgres, dsn):
                 n.start()
         for n in nodes:
             n.ready()
-        wait_idle(nodes[0].url(), 30)
+        wait_idle(nodes[0].url(), 90)
     finally:
         searches.stop()
         for n in nodes:
@@ -130,10 +130,10 @@ def _check_jobs(dsn: str) -> None:
 
 
 def _check_leases(path: Path, nodes: list[Node]) -> None:
-    """Intervals [grant, release|lost|death of the holder's process] of one user never overlap."""
+    """Intervals [grant, release|lost|SIGKILL of the holder] of one user never overlap."""
     died = {f"{n.name}-{pid}": end for n in nodes for pid, _, end in n.lives}
     opened: dict[tuple[str, str], float] = {}
-    spans: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
+    spans: dict[str, list[tuple[float, float, str]]] = defaultdict(list)  # (start, end, "holder ended-by")
     lines = path.read_text().splitlines()
     for line in lines:
         stamp, holder, event, user = line.split(" ", 3)
@@ -141,9 +141,9 @@ def _check_leases(path: Path, nodes: list[Node]) -> None:
             assert (holder, user) not in opened, line
             opened[holder, user] = float(stamp)
         else:
-            spans[user].append((opened.pop((holder, user)), float(stamp), holder))
+            spans[user].append((opened.pop((holder, user)), float(stamp), f"{holder} ({event})"))
     for (holder, user), at in opened.items():  # killed while holding
-        spans[user].append((at, died[holder], holder))
+        spans[user].append((at, died[holder], f"{holder} (killed)"))
     for user, intervals in spans.items():
         intervals.sort()
         end, holder = intervals[0][1], intervals[0][2]

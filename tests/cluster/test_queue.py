@@ -145,3 +145,12 @@ def _uptime(dsn: str) -> float:
         row = conn.execute("SELECT extract(epoch from now() - pg_postmaster_start_time())").fetchone()
         assert row is not None
         return float(row[0])
+
+
+def test_active_users_and_one_rescan_per_period(dsn, node):
+    a, b = node(dsn, "a"), node(dsn, "b")
+    a.touch(["hana@example.org", "ivan@example.org"])
+    b.touch(["hana@example.org"])
+    assert a.active_users(60) == ["hana@example.org", "ivan@example.org"]
+    assert a.claim_rescan(60) and not b.claim_rescan(60) and not a.claim_rescan(60)
+    assert b.claim_rescan(0.0)  # a period of 0: due again at once
