@@ -16,7 +16,20 @@ import time
 INTERIM = b"HTTP/1.1 102 Processing\r\n\r\n"
 
 
+class _Connection:
+    """One client connection: its upstream, and the update request in flight (when it started, or None)."""
+
+    def __init__(self, client: socket.socket, upstream: socket.socket) -> None:
+        self.client, self.upstream = client, upstream
+        self.lock = threading.Lock()  # one writer to the client at a time
+        self.update_started: float | None = None
+        self.closed = threading.Event()
+
+
 class SlowProxy:
+    """Answers to updates reach the client `delay_s` after the request at the earliest; with `interim_every_s`,
+    a `102 Processing` goes to the client at that interval from the request until the answer."""
+
     def __init__(self, upstream_port: int, delay_s: float, interim_every_s: float = 0.0) -> None:
         self.upstream_port, self.delay_s, self.interim_every_s = upstream_port, delay_s, interim_every_s
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -35,34 +48,37 @@ class SlowProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
-            update = threading.Event()  # set while the client's current request is an update
-            threading.Thread(target=self._requests, args=(client, upstream, update), daemon=True).start()
-            threading.Thread(target=self._responses, args=(upstream, client, update), daemon=True).start()
+            conn = _Connection(client, socket.create_connection(("127.0.0.1", self.upstream_port)))
+            for work in (self._requests, self._responses, self._interims):
+                threading.Thread(target=work, args=(conn,), daemon=True).start()
 
     @staticmethod
-    def _requests(client: socket.socket, upstream: socket.socket, update: threading.Event) -> None:
+    def _requests(conn: _Connection) -> None:
         with contextlib.suppress(OSError):
-            while data := client.recv(65536):
+            while data := conn.client.recv(65536):
                 if data.startswith(b"POST ") and b"/update" in data.split(b"\r\n", 1)[0]:
-                    update.set()
-                upstream.sendall(data)
+                    conn.update_started = time.monotonic()
+                conn.upstream.sendall(data)
         with contextlib.suppress(OSError):
-            upstream.shutdown(socket.SHUT_WR)
+            conn.upstream.shutdown(socket.SHUT_WR)
 
-    def _responses(self, upstream: socket.socket, client: socket.socket, update: threading.Event) -> None:
+    def _responses(self, conn: _Connection) -> None:
         with contextlib.suppress(OSError):
-            while data := upstream.recv(65536):
-                if update.is_set() and data.startswith(b"HTTP/1.1 "):
-                    update.clear()
-                    deadline = time.monotonic() + self.delay_s
-                    while (left := deadline - time.monotonic()) > 0:
-                        step = min(left, self.interim_every_s or left)
-                        time.sleep(step)
-                        if self.interim_every_s and time.monotonic() < deadline:
-                            client.sendall(INTERIM)
-                            self.interims_sent += 1
-                client.sendall(data)
+            while data := conn.upstream.recv(65536):
+                started = conn.update_started
+                if started is not None and data.startswith(b"HTTP/1.1 "):
+                    time.sleep(max(0.0, started + self.delay_s - time.monotonic()))
+                with conn.lock:
+                    conn.update_started = None
+                    conn.client.sendall(data)
+        conn.closed.set()
         with contextlib.suppress(OSError):
-            client.close()
-            upstream.close()
+            conn.client.close()
+            conn.upstream.close()
+
+    def _interims(self, conn: _Connection) -> None:
+        while self.interim_every_s and not conn.closed.wait(self.interim_every_s):
+            with conn.lock, contextlib.suppress(OSError):
+                if conn.update_started is not None:
+                    conn.client.sendall(INTERIM)
+                    self.interims_sent += 1

@@ -334,16 +334,16 @@ def test_lda_protocol_block_pitfall(stack: Stack24) -> None:
 def test_interim_responses_keep_dovecot_waiting_for_a_slow_update(trixie_root: Path, corpus_dir: Path) -> None:
     """The fact a fix for slow updates can build on (docs/dovecot.md, "Batch size"): an update answered after
     Dovecot's request timeout fails, unless the server sends `102 Processing` meanwhile. Dovecot's timeout is cut
-    to 1 s here (a 2.4 setting), the proxy holds each update answer for 3 s (less than uvicorn's 5 s keep-alive,
-    which would otherwise close the upstream connection under the held answer)."""
+    to 2 s here (a 2.4 setting); the proxy answers each update 4 s after the request (less than uvicorn's 5 s
+    keep-alive, which would otherwise close the upstream connection under the held answer)."""
     root = Path(tempfile.mkdtemp(prefix="ftsd-dv24-slow-", dir="/tmp"))
     root.chmod(0o755)
     ftsd = FtsdServer(_ftsd_config(root), root / "ftsd.log")
-    silent, chatty = (SlowProxy(ftsd.port, delay_s=3), SlowProxy(ftsd.port, delay_s=3, interim_every_s=0.4))
+    silent, chatty = (SlowProxy(ftsd.port, delay_s=4), SlowProxy(ftsd.port, delay_s=4, interim_every_s=0.3))
     dovecot = Dovecot24(trixie_root, root / "dovecot", f"http://127.0.0.1:{chatty.port}/solr/dovecot/")
     try:
         dovecot.add_user(USER, _corpus(corpus_dir, "INBOX", 20))
-        timeouts = "  http_client_request_timeout = 1s\n  http_client_request_max_attempts = 1\n"
+        timeouts = "  http_client_request_timeout = 2s\n  http_client_request_max_attempts = 1\n"
         conf = dovecot.conf.read_text().replace(f"  url = {dovecot.fts_url}\n",
                                                 f"  url = {dovecot.fts_url}\n{timeouts}")
         assert timeouts in conf
