@@ -28,6 +28,7 @@ from ftsd.query import parse_query
 from tests.integration.debroot import RootError, ensure_root, missing_tools
 from tests.integration.dovecot import FtsdServer
 from tests.integration.dovecot24 import Dovecot24
+from tests.integration.slow_proxy import SlowProxy
 from tests.integration.test_dovecot import (
     FALSE_POSITIVE,
     HEADER_KEYS,
@@ -328,3 +329,38 @@ def test_lda_protocol_block_pitfall(stack: Stack24) -> None:
     assert stack.count(guid=guid) == before  # not autoindexed: no LDA-side fts, no indexer request
     assert len(stack.imap_uids("BODY marmoset")) == 1  # a search still finds it (fts_search_add_missing)
     assert stack.count(guid=guid) == before + 1
+
+
+def test_interim_responses_keep_dovecot_waiting_for_a_slow_update(trixie_root: Path, corpus_dir: Path) -> None:
+    """The fact a fix for slow updates can build on (docs/dovecot.md, "Batch size"): an update answered after
+    Dovecot's request timeout fails, unless the server sends `102 Processing` meanwhile. Dovecot's timeout is cut
+    to 2 s here (a 2.4 setting); the proxy answers each update 4 s after the request (less than uvicorn's 5 s
+    keep-alive, which would otherwise close the upstream connection under the held answer)."""
+    root = Path(tempfile.mkdtemp(prefix="ftsd-dv24-slow-", dir="/tmp"))
+    root.chmod(0o755)
+    ftsd = FtsdServer(_ftsd_config(root), root / "ftsd.log")
+    silent, chatty = (SlowProxy(ftsd.port, delay_s=4), SlowProxy(ftsd.port, delay_s=4, interim_every_s=0.3))
+    dovecot = Dovecot24(trixie_root, root / "dovecot", f"http://127.0.0.1:{chatty.port}/solr/dovecot/")
+    try:
+        dovecot.add_user(USER, _corpus(corpus_dir, "INBOX", 20))
+        timeouts = "  http_client_request_timeout = 2s\n  http_client_request_max_attempts = 1\n"
+        conf = dovecot.conf.read_text().replace(f"  url = {dovecot.fts_url}\n",
+                                                f"  url = {dovecot.fts_url}\n{timeouts}")
+        assert timeouts in conf
+        dovecot.conf.write_text(conf)
+        silent_conf = dovecot.root / "silent.conf"  # inside the directory bound into the Debian 13 root
+        silent_conf.write_text(conf.replace(f":{chatty.port}/", f":{silent.port}/"))
+        ftsd.start()
+        dovecot.start()
+        done = subprocess.run(dovecot.command("doveadm", "-c", str(silent_conf), "index", "-u", USER, "INBOX"),
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode != 0 and "Request timed out" in done.stderr, done.stderr
+        dovecot.doveadm("index", "-u", USER, "INBOX")
+        assert chatty.interims_sent >= 3
+        assert ftsd.count(USER, dovecot.mailbox_guid(USER)) == 20
+    finally:
+        dovecot.stop()
+        ftsd.kill()
+        silent.close()
+        chatty.close()
+        shutil.rmtree(root, ignore_errors=True)
