@@ -91,9 +91,10 @@ def dovecot_view(raw: bytes) -> DovecotView:
         if part.is_multipart():
             continue
         try:
-            data = part.get_payload(decode=True) or b""
+            payload = part.get_payload(decode=True)
         except Exception:
-            data = b""
+            payload = None
+        data = payload if isinstance(payload, bytes) else b""
         label = part.get_content_charset()
         unreadable |= not _known(label)
         try:
