@@ -26,8 +26,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ftsd import service  # noqa: E402
-from ftsd.query import format_query  # noqa: E402
-from ftsd.settings import load_settings  # noqa: E402
+from ftsd.query import Node, format_query  # noqa: E402
+from ftsd.settings import Settings, load_settings  # noqa: E402
+from tests.integration.dovecot import Dovecot  # noqa: E402
 from tests.querygen import generate_queries  # noqa: E402
 from tests.reference import ReferenceIndex  # noqa: E402
 
@@ -59,9 +60,8 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _start_dovecot(work: Path, maildir: Path, mailbox: str) -> tuple[object, Path]:
+def _start_dovecot(work: Path, maildir: Path, mailbox: str) -> tuple[Dovecot, Path]:
     """A Dovecot without FTS whose user `bench` has a copy of `mailbox` as INBOX; (Dovecot, the copy's root)."""
-    from tests.integration.dovecot import Dovecot
     from tests.integration.imap import ImapSearch
 
     source = maildir if mailbox == "INBOX" else maildir / f".{mailbox}"
@@ -74,7 +74,7 @@ def _start_dovecot(work: Path, maildir: Path, mailbox: str) -> tuple[object, Pat
     return dovecot, dovecot.maildir("bench")
 
 
-def _run(args: argparse.Namespace, maildir: Path, work: Path, dovecot: object | None) -> None:
+def _run(args: argparse.Namespace, maildir: Path, work: Path, dovecot: Dovecot | None) -> None:
     if dovecot is not None:
         args.mailbox = "INBOX"
     cfg = work / "ftsd.toml"
@@ -111,11 +111,11 @@ def _run(args: argparse.Namespace, maildir: Path, work: Path, dovecot: object | 
         _compare_dovecot(args, settings, user, dovecot, queries)
 
 
-def _compare_dovecot(args: argparse.Namespace, settings: object, user: str, dovecot: object,
-                     queries: list[tuple[str, object]]) -> None:
+def _compare_dovecot(args: argparse.Namespace, settings: Settings, user: str, dovecot: Dovecot,
+                     queries: list[tuple[str, Node]]) -> None:
     from tests.integration.imap import ImapSearch
 
-    imap = ImapSearch(dovecot.imap("bench"))  # type: ignore[attr-defined]
+    imap = ImapSearch(dovecot.imap("bench"))
     wanted = set(args.dovecot.split(","))
     chosen = [(c, n) for c, n in queries if c in wanted]
     dv: dict[str, list[float]] = defaultdict(list)
@@ -126,7 +126,7 @@ def _compare_dovecot(args: argparse.Namespace, settings: object, user: str, dove
             found = imap.uids(node)
             dv[category].append(imap.last_ms)
             start = time.perf_counter()
-            got = service.search(settings, user, ["INBOX"], node, autoindex=False)[0].uids  # type: ignore[arg-type]
+            got = service.search(settings, user, ["INBOX"], node, autoindex=False)[0].uids
             ft[category].append((time.perf_counter() - start) * 1000)
         differ += found != got
     imap.close()

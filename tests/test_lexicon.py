@@ -116,3 +116,22 @@ def test_long_words_and_runs_are_found_across_window_edges(maildir: MailDir, mak
             assert (result.uids, result.verified) == ([uid], 0), text[start:start + 40]
     assert uids(settings, f"BODY {run[10:100]}") == [uid]  # longer: looked up by its head, then checked
     assert other not in uids(settings, "BODY part")
+
+
+def test_marks_listed_rebuilt_and_checked(maildir: MailDir, make_config):
+    """Runs of non-word characters (marks) are listed whatever their length, survive optimize's rebuild (which
+    tells them from grams and words by content) and are what `check` expects."""
+    settings = load_settings(make_config())
+    a = maildir.deliver(subject="issue #12!", body="a -- b\nc => d")
+    b = maildir.deliver(subject="plain", body="x - y")
+    service.index_users(settings, [USER])
+    expected = {'SUBJECT "#"': [a], 'BODY " - "': [b], 'BODY "-"': [a, b], 'BODY "=>"': [a], 'BODY "->"': [],
+                'TEXT "! "': [a], 'NOT BODY "--"': [b]}
+    assert {q: uids(settings, q) for q in expected} == expected
+    lexicon, _ = lexicon_of(settings)
+    assert sorted(lexicon.expand("p", ["X"], "-")) == ["X - ", "X -- "]
+    assert service.optimize_users(settings, [USER])[0].error is None
+    assert service.check_users(settings, [USER]) == {USER: None}
+    lexicon, _ = lexicon_of(settings)
+    assert sorted(lexicon.expand("p", ["X"], "-")) == ["X - ", "X -- "] and lexicon.expand("p", ["S"], "#") == ["S #"]
+    assert {q: uids(settings, q) for q in expected} == expected

@@ -33,6 +33,7 @@ CATEGORIES = {
                   "HTML visible text, charsets, base64 footers, attachments)",
     "header-line-form": "TEXT: ftsd writes header lines as `Name: value`; Dovecot keeps `Name:value` as written",
     "dovecot-unreadable": "Dovecot does not search a part it cannot decode (unknown charset, broken MIME)",
+    "long-runs": "ftsd does not search runs of more than 64 word characters (base64, signatures, hashes)",
 }
 
 
@@ -69,6 +70,7 @@ class DovecotView:
 
 
 _HEADER_LINE = re.compile(rb"^([^:\s]+):([ \t]*)", re.M)
+_LONG_RUN = re.compile(r"\w{65,}")
 
 
 def dovecot_view(raw: bytes) -> DovecotView:
@@ -89,9 +91,10 @@ def dovecot_view(raw: bytes) -> DovecotView:
         if part.is_multipart():
             continue
         try:
-            data = part.get_payload(decode=True) or b""
+            payload = part.get_payload(decode=True)
         except Exception:
-            data = b""
+            payload = None
+        data = payload if isinstance(payload, bytes) else b""
         label = part.get_content_charset()
         unreadable |= not _known(label)
         try:
@@ -120,18 +123,24 @@ def explain(key: Key, view: DovecotView, dovecot_matched: bool) -> str | None:
             return "header-line-form"
         if name in ADDRESS_FIELDS and needle not in fold(view.headers.get(name or "", "")):
             return "address-form"
+        if any(needle in run for run in _LONG_RUN.findall(fold(_seen(name, view)))):
+            return "long-runs"
         return None
     # ftsd found what Dovecot did not
     if name in ADDRESS_FIELDS:
         return "address-form"
-    if name == "body":
-        seen = view.text
-    elif name == "text":
-        seen = view.header_lines + "\n" + view.part_headers + "\n" + view.text
-    else:
-        seen = view.headers.get(name or "", "")
+    seen = _seen(name, view)
     if needle not in fold(seen):
         return "normalised" if name != "text" or needle not in fold(seen.replace(":", ": ")) else "header-line-form"
     if view.unreadable:
         return "dovecot-unreadable"
     return None
+
+
+def _seen(name: str | None, view: DovecotView) -> str:
+    """The text Dovecot searches for a key on field `name` (a header name for HEADER)."""
+    if name == "body":
+        return view.text
+    if name == "text":
+        return view.header_lines + "\n" + view.part_headers + "\n" + view.text
+    return view.headers.get(name or "", "")
