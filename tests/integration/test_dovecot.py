@@ -305,11 +305,18 @@ def test_delete_mailbox_removes_its_documents(stack: Stack) -> None:
     assert _wait_count(stack.ftsd, "plain", guid, 3, 30) == 3, stack.log_tails()  # COPY is autoindexed
     conn = stack.dovecot.imap("plain")
     try:
+        # A search waits for the indexer to finish: only then does Dovecot count Work as indexed and send deletes.
+        conn.select("Work")
+        assert conn.uid("SEARCH", "BODY", "the")[0] == "OK"
+        conn.close()
         assert conn.delete("Work")[0] == "OK"
     finally:
         conn.logout()
     # DELETE expunges the messages first, and fts_solr sends a delete for each: nothing stays in ftsd.
-    assert stack.ftsd.count("plain", guid) == 0
+    deadline = time.monotonic() + 10
+    while stack.ftsd.count("plain", guid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert stack.ftsd.count("plain", guid) == 0, stack.log_tails()
 
 
 LDA_BLOCK = "protocol lda {\n  mail_plugins = $mail_plugins notify\n}\n"  # notify: a stand-in for sieve

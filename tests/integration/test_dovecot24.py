@@ -84,20 +84,6 @@ class Stack24:
         finally:
             conn.logout()
 
-    def imap(self, *command: str, mailbox: str = "INBOX") -> list[bytes]:
-        """One IMAP command (`uid`-prefixed when the first word is UID) in `mailbox`; its untagged data."""
-        conn = self.dovecot.imap(USER)
-        try:
-            assert conn.select(mailbox)[0] == "OK", mailbox
-            if command[0] == "UID":
-                typ, data = conn.uid(*command[1:])
-            else:
-                typ, data = getattr(conn, command[0].lower())(*command[1:])
-            assert typ == "OK", f"{command}: {data}\n{self.log_tails()}"
-            return [d for d in data if isinstance(d, bytes)]
-        finally:
-            conn.logout()
-
     def guid(self, mailbox: str = "INBOX") -> str:
         return self.dovecot.mailbox_guid(USER, mailbox)
 
