@@ -142,7 +142,10 @@ def _base64_footer(part: Message) -> tuple[bytes, bytes] | None:
     """(decoded data, clear footer) of a base64 text part followed by clear text; None for any other part."""
     if str(part.get("content-transfer-encoding", "")).strip().lower() != "base64":
         return None
-    payload = part.get_payload()
+    try:
+        payload = part.get_payload()  # decodes 8-bit bytes with the declared charset, which may be garbage
+    except Exception:
+        return None
     if not isinstance(payload, str):
         return None
     data, footer = split_base64(payload.encode("utf-8", "surrogateescape"))

@@ -451,7 +451,10 @@ def _base64_with_footer(part: email.message.Message) -> tuple[bytes, bytes] | No
     characters gives its 1 or 2 bytes, a lone last character nothing."""
     if str(part.get("content-transfer-encoding", "")).strip().lower() != "base64":
         return None
-    payload = part.get_payload()
+    try:
+        payload = part.get_payload()
+    except Exception:  # 8-bit bytes and an impossible charset label
+        return None
     if not isinstance(payload, str):
         return None
     lines = _BASE64_LINES_RE.match(payload)

@@ -112,6 +112,8 @@ def test_base64_part_with_footer():
     body = parse_message(B64_HTML, Settings()).body
     assert "indirebilirsiniz & kontrol" in body and "<html>" not in body and "mailing list" in body
     assert "kullanicimiz" in decode_message(B64_PLAIN).fields["body"]
+    hostile = b'Content-Type: text/plain; charset="utf\x00-8"\nContent-Transfer-Encoding: base64\n\n\x80YWJj\n'
+    assert isinstance(parse_message(hostile, Settings()).body, str)  # the raw payload cannot even be read
 
 
 @pytest.mark.parametrize("key", sorted(EXPECTED))
