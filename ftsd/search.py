@@ -25,7 +25,7 @@ from typing import Protocol
 
 from ftsd.analysis import Analyzer, QueryPieces, normalise, searchable
 from ftsd.errors import SearchTimeoutError
-from ftsd.maildir import read_message
+from ftsd.maildir import Mailbox, read_message
 from ftsd.message import ParsedMessage, decode_header_value, header_indexed, parse_headers, parse_message
 from ftsd.query import All, And, Key, Node, Not, Or, Where
 from ftsd.settings import Settings
@@ -246,6 +246,28 @@ class StoredText:
 
     def has_header(self, name: str) -> bool:
         return bool(self.fields.get(name.lower()))
+
+
+class IndexTexts:
+    """Per UID of one mailbox of an index (the Solr bridge's TextSources): the texts the document keeps (Solr
+    documents), else the message file when this host has the Maildir (documents of ftsd's own indexer keep no
+    text). `find_mailbox` is called once, on the first such document."""
+
+    def __init__(self, searcher: Searcher, guid: str, settings: Settings, cache: TextCache,
+                 find_mailbox: Callable[[], Mailbox | None]) -> None:
+        self.searcher, self.guid, self.settings, self.cache = searcher, guid, settings, cache
+        self._find = find_mailbox
+        self._box: Mailbox | None | bool = False  # False: not looked for yet
+
+    def __call__(self, uid: int) -> TextSource | None:
+        data = self.searcher.document_data(self.guid, uid)
+        fields = data.get("fields") if data else None
+        if isinstance(fields, dict):
+            return StoredText(fields, self.settings.fts.max_word_chars)
+        if self._box is False:
+            self._box = self._find()
+        path = self._box.messages.get(uid) if isinstance(self._box, Mailbox) else None
+        return MaildirText(path, self.settings, self.cache) if path else None
 
 
 TextSources = Callable[[int], TextSource | None]  # UID -> its text (None: not readable here)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +30,7 @@ from ftsd.indexer.sync import CancelToken, IndexReport, Progress, sync_mailbox
 from ftsd.maildir import Mailbox, ScanCache, list_mailboxes, read_uidlist, scan_mailbox, validate_mailbox_name
 from ftsd.query import MAILBOX_GUID, Node
 from ftsd.runtime import Runtime
-from ftsd.search import Deadline, MailboxResult, MailboxSearch, MaildirText, StoredText, TextSource
+from ftsd.search import Deadline, IndexTexts, MailboxResult, MailboxSearch, MaildirText, TextSource
 from ftsd.settings import Settings
 from ftsd.store.index import IndexState, StoreOptions, UserIndex
 from ftsd.store.schema import Document as Document  # re-exported: the type of write_documents' changes
@@ -285,7 +285,7 @@ def search_index(
             present = searcher.indexed_uids(guid)
             if uids is not None:
                 present = present & set(uids)
-            texts = _IndexTexts(settings, rt, user, searcher, guid)
+            texts = IndexTexts(searcher, guid, settings, rt.texts, _finder(user, guid, rt.scans))
             deadline.check()  # between mailboxes
             search = MailboxSearch(searcher, guid, present, texts, settings, user=name, keep_unreadable=True,
                                    deadline=deadline)
@@ -293,31 +293,14 @@ def search_index(
         return out
 
 
-class _IndexTexts:
-    """Per UID of one mailbox of the index: the texts the document keeps (Solr documents), else the message file
-    when this host has the Maildir (documents of ftsd's own indexer keep no text)."""
-
-    def __init__(self, settings: Settings, rt: Runtime, user: User, searcher: Searcher, guid: str) -> None:
-        self.settings, self.rt, self.user, self.searcher, self.guid = settings, rt, user, searcher, guid
-        self._box: Mailbox | None | bool = False  # False: not looked for yet
-
-    def _mailbox(self) -> Mailbox | None:
-        if self._box is False:
-            self._box = None
-            try:
-                self._box = find_mailbox(self.user, self.guid, self.rt.scans)
-            except FtsdError as exc:
-                log.info("%s: Maildir not readable for checking matches: %s", self.user.name, exc)
-        return self._box if isinstance(self._box, Mailbox) else None
-
-    def __call__(self, uid: int) -> TextSource | None:
-        data = self.searcher.document_data(self.guid, uid)
-        fields = data.get("fields") if data else None
-        if isinstance(fields, dict):
-            return StoredText(fields, self.settings.fts.max_word_chars)
-        box = self._mailbox()
-        path = box.messages.get(uid) if box else None
-        return MaildirText(path, self.settings, self.rt.texts) if path else None
+def _finder(user: User, guid: str, scans: ScanCache) -> Callable[[], Mailbox | None]:
+    def find() -> Mailbox | None:
+        try:
+            return find_mailbox(user, guid, scans)
+        except FtsdError as exc:
+            log.info("%s: Maildir not readable for checking matches: %s", user.name, exc)
+            return None
+    return find
 
 
 def find_mailbox(user: User, guid: str, scans: ScanCache | None = None) -> Mailbox | None:

@@ -107,7 +107,7 @@ class UserIndex:
         for attempt in range(2):
             try:
                 writer = IndexWriter(self.path, lock_timeout_s=timeout, commit_limit=self.options.commit_limit,
-                                     batch_bytes=self.options.batch_bytes)
+                                     batch_bytes=self.options.batch_bytes, on_closed=self.written)
                 try:
                     self.probe(writer.db)
                 except UnusableIndexError:
@@ -126,8 +126,34 @@ class UserIndex:
                 on_rebuild()
         raise StoreError(f"{self.owner}: index could not be opened")  # not reached: the loop returns or raises
 
+    @property
+    def stamp_file(self) -> Path:
+        return self.path.with_name(self.path.name + ".written")
+
+    def _files_stamp(self) -> str:
+        """Size and mtime of every file of the index: what a writer of ftsd left, or not."""
+        try:
+            files = sorted((f.name, f.stat()) for f in self.path.iterdir() if f.is_file())
+        except OSError:
+            return ""
+        return " ".join(f"{name}:{st.st_size}:{st.st_mtime_ns}" for name, st in files)
+
+    def written(self) -> None:
+        """A writer of this process committed and closed cleanly: remember how it left the files."""
+        try:
+            self.stamp_file.write_text(self._files_stamp(), encoding="utf-8")
+        except OSError as exc:
+            log.info("%s: %s not written: %s", self.owner, self.stamp_file.name, exc.strerror)
+
     def probe(self, db: Any) -> None:
-        """Cheap consistency probe of an open index. Raises: UnusableIndexError."""
+        """Cheap consistency probe of an open index: nothing when the files are as an ftsd writer left them (size
+        and mtime of each), else Xapian's full check (indexes up to FULL_CHECK_BYTES) or the first and last
+        entries of each table. Raises: UnusableIndexError."""
+        try:
+            if self.stamp_file.read_text(encoding="utf-8") == self._files_stamp():
+                return
+        except OSError:  # never written cleanly by this ftsd: probe
+            pass
         try:
             if self.size() <= FULL_CHECK_BYTES:
                 xapian.Database.check(str(self.path), 0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
@@ -57,8 +58,11 @@ def open_writable(path: Path, lock_timeout_s: float) -> Any:
 class IndexWriter:
     """`with IndexWriter(path, ...) as w:` add/replace/delete documents; commits every commit_limit changes."""
 
-    def __init__(self, path: Path, *, lock_timeout_s: float, commit_limit: int, batch_bytes: int) -> None:
+    def __init__(self, path: Path, *, lock_timeout_s: float, commit_limit: int, batch_bytes: int,
+                 on_closed: Callable[[], None] | None = None) -> None:
+        """`on_closed`: called after the last commit closed the index cleanly (not after abandon())."""
         self.path = path
+        self.on_closed = on_closed
         self.commit_limit = commit_limit
         self.batch_bytes = batch_bytes
         self.db = open_writable(path, lock_timeout_s)
@@ -82,6 +86,8 @@ class IndexWriter:
                 self.abandon()
                 raise
             self._close()
+            if self.on_closed is not None:
+                self.on_closed()
         else:
             self.abandon()
 
