@@ -16,7 +16,7 @@ from xml.parsers import expat
 
 from ftsd import service
 from ftsd.analysis import Analyzer
-from ftsd.errors import QueryError, TooLargeError
+from ftsd.errors import QueryError, TooLargeError, UnknownUserError
 from ftsd.indexer.pipeline import text_document
 from ftsd.query import MAILBOX_GUID, Node, check_cost
 from ftsd.runtime import Runtime
@@ -24,7 +24,7 @@ from ftsd.service import Document
 from ftsd.settings import Settings
 from ftsd.solr.lucene import KEY_FIELDS, TEXT_FIELDS, Scope, parse_lucene
 from ftsd.solr.reply import search
-from ftsd.userdb import User
+from ftsd.userdb import User, lookup_user
 
 log = logging.getLogger(__name__)
 
@@ -226,9 +226,13 @@ class UpdateSession:
         return UpdateOp("query", user, query=node)
 
     def _user(self, name: str) -> User:
-        """The user, who must have a Maildir: a forged name never gets index directories made for it."""
+        """The user, who must be known (listed in the passwd-file; userdb static: has a Maildir): a forged name
+        never gets index directories made for it."""
         if name not in self._users:
-            self._users[name] = service.get_user(self.settings, name)
+            user = lookup_user(self.settings, name)  # passwd-file: refuses names it does not list
+            if self.settings.userdb.driver == "static" and not user.maildir.is_dir():
+                raise UnknownUserError(f"{name}: no such user (userdb static: no Maildir at {user.maildir})")
+            self._users[name] = user
         return self._users[name]
 
     # -- writing ------------------------------------------------------------------------------------------------

@@ -104,9 +104,10 @@ TOKEN = "dv-test-token-7f3a"  # the full app (create_app) requires it on TCP: Do
 def _ftsd_config(root: Path, token: str = "") -> Path:
     path = root / "ftsd.toml"
     path.write_text(to_toml({
-        # Dovecot's own mail_location (docs/dovecot.md): updates are taken only for users whose Maildir exists
-        "mail_location": f"maildir:{root}/dovecot/mail/%u:INDEX={root}/ftsd-index/%u",
-        "userdb": {"driver": "static"},
+        # ftsd as Dovecot's Solr backend only (no Maildir here: its watcher indexes nothing); the users it takes
+        # updates for are Dovecot's, from Dovecot's passwd-file
+        "mail_location": f"maildir:{root}/mail/%u:INDEX={root}/ftsd-index/%u",
+        "userdb": {"driver": "passwd-file", "args": str(root / "dovecot" / "users")},
         "server": {"socket": "", "state_dir": str(root / "ftsd-state"), "token": token},
     }))
     return path
