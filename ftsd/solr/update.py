@@ -228,7 +228,7 @@ class UpdateSession:
     def _user(self, name: str) -> User:
         """The user, who must have a Maildir: a forged name never gets index directories made for it."""
         if name not in self._users:
-            self._users[name] = service.get_user(self.settings, name)
+            self._users[name] = service.get_user(self.settings, name, self.runtime)
         return self._users[name]
 
     # -- writing ------------------------------------------------------------------------------------------------
