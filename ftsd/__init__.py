@@ -12,7 +12,7 @@ Layers, bottom to top: a module imports only from its own layer or the ones belo
                   worker pool, sync of one mailbox)
     2 store       store/: the only package importing xapian -- UserIndex (path, readers, writer, repair),
                   schema, lexicon, writer, searcher, reader pool, maintenance, the Xapian error table
-    1 mail        userdb.py (users, their Maildir and index), maildir.py (folders, uidlists, UIDs),
+    1 mail        userdb/ (users from static, passwd-file, dovecot, ldap), maildir.py (folders, uidlists, UIDs),
                   message.py (bytes -> fields), decoders/ (charset, HTML, attachments, sandbox)
     0 base        errors.py (the error tree and its exit/status table), settings.py, query.py (IMAP SEARCH ->
                   the query AST), analysis.py (text -> normalised words and runs)

@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -74,13 +75,15 @@ def _progress(enabled: bool) -> Any:
     from tqdm import tqdm  # type: ignore[import-untyped]
 
     bar = tqdm(total=0, unit="msg", file=sys.stderr, dynamic_ncols=True, leave=False)
+    lock = threading.Lock()  # -A indexes several users at once
 
     def update(total: int, done: int) -> None:
-        if total:
-            bar.total += total
-            bar.refresh()
-        if done:
-            bar.update(done)
+        with lock:
+            if total:
+                bar.total += total
+                bar.refresh()
+            if done:
+                bar.update(done)
 
     update.bar = bar  # type: ignore[attr-defined]
     return update
@@ -122,14 +125,12 @@ def _cmd_search(settings: Settings, args: argparse.Namespace, rt: Runtime) -> in
 
 
 def _cmd_status(settings: Settings, args: argparse.Namespace, rt: Runtime) -> int:
-    from ftsd.userdb import list_users
-
     if args.uid is not None:
         if not args.user:
             raise UsageError("--uid needs -u USER")
         print(json.dumps(service.message_status(settings, args.user, args.mailbox, args.uid, runtime=rt), indent=2))
         return 0
-    for name in [args.user] if args.user else list_users(settings):
+    for name in [args.user] if args.user else rt.userdb.names():
         st = service.user_status(settings, name, runtime=rt)
         if args.json:
             print(json.dumps(st.to_json()))

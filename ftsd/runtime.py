@@ -9,6 +9,7 @@ Each part has its own lock and a clear():
     readers     store ReaderPool     idle index readers, checked out by one search at a time
     write_locks store WriteLocks     one in-process lock per index for its writers (Solr updates)
     workers     WorkerOptions        how indexer worker processes start (fork; forkserver in the service)
+    userdb      userdb.Userdb        the users, read once and kept (passwd-file re-read when it changes)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ftsd.settings import Settings
 from ftsd.store.lexicon import Lexicons
 from ftsd.store.locks import WriteLocks
 from ftsd.store.readers import ReaderPool
+from ftsd.userdb import Userdb, open_userdb
 
 
 @dataclass(slots=True)
@@ -35,8 +37,10 @@ class Runtime:
     lexicons: Lexicons = field(init=False)
     readers: ReaderPool = field(init=False)
     write_locks: WriteLocks = field(init=False)
+    userdb: Userdb = field(init=False)
 
     def __post_init__(self) -> None:
+        self.userdb = open_userdb(self.settings)  # nothing is read until the first lookup
         self.scans = ScanCache()
         self.texts = TextCache(self.settings.fts.verify_cache_mb * 1_000_000)
         self.lexicons = Lexicons()
@@ -52,5 +56,7 @@ class Runtime:
         self.write_locks.clear()
 
     def close(self) -> None:
-        """Close the idle readers; the runtime stays usable (they are opened again on demand)."""
+        """Close the idle readers and the userdb's connection; the runtime stays usable (they are opened again on
+        demand)."""
         self.readers.clear()
+        self.userdb.close()

@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +26,9 @@ from ftsd.errors import (
     UnknownUserError,
     UnusableIndexError,
 )
-from ftsd.indexer.pool import WorkerPool
+from ftsd.indexer.pool import WorkerOptions, WorkerPool
 from ftsd.indexer.sync import CancelToken, IndexReport, Progress, sync_mailbox
+from ftsd.indexer.users import for_each_user
 from ftsd.maildir import Mailbox, ScanCache, list_mailboxes, read_uidlist, scan_mailbox, validate_mailbox_name
 from ftsd.query import MAILBOX_GUID, Node
 from ftsd.runtime import Runtime
@@ -36,7 +38,7 @@ from ftsd.store.index import IndexState, StoreOptions, UserIndex
 from ftsd.store.schema import Document as Document  # re-exported: the type of write_documents' changes
 from ftsd.store.searcher import Searcher
 from ftsd.store.writer import IndexWriter
-from ftsd.userdb import User, list_users, lookup_user
+from ftsd.userdb import User, lookup_user
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +51,10 @@ def uidlist_dir(user: User) -> Path:
     return user.index_dir / "ftsd-uidlists"
 
 
-def get_user(settings: Settings, name: str) -> User:
-    """The user, with an existing Maildir. Raises: UnknownUserError."""
-    user = lookup_user(settings, name)
+def get_user(settings: Settings, name: str, runtime: Runtime | None = None) -> User:
+    """The user, with an existing Maildir, from the runtime's kept userdb (else a one-off lookup).
+    Raises: UnknownUserError."""
+    user = runtime.userdb.lookup(name) if runtime is not None else lookup_user(settings, name)
     if not user.maildir.is_dir():
         raise UnknownUserError(f"{name}: no Maildir at {user.maildir}")
     return user
@@ -134,7 +137,7 @@ def index_user(
     """Index one user's new mail; `cancel` is asked before each mailbox (see IndexReport.cancelled).
     Raises: FtsdError (the caller counts it and goes on with the next user)."""
     rt = _runtime(settings, runtime)
-    user = get_user(settings, name)
+    user = get_user(settings, name, rt)
     boxes = _mailboxes(rt, user, mailboxes)
     if exclude and not mailboxes:
         boxes = [b for b in boxes if not is_excluded(settings, b.name)]
@@ -188,17 +191,15 @@ def index_users(
     `cancel` stops the run between two mailboxes (IndexReport.cancelled says why)."""
     rt = _runtime(settings, runtime)
     report = IndexReport()
-    names = list_users(settings) if all_users else list(users)
-    with WorkerPool(settings, rt.workers) as pool:
-        for name in names:
-            if report.cancelled is not None:
-                break
-            try:
-                index_user(settings, name, mailboxes, pool, report, progress, prune=prune, runtime=rt,
-                           cancel=cancel)
-            except FtsdError as exc:
-                log.error("%s: %s", name, exc)
-                report.failed.append(f"{name}: {exc}")
+    names = rt.userdb.names() if all_users else list(users)  # the userdb is read once, each user looked up once
+    parallel = min(settings.fts.users_parallel, len(names))
+    workers = WorkerOptions("forkserver") if parallel > 1 else rt.workers  # never fork a threaded process
+    with WorkerPool(settings, workers) as pool:
+        pool.warm_up()
+
+        def one(name: str, own: IndexReport) -> None:
+            index_user(settings, name, mailboxes, pool, own, progress, prune=prune, runtime=rt, cancel=cancel)
+        for_each_user(names, one, report, parallel, stop=lambda: report.cancelled is not None)
     return report
 
 
@@ -229,7 +230,7 @@ def search(
     SearchTimeoutError (past limits.search_time_s)."""
     deadline = Deadline.after(settings.limits.search_time_s)
     rt = _runtime(settings, runtime)
-    user = get_user(settings, name)
+    user = get_user(settings, name, rt)
     boxes = _mailboxes(rt, user, mailboxes or ["INBOX"])
     index = user_index(settings, user, rt)
     if settings.fts.autoindex if autoindex is None else autoindex:
@@ -274,7 +275,7 @@ def search_index(
     `mailboxes`/`uids`: only these (None: all). Raises: UnknownUserError, StoreError, SearchTimeoutError."""
     deadline = Deadline.after(settings.limits.search_time_s)
     rt = _runtime(settings, runtime)
-    user = lookup_user(settings, name)
+    user = rt.userdb.lookup(name)
     with user_index(settings, user, rt).reader() as searcher:
         if searcher is None:  # nothing indexed yet for this user: no hits (the last-UID lookup then means 0)
             return {}
@@ -350,7 +351,7 @@ class UserStatus:
 def user_status(settings: Settings, name: str, *, runtime: Runtime | None = None) -> UserStatus:
     """Per-mailbox counts: messages in the Maildir, in the index, last indexed UID; plus index size and state."""
     rt = _runtime(settings, runtime)
-    user = get_user(settings, name)
+    user = get_user(settings, name, rt)
     index = user_index(settings, user, rt)
     try:
         with index.reader() as searcher:
@@ -375,7 +376,7 @@ def message_status(
 ) -> dict[str, Any]:
     """How one message was indexed: its parts, the decoder of each, text extracted, what was skipped and why."""
     rt = _runtime(settings, runtime)
-    user = get_user(settings, name)
+    user = get_user(settings, name, rt)
     box = scan_mailbox(user.maildir, validate_mailbox_name(mailbox), uidlist_dir(user), rt.scans, user.follow_links)
     data = document_data(settings, user, box.guid, uid, runtime=rt)
     if data is None:
@@ -396,23 +397,27 @@ class OptimizeResult:
 def optimize_users(
     settings: Settings, users: Sequence[str] = (), *, all_users: bool = False, runtime: Runtime | None = None,
 ) -> list[OptimizeResult]:
-    """Compact every given user's index (applies deletions, merges, shrinks)."""
-    out = []
-    for name in list_users(settings) if all_users else users:
+    """Compact every given user's index (applies deletions, merges, shrinks), several users at once like index -A
+    (compaction waits on the disk with the GIL released)."""
+    rt = _runtime(settings, runtime)
+    names = rt.userdb.names() if all_users else list(users)
+
+    def one(name: str) -> OptimizeResult | None:
         try:
-            index = user_index(settings, get_user(settings, name), runtime)
+            index = user_index(settings, get_user(settings, name, rt), rt)
             if not index.exists():
-                continue
+                return None
             try:
                 before, after = index.compact()
             except UnusableIndexError as exc:
                 index.move_aside(exc)
                 raise
-            out.append(OptimizeResult(name, before, after))
+            return OptimizeResult(name, before, after)
         except FtsdError as exc:
             log.error("%s: optimize failed: %s", name, exc)
-            out.append(OptimizeResult(name, 0, 0, str(exc)))
-    return out
+            return OptimizeResult(name, 0, 0, str(exc))
+    with ThreadPoolExecutor(max(1, min(settings.fts.users_parallel, len(names)))) as threads:
+        return [r for r in threads.map(one, names) if r is not None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,9 +431,10 @@ def check_users(
 ) -> dict[str, CheckResult]:
     """Xapian consistency check of each user's index (read-only: nothing is moved or repaired here)."""
     out: dict[str, CheckResult] = {}
-    for name in list_users(settings) if all_users else users:
+    rt = _runtime(settings, runtime)
+    for name in rt.userdb.names() if all_users else users:
         try:
-            index = user_index(settings, get_user(settings, name), runtime)
+            index = user_index(settings, get_user(settings, name, rt), rt)
             if not index.exists():
                 out[name] = CheckResult("rebuilding" if index.marker.exists() else "none")
                 continue

@@ -32,9 +32,18 @@ def setting(default: T, doc: str) -> T:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UserdbSettings:
-    driver: str = setting("static", "static: users are the directories matching mail_location; "
-                          "passwd-file: Dovecot's format")
-    args: str = setting("", "For passwd-file: the path of the file")
+    driver: str = setting("static", "static: users are the directories matching mail_location; passwd-file: "
+                          "Dovecot's format; dovecot: ask the running Dovecot (recommended when it runs on this "
+                          "machine); ldap: a directory, with Dovecot's dovecot-ldap.conf.ext")
+    args: str = setting("", "passwd-file: the file; dovecot: the auth-userdb socket (default "
+                        "/run/dovecot/auth-userdb); ldap: the dovecot-ldap.conf.ext file")
+    service: str = setting("doveadm", "dovecot: the service name sent with lookups (%s in Dovecot's userdb "
+                           "queries); doveadm's, so ftsd sees what `doveadm user` sees")
+    password_file: str = setting("", "ldap: a file holding the bind password (overrides dnpass, so the "
+                                 "config can stay world-readable)")
+    timeout_s: float = setting(10.0, "dovecot, ldap: time limit of one request")
+    cache_ttl_s: float = setting(300.0, "How long a looked-up user is kept (passwd-file: until the file changes)")
+    cache_users: int = setting(100_000, "Users kept in memory at most (least recently used dropped first)")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,6 +73,8 @@ class FtsSettings:
     )
     batch_bytes: int = setting(32_000_000, "Also commit after this many bytes of mail, so memory stays bounded")
     workers: int = setting(0, "Indexer worker processes; 0 = number of CPU cores")
+    users_parallel: int = setting(4, "Users indexed (and optimized) at once by -A runs, one writer each, all fed by "
+                                  "the same worker processes: their per-user disk waits overlap; 1 = one by one")
     worker_nice: int = setting(10, "Niceness of the indexer worker processes (0-19), so that searches keep the CPU "
                                "while a bulk index runs")
     worker_memory_mb: int = setting(1024, "Memory (MiB) each indexer worker process may take on top of what it "
@@ -248,6 +259,8 @@ def _validate(s: Settings, origin: str) -> None:
         raise ConfigError(f"{origin}: fts.full must be <= 60 (Xapian terms are limited to 245 bytes)")
     if s.fts.verify_cache_mb < 0:
         raise ConfigError(f"{origin}: fts.verify_cache_mb must be >= 0")
+    if s.fts.users_parallel < 1:
+        raise ConfigError(f"{origin}: fts.users_parallel must be at least 1")
     if s.server.job_threads < 1:
         raise ConfigError(f"{origin}: server.job_threads must be at least 1")
     if not 1 <= s.limits.query_depth <= 200:
@@ -262,10 +275,11 @@ def _validate(s: Settings, origin: str) -> None:
         raise ConfigError(f"{origin}: fts.worker_nice must be between 0 and 19")
     if not s.mail_location.startswith("maildir:"):
         raise ConfigError(f"{origin}: mail_location must start with 'maildir:' (only Maildir++ is supported)")
-    if s.userdb.driver not in ("static", "passwd-file"):
-        raise ConfigError(f"{origin}: userdb.driver must be 'static' or 'passwd-file'")
-    if s.userdb.driver == "passwd-file" and not s.userdb.args:
-        raise ConfigError(f"{origin}: userdb.args must name the passwd-file")
+    if s.userdb.driver not in ("static", "passwd-file", "dovecot", "ldap"):
+        raise ConfigError(f"{origin}: userdb.driver must be 'static', 'passwd-file', 'dovecot' or 'ldap'")
+    if s.userdb.driver in ("passwd-file", "ldap") and not s.userdb.args:
+        what = "the passwd-file" if s.userdb.driver == "passwd-file" else "the dovecot-ldap.conf.ext file"
+        raise ConfigError(f"{origin}: userdb.args must name {what}")
     if s.log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"{origin}: log_level must be debug, info, warning or error")
     try:

@@ -24,7 +24,8 @@ def test_defaults_and_overrides(tmp_path: Path):
         ("[fts]\npartial = -1\n", "fts.partial"),
         ("[fts]\npartial = 5\nfull = 4\n", "fts.partial must be"),
         ('mail_location = "mbox:~/mail"\n', "maildir"),
-        ("[userdb]\ndriver = \"ldap\"\n", "userdb.driver"),
+        ("[userdb]\ndriver = \"nis\"\n", "userdb.driver"),
+        ("[userdb]\ndriver = \"ldap\"\n", "userdb.args"),
         ("[fts\n", "ftsd.toml"),
     ],
 )

@@ -46,7 +46,7 @@ from ftsd.maildir import validate_mailbox_name
 from ftsd.runtime import Runtime
 from ftsd.search import MailboxResult
 from ftsd.settings import Settings
-from ftsd.userdb import list_users
+from ftsd.userdb import Userdb
 
 if TYPE_CHECKING:
     from ftsd.cluster.node import ClusterNode
@@ -140,7 +140,9 @@ async def status(user: str, request: Request, mailbox: str = Query("INBOX"),
 async def healthz(request: Request) -> Health:
     st = _state(request)
     counts = await _call(st.queue.counts)
-    return Health(status="ok", version=__version__, jobs=counts, watcher=st.watcher.mode if st.watcher else "off")
+    watcher = st.watcher
+    return Health(status="ok", version=__version__, jobs=counts, watcher=watcher.mode if watcher else "off",
+                  watcher_ready=watcher.ready.is_set() if watcher else False)
 
 
 @router.get("/metrics", tags=["status"], response_class=Response)
@@ -201,11 +203,13 @@ def _start(settings: Settings, runtime: Runtime, watch: bool, force_polling: boo
             runner.submit("index", user, mailboxes)
             counters.watcher_jobs.inc()
 
-        watcher = MaildirWatcher(settings, lambda: list_users(settings), submit, force_polling=force_polling,
+        watcher = MaildirWatcher(settings, runtime.userdb, submit, force_polling=force_polling,
                                  users_every_s=settings.server.users_rescan_s)
-    counters = Metrics(settings, queue, watcher.users if watcher else lambda: _users_or_none(settings))
+    counters = Metrics(settings, queue, watcher.users if watcher else lambda: _users_or_none(runtime.userdb),
+                       runtime.userdb, users_ready=watcher.ready if watcher else None)
     runner.on_finish = counters.job_finished
     runner.start()
+    counters.start()
     if watcher:
         watcher.start()
     if cluster:
@@ -216,6 +220,7 @@ def _start(settings: Settings, runtime: Runtime, watch: bool, force_polling: boo
 def _stop(state: ServiceState) -> None:
     if state.watcher:
         state.watcher.stop()
+    state.metrics.stop()
     state.runner.stop()  # running jobs stop at their next mailbox and stay queued
     if state.cluster:
         state.cluster.stop()  # leaves the cluster: leases released, node row removed
@@ -224,9 +229,9 @@ def _stop(state: ServiceState) -> None:
     state.runtime.close()
 
 
-def _users_or_none(settings: Settings) -> list[str]:
+def _users_or_none(userdb: Userdb) -> list[str]:
     try:
-        return list_users(settings)
+        return userdb.names()
     except FtsdError as exc:
         log.warning("cannot list users: %s", exc)
         return []

@@ -128,7 +128,8 @@ class Health(BaseModel):
     status: Literal["ok"]
     version: str
     jobs: dict[str, int]
-    watcher: str
+    watcher: str  # starting, inotify, polling, inotify+polling (some users beyond the watch limit), off
+    watcher_ready: bool  # every Maildir is watched or polled (False while the service is still listing users)
 
 
 class ErrorBody(BaseModel):

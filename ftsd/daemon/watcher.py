@@ -2,52 +2,86 @@
 and mailbox, debounced (a delivery burst becomes one job). Mailboxes in `fts.autoindex_exclude` are ignored.
 
 inotify through watchfiles (recursive, so folders created later are seen too); when inotify is not available
-(no watchfiles, watch limit reached, a file system without events) it falls back to polling the modification
-times of the `cur/` and `new/` directories every `poll_s` seconds. The userdb is listed again every
-`users_every_s` seconds: a new user gets an index job and is watched from then on (inotify restarts its watch).
-ftsd never writes into a Maildir, so its own work never triggers the watcher.
+(no watchfiles, a file system without events) it falls back to polling the modification times of the `cur/` and
+`new/` directories every `poll_s` seconds. The inotify watch limit is read first: the users whose directories fit
+under `fs.inotify.max_user_watches` are watched with inotify, the rest are polled, and one warning line names the
+sysctl to raise. The userdb is listed again every `users_every_s` seconds: a new user gets an index job and is
+watched from then on (inotify restarts its watch). ftsd never writes into a Maildir, so its own work never
+triggers the watcher.
+
+Everything slow (listing the users, finding their Maildirs, setting up the watches) happens on the watcher's own
+thread: `ftsd serve` answers at once, and `ready` is set once every Maildir is watched or polled. Mail delivered
+before that is indexed by the next search of its mailbox (autoindex) or the next `index -A`.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ftsd import service
 from ftsd.errors import FtsdError
 from ftsd.maildir import INBOX, decode_mutf7, list_mailboxes
 from ftsd.settings import Settings
+from ftsd.userdb import Userdb
 
 log = logging.getLogger(__name__)
 
 Submit = Callable[[str, list[str]], None]  # (user, mailboxes)
 _MAIL_DIRS = ("cur", "new")
+WATCH_LIMIT_FILE = Path("/proc/sys/fs/inotify/max_user_watches")
+WATCH_SHARE = 0.8  # of the limit, for ftsd: other programs of the same uid need watches too
+
+
+def watch_limit(path: Path = WATCH_LIMIT_FILE) -> int | None:
+    """The kernel's inotify watch limit per user, or None where there is none to read (not Linux)."""
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def estimate_watches(root: Path) -> int:
+    """Directories of one Maildir that a recursive inotify watch takes (one scandir: each folder counts with its
+    cur/, new/, tmp/)."""
+    count = 1
+    try:
+        with os.scandir(root) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    count += 4 if entry.name.startswith(".") else 1
+    except OSError:
+        pass
+    return count
 
 
 class MaildirWatcher:
     """`start()` a daemon thread that calls `submit(user, mailboxes)` on changes; `stop()` ends it."""
 
-    def __init__(self, settings: Settings, users: Callable[[], Sequence[str]], submit: Submit, *,
+    def __init__(self, settings: Settings, userdb: Userdb, submit: Submit, *,
                  debounce_ms: int = 1000, poll_s: float = 5.0, users_every_s: float = 60.0,
                  force_polling: bool = False) -> None:
         self.settings = settings
-        self.list_users = users
+        self.userdb = userdb
         self.submit = submit
         self.debounce_ms = debounce_ms
         self.poll_s = poll_s
         self.users_every_s = users_every_s
         self.force_polling = force_polling
         self.roots: dict[Path, str] = {}  # replaced whole, never mutated: the watch thread reads it unlocked
-        self.mode = "off"
+        self.polled: frozenset[Path] = frozenset()  # roots beyond the inotify watch limit (replaced whole)
+        self.mode = "starting"
+        self.ready = threading.Event()
+        self.watch_limit = watch_limit()
         self._stop = threading.Event()
         self._restart = threading.Event()  # ends the current inotify watch: stop, or the set of users changed
         self._threads: list[threading.Thread] = []
         self._new_users: set[str] = set()  # found by refresh_users, announced once they are watched
         self._lock = threading.Lock()
-        self.refresh_users(initial=True)
 
     def users(self) -> list[str]:
         return sorted(self.roots.values())
@@ -56,14 +90,14 @@ class MaildirWatcher:
         """List the users again (those whose Maildir exists). True if the watched set changed; new users are
         queued for an index job by announce_new_users()."""
         try:
-            names = self.list_users()
+            names = self.userdb.names()
         except FtsdError as exc:
             log.warning("watcher: cannot list users: %s", exc)
             return False
         roots: dict[Path, str] = {}
         for name in names:
             try:
-                maildir = service.get_user(self.settings, name).maildir
+                maildir = self.userdb.lookup(name).maildir
             except FtsdError as exc:
                 log.warning("watcher: %s", exc)
                 continue
@@ -72,6 +106,7 @@ class MaildirWatcher:
         if roots == self.roots:
             return False
         added = set(roots.values()) - set(self.roots.values())
+        self.polled = self._beyond_watch_limit(roots) if not self.force_polling else frozenset()
         self.roots = roots
         if not initial:
             with self._lock:
@@ -90,23 +125,43 @@ class MaildirWatcher:
             except Exception:
                 log.exception("watcher: queueing new user %s failed", name)
 
+    def _beyond_watch_limit(self, roots: dict[Path, str]) -> frozenset[Path]:
+        """The roots that do not fit under the inotify watch limit (each directory of a Maildir is one watch),
+        reported in one line with the sysctl that raises it."""
+        if self.watch_limit is None:
+            return frozenset()
+        budget = int(self.watch_limit * WATCH_SHARE)
+        if len(roots) * 64 < budget:  # plenty: no need to look into the Maildirs
+            return frozenset()
+        used, beyond = 0, []
+        for root in sorted(roots):
+            used += estimate_watches(root)
+            if used > budget:
+                beyond.append(root)
+        if beyond:
+            needed = sum(estimate_watches(r) for r in roots)
+            log.warning("watcher: %d Maildirs need about %d inotify watches but fs.inotify.max_user_watches is %d: "
+                        "polling %d of them every %.0fs; raise it with: sysctl -w fs.inotify.max_user_watches=%d "
+                        "(and a line in /etc/sysctl.d/)", len(roots), needed, self.watch_limit, len(beyond),
+                        self.poll_s, max(needed * 2, 524288))
+        return frozenset(beyond)
+
     def start(self) -> None:
-        self._threads = [threading.Thread(target=self._run, name="ftsd-watcher", daemon=True)]
-        if self.users_every_s > 0:
-            self._threads.append(threading.Thread(target=self._users_loop, name="ftsd-watcher-users", daemon=True))
-        for thread in self._threads:
-            thread.start()
+        """Start watching in the background (the users are listed and the watches set up on the watch thread)."""
+        main = threading.Thread(target=self._run, name="ftsd-watcher", daemon=True)
+        self._threads = [main]  # _run adds the users and polling threads it starts
+        main.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._restart.set()
-        for thread in self._threads:
+        for thread in list(self._threads):
             thread.join(timeout=10)
 
     def _users_loop(self) -> None:
         while not self._stop.wait(self.users_every_s):
             if self.refresh_users():
-                if self.mode == "inotify":
+                if self.mode.startswith("inotify"):
                     self._restart.set()  # the watch thread announces them once the new watch is up
                 else:
                     self.announce_new_users()  # polling: the next snapshot already covers them
@@ -139,22 +194,35 @@ class MaildirWatcher:
                 log.exception("watcher: queueing %s %s failed", user, sorted(names))
 
     def _run(self) -> None:
+        self.refresh_users(initial=True)
+        if self.users_every_s > 0 and not self._stop.is_set():
+            users = threading.Thread(target=self._users_loop, name="ftsd-watcher-users", daemon=True)
+            self._threads.append(users)
+            users.start()
         if not self.force_polling:
+            poller = threading.Thread(target=self._poll, kwargs={"only_polled": True}, name="ftsd-watcher-poll",
+                                      daemon=True)
+            self._threads.append(poller)
+            poller.start()  # idle unless some users are beyond the watch limit
             try:
                 self._inotify()
                 return
             except Exception as exc:  # ImportError, watch limit, unsupported file system
                 log.warning("watcher: inotify unavailable (%s); polling every %.0fs", exc, self.poll_s)
+                self.force_polling = True
+                self.polled = frozenset()
         self._poll()
 
     def _inotify(self) -> None:
         from watchfiles import watch
 
-        self.mode = "inotify"
         while not self._stop.is_set():
             self._restart.clear()
-            roots = list(self.roots)
+            polled = self.polled
+            roots = [r for r in self.roots if r not in polled]
             if not roots:
+                self.mode = "polling" if polled else "inotify"
+                self.ready.set()
                 self._restart.wait()
                 continue
             log.info("watcher: watching %d Maildirs (inotify)", len(roots))
@@ -164,14 +232,16 @@ class MaildirWatcher:
                                  debounce=self.debounce_ms, stop_event=self._restart, raise_interrupt=False,
                                  ignore_permission_denied=True, force_polling=False, rust_timeout=500,
                                  yield_on_timeout=True):
+                self.mode = "inotify+polling" if self.polled else "inotify"
+                self.ready.set()
                 self.announce_new_users()
                 if changes:
                     self.changed(Path(p) for _, p in changes)
 
-    def _snapshot(self) -> dict[Path, int]:
-        """mtime (ns) of every watched cur/ and new/ directory."""
+    def _snapshot(self, only_polled: bool) -> dict[Path, int]:
+        """mtime (ns) of every polled cur/ and new/ directory."""
         seen: dict[Path, int] = {}
-        for root in self.roots:
+        for root in self.polled if only_polled else self.roots:
             try:
                 folders = [d for _, d in list_mailboxes(root)]
             except FtsdError:
@@ -184,11 +254,16 @@ class MaildirWatcher:
                         continue
         return seen
 
-    def _poll(self) -> None:
-        self.mode = "polling"
-        before = self._snapshot()
+    def _poll(self, only_polled: bool = False) -> None:
+        """Poll the roots beyond the watch limit (only_polled), or every root when inotify is not used."""
+        before = self._snapshot(only_polled)
+        if not only_polled:
+            self.mode = "polling"
+            self.ready.set()
         while not self._stop.wait(self.poll_s):
-            now = self._snapshot()
+            if only_polled and self.force_polling:
+                return  # inotify failed: the full poller took over
+            now = self._snapshot(only_polled)
             # a changed directory stands for "a file in it changed": pass a dummy file name inside it
             self.changed(d / "x" for d, mtime in now.items() if before.get(d) != mtime)
             before = now

@@ -8,6 +8,10 @@ one to find the one that kills its worker (it is indexed from its first MB as ra
 searches do not read it again; counted as indexed partly), and the rest are submitted again. A worker's memory is
 bounded (fts.worker_memory_mb, RLIMIT_DATA): a message that needs more raises MemoryError in that worker and is
 indexed as raw text. Workers exit when the process that owns the pool dies (see _die_with_parent).
+
+Several users' writers may feed on one pool at once (`map` from several threads): the executor is shared, each
+`map` keeps its own bounded window, and a death restarts the pool once (the caller whose executor broke first
+restarts it, the others resubmit to the new one).
 """
 
 from __future__ import annotations
@@ -106,6 +110,7 @@ class WorkerPool:
         self.options = options or WorkerOptions()
         self.size = settings.fts.workers or os.cpu_count() or 1
         self._executor: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()  # guards restarts, shared by the threads that map on this pool
         self.restarts = 0
 
     def __enter__(self) -> WorkerPool:
@@ -129,12 +134,20 @@ class WorkerPool:
         return ProcessPoolExecutor(self.size, mp_context=context, initializer=_init,
                                    initargs=(fts.worker_nice, fts.worker_memory_mb, parent))
 
-    def _restart(self) -> ProcessPoolExecutor:
+    def warm_up(self) -> None:
+        """Start the worker processes now (from this thread, before others start submitting)."""
         if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-        self.restarts += 1
-        self._executor = self._start()
-        return self._executor
+            self._executor.submit(_work, [], self.settings).result()
+
+    def _restart(self, broken: ProcessPoolExecutor) -> ProcessPoolExecutor:
+        """A fresh executor in place of `broken` (unless another thread already replaced it)."""
+        with self._lock:
+            if self._executor is broken:
+                broken.shutdown(wait=False, cancel_futures=True)
+                self.restarts += 1
+                self._executor = self._start()
+            assert self._executor is not None
+            return self._executor
 
     def map(self, items: Iterable[Item]) -> Iterator[Outcome]:
         """Outcomes in the order of `items`, with at most IN_FLIGHT documents per worker held in memory."""
@@ -144,14 +157,14 @@ class WorkerPool:
             return
         pending = iter(items)
         window: deque[tuple[list[Item], Future[list[Outcome]]]] = deque()
+        executor = self._executor
 
         def fill() -> None:
-            assert self._executor is not None
             while len(window) * CHUNK < IN_FLIGHT * self.size:
                 chunk = [item for _, item in zip(range(CHUNK), pending, strict=False)]
                 if not chunk:
                     return
-                window.append((chunk, self._executor.submit(_work, chunk, self.settings)))
+                window.append((chunk, executor.submit(_work, chunk, self.settings)))
 
         fill()
         while window:
@@ -159,21 +172,26 @@ class WorkerPool:
             try:
                 outcomes = future.result()
             except BrokenProcessPool:
-                outcomes = self._recover(chunk, window)
+                executor, outcomes = self._recover(executor, chunk, window)
             yield from outcomes
             fill()
 
-    def _recover(self, chunk: list[Item], window: deque[tuple[list[Item], Future[list[Outcome]]]]) -> list[Outcome]:
-        """A worker died: find the message of `chunk` that killed it (each alone in a fresh pool), then submit
-        the rest of the window again (its futures died with the pool)."""
+    def _recover(self, broken: ProcessPoolExecutor, chunk: list[Item],
+                 window: deque[tuple[list[Item], Future[list[Outcome]]]]) -> tuple[ProcessPoolExecutor, list[Outcome]]:
+        """A worker died: find the message of `chunk` that killed it (each alone in a fresh pool; twice, since with
+        several users mapping at once the death may have come from another user's message), then submit the rest
+        of the window again (its futures died with the pool)."""
         outcomes = []
-        executor = self._restart()
+        executor = self._restart(broken)
         for item in chunk:
-            try:
-                outcomes += executor.submit(_work, [item], self.settings).result()
-            except BrokenProcessPool:
-                outcomes.append(degraded(*item, self.settings, DIED))
-                executor = self._restart()
+            for attempt in (1, 2):
+                try:
+                    outcomes += executor.submit(_work, [item], self.settings).result()
+                    break
+                except BrokenProcessPool:
+                    executor = self._restart(executor)
+                    if attempt == 2:
+                        outcomes.append(degraded(*item, self.settings, DIED))
         for n, (rest, _) in enumerate(window):
             window[n] = (rest, executor.submit(_work, rest, self.settings))
-        return outcomes
+        return executor, outcomes

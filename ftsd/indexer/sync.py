@@ -147,9 +147,7 @@ def sync_mailbox(
 
 
 def _save_meta(writer: IndexWriter, mailbox: Mailbox, indexed: set[int]) -> None:
-    writer.set_mailbox_meta(mailbox.guid, {
-        "name": mailbox.name,
-        "uidvalidity": mailbox.uidvalidity,
-        "last_uid": max(indexed, default=0),
-        "messages": len(indexed),
-    })
+    meta = {"name": mailbox.name, "uidvalidity": mailbox.uidvalidity, "last_uid": max(indexed, default=0),
+            "messages": len(indexed)}
+    if writer.mailbox_meta(mailbox.guid) != meta:  # rewriting the same value would make a no-op run commit
+        writer.set_mailbox_meta(mailbox.guid, meta)

@@ -24,7 +24,7 @@ from ftsd.service import Document
 from ftsd.settings import Settings
 from ftsd.solr.lucene import KEY_FIELDS, TEXT_FIELDS, Scope, parse_lucene
 from ftsd.solr.reply import search
-from ftsd.userdb import User, lookup_user
+from ftsd.userdb import User
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ class UpdateSession:
         """The user, who must be known (listed in the passwd-file; userdb static: has a Maildir): a forged name
         never gets index directories made for it."""
         if name not in self._users:
-            user = lookup_user(self.settings, name)  # passwd-file: refuses names it does not list
+            user = self.runtime.userdb.lookup(name)  # the userdb refuses names it does not list
             if self.settings.userdb.driver == "static" and not user.maildir.is_dir():
                 raise UnknownUserError(f"{name}: no such user (userdb static: no Maildir at {user.maildir})")
             self._users[name] = user

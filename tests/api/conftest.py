@@ -68,6 +68,10 @@ def start_server(config: Path) -> Server:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the server did not start")
         time.sleep(0.02)
+    state = getattr(server.config.app, "state", None)  # the watcher starts in the background: wait for it
+    watcher = getattr(getattr(state, "ftsd", None), "watcher", None)
+    if watcher is not None and not watcher.ready.wait(15):
+        raise RuntimeError("the watcher did not get ready")
     return Server(settings, config, port, settings.resolve(settings.server.socket), server, thread)
 
 
