@@ -37,11 +37,13 @@ def for_each_user(names: Iterable[str], work: Work, report: IndexReport, paralle
     Each user's counts are merged into `report` when it ends; an FtsdError fails that user only (logged and
     counted); any other exception stops the run (no new users start) and is raised once the users in flight have
     ended."""
-    pending = iter(names)
+    pending = enumerate(names)
     lock = threading.Lock()
     errors: list[BaseException] = []
+    listed = {"failed": list(report.failed), "rebuilt": list(report.rebuilt)}
+    lists: dict[int, IndexReport] = {}  # position -> that user's report: failures are listed in the users' order
 
-    def one(name: str) -> None:
+    def one(position: int, name: str) -> None:
         own = IndexReport()
         try:
             work(name, own)
@@ -51,12 +53,18 @@ def for_each_user(names: Iterable[str], work: Work, report: IndexReport, paralle
         finally:
             with lock:
                 merge(report, own)
+                lists[position] = own
+
+    def in_order() -> None:
+        for key, start in listed.items():
+            setattr(report, key, start + [entry for p in sorted(lists) for entry in getattr(lists[p], key)])
 
     if parallel <= 1:
-        for name in pending:
+        for position, name in pending:
             if stop():
-                return
-            one(name)
+                break
+            one(position, name)
+        in_order()
         return
 
     def loop() -> None:
@@ -64,11 +72,11 @@ def for_each_user(names: Iterable[str], work: Work, report: IndexReport, paralle
             with lock:
                 if errors or stop():
                     return
-                name = next(pending, None)
-            if name is None:
+                item = next(pending, None)
+            if item is None:
                 return
             try:
-                one(name)
+                one(*item)
             except BaseException as exc:  # raised again in the caller's thread
                 with lock:
                     errors.append(exc)
@@ -79,5 +87,6 @@ def for_each_user(names: Iterable[str], work: Work, report: IndexReport, paralle
         thread.start()
     for thread in threads:
         thread.join()
+    in_order()
     if errors:
         raise errors[0]
