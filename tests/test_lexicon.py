@@ -131,7 +131,7 @@ def test_marks_listed_rebuilt_and_checked(maildir: MailDir, make_config):
     lexicon, _ = lexicon_of(settings)
     assert sorted(lexicon.expand("p", ["X"], "-")) == ["X - ", "X -- "]
     assert service.optimize_users(settings, [USER])[0].error is None
-    assert service.check_users(settings, [USER]) == {USER: None}
+    assert service.check_users(settings, [USER])[USER].problem is None
     lexicon, _ = lexicon_of(settings)
     assert sorted(lexicon.expand("p", ["X"], "-")) == ["X - ", "X -- "] and lexicon.expand("p", ["S"], "#") == ["S #"]
     assert {q: uids(settings, q) for q in expected} == expected
