@@ -1,46 +1,63 @@
 """`ftsd`: the command line, doveadm-like and thin: parse, call service, map errors to exit codes, print.
 
-Exit codes: 0 ok, 1 some messages/users failed, 2 usage or query error, 78 configuration error (EX_CONFIG).
+Exit codes: 0 ok, 1 some messages/users failed, 2 usage or query error, 78 configuration error (EX_CONFIG);
+`ftsd check` follows the monitoring-plugins guidelines instead (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
+Started as root, every command does each user's work as the user owning the mail (ftsd/privileges.py).
+Quiet for cron: on success nothing is printed unless stdout is a terminal or -v is given; failures always are.
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import logging
+import os
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
-from ftsd import __version__, service
-from ftsd.errors import ConfigError, FtsdError, QueryError, UsageError
+from ftsd import __version__, privileges, runner, service
+from ftsd.errors import ConfigError, FtsdError, QueryError, UnknownUserError, UsageError
 from ftsd.query import parse_argv
 from ftsd.settings import Settings, config_lines, load_settings
+from ftsd.userdb import User, list_users
 
 EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG = 1, 2, 78
 _EXIT_CODES: dict[type[FtsdError], int] = {ConfigError: EXIT_CONFIG, QueryError: EXIT_USAGE, UsageError: EXIT_USAGE}
+_NOISY = ("httpx", "httpcore", "watchfiles", "multipart", "uvicorn.access")
 
 
 def _parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="ftsd", description="Full-text search for Dovecot Maildirs.")
     top.add_argument("--version", action="version", version=f"ftsd {__version__}")
+    # Global options work before the command (`ftsd -c CONF search ...`, as doveadm) and after it.
+    top.add_argument("-c", "--config", help="config file (default: $FTSD_CONFIG or /etc/ftsd/ftsd.toml)")
+    top.add_argument("-v", "--verbose", action="count", default=0, help="print progress and summaries (-vv: debug)")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-c", "--config", help="config file (default: $FTSD_CONFIG or /etc/ftsd/ftsd.toml)")
-    common.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    common.add_argument("-c", "--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    no_c = argparse.ArgumentParser(add_help=False)  # check: -c is the critical threshold, as in every plugin
+    no_c.add_argument("--config", default=argparse.SUPPRESS, help="config file")
+    no_c.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def users_args(p: argparse.ArgumentParser) -> None:
-        who = p.add_mutually_exclusive_group(required=True)
+    def users_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+        who = p.add_mutually_exclusive_group(required=required)
         who.add_argument("-A", dest="all", action="store_true", help="every user of the userdb")
-        who.add_argument("-u", dest="users", action="append", metavar="USER", help="this user (repeatable)")
+        who.add_argument("-u", dest="users", action="append", metavar="USER",
+                         help="this user, or a mask like '*@example.org' (repeatable)")
+        who.add_argument("-F", dest="userfile", metavar="USERFILE", help="the users named in this file, one a line")
 
     p = sub.add_parser("index", parents=[common], help="index new mail, drop expunged mail")
     users_args(p)
     p.add_argument("-q", dest="queue", action="store_true", help="queue the job on the running service")
-    p.add_argument("mailboxes", nargs="*", metavar="MAILBOX")
+    p.add_argument("mailboxes", nargs="*", metavar="MAILBOX", help="mailbox or mask ('*', '%%', 'Arch*')")
     p = sub.add_parser("search", parents=[common], help="IMAP SEARCH keys -> UIDs")
     p.add_argument("-u", dest="user", required=True, metavar="USER")
-    p.add_argument("-m", dest="mailboxes", action="append", metavar="MAILBOX", help="mailbox (repeatable, * = all)")
+    p.add_argument("-m", dest="mailboxes", action="append", metavar="MAILBOX",
+                   help="mailbox or mask (repeatable, * = all)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--no-autoindex", dest="autoindex", action="store_false", default=None)
     p.add_argument("keys", nargs=argparse.REMAINDER, metavar="KEY")
@@ -54,9 +71,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-m", dest="mailbox", default="INBOX", metavar="MAILBOX")
     p.add_argument("--uid", type=int, help="show how this message was decoded and indexed")
     p.add_argument("--json", action="store_true")
-    p = sub.add_parser("check", parents=[common], help="check index consistency")
-    users_args(p)
-    sub.add_parser("serve", parents=[common], help="run the HTTP API (TCP + Unix socket)")
+    p = sub.add_parser("check", parents=[no_c], help="index health; a Nagios/Icinga plugin (exit 0/1/2/3)")
+    users_args(p, required=False)
+    p.add_argument("-w", "--warning", type=float, default=3600, metavar="SECONDS",
+                   help="WARNING when the oldest unindexed message is this old (default 3600)")
+    p.add_argument("-c", "--critical", default="86400", metavar="SECONDS",
+                   help="CRITICAL when the oldest unindexed message is this old (default 86400); "
+                        "a value that is no number is taken as the config file, as for the other commands")
+    p.add_argument("--deep", action="store_true", help="also run Xapian's full check of every index block (slow)")
+    p.add_argument("--service", dest="service", action="store_true", default=None,
+                   help="ask the running service's /healthz (default: when its Unix socket exists)")
+    p.add_argument("--no-service", dest="service", action="store_false")
+    p = sub.add_parser("serve", parents=[common], help="run the HTTP API (TCP + Unix socket)")
+    p.add_argument("--allow-root", action="store_true", help="run even as root (not recommended)")
     p = sub.add_parser("config", parents=[common], help="print the effective non-default settings")
     p.add_argument("--all", dest="every", action="store_true", help="every setting, with its documentation")
     p = sub.add_parser("cluster", parents=[common], help="cluster mode: nodes, leases, queue (docs/scale-out.md)")
@@ -65,23 +92,67 @@ def _parser() -> argparse.ArgumentParser:
     return top
 
 
-def _progress(enabled: bool) -> Any:
-    """A tqdm bar on a terminal; nothing in cron (stderr not a TTY)."""
-    if not enabled:
-        return None
-    from tqdm import tqdm  # type: ignore[import-untyped]
+def _select_users(settings: Settings, args: argparse.Namespace) -> list[str]:
+    """-A, -F USERFILE, or -u USER/MASK..., like doveadm."""
+    if getattr(args, "all", False):
+        return list_users(settings)
+    if getattr(args, "userfile", None):
+        try:
+            with open(args.userfile, encoding="utf-8") as f:
+                return [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
+        except OSError as exc:
+            raise UsageError(f"-F {args.userfile}: {exc.strerror}") from None
+    names: list[str] = []
+    everyone: list[str] | None = None
+    for pattern in getattr(args, "users", None) or []:
+        if any(c in pattern for c in "*?["):
+            everyone = list_users(settings) if everyone is None else everyone
+            matched = fnmatch.filter(everyone, pattern)
+            if not matched:
+                raise UnknownUserError(f"no user matches {pattern!r}")
+            names += [n for n in matched if n not in names]
+        elif pattern not in names:
+            names.append(pattern)
+    return names
 
-    bar = tqdm(total=0, unit="msg", file=sys.stderr, dynamic_ncols=True, leave=False)
 
-    def update(total: int, done: int) -> None:
-        if total:
-            bar.total += total
-            bar.refresh()
-        if done:
-            bar.update(done)
+def _wants_output(args: argparse.Namespace) -> bool:
+    return bool(args.verbose) or sys.stdout.isatty()
 
-    update.bar = bar  # type: ignore[attr-defined]
-    return update
+
+class _Bar:
+    """One progress bar for the whole run (on a terminal only): messages done of the total counted up front,
+    the current user and users done of all, rate and ETA."""
+
+    def __init__(self, enabled: bool, users: int, unit: str = "msg") -> None:
+        self.bar: Any = None
+        self.users, self.users_done, self.current = users, -1, ""
+        if enabled and users:
+            from tqdm import tqdm  # type: ignore[import-untyped]
+
+            self.bar = tqdm(total=0, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=False,
+                            bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+                                       "[{elapsed}<{remaining}, {rate_fmt}]")
+
+    def __call__(self, event: runner.Event) -> None:
+        if self.bar is None:
+            return
+        kind = event[0]
+        if kind in ("total", "total_users"):
+            self.bar.total += event[1]
+        elif kind == "user":
+            self.users_done += 1
+            self.current = event[1]
+        elif kind == "done":
+            if self.bar.n + event[1] > self.bar.total:
+                self.bar.total = self.bar.n + event[1]
+            self.bar.update(event[1])
+        self.bar.set_description_str(f"{self.current} (user {max(self.users_done, 0) + 1}/{self.users})",
+                                     refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _cmd_index(settings: Settings, args: argparse.Namespace, *, prune: bool = False) -> int:
@@ -90,23 +161,47 @@ def _cmd_index(settings: Settings, args: argparse.Namespace, *, prune: bool = Fa
             return _cluster_enqueue(settings, "index", args)
         from ftsd.api.client import enqueue
 
-        return enqueue(settings, "index", args.users or [], all_users=args.all, mailboxes=args.mailboxes)
-    progress = _progress(sys.stderr.isatty())
-    report = service.index_users(settings, args.users or [], all_users=args.all,
-                                 mailboxes=getattr(args, "mailboxes", []), progress=progress, prune=prune)
-    if progress:
-        progress.bar.close()
-    print(report.summary())
-    for line in report.failed[:20]:
-        print(f"failed: {line}", file=sys.stderr)
-    return EXIT_FAILED if report.failed else 0
+        return enqueue(settings, "index", _select_users(settings, args), mailboxes=args.mailboxes)
+    names = _select_users(settings, args)
+    bar = _Bar(sys.stderr.isatty(), len(names))
+    try:
+        report = runner.index(settings, names, getattr(args, "mailboxes", []), prune=prune, on_event=bar)
+    finally:
+        bar.close()
+    if report.failed:
+        for line in report.failed[:20]:
+            print(f"ftsd: failed: {line}", file=sys.stderr)
+        if len(report.failed) > 20:
+            print(f"ftsd: ... and {len(report.failed) - 20} more failures (see the log above)", file=sys.stderr)
+        print(f"ftsd: {report.summary()}", file=sys.stderr)
+        return EXIT_FAILED
+    if _wants_output(args):
+        print(report.summary())
+    return 0
+
+
+def _as_mail_user(settings: Settings, name: str, work: Any) -> Any:
+    """Run work(user) for one user as its mail user (a child process when root); raises its failure."""
+    user = service.get_user(settings, name)
+    failures: list[str] = []
+    results = privileges.run_grouped(settings, [user], lambda users, _emit: work(users[0]), lambda _e: None,
+                                     lambda _n, line: failures.append(line), prepare=False)
+    if failures:
+        raise UsageError(failures[0])
+    return results[0]
 
 
 def _cmd_search(settings: Settings, args: argparse.Namespace) -> int:
     if not args.keys:
         raise UsageError("search needs at least one search key, e.g. TEXT hello")
     query = parse_argv(args.keys)
-    results = service.search(settings, args.user, args.mailboxes or ["INBOX"], query, autoindex=args.autoindex)
+    masks = args.mailboxes or ["INBOX"]
+
+    def work(user: User) -> Any:
+        boxes = runner.expand_mailboxes(user, masks)
+        return service.search(settings, user.name, boxes, query, autoindex=args.autoindex)
+
+    results = _as_mail_user(settings, args.user, work)
     if args.json:
         rows = [{"mailbox": r.mailbox, "uidvalidity": r.uidvalidity, "uids": r.uids} for r in results]
         print(json.dumps(rows[0] if len(rows) == 1 and args.mailboxes != ["*"] else {"results": rows}))
@@ -119,15 +214,21 @@ def _cmd_search(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    from ftsd.userdb import list_users
-
     if args.uid is not None:
         if not args.user:
             raise UsageError("--uid needs -u USER")
-        print(json.dumps(service.message_status(settings, args.user, args.mailbox, args.uid), indent=2))
+        data = _as_mail_user(settings, args.user,
+                             lambda user: service.message_status(settings, user.name, args.mailbox, args.uid))
+        print(json.dumps(data, indent=2))
         return 0
+    failed = 0
     for name in [args.user] if args.user else list_users(settings):
-        st = service.status(settings, name)
+        try:
+            st = _as_mail_user(settings, name, lambda user: service.status(settings, user.name))
+        except (FtsdError, OSError) as exc:
+            print(f"ftsd: {privileges.describe(exc, name)}", file=sys.stderr)
+            failed += 1
+            continue
         if args.json:
             print(json.dumps(st))
             continue
@@ -138,7 +239,7 @@ def _cmd_status(settings: Settings, args: argparse.Namespace) -> int:
             note += f" ({row['pending']} without UID yet)" if row["pending"] else ""
             print(f"  {row['mailbox']:<28} {row['messages']:>9} {row['indexed']:>9} {row['last_uid']:>9} "
                   f"{row['uidvalidity']:>11}{note}")
-    return 0
+    return EXIT_FAILED if failed else 0
 
 
 def _cmd_optimize(settings: Settings, args: argparse.Namespace) -> int:
@@ -147,21 +248,64 @@ def _cmd_optimize(settings: Settings, args: argparse.Namespace) -> int:
             return _cluster_enqueue(settings, "optimize", args)
         from ftsd.api.client import enqueue
 
-        return enqueue(settings, "optimize", args.users or [], all_users=args.all)
-    results = service.optimize_users(settings, args.users or [], all_users=args.all)
-    for r in results:
-        if r.error:
-            print(f"{r.user}: failed: {r.error}", file=sys.stderr)
-        else:
-            print(f"{r.user}: {r.bytes_before / 1e6:.1f} MB -> {r.bytes_after / 1e6:.1f} MB")
-    return EXIT_FAILED if any(r.error for r in results) else 0
+        return enqueue(settings, "optimize", _select_users(settings, args))
+    names = _select_users(settings, args)
+    bar = _Bar(sys.stderr.isatty(), len(names), unit="user")
+    try:
+        report = runner.optimize(settings, names, on_event=bar)
+    finally:
+        bar.close()
+    for line in report.failed:
+        print(f"ftsd: failed: {line}", file=sys.stderr)
+    if report.failed:
+        print(f"ftsd: {report.summary()}", file=sys.stderr)
+        return EXIT_FAILED
+    if _wants_output(args):
+        print(report.summary())
+    return 0
 
 
 def _cmd_check(settings: Settings, args: argparse.Namespace) -> int:
-    results = service.check_users(settings, args.users or [], all_users=args.all)
-    for name, problem in results.items():
-        print(f"{name}: {problem or 'ok'}")
-    return EXIT_FAILED if any(p and p != "no index yet" for p in results.values()) else 0
+    from ftsd import monitor
+
+    if args.warning > args.critical:
+        raise UsageError("-w must not be larger than -c")
+    names = _select_users(settings, args) if (args.all or args.users or args.userfile) else list_users(settings)
+    failures: list[str] = []
+    users = runner.resolve(settings, names, lambda _name, line: failures.append(line))
+    now = time.time()
+
+    def work(members: list[User], _emit: privileges.Emit) -> list[monitor.UserHealth]:
+        return [monitor.user_health(settings, u, deep=args.deep, now=now) for u in members]
+
+    health: list[monitor.UserHealth] = []
+    for part in privileges.run_grouped(settings, users, work, lambda _e: None,
+                                       lambda _n, line: failures.append(line), prepare=False):
+        health += part
+    note, failed_jobs = "", None
+    socket = settings.resolve(settings.server.socket) if settings.server.socket else None
+    if args.service or (args.service is None and socket is not None and socket.exists()):
+        note, failed_jobs = monitor.service_health(settings)
+    result = monitor.evaluate(health, failures, args.warning, args.critical, note, failed_jobs)
+    print(result.text())
+    return result.state
+
+
+def _setup_logging(settings: Settings, args: argparse.Namespace) -> None:
+    """Timestamps unless journald adds its own (JOURNAL_STREAM set); quiet libraries; per-message lines only
+    with -v for the bulk commands (they would drown a terminal and fill cron mail)."""
+    level = logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else None
+    journald = bool(os.environ.get("JOURNAL_STREAM"))
+    fmt = "%(levelname)s: %(message)s" if journald else "%(asctime)s ftsd[%(process)d]: %(levelname)s: %(message)s"
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(fmt, datefmt="%Y-%m-%d %H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level or getattr(logging, settings.log_level.upper()))
+    if level is None and settings.log_level == "info" and args.command != "serve":
+        root.setLevel(logging.WARNING)  # cron: warnings and errors only
+    for name in _NOISY:
+        logging.getLogger(name).setLevel(logging.WARNING if args.verbose < 2 else logging.DEBUG)
 
 
 def _cluster_enqueue(settings: Settings, kind: str, args: argparse.Namespace) -> int:
@@ -185,11 +329,8 @@ def _cmd_cluster(settings: Settings, args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    level = logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else None
-    logging.basicConfig(level=level or getattr(logging, settings.log_level.upper()), stream=sys.stderr,
-                        format="ftsd: %(levelname)s: %(message)s")
-    if level is None and settings.log_level == "info" and args.command in ("search", "index", "rescan"):
-        logging.getLogger().setLevel(logging.WARNING)  # per-message info lines would drown a terminal
+    _setup_logging(settings, args)
+    privileges.apply_umask(settings)
     match args.command:
         case "index":
             return _cmd_index(settings, args)
@@ -207,6 +348,7 @@ def _run(args: argparse.Namespace) -> int:
         case "serve":
             from ftsd.api.server import serve
 
+            privileges.refuse_root_service(args.allow_root)
             serve(settings)
             return 0
         case "config":
@@ -219,21 +361,39 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `ftsd` command; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    is_check = "check" in argv
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # argparse already printed the usage line
-        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+        code = int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+        return 3 if is_check and code else code
+    if args.command == "check":
+        try:
+            args.critical = float(args.critical)
+        except ValueError:
+            args.config, args.critical = args.critical, 86400.0
     try:
         return _run(args)
     except FtsdError as exc:
+        if args.command == "check":  # monitoring-plugins: the check could not run -> UNKNOWN, one line
+            print(f"FTSD UNKNOWN - {exc}")
+            return 3
         print(f"ftsd: {exc}", file=sys.stderr)
         return _EXIT_CODES.get(type(exc), EXIT_FAILED)
+    except OSError as exc:
+        line = privileges.explain_os_error(exc)
+        if args.command == "check":
+            print(f"FTSD UNKNOWN - {line}")
+            return 3
+        if isinstance(exc, BrokenPipeError):  # `ftsd search ... | head`: the reader left, nothing more to say
+            sys.stderr.close()
+            return 0
+        print(f"ftsd: {line}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("ftsd: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `ftsd search ... | head`: the reader left, nothing more to say
-        sys.stderr.close()
-        return 0
 
 
 if __name__ == "__main__":

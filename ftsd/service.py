@@ -29,6 +29,7 @@ from ftsd.errors import (
 from ftsd.indexer.pool import WorkerPool
 from ftsd.indexer.sync import IndexReport, Progress, sync_mailbox
 from ftsd.maildir import Mailbox, list_mailboxes, scan_mailbox, validate_mailbox_name
+from ftsd.privileges import describe
 from ftsd.query import Node
 from ftsd.search import MailboxResult, MailboxSearch
 from ftsd.settings import Settings
@@ -122,9 +123,11 @@ def index_users(
         for name in names:
             try:
                 index_user(settings, name, mailboxes, pool, report, progress, prune=prune)
-            except FtsdError as exc:
-                log.error("%s: %s", name, exc)
-                report.failed.append(f"{name}: {exc}")
+            except (FtsdError, OSError) as exc:  # EACCES, an unreadable Maildir: this user fails, the rest goes on
+                line = describe(exc, name)
+                log.error("%s", line)
+                report.failed.append(line)
+                report.failed_users += 1
     return report
 
 
@@ -256,9 +259,9 @@ def optimize_users(settings: Settings, users: Sequence[str] = (), *, all_users: 
                 continue
             before, after = compact(index_path(user), settings.fts.lock_timeout_s, settings.fts.partial)
             out.append(OptimizeResult(name, before, after))
-        except FtsdError as exc:
-            log.error("%s: optimize failed: %s", name, exc)
-            out.append(OptimizeResult(name, 0, 0, str(exc)))
+        except (FtsdError, OSError) as exc:
+            log.error("%s: optimize failed: %s", name, describe(exc))
+            out.append(OptimizeResult(name, 0, 0, describe(exc)))
     return out
 
 
@@ -269,6 +272,6 @@ def check_users(settings: Settings, users: Sequence[str] = (), *, all_users: boo
         try:
             path = index_path(get_user(settings, name))
             out[name] = check(path, settings.fts.partial) if path.exists() else "no index yet"
-        except FtsdError as exc:
-            out[name] = str(exc)
+        except (FtsdError, OSError) as exc:
+            out[name] = describe(exc)
     return out

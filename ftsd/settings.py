@@ -130,6 +130,11 @@ class Settings:
     cluster: ClusterSettings = setting(ClusterSettings(), "[cluster] several nodes sharing users (docs/scale-out.md)")
     mailboxes: dict[str, str] = setting(dict(DEFAULT_MAILBOXES), "[mailboxes] mailbox name -> special-use flag")
     log_level: str = setting("info", "debug, info, warning or error")
+    mail_uid: str = setting("", "System user (name or number) owning the mail when the userdb has no uid field "
+                            "(Dovecot's mail_uid): ftsd started as root does each user's work as this user")
+    mail_gid: str = setting("", "Group of the mail (Dovecot's mail_gid); default: mail_uid's primary group")
+    index_file_mode: str = setting("0600", "Mode of index files; directories get x where r is set (0600 -> "
+                                   "0700, 0640 -> 0750). Enforced through the umask, whatever the caller's")
     base_dir: Path = setting(Path("."), "Directory relative paths are resolved against (the config file's)")
 
     def resolve(self, path: str) -> Path:
@@ -192,7 +197,7 @@ def settings_from_dict(data: Mapping[str, Any], *, origin: str = "<config>", bas
             top[key] = _section(nested[key], key, value, origin)
         elif key == "mailboxes":
             top[key] = {**DEFAULT_MAILBOXES, **_convert("", key, value, {}, origin)}
-        elif key in ("mail_location", "log_level"):
+        elif key in ("mail_location", "log_level", "mail_uid", "mail_gid", "index_file_mode"):
             top[key] = _convert("", key, value, "", origin)
         else:
             raise ConfigError(f"{origin}: unknown key {key}")
@@ -226,6 +231,13 @@ def _validate(s: Settings, origin: str) -> None:
         int(s.server.socket_mode, 8)
     except ValueError:
         raise ConfigError(f"{origin}: server.socket_mode must be octal, like 0660") from None
+    try:
+        mode = int(s.index_file_mode, 8)
+    except ValueError:
+        mode = -1
+    if mode < 0 or mode & 0o7177 or mode & 0o600 != 0o600:
+        raise ConfigError(f"{origin}: index_file_mode must be 0600, 0640 or 0660 style (owner rw, others "
+                          f"nothing, no x), got {s.index_file_mode!r}")
 
 
 def load_settings(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] = os.environ) -> Settings:

@@ -25,6 +25,8 @@ class User:
     name: str
     maildir: Path
     index_root: Path
+    uid: str = ""  # the userdb's uid/gid fields (name or number), "" when it has none
+    gid: str = ""
 
     @property
     def index_dir(self) -> Path:
@@ -73,19 +75,26 @@ def _expand(template: str, user: str, home: str | None, settings: Settings) -> P
     return settings.resolve(expanded)
 
 
-def _passwd_entries(settings: Settings) -> dict[str, str | None]:
+def _passwd_entries(settings: Settings) -> dict[str, tuple[str | None, str, str]]:
     path = settings.resolve(settings.userdb.args)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise ConfigError(f"userdb passwd-file {path}: {exc.strerror or exc}") from exc
-    users: dict[str, str | None] = {}
+    users: dict[str, tuple[str | None, str, str]] = {}
     for line in lines:
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        fields = line.split(":")
-        home = fields[5] if len(fields) > 5 and fields[5] else None
-        users[fields[0]] = home
+        fields = line.split(":") + [""] * 7
+        home = fields[5] or None
+        uid, gid = fields[2].strip(), fields[3].strip()
+        for extra in " ".join(fields[7:]).split():  # userdb_uid=... in the extra fields wins, as in Dovecot
+            key, _, value = extra.partition("=")
+            if key in ("userdb_uid", "uid"):
+                uid = value
+            elif key in ("userdb_gid", "gid"):
+                gid = value
+        users[fields[0]] = (home, uid, gid)
     return users
 
 
@@ -123,12 +132,12 @@ def lookup_user(settings: Settings, name: str) -> User:
     location = MailLocation.parse(settings.mail_location)
     if "@" not in name and "%d" in location.maildir + (location.index or ""):
         raise UnknownUserError(f"{name}: mail_location uses %d, so the user name needs a domain (user@domain)")
-    home = None
+    home, uid, gid = None, "", ""
     if settings.userdb.driver == "passwd-file":
         entries = _passwd_entries(settings)
         if name not in entries:
             raise UnknownUserError(f"{name}: no such user in {settings.userdb.args}")
-        home = entries[name]
+        home, uid, gid = entries[name]
     maildir = _expand(location.maildir, name, home, settings)
     index_root = _expand(location.index, name, home, settings) if location.index else maildir
-    return User(name, maildir, index_root)
+    return User(name, maildir, index_root, uid, gid)

@@ -33,14 +33,17 @@ class IndexReport:
     bytes: int = 0
     users: int = 0
     mailboxes: int = 0
-    failed: list[str] = field(default_factory=list)  # "user mailbox UID n: reason"
+    failed: list[str] = field(default_factory=list)  # "user mailbox UID n: reason" or "user: reason"
+    failed_users: int = 0  # users whose run stopped on an error (not counted in `users`)
     rebuilt: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
 
     def summary(self) -> str:
         seconds = max(time.monotonic() - self.started, 1e-6)
+        failed_users = f" ({self.failed_users} failed)" if self.failed_users else ""
         return (
-            f"{self.users} users, {self.mailboxes} mailboxes: {self.indexed} indexed, {self.removed} removed, "
+            f"{self.users + self.failed_users} users{failed_users}, {self.mailboxes} mailboxes: "
+            f"{self.indexed} indexed, {self.removed} removed, "
             f"{self.skipped} skipped, {len(self.failed)} failed in {seconds:.1f}s "
             f"({self.indexed / seconds:.0f} msg/s, {self.bytes / seconds / 1e6:.1f} MB/s)"
         )

@@ -3,8 +3,10 @@ per message; cancels the open batch when an exception leaves the `with` block (n
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from types import TracebackType
@@ -29,6 +31,10 @@ def open_writable(path: Path, lock_timeout_s: float) -> Any:
             db = xapian.WritableDatabase(str(path), xapian.DB_CREATE_OR_OPEN)
             break
         except xapian.DatabaseLockError as exc:
+            lock = path / "flintlock"
+            if "Permission denied" in exc.get_msg() or (lock.exists() and not os.access(lock, os.W_OK)):
+                # EACCES is no lock held by anyone: waiting would not help
+                raise PermissionError(errno.EACCES, "Permission denied", str(lock)) from None
             if time.monotonic() >= deadline:
                 raise IndexLockedError(f"{path}: index locked by another writer for {lock_timeout_s:g}s") from exc
             time.sleep(0.1)
