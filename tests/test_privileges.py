@@ -1,0 +1,110 @@
+"""ftsd on a real mail server's permissions: Maildirs 0700/0600 owned by a real `vmail` user, ftsd run as root
+and as vmail (the real CLI, umask 022): every file ftsd creates belongs to vmail with 0600/0700; a root-owned index
+is reported in one line with the fix (no 30 s lock wait) and repaired by a root run; an unreadable Maildir fails
+only its user; the service refuses root."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import to_toml
+from tests.maildirs import MailDir
+from tests.mailusers import MAIL_USER, ensure_user, files_of, ftsd, give, needs_root, private_base
+
+pytestmark = needs_root
+USERS = ("alice", "bob", "carol")
+
+
+@pytest.fixture
+def server() -> Iterator[Path]:
+    """/tmp/ftsd-priv-*/: vmail/example.org/<user> Maildirs owned by vmail, index/ (root's, 0755), ftsd.toml."""
+    ensure_user(MAIL_USER)
+    for base in private_base("ftsd-priv-"):
+        for name in USERS:
+            md = MailDir(base / "vmail" / "example.org" / name)
+            md.deliver(subject=f"hello {name}", body="quarterly invoice")
+            md.deliver("Archive/2024", subject="old", body="archived report")
+            md.deliver("Trash", subject="gone", body="deleted")
+        give(base / "vmail", MAIL_USER)
+        (base / "index").mkdir(mode=0o755)
+        (base / "ftsd.toml").write_text(to_toml({
+            "mail_location": f"maildir:{base}/vmail/%d/%n:INDEX={base}/index/%d/%n",
+            "mail_uid": MAIL_USER,
+            "fts": {"lock_timeout_s": 30, "workers": 1},
+            "server": {"socket": str(base / "ftsd.sock"), "state_dir": str(base / "state")},
+        }))
+        yield base
+
+
+def _assert_private(top: Path) -> None:
+    entries = files_of(top)
+    assert len(entries) > 5
+    for path, owner, mode in entries:
+        assert owner == MAIL_USER, (path, owner)
+        assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
+
+
+def test_root_run_works_as_the_mail_user_with_private_modes(server: Path) -> None:
+    cfg = str(server / "ftsd.toml")
+    result = ftsd("-c", cfg, "index", "-A")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")  # cron: silent on success
+    _assert_private(server / "index" / "example.org")
+    # vmail itself, new mail, optimize, rescan, a search that autoindexes: still vmail's and private
+    md = MailDir(server / "vmail" / "example.org" / "alice")
+    md.deliver(subject="late", body="zebra")
+    give(server / "vmail", MAIL_USER)
+    assert ftsd("-c", cfg, "search", "-u", "alice@example.org", "TEXT", "zebra").stdout.split() == ["2"]
+    for args, user in ((["index", "-A"], MAIL_USER), (["optimize", "-A"], None), (["rescan", "-A"], MAIL_USER),
+                       (["optimize", "-A"], MAIL_USER)):
+        result = ftsd("-c", cfg, *args, user=user)
+        assert (result.returncode, result.stdout, result.stderr) == (0, "", ""), (args, user, result.stderr)
+    _assert_private(server / "index" / "example.org")
+    assert not any(owner != MAIL_USER for _, owner, _ in files_of(server / "vmail"))  # the mail store untouched
+
+
+def test_root_owned_index_is_reported_at_once_then_repaired_by_root(server: Path) -> None:
+    cfg = str(server / "ftsd.toml")
+    assert ftsd("-c", cfg, "index", "-A").returncode == 0
+    bob = server / "index" / "example.org" / "bob" / "xapian-indexes"
+    give(bob, "root", 0o755, 0o644)  # what an older ftsd run by hand as root left behind
+    MailDir(server / "vmail" / "example.org" / "bob").deliver(subject="new", body="more")
+    give(server / "vmail", MAIL_USER)
+    started = time.monotonic()
+    result = ftsd("-c", cfg, "index", "-A", user=MAIL_USER)
+    assert time.monotonic() - started < 15  # no 30 s lock wait
+    assert result.returncode == 1 and result.stdout == ""
+    assert "Traceback" not in result.stderr and "locked" not in result.stderr
+    failed = [line for line in result.stderr.splitlines() if line.startswith("ftsd: failed:")]
+    assert len(failed) == 1, result.stderr
+    assert "bob@example.org" in failed[0] and "xapian-indexes: permission denied" in failed[0]
+    assert "running as uid" in failed[0] and f"({MAIL_USER})" in failed[0] and f"chown -R {MAIL_USER}:" in failed[0]
+    assert "3 users (1 failed)" in result.stderr  # the summary counts the failed user
+    result = ftsd("-c", cfg, "index", "-A")  # root repairs: hands the files back, then indexes as vmail
+    assert result.returncode == 0, result.stderr
+    assert "gave" in result.stderr and "bob@example.org" in result.stderr
+    _assert_private(server / "index" / "example.org")
+
+
+def test_unreadable_maildir_fails_only_its_user(server: Path) -> None:
+    cfg = str(server / "ftsd.toml")
+    give(server / "index", MAIL_USER)
+    carol = server / "vmail" / "example.org" / "carol"
+    give(carol, "root")
+    result = ftsd("-c", cfg, "index", "-A", user=MAIL_USER)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if "carol" in line and "failed:" in line]
+    assert len(lines) == 1 and "permission denied" in lines[0].lower(), result.stderr
+    assert "3 users (1 failed)" in result.stderr
+    assert (server / "index" / "example.org" / "alice" / "xapian-indexes" / "ftsd.db").is_dir()
+    result = ftsd("-c", cfg, "search", "-u", "carol@example.org", "TEXT", "invoice", user=MAIL_USER)
+    assert result.returncode == 1 and len(result.stderr.splitlines()) == 1 and "carol" in result.stderr
+
+
+def test_service_refuses_root_and_says_how(server: Path) -> None:
+    result = ftsd("-c", str(server / "ftsd.toml"), "serve", timeout=30)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(result.stderr.splitlines()) == 1 and "User=vmail" in result.stderr
