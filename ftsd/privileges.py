@@ -112,8 +112,29 @@ def no_identity_error(user: User) -> str:
             f"{user.maildir} unreadable): set mail_uid and mail_gid in ftsd.toml, e.g. mail_uid = \"vmail\"")
 
 
+def _preload() -> None:
+    """Import, while still root, what later work imports lazily: an interpreter installed where the mail user cannot
+    read (a pyenv under /root) would otherwise fail in the middle of a run."""
+    import concurrent.futures.process  # noqa: F401
+    import encodings
+    import importlib
+    import multiprocessing.popen_fork  # noqa: F401
+    import multiprocessing.synchronize  # noqa: F401
+    import pkgutil
+
+    import ftsd.decoders.sandbox  # noqa: F401
+    import ftsd.indexer.pipeline  # noqa: F401
+
+    for module in pkgutil.iter_modules(encodings.__path__):  # charsets are looked up by name, lazily
+        try:
+            importlib.import_module(f"encodings.{module.name}")
+        except ImportError:
+            continue
+
+
 def drop_privileges(ident: Identity) -> None:
     """Become this uid/gid for good (no supplementary groups, no way back). Raises: UsageError for uid 0."""
+    _preload()
     if ident.uid == 0:
         raise UsageError("the mail user is root (uid 0): set mail_uid to the user owning the mail, e.g. vmail")
     os.setgroups([])

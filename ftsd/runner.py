@@ -106,10 +106,8 @@ def _index_work(settings: Settings, masks: Sequence[str], prune: bool) -> Callab
                     secure_tree(user.index_dir, settings)
                     service.index_user(settings, user.name, mailboxes, pool, report,
                                        lambda _total, done: emit(("done", done)) if done else None, prune=prune)
-                except (FtsdError, OSError) as exc:
-                    line = describe(exc, user.name)
-                    log.error("%s", line)
-                    report.failed.append(line)
+                except (FtsdError, OSError) as exc:  # printed once by the command, not logged twice
+                    report.failed.append(describe(exc, user.name))
                     report.failed_users += 1
                     continue
                 log.info("%s: %d indexed, %d removed, %d failed in %.1fs", user.name, report.indexed - before[0],
@@ -134,7 +132,6 @@ def index(settings: Settings, names: Sequence[str], mailboxes: Sequence[str], *,
     report = IndexReport()
 
     def fail(name: str, line: str) -> None:
-        log.error("%s", line)
         report.failed.append(line)
         report.failed_users += 1
 
@@ -175,9 +172,7 @@ def _optimize_work(settings: Settings) -> Callable[[list[User], Emit], Any]:
                     log.info("%s: optimized %.1f MB -> %.1f MB in %.1fs", user.name, before / 1e6, after / 1e6,
                              time.monotonic() - started)
             except (FtsdError, OSError) as exc:
-                line = describe(exc, user.name)
-                log.error("%s", line)
-                report.failed.append(line)
+                report.failed.append(describe(exc, user.name))
             emit(("done", 1))
         return report
     return work
@@ -188,7 +183,6 @@ def optimize(settings: Settings, names: Sequence[str], on_event: Callable[[Event
     report = OptimizeReport()
 
     def fail(name: str, line: str) -> None:
-        log.error("%s", line)
         report.failed.append(line)
 
     users = resolve(settings, names, fail)

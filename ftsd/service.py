@@ -145,6 +145,8 @@ def _autoindex(settings: Settings, user: User, boxes: Sequence[Mailbox]) -> None
                         break
     except (IndexLockedError, StoreError) as exc:  # the answer stays exact: unindexed mail is read from disk
         log.info("%s: autoindex skipped: %s", user.name, exc)
+    except OSError as exc:  # EACCES on the index: still answer, and say why it is slow
+        log.warning("autoindex skipped: %s", describe(exc, user.name))
 
 
 def search(
