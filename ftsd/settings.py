@@ -235,7 +235,7 @@ def _validate(s: Settings, origin: str) -> None:
         mode = int(s.index_file_mode, 8)
     except ValueError:
         mode = -1
-    if mode < 0 or mode & 0o7177 or mode & 0o600 != 0o600:
+    if mode < 0 or mode & 0o7117 or mode & 0o600 != 0o600:
         raise ConfigError(f"{origin}: index_file_mode must be 0600, 0640 or 0660 style (owner rw, others "
                           f"nothing, no x), got {s.index_file_mode!r}")
 
