@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-m", dest="mailbox", default="INBOX", metavar="MAILBOX")
     p.add_argument("--uid", type=int, help="show how this message was decoded and indexed")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--orphans", action="store_true", help="list indexes of users no longer in the userdb")
+    p = sub.add_parser("prune", parents=[common], help="remove the indexes of users no longer in the userdb")
+    p.add_argument("-n", "--dry-run", action="store_true", help="only list what would be removed")
     p = sub.add_parser("check", parents=[no_c], help="index health; a Nagios/Icinga plugin (exit 0/1/2/3)")
     users_args(p, required=False)
     p.add_argument("-w", "--warning", type=float, default=3600, metavar="SECONDS",
@@ -221,18 +224,26 @@ def _cmd_status(settings: Settings, args: argparse.Namespace) -> int:
                              lambda user: service.message_status(settings, user.name, args.mailbox, args.uid))
         print(json.dumps(data, indent=2))
         return 0
+    if args.orphans:
+        return _cmd_prune(settings, args, remove=False)
+    from ftsd import monitor
+
     failed = 0
     for name in [args.user] if args.user else list_users(settings):
         try:
-            st = _as_mail_user(settings, name, lambda user: service.status(settings, user.name))
+            st, health = _as_mail_user(settings, name, lambda user: (
+                service.status(settings, user.name), monitor.user_health(settings, user)))
         except (FtsdError, OSError) as exc:
             print(f"ftsd: {privileges.describe(exc, name)}", file=sys.stderr)
             failed += 1
             continue
+        st["health"] = "damaged" if health.damaged else "rebuilding" if health.rebuilding else "ok"
         if args.json:
             print(json.dumps(st))
             continue
         print(f"{st['user']}: index {st['index']} ({st['index_bytes'] / 1e6:.1f} MB)")
+        if health.damaged or health.rebuilding:
+            print(f"  {health.line().removeprefix(name + ': ')}")
         print(f"  {'mailbox':<28} {'messages':>9} {'indexed':>9} {'last_uid':>9} {'uidvalidity':>11}")
         for row in st["mailboxes"]:
             note = " (excluded)" if row["excluded"] else ""
@@ -263,6 +274,30 @@ def _cmd_optimize(settings: Settings, args: argparse.Namespace) -> int:
     if _wants_output(args):
         print(report.summary())
     return 0
+
+
+def _cmd_prune(settings: Settings, args: argparse.Namespace, *, remove: bool) -> int:
+    """`status --orphans` (list) and `prune` (remove) the indexes of users the userdb no longer knows."""
+    from ftsd import lifecycle
+
+    found = lifecycle.orphans(settings)
+    failed = 0
+    for orphan in found:
+        line = f"{orphan.user}\t{orphan.bytes / 1e6:.1f} MB\t{orphan.index_dir}"
+        if not remove or getattr(args, "dry_run", False):
+            print(line)
+            continue
+        try:
+            lifecycle.prune(orphan, settings)
+        except OSError as exc:
+            print(f"ftsd: {privileges.explain_os_error(exc, orphan.user)}", file=sys.stderr)
+            failed += 1
+            continue
+        if _wants_output(args):
+            print(f"removed {line}")
+    if not found and not remove and sys.stdout.isatty():
+        print("no orphaned indexes")
+    return EXIT_FAILED if failed else 0
 
 
 def _cmd_check(settings: Settings, args: argparse.Namespace) -> int:
@@ -345,6 +380,8 @@ def _run(args: argparse.Namespace) -> int:
             return _cmd_optimize(settings, args)
         case "check":
             return _cmd_check(settings, args)
+        case "prune":
+            return _cmd_prune(settings, args, remove=True)
         case "serve":
             from ftsd.api.server import serve
 

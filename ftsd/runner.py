@@ -43,8 +43,8 @@ def resolve(settings: Settings, names: Sequence[str], fail: Callable[[str, str],
 
 
 def _mask(pattern: str) -> re.Pattern[str]:
-    """IMAP LIST wildcards: `*` matches anything, `%` anything but the hierarchy separator `/`."""
-    parts = ["[^/]*" if c == "%" else ".*" if c == "*" else re.escape(c) for c in pattern]
+    """IMAP LIST wildcards: `*` matches anything, `%` anything but the hierarchy separator (`.` in Maildir++)."""
+    parts = ["[^./]*" if c == "%" else ".*" if c == "*" else re.escape(c) for c in pattern]
     return re.compile("".join(parts) + r"\Z", re.IGNORECASE if pattern.upper().startswith("INBOX") else 0)
 
 

@@ -93,16 +93,26 @@ def open_writer(
 
 def index_user(
     settings: Settings, name: str, mailboxes: Sequence[str], pool: WorkerPool, report: IndexReport,
-    progress: Progress | None = None, *, exclude: bool = True, prune: bool = False,
+    progress: Progress | None = None, *, exclude: bool = True, prune: bool = False, missing_ok: bool = False,
 ) -> None:
-    """Index one user's new mail. Raises: FtsdError (the caller counts it and goes on with the next user)."""
+    """Index one user's new mail. missing_ok: a named mailbox that no longer exists (deleted over IMAP) is no
+    error; its documents and metadata are dropped. Raises: FtsdError (the caller counts it, goes on)."""
     user = get_user(settings, name)
-    boxes = _mailboxes(settings, user, mailboxes)
+    gone: list[str] = []
+    if missing_ok and mailboxes and "*" not in mailboxes:
+        present = {n for n, _ in list_mailboxes(user.maildir)}
+        gone = [m for m in mailboxes if m not in present]
+        mailboxes = [m for m in mailboxes if m in present]
+        if not mailboxes and not gone:
+            return
+    boxes = _mailboxes(settings, user, mailboxes) if mailboxes or not gone else []
     if exclude and not mailboxes:
         boxes = [b for b in boxes if not is_excluded(settings, b.name)]
     with open_writer(settings, user, report) as writer:
         for box in boxes:
             sync_mailbox(name, box, writer, pool, settings, report, progress)
+        if gone:
+            _drop_deleted(user, writer, gone)
         if prune:  # rescan: drop mailboxes that no longer exist in the Maildir
             present = {b.guid for b in _mailboxes(settings, user, ())}
             for guid, meta in writer.mailboxes().items():
@@ -112,9 +122,29 @@ def index_user(
     report.users += 1
 
 
+def _drop_deleted(user: User, writer: IndexWriter, names: Sequence[str]) -> None:
+    """A folder deleted from the Maildir: its documents and metadata leave the index (a normal event)."""
+    present = {b.guid for b in _mailboxes_quiet(user)}
+    for guid, meta in writer.mailboxes().items():
+        if meta.get("name") in names and guid not in present:
+            log.info("%s: mailbox %s was deleted, dropping its %s documents", user.name, meta.get("name"),
+                     meta.get("messages", 0))
+            writer.delete_mailbox(guid)
+
+
+def _mailboxes_quiet(user: User) -> list[Mailbox]:
+    out = []
+    for name, _ in list_mailboxes(user.maildir):
+        try:
+            out.append(scan_mailbox(user.maildir, name, uidlist_dir(user)))
+        except MailboxError:  # deleted while we look
+            continue
+    return out
+
+
 def index_users(
     settings: Settings, users: Sequence[str] = (), *, all_users: bool = False, mailboxes: Sequence[str] = (),
-    progress: Progress | None = None, prune: bool = False,
+    progress: Progress | None = None, prune: bool = False, missing_ok: bool = False,
 ) -> IndexReport:
     """Index (or with prune=True, rescan) the given users or all of them; a failing user never stops the others."""
     report = IndexReport()
@@ -122,7 +152,7 @@ def index_users(
     with WorkerPool(settings) as pool:
         for name in names:
             try:
-                index_user(settings, name, mailboxes, pool, report, progress, prune=prune)
+                index_user(settings, name, mailboxes, pool, report, progress, prune=prune, missing_ok=missing_ok)
             except (FtsdError, OSError) as exc:  # EACCES, an unreadable Maildir: this user fails, the rest goes on
                 line = describe(exc, name)
                 log.error("%s", line)

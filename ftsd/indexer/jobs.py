@@ -299,7 +299,9 @@ class JobRunner:
             with self._lock:
                 self._running.pop(job.id, None)
         self.queue.finish(job.id, state, result, error)
-        log.info("job %d: %s %s", job.id, state, error or "")
+        counts = ", ".join(f"{k} {v}" for k, v in (result or {}).items() if k not in ("failures", "seconds"))
+        log.info("job %d: %s %s %s: %s in %.1fs%s", job.id, job.kind, job.user, state, counts or "-",
+                 time.monotonic() - started, f": {error}" if error else "")
         if self.on_finish:
             finished = self.queue.get(job.id)
             if finished:
@@ -315,7 +317,7 @@ class JobRunner:
             sizes = {"bytes_before": r.bytes_before, "bytes_after": r.bytes_after}
             return (FAILED if r.error else DONE), sizes, r.error
         report = service.index_users(self.settings, [job.user], mailboxes=job.mailboxes, progress=checkpoint,
-                                     prune=job.kind == "rescan")
+                                     prune=job.kind == "rescan", missing_ok=True)  # a deleted folder is no failure
         result = {"indexed": report.indexed, "removed": report.removed, "skipped": report.skipped,
                   "failed": len(report.failed), "failures": report.failed[:20], "mailboxes": report.mailboxes,
                   "rebuilt": bool(report.rebuilt), "seconds": round(time.monotonic() - report.started, 3)}
