@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ftsd import __version__, privileges, runner, service
+from ftsd.doveconf import with_dovecot_mailboxes
 from ftsd.errors import ConfigError, FtsdError, QueryError, UnknownUserError, UsageError
 from ftsd.query import parse_argv
 from ftsd.settings import Settings, config_lines, load_settings
@@ -365,6 +366,8 @@ def _cmd_cluster(settings: Settings, args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     _setup_logging(settings, args)
+    if args.command not in ("config",):
+        settings = with_dovecot_mailboxes(settings)
     privileges.apply_umask(settings)
     match args.command:
         case "index":

@@ -128,11 +128,15 @@ class Settings:
     decoders: DecoderSettings = setting(DecoderSettings(), "[decoders]")
     server: ServerSettings = setting(ServerSettings(), "[server]")
     cluster: ClusterSettings = setting(ClusterSettings(), "[cluster] several nodes sharing users (docs/scale-out.md)")
-    mailboxes: dict[str, str] = setting(dict(DEFAULT_MAILBOXES), "[mailboxes] mailbox name -> special-use flag")
+    mailboxes: dict[str, str] = setting(dict(DEFAULT_MAILBOXES), "[mailboxes] mailbox name -> special-use flag, "
+                                        "for folders Dovecot's configuration (doveconf) does not name")
     log_level: str = setting("info", "debug, info, warning or error")
     mail_uid: str = setting("", "System user (name or number) owning the mail when the userdb has no uid field "
                             "(Dovecot's mail_uid): ftsd started as root does each user's work as this user")
     mail_gid: str = setting("", "Group of the mail (Dovecot's mail_gid); default: mail_uid's primary group")
+    doveconf: str = setting("doveconf", "Command whose `-n` output gives Dovecot's special-use folders (namespace "
+                            "mailbox special_use), used before [mailboxes]; empty: only [mailboxes]")
+    dovecot_config: str = setting("", "dovecot.conf passed to doveconf -c; empty: Dovecot's default")
     index_file_mode: str = setting("0600", "Mode of index files; directories get x where r is set (0600 -> "
                                    "0700, 0640 -> 0750). Enforced through the umask, whatever the caller's")
     base_dir: Path = setting(Path("."), "Directory relative paths are resolved against (the config file's)")
@@ -197,7 +201,8 @@ def settings_from_dict(data: Mapping[str, Any], *, origin: str = "<config>", bas
             top[key] = _section(nested[key], key, value, origin)
         elif key == "mailboxes":
             top[key] = {**DEFAULT_MAILBOXES, **_convert("", key, value, {}, origin)}
-        elif key in ("mail_location", "log_level", "mail_uid", "mail_gid", "index_file_mode"):
+        elif key in ("mail_location", "log_level", "mail_uid", "mail_gid", "index_file_mode", "doveconf",
+                     "dovecot_config"):
             top[key] = _convert("", key, value, "", origin)
         else:
             raise ConfigError(f"{origin}: unknown key {key}")
