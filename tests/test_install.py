@@ -41,7 +41,7 @@ def test_install_into_a_root(tmp_path: Path) -> None:
     ftsd = root / "usr" / "local" / "bin" / "ftsd"
     assert os.path.realpath(ftsd) == str(root / "opt" / "ftsd" / "bin" / "ftsd")
     where = subprocess.run([str(root / "opt" / "ftsd" / "bin" / "python"), "-c", "import ftsd; print(ftsd.__file__)"],
-                           capture_output=True, text=True, check=True).stdout
+                           capture_output=True, text=True, check=True, cwd=tmp_path).stdout
     assert where.startswith(str(root / "opt" / "ftsd" / "lib")), where  # installed, not an editable checkout
     conf = root / "etc" / "ftsd" / "ftsd.toml"
     assert oct(conf.stat().st_mode & 0o777) == "0o640"
