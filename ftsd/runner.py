@@ -72,7 +72,7 @@ def pending_messages(settings: Settings, user: User, mailboxes: Sequence[str]) -
         [validate_mailbox_name(m) for m in mailboxes]
     if not mailboxes:
         names = [n for n in names if not service.is_excluded(settings, n)]
-    searcher = service.open_searcher(user)
+    searcher = service.open_searcher(user) if service.index_path(user).exists() else None
     try:
         indexed = searcher.mailboxes() if searcher else {}
     finally:

@@ -1,0 +1,76 @@
+"""What an admin sees: silence in cron, one progress bar for the whole run, log lines with timestamps (none
+under journald, which stamps them itself)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from ftsd import runner
+from ftsd.cli import _Bar
+from ftsd.settings import load_settings
+from tests.maildirs import MailDir
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _mail(tmp_path: Path) -> None:
+    for name, count in (("alice", 3), ("bob", 2)):
+        md = MailDir(tmp_path / "vmail" / "example.org" / name)
+        for i in range(count):
+            md.deliver("INBOX" if i % 2 == 0 else "Work", subject=f"m{i}", body="text")
+
+
+def _ftsd(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ftsd", *args], capture_output=True, text=True, timeout=120,
+                          env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), **(env or {})}, check=False)
+
+
+def test_cron_runs_are_silent_on_success(tmp_path: Path, make_config) -> None:
+    _mail(tmp_path)
+    cfg = str(make_config())
+    for args in (["index", "-A"], ["optimize", "-A"], ["rescan", "-A"], ["index", "-A"]):
+        result = _ftsd("-c", cfg, *args)
+        assert (result.returncode, result.stdout, result.stderr) == (0, "", ""), args
+    MailDir(tmp_path / "vmail" / "example.org" / "alice").deliver(raw=b"\xff" * 10, subject="x")
+    result = _ftsd("-c", cfg, "index", "-u", "nobody@example.org", "-u", "alice@example.org")
+    assert result.returncode == 1 and result.stdout == ""  # failures always printed, on stderr
+    assert "nobody@example.org" in result.stderr and "2 users (1 failed)" in result.stderr
+
+
+def test_log_lines_carry_time_user_counts_unless_journald(tmp_path: Path, make_config) -> None:
+    _mail(tmp_path)
+    cfg = str(make_config())
+    result = _ftsd("-c", cfg, "-v", "index", "-A")
+    lines = [line for line in result.stderr.splitlines() if "alice@example.org:" in line]
+    stamped = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ftsd\[\d+\]: INFO: "
+    assert len(lines) == 1 and re.match(stamped + r"alice@example.org: 3 indexed, 0 removed, 0 failed in \d+\.\ds$",
+                                        lines[0]), result.stderr
+    assert "users" in result.stdout  # -v: the summary too
+    _mail(tmp_path / "more")
+    result = _ftsd("-c", cfg, "-v", "rescan", "-A", env={"JOURNAL_STREAM": "8:1234"})
+    lines = [line for line in result.stderr.splitlines() if "alice@example.org:" in line]
+    assert lines and lines[0].startswith("INFO: alice@example.org: 0 indexed"), result.stderr
+
+
+def test_one_bar_with_the_total_known_before_the_first_message(tmp_path: Path, make_config) -> None:
+    _mail(tmp_path)
+    settings = load_settings(make_config())
+    events: list[tuple[object, ...]] = []
+    report = runner.index(settings, ["alice@example.org", "bob@example.org"], [], prune=False,
+                          on_event=events.append)
+    assert report.indexed == 5
+    assert events[0] == ("total", 5)  # counted up front, over every user
+    assert [e[1] for e in events if e[0] == "user"] == ["alice@example.org", "bob@example.org"]
+    assert sum(e[1] for e in events if e[0] == "done") == 5
+    bar = _Bar(True, users=2)
+    for event in events[:2]:
+        bar(event)
+    assert bar.bar.total == 5 and bar.bar.desc == "alice@example.org (user 1/2)"
+    for event in events[2:]:
+        bar(event)
+    assert bar.bar.n == 5 and bar.bar.desc == "bob@example.org (user 2/2)"
+    bar.close()
