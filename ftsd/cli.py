@@ -434,6 +434,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ftsd: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug or an unforeseen library error: one line, the traceback only with -vv
+        if args.verbose > 1:
+            raise
+        line = f"internal error: {type(exc).__name__}: {exc} (run with -vv for the traceback, and report it)"
+        if args.command == "check":
+            print(f"FTSD UNKNOWN - {line}")
+            return 3
+        print(f"ftsd: {line}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -74,3 +74,16 @@ def test_one_bar_with_the_total_known_before_the_first_message(tmp_path: Path, m
         bar(event)
     assert bar.bar.n == 5 and bar.bar.desc == "bob@example.org (user 2/2)"
     bar.close()
+
+
+def test_check_says_when_the_configured_service_does_not_answer(tmp_path: Path, make_config) -> None:
+    _mail(tmp_path)
+    cfg = str(make_config())
+    assert _ftsd("-c", cfg, "index", "-A").returncode == 0
+    result = _ftsd("-c", cfg, "check")
+    assert result.returncode == 0 and result.stdout.startswith("FTSD OK - 2 users, 5 messages indexed")
+    (tmp_path / "ftsd.sock").touch()  # the service's socket is there, nobody answers on it
+    result = _ftsd("-c", cfg, "check")
+    assert result.returncode == 1 and result.stdout.startswith("FTSD WARNING - service not answering on ")
+    result = _ftsd("-c", cfg, "check", "--no-service")
+    assert result.returncode == 0
