@@ -160,6 +160,9 @@ class _Bar:
 
 
 def _cmd_index(settings: Settings, args: argparse.Namespace, *, prune: bool = False) -> int:
+    if settings.fts.writer == "dovecot":
+        raise UsageError(f"Dovecot writes these indexes (fts.writer = \"dovecot\"): run `doveadm "
+                         f"{'fts rescan' if prune else 'index'} -A` instead, or set fts.writer = \"ftsd\"")
     if getattr(args, "queue", False):
         if settings.cluster.dsn:
             return _cluster_enqueue(settings, "index", args)

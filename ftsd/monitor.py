@@ -112,6 +112,10 @@ def user_health(settings: Settings, user: User, *, deep: bool = False, now: floa
             else:
                 try:
                     indexed = searcher.mailboxes()
+                    if settings.fts.writer == "dovecot":  # Dovecot's documents carry no ftsd metadata: count them
+                        for guid in searcher.guids():
+                            held = searcher.indexed_uids(guid)
+                            indexed.setdefault(guid, {"last_uid": max(held, default=0), "messages": len(held)})
                 except xapian.Error as exc:  # the metadata lives in the postlist table: read, so checked
                     health.damaged = f"{type(exc).__name__}: {exc.get_msg()}"
                 finally:

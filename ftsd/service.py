@@ -248,7 +248,7 @@ def status(settings: Settings, name: str) -> dict[str, Any]:
     indexed = searcher.mailboxes() if searcher else {}
     rows = []
     for box in _mailboxes(settings, user, ()):
-        meta = indexed.get(box.guid, {})
+        meta = indexed.get(box.guid) or _counted(searcher, box.guid)
         rows.append({
             "mailbox": box.name, "uidvalidity": box.uidvalidity, "guid": box.guid, "messages": len(box.messages),
             "indexed": meta.get("messages", 0), "last_uid": meta.get("last_uid", 0),
@@ -257,6 +257,12 @@ def status(settings: Settings, name: str) -> dict[str, Any]:
     release_searcher(searcher)
     return {"user": name, "index": str(index_path(user)), "index_bytes": index_size(index_path(user)),
             "mailboxes": rows}
+
+
+def _counted(searcher: Searcher | None, guid: str) -> dict[str, Any]:
+    """Counts of a mailbox without ftsd's metadata (its documents came from Dovecot's fts_solr)."""
+    uids = searcher.indexed_uids(guid) if searcher else set()
+    return {"messages": len(uids), "last_uid": max(uids, default=0)} if uids else {}
 
 
 def message_status(settings: Settings, name: str, mailbox: str, uid: int) -> dict[str, Any]:

@@ -53,6 +53,9 @@ class FtsSettings:
     header_includes: list[str] = setting(
         [], "Headers indexed even when header_excludes matches them (fts_header_includes)"
     )
+    writer: str = setting("ftsd", "Who writes the indexes: ftsd (its Maildir watcher, jobs, cron and autoindex) or "
+                          "dovecot (Dovecot's fts_solr is the only writer: no watcher, no own indexing, autoindex "
+                          "off; ftsd index/rescan refuse, optimize still compacts)")
     autoindex: bool = setting(True, "Bring a mailbox up to date before answering a search on it (fts_autoindex)")
     autoindex_exclude: list[str] = setting(
         ["\\Trash", "\\Junk"], "Special-use flags or mailbox names left out of bulk and automatic indexing"
@@ -208,6 +211,8 @@ def settings_from_dict(data: Mapping[str, Any], *, origin: str = "<config>", bas
             raise ConfigError(f"{origin}: unknown key {key}")
     settings = Settings(**top, base_dir=base_dir or Path.cwd())
     _validate(settings, origin)
+    if settings.fts.writer == "dovecot":  # Dovecot is the only writer: a search never indexes on its own
+        settings = dataclasses.replace(settings, fts=dataclasses.replace(settings.fts, autoindex=False))
     return settings
 
 
@@ -226,6 +231,8 @@ def _validate(s: Settings, origin: str) -> None:
         raise ConfigError(f"{origin}: fts.worker_nice must be between 0 and 19")
     if not s.mail_location.startswith("maildir:"):
         raise ConfigError(f"{origin}: mail_location must start with 'maildir:' (only Maildir++ is supported)")
+    if s.fts.writer not in ("ftsd", "dovecot"):
+        raise ConfigError(f"{origin}: fts.writer must be 'ftsd' or 'dovecot'")
     if s.userdb.driver not in ("static", "passwd-file"):
         raise ConfigError(f"{origin}: userdb.driver must be 'static' or 'passwd-file'")
     if s.userdb.driver == "passwd-file" and not s.userdb.args:

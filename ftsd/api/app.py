@@ -191,7 +191,7 @@ def _start(settings: Settings, watch: bool, force_polling: bool) -> ServiceState
     runner = JobRunner(settings, queue, threads=settings.server.job_threads,
                        time_slice_s=settings.server.job_time_slice_s)
     watcher = None
-    if watch:
+    if watch and settings.fts.writer == "ftsd":  # fts.writer = dovecot: Dovecot's fts_solr is the only writer
         def submit(user: str, mailboxes: list[str]) -> None:
             runner.submit("index", user, mailboxes)
             counters.watcher_jobs.inc()

@@ -24,7 +24,7 @@ def test_serve_process_queue_from_cli_and_sigterm(config: Callable[..., Path], m
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     path = config()
     sock = load_settings(path).resolve(load_settings(path).server.socket)
-    proc = subprocess.Popen([sys.executable, "-m", "ftsd", "serve", "-c", str(path)],
+    proc = subprocess.Popen([sys.executable, "-m", "ftsd", "serve", "--allow-root", "-c", str(path)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_for(lambda: sock.exists() or proc.poll() is not None, timeout=20)
