@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from ftsd import runner
 from ftsd.cli import _Bar
@@ -59,7 +60,7 @@ def test_log_lines_carry_time_user_counts_unless_journald(tmp_path: Path, make_c
 def test_one_bar_with_the_total_known_before_the_first_message(tmp_path: Path, make_config) -> None:
     _mail(tmp_path)
     settings = load_settings(make_config())
-    events: list[tuple[object, ...]] = []
+    events: list[tuple[Any, ...]] = []
     report = runner.index(settings, ["alice@example.org", "bob@example.org"], [], prune=False,
                           on_event=events.append)
     assert report.indexed == 5
