@@ -168,7 +168,8 @@ def _cmd_index(settings: Settings, args: argparse.Namespace, *, prune: bool = Fa
             return _cluster_enqueue(settings, "index", args)
         from ftsd.api.client import enqueue
 
-        return enqueue(settings, "index", _select_users(settings, args), mailboxes=args.mailboxes)
+        return enqueue(settings, "index", _select_users(settings, args), mailboxes=args.mailboxes,
+                       quiet=not _wants_output(args))
     names = _select_users(settings, args)
     bar = _Bar(sys.stderr.isatty(), len(names))
     try:
@@ -263,7 +264,7 @@ def _cmd_optimize(settings: Settings, args: argparse.Namespace) -> int:
             return _cluster_enqueue(settings, "optimize", args)
         from ftsd.api.client import enqueue
 
-        return enqueue(settings, "optimize", _select_users(settings, args))
+        return enqueue(settings, "optimize", _select_users(settings, args), quiet=not _wants_output(args))
     names = _select_users(settings, args)
     bar = _Bar(sys.stderr.isatty(), len(names), unit="user")
     try:

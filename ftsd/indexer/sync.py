@@ -61,6 +61,7 @@ def sync_mailbox(
 ) -> bool:
     """Index what is new, drop what is gone. Returns False if `deadline` (monotonic) stopped it early."""
     guid = mailbox.guid
+    started, before = time.monotonic(), (report.indexed, report.removed, len(report.failed))
     meta = writer.mailbox_meta(guid)
     if meta and meta.get("uidvalidity") != mailbox.uidvalidity:
         log.warning("%s: %s: UIDVALIDITY changed %s -> %s, reindexing the mailbox",
@@ -103,6 +104,10 @@ def sync_mailbox(
                 break
     _save_meta(writer, mailbox, indexed)
     report.mailboxes += 1
+    if (report.indexed, report.removed, len(report.failed)) != before:
+        log.info("%s: %s: %d indexed, %d removed, %d failed in %.1fs", user, mailbox.name,
+                 report.indexed - before[0], report.removed - before[1], len(report.failed) - before[2],
+                 time.monotonic() - started)
     return complete
 
 
