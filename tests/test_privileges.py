@@ -5,6 +5,9 @@ only its user; the service refuses root."""
 
 from __future__ import annotations
 
+import pwd
+import shutil
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import to_toml
+from tests.integration.dovecot import Dovecot
 from tests.maildirs import MailDir
 from tests.mailusers import MAIL_USER, ensure_user, files_of, ftsd, give, needs_root, private_base
 
@@ -108,3 +112,39 @@ def test_service_refuses_root_and_says_how(server: Path) -> None:
     result = ftsd("-c", str(server / "ftsd.toml"), "serve", timeout=30)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(result.stderr.splitlines()) == 1 and "User=vmail" in result.stderr
+
+
+@pytest.mark.skipif(shutil.which("dovecot") is None, reason="Dovecot is not installed")
+def test_after_a_real_dovecot_delivery_root_run_writes_as_the_mail_owner() -> None:
+    """Maildirs, modes and uidlists made by a real Dovecot (IMAP APPEND as its mail uid, `nobody` under root);
+    ftsd run as root with no mail_uid takes the Maildir's owner, as Dovecot made it."""
+    for base in private_base("ftsd-dvpriv-"):
+        dovecot = Dovecot(base, plugin={}, mail_plugins="")
+        box = dovecot.add_user("carl", [])
+        for path in [box, *box.rglob("*")]:
+            path.chmod(0o700)  # as Dovecot creates a Maildir that does not exist yet
+        dovecot.start()
+        try:
+            conn = dovecot.imap("carl")
+            conn.append("INBOX", None, None, b"Subject: delivered\r\n\r\nby dovecot itself\r\n")
+            conn.create("Archive")
+            conn.append("Archive", None, None, b"Subject: archived\r\n\r\nkept for later\r\n")
+            conn.logout()
+        finally:
+            dovecot.stop()
+        owner = pwd.getpwuid(box.stat().st_uid).pw_name
+        assert (box / "dovecot-uidlist").is_file() and owner != "root"
+        assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in (box / "cur").iterdir() if p.is_file()) or \
+            all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in (box / "new").iterdir() if p.is_file())
+        cfg = base / "ftsd.toml"
+        cfg.write_text(to_toml({
+            "mail_location": f"maildir:{base}/mail/%u:INDEX={base}/ftsd-index/%u",
+            "server": {"socket": "", "state_dir": str(base / "ftsd-state")},
+        }))
+        result = ftsd("-c", str(cfg), "index", "-A")
+        assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+        entries = files_of(base / "ftsd-index" / "carl")
+        assert entries and all(o == owner for _, o, _ in entries)
+        assert all(m == (0o700 if p.is_dir() else 0o600) for p, _, m in entries)
+        result = ftsd("-c", str(cfg), "search", "-u", "carl", "-m", "*", "TEXT", "dovecot")
+        assert result.stdout.split() == ["INBOX", "1"], result.stderr
