@@ -233,10 +233,20 @@ def evaluate(users: Sequence[UserHealth], failures: Sequence[str], warn_s: float
 def service_health(settings: Settings, timeout_s: float = 5.0) -> tuple[str, int | None]:
     """Ask the running service (its Unix socket, else TCP when `server.listen` is set): ("", failed jobs) when it
     answers, (what is wrong, None) when it does not."""
+    import socket
+
     import httpx
 
     from ftsd.api.client import _client
 
+    path = settings.resolve(settings.server.socket) if settings.server.socket else None
+    if path is not None and path.exists():  # a stale socket file: say so without leaving httpx a dead connection
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(timeout_s)
+            try:
+                probe.connect(str(path))
+            except OSError as exc:
+                return f"service not answering on {path} ({exc.strerror or exc})", None
     try:
         with _client(settings) as client:
             response = client.get("/healthz", timeout=timeout_s)

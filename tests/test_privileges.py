@@ -114,6 +114,7 @@ def test_service_refuses_root_and_says_how(server: Path) -> None:
     assert len(result.stderr.splitlines()) == 1 and "User=vmail" in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("dovecot") is None, reason="Dovecot is not installed")
 def test_after_a_real_dovecot_delivery_root_run_writes_as_the_mail_owner() -> None:
     """Maildirs, modes and uidlists made by a real Dovecot (IMAP APPEND as its mail uid, `nobody` under root);
