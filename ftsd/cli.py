@@ -233,13 +233,29 @@ def _cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         return _cmd_prune(settings, args, remove=False)
     from ftsd import monitor
 
-    failed = 0
-    for name in [args.user] if args.user else list_users(settings):
-        try:
-            st, health = _as_mail_user(settings, name, lambda user: (
-                service.status(settings, user.name), monitor.user_health(settings, user)))
-        except (FtsdError, OSError) as exc:
-            print(f"ftsd: {privileges.describe(exc, name)}", file=sys.stderr)
+    failures: list[str] = []
+    users = runner.resolve(settings, [args.user] if args.user else list_users(settings),
+                           lambda _name, line: failures.append(line))
+
+    def work(members: list[User], _emit: privileges.Emit) -> list[tuple[str, Any, Any]]:
+        out: list[tuple[str, Any, Any]] = []  # (user, status, health), or (user, None, error line)
+        for user in members:
+            try:
+                out.append((user.name, service.status(settings, user.name), monitor.user_health(settings, user)))
+            except (FtsdError, OSError) as exc:
+                out.append((user.name, None, privileges.describe(exc, user.name)))
+        return out
+
+    rows = [row for part in privileges.run_grouped(settings, users, work, lambda _e: None,
+                                                   lambda _n, line: failures.append(line), prepare=False)
+            for row in part]
+    order = {user.name: i for i, user in enumerate(users)}
+    for line in failures:
+        print(f"ftsd: {line}", file=sys.stderr)
+    failed = len(failures)
+    for name, st, health in sorted(rows, key=lambda row: order[row[0]]):
+        if st is None:
+            print(f"ftsd: {health}", file=sys.stderr)
             failed += 1
             continue
         st["health"] = "damaged" if health.damaged else "rebuilding" if health.rebuilding else "ok"

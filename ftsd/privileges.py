@@ -234,7 +234,7 @@ def describe(exc: BaseException, who: str = "") -> str:
     """One line for an error a user's work raised (FtsdError or OSError)."""
     if isinstance(exc, OSError):
         return explain_os_error(exc, who)
-    return f"{who}: {exc}" if who else str(exc)
+    return f"{who}: {exc}" if who and not str(exc).startswith(f"{who}:") else str(exc)
 
 
 Emit = Callable[[Any], None]
