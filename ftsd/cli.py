@@ -130,17 +130,18 @@ class _Bar:
 
     def __init__(self, enabled: bool, users: int, unit: str = "msg") -> None:
         self.bar: Any = None
+        self.enabled, self.unit = enabled and users > 0, unit
         self.users, self.users_done, self.current = users, -1, ""
-        if enabled and users:
-            from tqdm import tqdm  # type: ignore[import-untyped]
-
-            self.bar = tqdm(total=0, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=False,
-                            bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
-                                       "[{elapsed}<{remaining}, {rate_fmt}]")
 
     def __call__(self, event: runner.Event) -> None:
-        if self.bar is None:
+        if not self.enabled:
             return
+        if self.bar is None:  # drawn once the total is known, not as an empty 0/0 bar
+            from tqdm import tqdm  # type: ignore[import-untyped]
+
+            self.bar = tqdm(total=0, unit=self.unit, file=sys.stderr, dynamic_ncols=True, leave=False, delay=0.5,
+                            bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+                                       "[{elapsed}<{remaining}, {rate_fmt}]")
         kind = event[0]
         if kind in ("total", "total_users"):
             self.bar.total += event[1]
