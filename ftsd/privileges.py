@@ -194,13 +194,21 @@ def prepare_index_root(user: User, ident: Identity, settings: Settings) -> None:
     while not path.exists() and path != path.parent:
         missing.append(path)
         path = path.parent
+    mode = dir_mode(int(settings.index_file_mode, 8))
     for path in reversed(missing):
-        path.mkdir(mode=dir_mode(int(settings.index_file_mode, 8)))
+        path.mkdir(mode=mode)
         os.chown(path, ident.uid, ident.gid)
-    changed = secure_tree(user.index_dir, settings, ident)
+    changed = 0
+    if user.index_root != user.maildir:  # the INDEX= directory holds only ftsd's files: it must be the user's too
+        st = os.lstat(user.index_root)
+        if stat.S_ISDIR(st.st_mode) and (st.st_uid, st.st_gid) != (ident.uid, ident.gid):
+            os.lchown(user.index_root, ident.uid, ident.gid)
+            os.chmod(user.index_root, stat.S_IMODE(st.st_mode) & mode | 0o700)
+            changed += 1
+    changed += secure_tree(user.index_dir, settings, ident)
     if changed:
-        log.warning("%s: gave %d index files back to %s (an earlier run left them with another owner or mode)",
-                    user.name, changed, ident)
+        log.warning("%s: %d index files and directories given back to %s with private modes (an earlier run "
+                    "left them with another owner or mode)", user.name, changed, ident)
 
 
 def explain_os_error(exc: OSError, who: str = "") -> str:
@@ -221,13 +229,23 @@ def explain_os_error(exc: OSError, who: str = "") -> str:
             if probe == probe.parent:
                 break
             probe = probe.parent
+    me = _user_name(os.geteuid()) if os.geteuid() != 0 else "vmail"
     fix = ("run ftsd as root (it switches to each user's mail uid, like doveadm) or as the mail user "
            "(`runuser -u vmail -- ftsd ...`)")
     if "xapian-indexes" in Path(path).parts:
         top = Path(*Path(path).parts[:Path(path).parts.index("xapian-indexes") + 1])
-        fix = f"run ftsd as root once (it gives the index back to the mail user), or `chown -R vmail: {top}`"
+        if probe in top.parents and not _is_dir(top.parent / "cur"):  # the INDEX= directory itself is not ours
+            top = top.parent
+        fix = f"run ftsd as root once (it gives the index back to the mail user), or `chown -R {me}: {top}`"
     return f"{prefix}{path}: permission denied for ftsd running as {running_as()}" + \
         (f" ({owner})" if owner else "") + f": {fix}"
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
 
 
 def describe(exc: BaseException, who: str = "") -> str:

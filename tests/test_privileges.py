@@ -73,8 +73,8 @@ def test_root_run_works_as_the_mail_user_with_private_modes(server: Path) -> Non
 def test_root_owned_index_is_reported_at_once_then_repaired_by_root(server: Path) -> None:
     cfg = str(server / "ftsd.toml")
     assert ftsd("-c", cfg, "index", "-A").returncode == 0
-    bob = server / "index" / "example.org" / "bob" / "xapian-indexes"
-    give(bob, "root", 0o755, 0o644)  # what an older ftsd run by hand as root left behind
+    bob = server / "index" / "example.org" / "bob"
+    give(bob, "root", 0o755, 0o644)  # what an older ftsd run by hand as root left behind (INDEX= dir included)
     MailDir(server / "vmail" / "example.org" / "bob").deliver(subject="new", body="more")
     give(server / "vmail", MAIL_USER)
     started = time.monotonic()
@@ -89,7 +89,7 @@ def test_root_owned_index_is_reported_at_once_then_repaired_by_root(server: Path
     assert "3 users (1 failed)" in result.stderr  # the summary counts the failed user
     result = ftsd("-c", cfg, "index", "-A")  # root repairs: hands the files back, then indexes as vmail
     assert result.returncode == 0, result.stderr
-    assert "gave" in result.stderr and "bob@example.org" in result.stderr
+    assert "given back to vmail" in result.stderr and "bob@example.org" in result.stderr
     _assert_private(server / "index" / "example.org")
 
 
