@@ -217,11 +217,12 @@ def explain_os_error(exc: OSError, who: str = "") -> str:
     path = exc.filename or "?"
     if exc.errno not in (errno.EACCES, errno.EPERM):
         return f"{prefix}{path}: {exc.strerror or exc}"
-    owner = ""
+    owner, owner_name = "", "vmail"
     probe = Path(path)
     while True:
         try:
             st = probe.stat()
+            owner_name = _user_name(st.st_uid) if st.st_uid else owner_name
             owner = f"{probe} belongs to {_user_name(st.st_uid)}:{_group_name(st.st_gid)} " \
                     f"mode {stat.S_IMODE(st.st_mode):04o}"
             break
@@ -230,8 +231,8 @@ def explain_os_error(exc: OSError, who: str = "") -> str:
                 break
             probe = probe.parent
     me = _user_name(os.geteuid()) if os.geteuid() != 0 else "vmail"
-    fix = ("run ftsd as root (it switches to each user's mail uid, like doveadm) or as the mail user "
-           "(`runuser -u vmail -- ftsd ...`)")
+    fix = (f"run ftsd as the user owning this mail (`runuser -u {owner_name} -- ftsd ...`, User={owner_name} in "
+           "the units) or as root (it switches to each user's mail uid, like doveadm)")
     if "xapian-indexes" in Path(path).parts:
         top = Path(*Path(path).parts[:Path(path).parts.index("xapian-indexes") + 1])
         if probe in top.parents and not _is_dir(top.parent / "cur"):  # the INDEX= directory itself is not ours

@@ -8,6 +8,8 @@ from __future__ import annotations
 import pwd
 import shutil
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +19,7 @@ import pytest
 from tests.conftest import to_toml
 from tests.integration.dovecot import Dovecot
 from tests.maildirs import MailDir
-from tests.mailusers import MAIL_USER, ensure_user, files_of, ftsd, give, needs_root, private_base
+from tests.mailusers import MAIL_USER, REPO, ensure_user, files_of, ftsd, give, needs_root, private_base
 
 pytestmark = needs_root
 USERS = ("alice", "bob", "carol")
@@ -149,3 +151,31 @@ def test_after_a_real_dovecot_delivery_root_run_writes_as_the_mail_owner() -> No
         assert all(m == (0o700 if p.is_dir() else 0o600) for p, _, m in entries)
         result = ftsd("-c", str(cfg), "search", "-u", "carl", "-m", "*", "TEXT", "dovecot")
         assert result.stdout.split() == ["INBOX", "1"], result.stderr
+
+
+def test_service_as_the_mail_user_starts_and_names_an_unreadable_maildir(server: Path) -> None:
+    state = server / "state"
+    state.mkdir()
+    give(state, MAIL_USER)
+    give(server / "index", MAIL_USER)
+    cfg = server / "serve.toml"
+    cfg.write_text(to_toml({
+        "mail_location": f"maildir:{server}/vmail/%d/%n:INDEX={server}/index/%d/%n",
+        "server": {"listen": "", "socket": str(state / "ftsd.sock"), "state_dir": str(state)},
+    }))
+    give(server / "vmail" / "example.org" / "carol", "root")
+    proc = subprocess.Popen(["setpriv", f"--reuid={MAIL_USER}", f"--regid={MAIL_USER}", "--init-groups",
+                             sys.executable, "-m", "ftsd", "-c", str(cfg), "serve"], cwd="/",
+                            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (state / "ftsd.sock").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.5)  # the watcher lists the Maildirs
+    finally:
+        proc.terminate()
+        output, _ = proc.communicate(timeout=60)
+    assert "Traceback" not in output, output
+    warned = [line for line in output.splitlines() if "WARNING: watcher: carol@example.org:" in line]
+    assert len(warned) == 1 and "permission denied for ftsd running as uid" in warned[0], output

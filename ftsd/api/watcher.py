@@ -10,7 +10,9 @@ ftsd never writes into a Maildir, so its own work never triggers the watcher.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -19,6 +21,7 @@ from pathlib import Path
 from ftsd import service
 from ftsd.errors import FtsdError
 from ftsd.maildir import INBOX, decode_mutf7, list_mailboxes
+from ftsd.privileges import explain_os_error
 from ftsd.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,7 @@ class MaildirWatcher:
         self.users_every_s = users_every_s
         self.force_polling = force_polling
         self.roots: dict[Path, str] = {}  # replaced whole, never mutated: the watch thread reads it unlocked
+        self.unreadable: set[Path] = set()  # Maildirs already reported as unreadable (once, not every rescan)
         self.mode = "off"
         self._stop = threading.Event()
         self._restart = threading.Event()  # ends the current inotify watch: stop, or the set of users changed
@@ -68,6 +72,12 @@ class MaildirWatcher:
                 log.warning("watcher: %s", exc)
                 continue
             if maildir.is_dir():  # a user without mail yet is watched once the Maildir appears
+                if not os.access(maildir, os.R_OK | os.X_OK):  # one line with the fix, not a silent blind spot
+                    if maildir not in self.unreadable:
+                        self.unreadable.add(maildir)
+                        log.warning("watcher: %s", explain_os_error(
+                            PermissionError(errno.EACCES, "Permission denied", str(maildir)), name))
+                    continue
                 roots[maildir] = name
         if roots == self.roots:
             return False
