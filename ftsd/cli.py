@@ -389,7 +389,14 @@ def _run(args: argparse.Namespace) -> int:
     _setup_logging(settings, args)
     if args.command not in ("config",):
         settings = with_dovecot_mailboxes(settings)
-    privileges.apply_umask(settings)
+    umask = privileges.apply_umask(settings)
+    try:
+        return _dispatch(settings, args)
+    finally:
+        os.umask(umask)  # main() called in-process (tests, embedding) leaves the caller's umask as it was
+
+
+def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
     match args.command:
         case "index":
             return _cmd_index(settings, args)

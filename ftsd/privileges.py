@@ -147,9 +147,9 @@ def dir_mode(file_mode: int) -> int:
     return file_mode | ((file_mode & 0o444) >> 2)
 
 
-def apply_umask(settings: Settings) -> None:
-    """Make every file and directory this process creates no wider than the index modes."""
-    os.umask(0o777 & ~dir_mode(int(settings.index_file_mode, 8)))
+def apply_umask(settings: Settings) -> int:
+    """Make every file and directory this process creates no wider than the index modes; returns the old umask."""
+    return os.umask(0o777 & ~dir_mode(int(settings.index_file_mode, 8)))
 
 
 def secure_tree(top: Path, settings: Settings, owner: Identity | None = None) -> int:

@@ -40,6 +40,7 @@ def site() -> Iterator[Path]:
             "fts": {"workers": 1},
             "server": {"socket": str(base / "ftsd.sock"), "state_dir": str(base / "state")},
         }))
+        cfg.chmod(0o644)
         assert ftsd("-c", str(cfg), "index", "-A").returncode == 0
         # lagging: a message delivered two hours ago, not indexed (Dovecot names files by delivery time)
         MailDir(base / "vmail" / "example.org" / "lagging", start_time=int(time.time()) - 7200).deliver(

@@ -89,3 +89,17 @@ def test_check_says_when_the_configured_service_does_not_answer(tmp_path: Path, 
     assert main(["-c", cfg, "check"]) == 1
     assert capsys.readouterr().out.startswith("FTSD WARNING - service not answering on ")
     assert main(["-c", cfg, "check", "--no-service"]) == 0
+
+
+def test_index_files_private_whatever_the_umask_and_the_callers_umask_kept(tmp_path: Path, make_config) -> None:
+    _mail(tmp_path)
+    cfg = str(make_config(index_file_mode="0640"))
+    old = os.umask(0o002)
+    try:
+        assert main(["-c", cfg, "index", "-A"]) == 0
+        assert main(["-c", cfg, "optimize", "-A"]) == 0
+        assert os.umask(0o002) == 0o002  # main() put the caller's umask back
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "index").rglob("*"):
+        assert path.stat().st_mode & 0o777 == (0o750 if path.is_dir() else 0o640), path
