@@ -109,6 +109,8 @@ def user_health(settings: Settings, user: User, *, deep: bool = False, now: floa
                 searcher = Searcher(path)
             except (SchemaVersionError, StoreError) as exc:
                 health.damaged = str(exc).removeprefix(f"{path}: ")
+            except (xapian.Error, RuntimeError) as exc:
+                health.damaged = _why(exc)
             else:
                 try:
                     indexed = searcher.mailboxes()
@@ -116,12 +118,15 @@ def user_health(settings: Settings, user: User, *, deep: bool = False, now: floa
                         for guid in searcher.guids():
                             held = searcher.indexed_uids(guid)
                             indexed.setdefault(guid, {"last_uid": max(held, default=0), "messages": len(held)})
-                except xapian.Error as exc:  # the metadata lives in the postlist table: read, so checked
-                    health.damaged = f"{type(exc).__name__}: {exc.get_msg()}"
+                except (xapian.Error, RuntimeError) as exc:  # the metadata lives in the postlist table: checked
+                    health.damaged = _why(exc)
                 finally:
                     searcher.close()
             if deep and not health.damaged:
-                health.damaged = (check(path, settings.fts.partial) if _writable(path) else _read_all(path)) or ""
+                try:
+                    health.damaged = (check(path, settings.fts.partial) if _writable(path) else _read_all(path)) or ""
+                except RuntimeError as exc:  # a C++ exception of a damaged table that is no xapian.Error
+                    health.damaged = _why(exc)
         oldest = now
         for name, box_path in list_mailboxes(user.maildir):
             if service.is_excluded(settings, name):
@@ -168,9 +173,13 @@ def _read_all(path: Path) -> str | None:
                     pass
         finally:
             db.close()
-    except xapian.Error as exc:
-        return f"{type(exc).__name__}: {exc.get_msg()}"
+    except (xapian.Error, RuntimeError) as exc:
+        return _why(exc)
     return None
+
+
+def _why(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc.get_msg() if isinstance(exc, xapian.Error) else exc}"
 
 
 @dataclass(slots=True)
