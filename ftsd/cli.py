@@ -368,11 +368,10 @@ def _setup_logging(settings: Settings, args: argparse.Namespace) -> None:
 def _cluster_enqueue(settings: Settings, kind: str, args: argparse.Namespace) -> int:
     """Cluster mode: -q writes the jobs straight into the shared queue (no node needs to run here)."""
     from ftsd.cluster import admin
-    from ftsd.userdb import list_users
 
-    users = list_users(settings) if args.all else args.users
-    ids = admin.enqueue(settings, kind, users, getattr(args, "mailboxes", None) or [])
-    print(f"{len(ids)} {kind} job(s) queued cluster-wide")
+    ids = admin.enqueue(settings, kind, _select_users(settings, args), getattr(args, "mailboxes", None) or [])
+    if _wants_output(args):  # cron: silent on success
+        print(f"{len(ids)} {kind} job(s) queued cluster-wide")
     return 0
 
 
