@@ -110,8 +110,8 @@ def main() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
 
         with log.open("ab") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "ftsd", "serve", "-c", str(config)], stdout=out,
-                                    stderr=subprocess.STDOUT, preexec_fn=nofile)
+            proc = subprocess.Popen([sys.executable, "-m", "ftsd", "serve", "--allow-root", "-c", str(config)],
+                                    stdout=out, stderr=subprocess.STDOUT, preexec_fn=nofile)
         uds = httpx.Client(transport=httpx.HTTPTransport(uds=str(root / "s.sock")), base_url="http://ftsd",
                            timeout=args.timeout)
         try:

@@ -150,7 +150,8 @@ def main() -> int:
         subprocess.run([sys.executable, "-m", "ftsd", "index", "-c", str(config), "-u", args.user], check=True,
                        stdout=subprocess.DEVNULL)
     log = (work / "serve.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "ftsd", "serve", "-c", str(config)], stdout=log, stderr=log)
+    proc = subprocess.Popen([sys.executable, "-m", "ftsd", "serve", "--allow-root", "-c", str(config)],
+                            stdout=log, stderr=log)
     try:
         with httpx.Client(base_url=base, timeout=60) as client:
             deadline = time.monotonic() + 30

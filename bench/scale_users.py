@@ -163,7 +163,8 @@ def serve_figures(config: Path, port: int, users: list[str], serve_users: int, s
     base = f"http://127.0.0.1:{port}"
     start = time.perf_counter()
     with open(log, "ab") as out:
-        proc = subprocess.Popen(ftsd(config, "serve"), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(ftsd(config, "serve", "--allow-root"), stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     rows: list[tuple[str, str]] = []
     try:
         healthz = ready = None

@@ -3,17 +3,22 @@
 Layers, bottom to top: a module imports only from its own layer or the ones below it (tests/test_layers.py).
 
     7 front-ends  api/ (FastAPI: routes, models, errors, middleware, metrics, server, client, solr routes),
-                  cli.py (the `ftsd` command): thin, parse -> call -> print / answer
+                  cli.py (the `ftsd` command): thin, parse -> call -> print / answer, monitor.py (`ftsd check`,
+                  the Nagios/Icinga plugin)
     6 daemon      daemon/ (job queue and runner, Maildir watcher)   solr/ (Dovecot's fts_solr: Lucene parser,
                   replies, updates)   cluster/ (several nodes: PostgreSQL queue, writer leases)
-    5 facade      service.py: index, search, optimize, rescan, status, check -- what both front-ends call
-    4 runtime     runtime.py: the caches, reader pool and locks one process shares, passed down like Settings
+                  runner.py (bulk CLI runs: users grouped by mail uid/gid, each group as its mail user)
+    5 facade      service.py: index, search, optimize, rescan, status, check -- what both front-ends call;
+                  lifecycle.py (indexes of users gone from the userdb)
+    4 runtime     runtime.py: the caches, reader pool and locks one process shares, passed down like Settings;
+                  privileges.py (mail uid/gid, dropping root, index modes, EACCES explained)
     3 work        search.py (the one evaluator: query AST -> exact UIDs), indexer/ (pipeline of one message,
                   worker pool, sync of one mailbox)
     2 store       store/: the only package importing xapian -- UserIndex (path, readers, writer, repair),
                   schema, lexicon, writer, searcher, reader pool, maintenance, the Xapian error table
     1 mail        userdb/ (users from static, passwd-file, dovecot, ldap), maildir.py (folders, uidlists, UIDs),
-                  message.py (bytes -> fields), decoders/ (charset, HTML, attachments, sandbox)
+                  message.py (bytes -> fields), decoders/ (charset, HTML, attachments, sandbox), doveconf.py
+                  (Dovecot's special-use folders)
     0 base        errors.py (the error tree and its exit/status table), settings.py, query.py (IMAP SEARCH ->
                   the query AST), analysis.py (text -> normalised words and runs)
 

@@ -30,6 +30,7 @@ from ftsd.indexer.pool import WorkerOptions, WorkerPool
 from ftsd.indexer.sync import CancelToken, IndexReport, Progress, sync_mailbox
 from ftsd.indexer.users import for_each_user
 from ftsd.maildir import Mailbox, ScanCache, list_mailboxes, read_uidlist, scan_mailbox, validate_mailbox_name
+from ftsd.privileges import describe
 from ftsd.query import MAILBOX_GUID, Node
 from ftsd.runtime import Runtime
 from ftsd.search import Deadline, IndexTexts, MailboxResult, MailboxSearch, MaildirText, TextSource
@@ -132,14 +133,21 @@ def write_documents(
 def index_user(
     settings: Settings, name: str, mailboxes: Sequence[str], pool: WorkerPool, report: IndexReport,
     progress: Progress | None = None, *, exclude: bool = True, prune: bool = False, runtime: Runtime | None = None,
-    cancel: CancelToken | None = None,
+    cancel: CancelToken | None = None, missing_ok: bool = False,
 ) -> None:
     """Index one user's new mail; `cancel` is asked before each mailbox (see IndexReport.cancelled).
-    Raises: FtsdError (the caller counts it and goes on with the next user)."""
+    missing_ok: a named mailbox that no longer exists (deleted over IMAP) is no error; its documents and metadata
+    are dropped. Raises: FtsdError (the caller counts it and goes on with the next user)."""
     rt = _runtime(settings, runtime)
     user = get_user(settings, name, rt)
-    boxes = _mailboxes(rt, user, mailboxes)
-    if exclude and not mailboxes:
+    every = not mailboxes
+    gone: list[str] = []
+    if missing_ok and mailboxes and "*" not in mailboxes:
+        present = {n for n, _ in list_mailboxes(user.maildir, user.follow_links, rt.scans)}
+        gone = [m for m in mailboxes if m not in present]
+        mailboxes = [m for m in mailboxes if m in present]
+    boxes = _mailboxes(rt, user, mailboxes) if mailboxes or not gone else []
+    if exclude and every:
         boxes = [b for b in boxes if not is_excluded(settings, b.name)]
     index = user_index(settings, user, rt)
     if index.marker.exists():  # moved aside earlier (a search or status found the damage): this run rebuilds it
@@ -156,6 +164,8 @@ def index_user(
                         writer.abandon()  # no write may follow (a lost writer lease): nothing more is committed
                         break
                 else:
+                    if gone:
+                        _drop_deleted(rt, user, writer, gone)
                     if prune:  # rescan: drop mailboxes that no longer exist in the Maildir
                         _prune(rt, user, writer)
             break
@@ -164,7 +174,7 @@ def index_user(
                 raise
             index.move_aside(exc)
             _once(report.rebuilt, name)
-    if not mailboxes and report.cancelled is None:
+    if every and report.cancelled is None:
         index.rebuilt()  # every mailbox is in: a rebuild is complete
     report.users += 1
 
@@ -182,10 +192,25 @@ def _prune(rt: Runtime, user: User, writer: IndexWriter) -> None:
             writer.delete_mailbox(guid)
 
 
+def _drop_deleted(rt: Runtime, user: User, writer: IndexWriter, names: Sequence[str]) -> None:
+    """A folder deleted from the Maildir: its documents and metadata leave the index (a normal event)."""
+    present = set()
+    for name, _ in list_mailboxes(user.maildir, user.follow_links, rt.scans):
+        try:
+            present.add(scan_mailbox(user.maildir, name, uidlist_dir(user), rt.scans, user.follow_links).guid)
+        except MailboxError:  # deleted while we look
+            continue
+    for guid, meta in writer.mailboxes().items():
+        if meta.get("name") in names and guid not in present:
+            log.info("%s: mailbox %s was deleted, dropping its %s documents", user.name, meta.get("name"),
+                     meta.get("messages", 0))
+            writer.delete_mailbox(guid)
+
+
 def index_users(
     settings: Settings, users: Sequence[str] = (), *, all_users: bool = False, mailboxes: Sequence[str] = (),
     progress: Progress | None = None, prune: bool = False, runtime: Runtime | None = None,
-    cancel: CancelToken | None = None,
+    cancel: CancelToken | None = None, missing_ok: bool = False,
 ) -> IndexReport:
     """Index (or with prune=True, rescan) the given users or all of them; a failing user never stops the others.
     `cancel` stops the run between two mailboxes (IndexReport.cancelled says why)."""
@@ -198,7 +223,14 @@ def index_users(
         pool.warm_up()
 
         def one(name: str, own: IndexReport) -> None:
-            index_user(settings, name, mailboxes, pool, own, progress, prune=prune, runtime=rt, cancel=cancel)
+            try:
+                index_user(settings, name, mailboxes, pool, own, progress, prune=prune, runtime=rt, cancel=cancel,
+                           missing_ok=missing_ok)
+            except OSError as exc:  # EACCES, an unreadable Maildir: this user fails, the rest goes on
+                line = describe(exc, name)
+                log.error("%s", line)
+                own.failed.append(line)
+                own.failed_users += 1
         for_each_user(names, one, report, parallel, stop=lambda: report.cancelled is not None)
     return report
 
@@ -220,6 +252,8 @@ def _autoindex(settings: Settings, rt: Runtime, user: User, boxes: Sequence[Mail
         index.move_aside(exc)
     except StoreError as exc:  # locked, disk full...: the answer stays exact, unindexed mail is read from disk
         (log.info if isinstance(exc, IndexLockedError) else log.warning)("%s: autoindex skipped: %s", user.name, exc)
+    except OSError as exc:  # EACCES on the index: still answer, and say why it is slow
+        log.warning("autoindex skipped: %s", describe(exc, user.name))
 
 
 def search(
@@ -353,13 +387,17 @@ def user_status(settings: Settings, name: str, *, runtime: Runtime | None = None
     rt = _runtime(settings, runtime)
     user = get_user(settings, name, rt)
     index = user_index(settings, user, rt)
+    boxes = _mailboxes(rt, user, ())
     try:
         with index.reader() as searcher:
-            indexed = searcher.mailboxes() if searcher else {}
+            indexed = dict(searcher.mailboxes()) if searcher else {}
+            for box in boxes:  # Dovecot's fts_solr documents carry no ftsd metadata: count them
+                if searcher is not None and box.guid not in indexed and (uids := searcher.indexed_uids(box.guid)):
+                    indexed[box.guid] = {"messages": len(uids), "last_uid": max(uids)}
     except UnusableIndexError:  # moved aside: being rebuilt
         indexed = {}
     rows = []
-    for box in _mailboxes(rt, user, ()):
+    for box in boxes:
         meta = indexed.get(box.guid, {})
         rows.append(MailboxStatus(box.name, box.uidvalidity, box.guid, len(box.messages), meta.get("messages", 0),
                                   meta.get("last_uid", 0), box.pending, is_excluded(settings, box.name)))
@@ -413,9 +451,9 @@ def optimize_users(
                 index.move_aside(exc)
                 raise
             return OptimizeResult(name, before, after)
-        except FtsdError as exc:
-            log.error("%s: optimize failed: %s", name, exc)
-            return OptimizeResult(name, 0, 0, str(exc))
+        except (FtsdError, OSError) as exc:
+            log.error("%s: optimize failed: %s", name, describe(exc))
+            return OptimizeResult(name, 0, 0, describe(exc))
     with ThreadPoolExecutor(max(1, min(settings.fts.users_parallel, len(names)))) as threads:
         return [r for r in threads.map(one, names) if r is not None]
 
@@ -440,6 +478,6 @@ def check_users(
                 continue
             problem = index.check()
             out[name] = CheckResult("damaged" if problem else "rebuilding" if index.marker.exists() else "ok", problem)
-        except FtsdError as exc:
-            out[name] = CheckResult("damaged", str(exc))
+        except (FtsdError, OSError) as exc:
+            out[name] = CheckResult("damaged", describe(exc))
     return out

@@ -62,6 +62,9 @@ class FtsSettings:
     header_includes: list[str] = setting(
         [], "Headers indexed even when header_excludes matches them (fts_header_includes)"
     )
+    writer: str = setting("ftsd", "Who writes the indexes: ftsd (its Maildir watcher, jobs, cron and autoindex) or "
+                          "dovecot (Dovecot's fts_solr is the only writer: no watcher, no own indexing, autoindex "
+                          "off; ftsd index/rescan refuse, optimize still compacts)")
     autoindex: bool = setting(True, "Bring a mailbox up to date before answering a search on it (fts_autoindex)")
     autoindex_exclude: list[str] = setting(
         ["\\Trash", "\\Junk"], "Special-use flags or mailbox names left out of bulk and automatic indexing"
@@ -177,8 +180,17 @@ class Settings:
     server: ServerSettings = setting(ServerSettings(), "[server]")
     cluster: ClusterSettings = setting(ClusterSettings(), "[cluster] several nodes sharing users (docs/scale-out.md)")
     limits: LimitSettings = setting(LimitSettings(), "[limits] cost bounds of one request")
-    mailboxes: dict[str, str] = setting(dict(DEFAULT_MAILBOXES), "[mailboxes] mailbox name -> special-use flag")
+    mailboxes: dict[str, str] = setting(dict(DEFAULT_MAILBOXES), "[mailboxes] mailbox name -> special-use flag, "
+                                        "for folders Dovecot's configuration (doveconf) does not name")
     log_level: str = setting("info", "debug, info, warning or error")
+    mail_uid: str = setting("", "System user (name or number) owning the mail when the userdb has no uid field "
+                            "(Dovecot's mail_uid): ftsd started as root does each user's work as this user")
+    mail_gid: str = setting("", "Group of the mail (Dovecot's mail_gid); default: mail_uid's primary group")
+    doveconf: str = setting("doveconf", "Command whose `-n` output gives Dovecot's special-use folders (namespace "
+                            "mailbox special_use), used before [mailboxes]; empty: only [mailboxes]")
+    dovecot_config: str = setting("", "dovecot.conf passed to doveconf -c; empty: Dovecot's default")
+    index_file_mode: str = setting("0600", "Mode of index files; directories get x where r is set (0600 -> "
+                                   "0700, 0640 -> 0750). Enforced through the umask, whatever the caller's")
     base_dir: Path = setting(Path("."), "Directory relative paths are resolved against (the config file's)")
 
     def resolve(self, path: str) -> Path:
@@ -241,12 +253,15 @@ def settings_from_dict(data: Mapping[str, Any], *, origin: str = "<config>", bas
             top[key] = _section(nested[key], key, value, origin)
         elif key == "mailboxes":
             top[key] = {**DEFAULT_MAILBOXES, **_convert("", key, value, {}, origin)}
-        elif key in ("mail_location", "log_level"):
+        elif key in ("mail_location", "log_level", "mail_uid", "mail_gid", "index_file_mode", "doveconf",
+                     "dovecot_config"):
             top[key] = _convert("", key, value, "", origin)
         else:
             raise ConfigError(f"{origin}: unknown key {key}")
     settings = Settings(**top, base_dir=base_dir or Path.cwd())
     _validate(settings, origin)
+    if settings.fts.writer == "dovecot":  # Dovecot is the only writer: a search never indexes on its own
+        settings = dataclasses.replace(settings, fts=dataclasses.replace(settings.fts, autoindex=False))
     return settings
 
 
@@ -275,6 +290,8 @@ def _validate(s: Settings, origin: str) -> None:
         raise ConfigError(f"{origin}: fts.worker_nice must be between 0 and 19")
     if not s.mail_location.startswith("maildir:"):
         raise ConfigError(f"{origin}: mail_location must start with 'maildir:' (only Maildir++ is supported)")
+    if s.fts.writer not in ("ftsd", "dovecot"):
+        raise ConfigError(f"{origin}: fts.writer must be 'ftsd' or 'dovecot'")
     if s.userdb.driver not in ("static", "passwd-file", "dovecot", "ldap"):
         raise ConfigError(f"{origin}: userdb.driver must be 'static', 'passwd-file', 'dovecot' or 'ldap'")
     if s.userdb.driver in ("passwd-file", "ldap") and not s.userdb.args:
@@ -286,6 +303,13 @@ def _validate(s: Settings, origin: str) -> None:
         int(s.server.socket_mode, 8)
     except ValueError:
         raise ConfigError(f"{origin}: server.socket_mode must be octal, like 0660") from None
+    try:
+        mode = int(s.index_file_mode, 8)
+    except ValueError:
+        mode = -1
+    if mode < 0 or mode & 0o7117 or mode & 0o600 != 0o600:
+        raise ConfigError(f"{origin}: index_file_mode must be 0600, 0640 or 0660 style (owner rw, others "
+                          f"nothing, no x), got {s.index_file_mode!r}")
 
 
 def load_settings(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] = os.environ) -> Settings:

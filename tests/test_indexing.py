@@ -109,6 +109,10 @@ def test_cli_index_status_search_exit_codes(maildir: MailDir, make_config, capsy
     uid = maildir.deliver(subject="Invoice 42", body="Fahrländer")
     maildir.deliver("Trash", subject="deleted invoice")
     assert main(["index", "-c", cfg, "-A"]) == 0
+    assert capsys.readouterr() == ("", "")  # quiet in cron: stdout is no terminal here
+    assert main(["index", "-c", cfg, "-A", "-v"]) == 0
+    maildir.deliver(subject="Receipt 43", body="second")
+    assert main(["-v", "-c", cfg, "index", "-A"]) == 0  # global options before the command, as doveadm
     out = capsys.readouterr().out
     assert "1 indexed" in out and "0 failed" in out and "msg/s" in out
     assert main(["status", "-c", cfg, "-u", USER]) == 0

@@ -14,10 +14,11 @@ LAYERS = {
     "userdb": 1, "maildir": 1, "message": 1, "decoders": 1,
     "store": 2,
     "search": 3, "indexer": 3,
-    "runtime": 4,
-    "service": 5,
-    "daemon": 6, "solr": 6, "cluster": 6,
-    "api": 7, "cli": 7, "__main__": 7,
+    "doveconf": 1,
+    "runtime": 4, "privileges": 4,
+    "service": 5, "lifecycle": 5,
+    "daemon": 6, "solr": 6, "cluster": 6, "runner": 6,
+    "api": 7, "cli": 7, "monitor": 7, "__main__": 7,
 }
 # Module-level names that hold process-wide state on purpose, with the reason.
 ALLOWED_STATE = {

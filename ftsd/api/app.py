@@ -93,7 +93,7 @@ async def search(user: str, body: SearchRequest, request: Request) -> MailboxUid
     st = _state(request)
     # while a job of this user runs it holds the writer: no autoindex (the search reads unindexed mail instead)
     autoindex = False if st.runner.busy(user) else body.autoindex
-    with _timed(st.metrics):
+    with _timed(st.metrics, user):
         results = await _call(_search, st, user, body, autoindex)
     return search_response(results, body.multi)
 
@@ -174,16 +174,19 @@ async def _submit(st: ServiceState, kind: str, user: str, mailboxes: Sequence[st
 class _timed:
     """Count and time one search in the metrics, by outcome (ok or the error code)."""
 
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
+    def __init__(self, metrics: Metrics, user: str = "") -> None:
+        self.metrics, self.user = metrics, user
 
     def __enter__(self) -> None:
         self.start = time.perf_counter()
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         outcome = "ok" if exc is None else status_of(exc)[1] if isinstance(exc, FtsdError) else "internal_error"
+        seconds = time.perf_counter() - self.start
         self.metrics.searches.labels(outcome).inc()
-        self.metrics.search_seconds.observe(time.perf_counter() - self.start)
+        self.metrics.search_seconds.observe(seconds)
+        detail = f": {exc}" if exc is not None and outcome != "ok" else ""
+        log.info("search %s: %s in %.1f ms%s", self.user, outcome, seconds * 1000, detail)
 
 
 def _start(settings: Settings, runtime: Runtime, watch: bool, force_polling: bool) -> ServiceState:
@@ -198,7 +201,7 @@ def _start(settings: Settings, runtime: Runtime, watch: bool, force_polling: boo
     runner = JobRunner(settings, queue, runtime, threads=settings.server.job_threads,
                        time_slice_s=settings.server.job_time_slice_s)
     watcher = None
-    if watch:
+    if watch and settings.fts.writer == "ftsd":  # fts.writer = dovecot: Dovecot's fts_solr is the only writer
         def submit(user: str, mailboxes: list[str]) -> None:
             runner.submit("index", user, mailboxes)
             counters.watcher_jobs.inc()

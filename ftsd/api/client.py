@@ -32,7 +32,7 @@ def _client(settings: Settings) -> httpx.Client:
 
 
 def enqueue(settings: Settings, kind: str, users: Sequence[str], all_users: bool = False,
-            mailboxes: Sequence[str] = ()) -> int:
+            mailboxes: Sequence[str] = (), quiet: bool = False) -> int:
     """Queue a `kind` job (index, rescan, optimize) per user; print the job ids. Exit code: 0, or 1 if the service
     is not running or refused a job. Raises: ConfigError (from the userdb, for -A)."""
     names = list_users(settings) if all_users else list(users)
@@ -43,7 +43,8 @@ def enqueue(settings: Settings, kind: str, users: Sequence[str], all_users: bool
                 body = {"mailboxes": list(mailboxes)} if kind == "index" and mailboxes else None
                 response = client.post(f"/v1/users/{quote(name, safe='@')}/{kind}", json=body)
                 if response.status_code == 202:
-                    print(f"{name}: {kind} job {response.json()['job']} queued")
+                    if not quiet:  # cron: silent on success
+                        print(f"{name}: {kind} job {response.json()['job']} queued")
                     continue
                 failed += 1
                 print(f"ftsd: {name}: {kind} refused: {_message(response)}", file=sys.stderr)

@@ -39,11 +39,20 @@ class Metrics:
         self.searches = Counter("ftsd_searches", "Searches answered, by outcome", ["outcome"], registry=r)
         self.search_seconds = Histogram("ftsd_search_seconds", "Search latency including autoindex",
                                         buckets=SEARCH_BUCKETS, registry=r)
-        self.messages_indexed = Counter("ftsd_messages_indexed", "Messages indexed by jobs", registry=r)
-        self.messages_removed = Counter("ftsd_messages_removed", "Expunged messages dropped by jobs", registry=r)
+        self.messages_indexed = Counter("ftsd_messages_indexed", "Messages indexed by jobs or sent by Dovecot",
+                                        registry=r)
+        self.messages_removed = Counter("ftsd_messages_removed", "Expunged messages dropped by jobs or by Dovecot",
+                                        registry=r)
         self.jobs = Counter("ftsd_jobs", "Jobs finished, by kind and state", ["kind", "state"], registry=r)
         self.watcher_jobs = Counter("ftsd_watcher_jobs", "Index jobs queued by the Maildir watcher", registry=r)
         self.requests = Counter("ftsd_http_requests", "HTTP requests answered", ["method", "status"], registry=r)
+        # Dovecot's fts_solr: per route (select, update), so the fts_solr set-up is visible where ftsd writes nothing
+        self.solr_requests = Counter("ftsd_solr_requests", "Solr requests from Dovecot, by route and outcome",
+                                     ["route", "outcome"], registry=r)
+        self.solr_seconds = Histogram("ftsd_solr_seconds", "Latency of Solr requests, by route", ["route"],
+                                      buckets=SEARCH_BUCKETS, registry=r)
+        self.solr_documents = Counter("ftsd_solr_documents", "Documents Dovecot added or deleted through Solr",
+                                      ["op"], registry=r)
         self._queue = queue
         self._counts: dict[str, int] = {}
         self._counts_at = float("-inf")
@@ -79,6 +88,16 @@ class Metrics:
             self.messages_indexed.inc(int(job.result.get("indexed", 0)))
             self.messages_removed.inc(int(job.result.get("removed", 0)))
         self._measure(job.user)
+
+    def solr(self, route: str, outcome: str, seconds: float, added: int = 0, deleted: int = 0) -> None:
+        self.solr_requests.labels(route, outcome).inc()
+        self.solr_seconds.labels(route).observe(seconds)
+        if added:
+            self.solr_documents.labels("add").inc(added)
+            self.messages_indexed.inc(added)
+        if deleted:
+            self.solr_documents.labels("delete").inc(deleted)
+            self.messages_removed.inc(deleted)
 
     def request(self, method: str, status: int) -> None:
         self.requests.labels(method, str(status)).inc()

@@ -42,6 +42,18 @@ def _failed(request: Request, exc: FtsdError) -> Response:
     return _send(solr.error_reply(status, public_message(str(exc))))
 
 
+def _observe(request: Request, route: str, outcome: str, started: float, session: solr.UpdateSession | None = None
+             ) -> None:
+    """Count and time one Solr request per route, and log it at INFO with its latency."""
+    seconds = time.monotonic() - started
+    added, deleted = (session.added, session.deleted) if session is not None else (0, 0)
+    metrics = getattr(getattr(request.app.state, "ftsd", None), "metrics", None)
+    if metrics is not None:
+        metrics.solr(route, outcome, seconds, added, deleted)
+    extra = f" +{added} -{deleted} documents" if session is not None else ""
+    log.info("solr %s %s%s in %.1f ms", route, outcome, extra, seconds * 1000)
+
+
 def _params(raw: str) -> list[tuple[str, str]]:
     """Form decoding (`+` = space, %xx, UTF-8), as Dovecot builds its query strings. Raises: QueryError."""
     try:
@@ -106,14 +118,18 @@ def solr_router(settings: Settings, runtime: Runtime | None = None) -> APIRouter
     @router.post("/solr/{core}/select", operation_id="solr_select_post")
     async def select(core: str, request: Request) -> Response:
         """Search (Dovecot: last-UID lookup, single- and multi-mailbox search). Always XML unless wt=json."""
+        started = time.monotonic()
         try:
             params = _params(request.url.query)
             if request.method == "POST" and request.headers.get("content-type", "").startswith(_FORM):
                 params += _params(await _form(request, _FORM_FACTOR * settings.limits.solr_query_chars + 65536))
             _check_lengths(params, settings.limits.solr_query_chars)
-            return _send(await run_in_threadpool(solr.select, settings, params, rt))
+            reply = _send(await run_in_threadpool(solr.select, settings, params, rt))
         except FtsdError as exc:
+            _observe(request, "select", status_of(exc)[1], started)
             return _failed(request, exc)
+        _observe(request, "select", "ok", started)
+        return reply
 
     @router.get("/solr/{core}/update", operation_id="solr_update_get")
     @router.post("/solr/{core}/update", operation_id="solr_update_post")
@@ -127,9 +143,12 @@ def solr_router(settings: Settings, runtime: Runtime | None = None) -> APIRouter
             await run_in_threadpool(session.close)
         except ClientDisconnect:  # what was committed stays; Dovecot re-sends the rest (its last UID did not move)
             log.info("%s %s: client went away during the upload", request.method, request.url.path)
+            _observe(request, "update", "client_gone", started, session)
             return Response(status_code=400)
         except FtsdError as exc:
+            _observe(request, "update", status_of(exc)[1], started, session)
             return _failed(request, exc)
+        _observe(request, "update", "ok", started, session)
         return _send(solr.update_reply(started))
 
     return router

@@ -27,6 +27,7 @@ from ftsd import service
 from ftsd.errors import FtsdError, IndexLockedError
 from ftsd.indexer.pool import WorkerPool
 from ftsd.indexer.sync import CancelToken, IndexReport
+from ftsd.privileges import describe
 from ftsd.runtime import Runtime
 from ftsd.settings import Settings
 
@@ -320,7 +321,9 @@ class JobRunner:
             state, error = FAILED, f"{error} ({tries} tries)"
         self._tries.pop(job.id, None)
         self.queue.finish(job.id, state, result, error)
-        log.info("job %d: %s %s", job.id, state, error or "")
+        counts = ", ".join(f"{k} {v}" for k, v in (result or {}).items() if k not in ("failures", "seconds"))
+        log.info("job %d: %s %s %s: %s in %.1fs%s", job.id, job.kind, job.user, state, counts or "-",
+                 time.monotonic() - started, f": {error}" if error else "")
         if self.on_finish:
             finished = self.queue.get(job.id)
             if finished:
@@ -341,12 +344,14 @@ class JobRunner:
         with WorkerPool(self.settings, self.runtime.workers) as pool:  # index_users for one user, lock told apart
             try:
                 service.index_user(self.settings, job.user, job.mailboxes, pool, report, checkpoint,
-                                   prune=job.kind == "rescan", runtime=self.runtime, cancel=cancel)
+                                   prune=job.kind == "rescan", runtime=self.runtime, cancel=cancel,
+                                   missing_ok=True)  # a deleted folder is no failure
             except IndexLockedError as exc:
                 return _RETRY, {}, f"{job.user}: {exc}"
-            except FtsdError as exc:
-                log.error("%s: %s", job.user, exc)
-                report.failed.append(f"{job.user}: {exc}")
+            except (FtsdError, OSError) as exc:  # EACCES, an unreadable Maildir: one line with the fix
+                line = describe(exc, job.user)
+                log.error("%s", line)
+                report.failed.append(line)
         if report.cancelled is not None:
             return QUEUED, {}, report.cancelled
         result = {"indexed": report.indexed, "removed": report.removed, "skipped": report.skipped,

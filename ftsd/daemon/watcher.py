@@ -16,6 +16,7 @@ before that is indexed by the next search of its mailbox (autoindex) or the next
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -26,6 +27,7 @@ from pathlib import Path
 from ftsd import service
 from ftsd.errors import FtsdError
 from ftsd.maildir import INBOX, decode_mutf7, list_mailboxes
+from ftsd.privileges import explain_os_error
 from ftsd.settings import Settings
 from ftsd.userdb import Userdb
 
@@ -74,6 +76,7 @@ class MaildirWatcher:
         self.force_polling = force_polling
         self.roots: dict[Path, str] = {}  # replaced whole, never mutated: the watch thread reads it unlocked
         self.polled: frozenset[Path] = frozenset()  # roots beyond the inotify watch limit (replaced whole)
+        self.unreadable: set[Path] = set()  # Maildirs already reported as unreadable (once, not every rescan)
         self.mode = "starting"
         self.ready = threading.Event()
         self.watch_limit = watch_limit()
@@ -102,6 +105,12 @@ class MaildirWatcher:
                 log.warning("watcher: %s", exc)
                 continue
             if maildir.is_dir():  # a user without mail yet is watched once the Maildir appears
+                if not os.access(maildir, os.R_OK | os.X_OK):  # one line with the fix, not a silent blind spot
+                    if maildir not in self.unreadable:
+                        self.unreadable.add(maildir)
+                        log.warning("watcher: %s", explain_os_error(
+                            PermissionError(errno.EACCES, "Permission denied", str(maildir)), name))
+                    continue
                 roots[maildir] = name
         if roots == self.roots:
             return False

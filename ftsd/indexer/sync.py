@@ -64,7 +64,8 @@ class IndexReport:
     users: int = 0
     mailboxes: int = 0
     partial: int = 0  # indexed from what could be read (raw text): the message broke the parser or its worker
-    failed: list[str] = field(default_factory=list)  # "user mailbox UID n: reason"
+    failed: list[str] = field(default_factory=list)  # "user mailbox UID n: reason" or "user: reason"
+    failed_users: int = 0  # users whose run stopped on an error (not counted in `users`)
     rebuilt: list[str] = field(default_factory=list)
     cancelled: str | None = None  # why the run stopped early (a CancelToken), None if it went to the end
     abandoned: bool = False  # it stopped without committing its last batch (CancelToken.abandon)
@@ -72,8 +73,10 @@ class IndexReport:
 
     def summary(self) -> str:
         seconds = max(time.monotonic() - self.started, 1e-6)
+        failed_users = f" ({self.failed_users} failed)" if self.failed_users else ""
         return (
-            f"{self.users} users, {self.mailboxes} mailboxes: {self.indexed} indexed, {self.removed} removed, "
+            f"{self.users + self.failed_users} users{failed_users}, {self.mailboxes} mailboxes: "
+            f"{self.indexed} indexed, {self.removed} removed, "
             f"{self.skipped} skipped, {len(self.failed)} failed"
             f"{f', {self.partial} indexed partly' if self.partial else ''} in {seconds:.1f}s "
             f"({self.indexed / seconds:.0f} msg/s, {self.bytes / seconds / 1e6:.1f} MB/s)"
@@ -94,6 +97,7 @@ def sync_mailbox(
     """Index what is new, drop what is gone. Returns False if `deadline` (monotonic) stopped it early, or
     `cancel.abandon()` did (then report.abandoned is set and the caller must not commit)."""
     guid = mailbox.guid
+    started, before = time.monotonic(), (report.indexed, report.removed, len(report.failed))
     meta = writer.mailbox_meta(guid)
     if meta and meta.get("uidvalidity") != mailbox.uidvalidity:
         log.warning("%s: %s: UIDVALIDITY changed %s -> %s, reindexing the mailbox",
@@ -143,6 +147,10 @@ def sync_mailbox(
                 break
     _save_meta(writer, mailbox, indexed)
     report.mailboxes += 1
+    if (report.indexed, report.removed, len(report.failed)) != before:
+        log.info("%s: %s: %d indexed, %d removed, %d failed in %.1fs", user, mailbox.name,
+                 report.indexed - before[0], report.removed - before[1], len(report.failed) - before[2],
+                 time.monotonic() - started)
     return complete
 
 

@@ -50,6 +50,7 @@ def for_each_user(names: Iterable[str], work: Work, report: IndexReport, paralle
         except FtsdError as exc:
             log.error("%s: %s", name, exc)
             own.failed.append(f"{name}: {exc}")
+            own.failed_users += 1
         finally:
             with lock:
                 merge(report, own)

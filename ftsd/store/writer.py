@@ -5,8 +5,10 @@ that ended a batch is the one raised, whatever cancelling it then raises."""
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -34,6 +36,10 @@ def open_writable(path: Path, lock_timeout_s: float) -> Any:
             db = xapian.WritableDatabase(str(path), xapian.DB_CREATE_OR_OPEN)
             break
         except xapian.DatabaseLockError as exc:
+            lock = path / "flintlock"
+            if "Permission denied" in exc.get_msg() or (lock.exists() and not os.access(lock, os.W_OK)):
+                # EACCES is no lock held by anyone: waiting would not help
+                raise PermissionError(errno.EACCES, "Permission denied", str(lock)) from None
             if time.monotonic() >= deadline:
                 where = f"{path.parent.name}/{path.name}"
                 raise IndexLockedError(f"{where}: index locked by another writer for {lock_timeout_s:g}s") from exc

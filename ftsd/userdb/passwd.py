@@ -29,11 +29,13 @@ def parse_passwd(text: str) -> dict[str, str]:
 
 
 def parse_line(line: str) -> UserRecord:
-    """One passwd-file line: home (field 6, or the userdb_home extra field), uid, gid, and a userdb_mail field."""
+    """One passwd-file line: home (field 6, or the userdb_home extra field), uid, gid (fields 3 and 4, or the
+    userdb_uid/userdb_gid extra fields), and a userdb_mail field."""
     fields = line.split(":", 7)
     fields += [""] * (8 - len(fields))
     home: str | None = fields[5] or None
     mail = None
+    uid, gid = fields[2].strip(), fields[3].strip()
     for extra in fields[7].split():
         key, _, value = extra.partition("=")
         key = key.removeprefix("userdb_")
@@ -41,7 +43,11 @@ def parse_line(line: str) -> UserRecord:
             mail = value
         elif key == "home":
             home = value
-    return UserRecord(fields[0], home, mail, to_id(fields[2]), to_id(fields[3]))
+        elif key == "uid":  # the extra field wins over the uid column, as in Dovecot
+            uid = value
+        elif key == "gid":
+            gid = value
+    return UserRecord(fields[0], home, mail, to_id(uid), to_id(gid))
 
 
 class PasswdFileUserdb(Userdb):

@@ -41,7 +41,7 @@ class ServeProcess:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "ftsd", "serve", "-c", str(config)],
+            self.proc = subprocess.Popen([sys.executable, "-m", "ftsd", "serve", "--allow-root", "-c", str(config)],
                                          stdout=out, stderr=subprocess.STDOUT, preexec_fn=limit)
         wait_for(lambda: self._healthy() or self.proc.poll() is not None, timeout=30)
         assert self.proc.poll() is None, self.log.read_text()

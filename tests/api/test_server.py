@@ -24,7 +24,7 @@ def test_serve_process_queue_from_cli_and_sigterm(config: Callable[..., Path], m
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     path = config()
     sock = load_settings(path).resolve(load_settings(path).server.socket)
-    proc = subprocess.Popen([sys.executable, "-m", "ftsd", "serve", "-c", str(path)],
+    proc = subprocess.Popen([sys.executable, "-m", "ftsd", "serve", "--allow-root", "-c", str(path)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_for(lambda: sock.exists() or proc.poll() is not None, timeout=20)
@@ -36,11 +36,12 @@ def test_serve_process_queue_from_cli_and_sigterm(config: Callable[..., Path], m
                     return proc.poll() is not None
 
             wait_for(healthy, timeout=20)
-            assert main(["index", "-q", "-A", "-c", str(path)]) == 0
+            assert main(["index", "-q", "-A", "-v", "-c", str(path)]) == 0
             out = capsys.readouterr().out
             assert f"{ALICE}: index job 1 queued" in out and "bob@example.org: index job 2 queued" in out
             assert wait_job(client, 1)["result"]["indexed"] == 3
             assert main(["optimize", "-q", "-u", ALICE, "-c", str(path)]) == 0
+            assert capsys.readouterr().out == ""  # cron: queued quietly
             assert main(["index", "-q", "-u", "nobody@example.org", "-c", str(path)]) == 1
             assert "nobody@example.org: index refused: 404 unknown_user" in capsys.readouterr().err
         proc.send_signal(signal.SIGTERM)

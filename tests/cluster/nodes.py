@@ -77,8 +77,8 @@ class Node:
     def start(self) -> None:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "ftsd", "serve", "-c", str(self.config)],
-                                         stdout=out, stderr=out, env=env, cwd=REPO)
+            argv = [sys.executable, "-m", "ftsd", "serve", "--allow-root", "-c", str(self.config)]
+            self.proc = subprocess.Popen(argv, stdout=out, stderr=out, env=env, cwd=REPO)
         self.lives.append([self.proc.pid, time.time(), float("inf")])
 
     def url(self) -> str:

@@ -29,7 +29,7 @@ def test_two_nodes_share_the_queue_and_answer_exactly(tmp_path, dsn, capsys):
     try:
         for n in nodes:
             n.ready()
-        assert main(["index", "-A", "-q", "-c", str(nodes[0].config)]) == 0
+        assert main(["index", "-A", "-q", "-v", "-c", str(nodes[0].config)]) == 0
         assert "12 index job(s) queued cluster-wide" in capsys.readouterr().out
         wait_idle(nodes[1].url(), 60)
 
