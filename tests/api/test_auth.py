@@ -70,7 +70,7 @@ def test_cli_queues_over_tcp_with_the_token_file(config: Callable[..., Path], ma
     running = start_server(config())
     try:
         no_socket = config(server={"socket": "", "listen": f"127.0.0.1:{running.port}"})
-        assert main(["index", "-q", "-u", ALICE, "-c", str(no_socket)]) == 0
+        assert main(["index", "-q", "-v", "-u", ALICE, "-c", str(no_socket)]) == 0
         assert f"{ALICE}: index job 1 queued" in capsys.readouterr().out
         token_path(running.settings).write_text("wrong\n")
         assert main(["index", "-q", "-u", ALICE, "-c", str(no_socket)]) == 1
