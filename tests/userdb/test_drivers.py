@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from ftsd.errors import ConfigError, UnknownUserError
-from ftsd.settings import settings_from_dict
+from ftsd.settings import load_settings, settings_from_dict
 from ftsd.userdb import open_userdb
 from tests.userdb.conftest import HIDDEN, LDAP_USERS, PASSWD_USERS, Directory
 from tests.userdb.servers import LIMITED_DN, READER_PASSWORD, SIZE_LIMIT, DovecotAuth, ldap_conf
@@ -112,9 +114,36 @@ def test_cli_index_all_through_dovecot(directory: Directory, dovecot_auth: Dovec
     config.write_text(f'mail_location = "maildir:~/Maildir:INDEX={tmp_path}/idx/%u"\n'
                       f'[userdb]\ndriver = "dovecot"\nargs = "{dovecot_auth.socket}"\n[fts]\nworkers = 1\n')
     env = {**os.environ, "FTSD_CONFIG": str(config)}
-    result = subprocess.run([sys.executable, "-m", "ftsd", "index", "-A"], capture_output=True, text=True,
-                            env=env, timeout=300, check=False)
+    with _as_the_mail_owners(config, users, tmp_path, directory.homes):
+        result = subprocess.run([sys.executable, "-m", "ftsd", "index", "-A"], capture_output=True, text=True,
+                                env=env, timeout=300, check=False)
     assert result.returncode == 0, result.stderr
     # p3's own mail field (no INDEX=) replaces mail_location: its index is in its Maildir, as Dovecot's would be
     assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == [u for u in users if u != "p3@example.org"]
     assert (directory.homes / "p3" / "Mail" / "xapian-indexes").is_dir()
+
+
+@contextmanager
+def _as_the_mail_owners(config: Path, users: list[str], tmp_path: Path, homes: Path) -> Iterator[None]:
+    """As root, ftsd works as each user's userdb uid/gid (like doveadm): give every Maildir to its owner, and let
+    those uids through pytest's private (0700) directories while the command runs."""
+    if os.geteuid() != 0:
+        yield
+        return
+    (tmp_path / "idx").mkdir(mode=0o711)
+    with open_userdb(load_settings(config)) as db:
+        for name in users:
+            user = db.lookup(name)
+            assert user.uid is not None and user.gid is not None, name
+            for dirpath, _, files in os.walk(user.maildir.parent):
+                for entry in [dirpath, *(os.path.join(dirpath, f) for f in files)]:
+                    os.chown(entry, user.uid, user.gid)
+    opened = {p: p.stat().st_mode for top in (tmp_path, homes) for p in [top, *top.parents]
+              if str(p).startswith("/tmp/")}
+    try:
+        for path, mode in opened.items():
+            path.chmod(mode | 0o011)
+        yield
+    finally:
+        for path, mode in opened.items():
+            path.chmod(mode)
