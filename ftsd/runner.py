@@ -4,8 +4,8 @@ Each identity group runs as its mail user (ftsd/privileges.py); progress goes ba
 covers the whole run. A user that fails (unknown, unreadable Maildir, EACCES on its index) is one line in the
 report and the others go on. The total to do is counted before the first message: Maildir counts minus what each
 index's metadata says it holds, so the bar and its ETA mean something from the start. Within a group, users are
-indexed fts.users_parallel at a time (ftsd/indexer/users.py), as by the service; optimize runs one user after
-another. A child that dropped root makes a Runtime of its own: nothing opened before the fork is shared across it.
+indexed (and optimized) fts.users_parallel at a time (ftsd/indexer/users.py), as by the service. A child that
+dropped root makes a Runtime of its own: nothing opened before the fork is shared across it.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -185,26 +186,39 @@ def _optimize_work(settings: Settings, runtime: Runtime | None, parent: int) -> 
         rt = runtime_in(settings, runtime, parent)
         report = OptimizeReport()
         emit(("total_users", len(users)))
-        for user in users:
-            emit(("user", user.name))
+        send = _locked(emit)
+
+        def one(user: User) -> tuple[int, int] | str | None:
+            """(bytes before, after), a failure line, or None (no index yet)."""
+            send(("user", user.name))
             index = service.user_index(settings, user, rt)
             try:
-                if index.exists():
-                    secure_tree(user.index_dir, settings)
-                    started = time.monotonic()
-                    try:
-                        before, after = index.compact()
-                    except UnusableIndexError as exc:  # damaged: moved aside, the next index run rebuilds it
-                        index.move_aside(exc)
-                        raise
-                    report.users += 1
-                    report.bytes_before += before
-                    report.bytes_after += after
-                    log.info("%s: optimized %.1f MB -> %.1f MB in %.1fs", user.name, before / 1e6, after / 1e6,
-                             time.monotonic() - started)
+                if not index.exists():
+                    return None
+                secure_tree(user.index_dir, settings)
+                started = time.monotonic()
+                try:
+                    before, after = index.compact()
+                except UnusableIndexError as exc:  # damaged: moved aside, the next index run rebuilds it
+                    index.move_aside(exc)
+                    raise
+                log.info("%s: optimized %.1f MB -> %.1f MB in %.1fs", user.name, before / 1e6, after / 1e6,
+                         time.monotonic() - started)
+                return before, after
             except (FtsdError, OSError) as exc:
-                report.failed.append(describe(exc, user.name))
-            emit(("done", 1))
+                return describe(exc, user.name)
+            finally:
+                send(("done", 1))
+
+        # several users at once, as the service's optimize (compaction waits on the disk with the GIL released)
+        with ThreadPoolExecutor(max(1, min(settings.fts.users_parallel, len(users)))) as threads:
+            for outcome in threads.map(one, users):  # in the users' order
+                if isinstance(outcome, str):
+                    report.failed.append(outcome)
+                elif outcome is not None:
+                    report.users += 1
+                    report.bytes_before += outcome[0]
+                    report.bytes_after += outcome[1]
         return report
     return work
 
