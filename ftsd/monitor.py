@@ -148,7 +148,7 @@ def user_health(settings: Settings, user: User, *, deep: bool = False, now: floa
         # the store's repair (ftsd/store/index.py) leaves ftsd.db.rebuilding until an index run completes
         broken = sorted(path.parent.glob(path.name + ".broken-*")) if path.parent.exists() else []
         marked = path.with_name(path.name + ".rebuilding").exists()
-        if (marked or (broken and health.unindexed)) and not health.damaged:
+        if (marked or broken) and health.unindexed and not health.damaged:
             health.rebuilding = f"the damaged index was moved to {broken[-1].name}" if broken else \
                 "the damaged index was moved aside"
     except (FtsdError, OSError) as exc:

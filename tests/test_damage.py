@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ftsd import service
+from ftsd import monitor, service
 from ftsd.query import parse_query
 from ftsd.runtime import Runtime
 from ftsd.settings import Settings, load_settings
@@ -114,8 +114,12 @@ def test_damage_found_by_a_search_is_moved_aside_and_shown_by_status(
     _exact(settings, ReferenceIndex(maildir.root))  # a search reads the cut posting lists: the mail answers
     assert index.state() == "rebuilding"
     assert service.status(settings, USER)["index_state"] == "rebuilding"
+    health = monitor.user_health(settings, service.get_user(settings, USER))  # `ftsd check` sees the same
+    assert health.rebuilding and not health.damaged and health.unindexed == 40
     service.index_users(settings, [USER])
     assert index.state() == "ok" and service.status(settings, USER)["index_state"] == "ok"
+    health = monitor.user_health(settings, service.get_user(settings, USER))
+    assert not health.rebuilding and not health.damaged and health.unindexed == 0
 
 
 def test_old_broken_copies_are_cleaned(tmp_path: Path, make_config: Callable[..., Path], maildir: MailDir) -> None:
