@@ -42,8 +42,9 @@ def site() -> Iterator[Path]:
         }))
         cfg.chmod(0o644)
         assert ftsd("-c", str(cfg), "index", "-A").returncode == 0
-        # lagging: a message delivered two hours ago, not indexed (Dovecot names files by delivery time)
-        MailDir(base / "vmail" / "example.org" / "lagging", start_time=int(time.time()) - 7200).deliver(
+        # lagging: a message delivered just over two hours ago (not 7199 s: "119m"), not indexed (Dovecot names files
+        # by delivery time)
+        MailDir(base / "vmail" / "example.org" / "lagging", start_time=int(time.time()) - 7300).deliver(
             subject="late", body="waiting")
         give(base / "vmail", MAIL_USER, 0o750, 0o640)
         postlist = base / "index" / "example.org" / "corrupt" / "xapian-indexes" / "ftsd.db" / "postlist.glass"
