@@ -8,7 +8,8 @@ import from ``ftsd``. Query nodes are evaluated by duck typing on their class na
 Semantics:
 
 * ``normalise``: NFKD + Unicode case folding, non-spacing/enclosing combining marks and invisible format
-  characters (Cf) removed, runs of white space collapsed to one space (leading/trailing space is kept: it is significant in a substring).
+  characters (Cf) removed, runs of white space collapsed to one space (leading/trailing space is kept: it is
+  significant in a substring).
 * field texts (``decoded_fields``): SUBJECT/FROM/TO/CC/BCC = the whole decoded header value (RFC 2047, display
   names, addresses and comments), several occurrences joined by a newline; ``header:<name>`` = the same for any
   header; BODY = every ``text/*`` part decoded to Unicode (HTML as visible text) plus, for nested
