@@ -40,14 +40,19 @@ from ftsd.settings import FtsSettings
 
 _SPACES = re.compile(r"\s+")
 _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
-# Nonspacing and enclosing marks: removed after decomposition so that "Fahrländer" ~ "fahrlander".
+# Nonspacing and enclosing marks: removed after decomposition so that "Fahrländer" ~ "fahrlander". Invisible format
+# characters (Cf: soft hyphen, zero-width space/joiners, bidi controls, BOM) too: a reader never sees them, HTML
+# mail is full of &shy;, and ICU's word breaker does not count "0_" + U+00AD as word-like at all.
+_DROPPED = ("Mn", "Me", "Cf")
+
+
 class _MarkTable(dict[int, int | None]):
-    """str.translate table dropping Mn/Me characters, filled per character on first sight (building it for all
+    """str.translate table dropping Mn/Me/Cf characters, filled per character on first sight (building it for all
     of Unicode up front costs ~0.1 s at every start of the CLI). A memo of a pure function of the Unicode
     database: what it holds never depends on the caller, so one per process is a constant in all but timing."""
 
     def __missing__(self, cp: int) -> int | None:
-        value = None if unicodedata.category(chr(cp)) in ("Mn", "Me") else cp
+        value = None if unicodedata.category(chr(cp)) in _DROPPED else cp
         self[cp] = value
         return value
 
@@ -74,7 +79,8 @@ def is_mark(text: str) -> bool:
 
 
 def normalise(text: str) -> str:
-    """NFKD, case fold, marks removed, white space collapsed: the form both text and queries are compared in."""
+    """NFKD, case fold, marks and invisible format characters removed, white space collapsed: the form both text
+    and queries are compared in."""
     if text.isascii():
         return _SPACES.sub(" ", text.lower())
     text = unicodedata.normalize("NFKD", text).casefold()

@@ -7,8 +7,9 @@ import from ``ftsd``. Query nodes are evaluated by duck typing on their class na
 
 Semantics:
 
-* ``normalise``: NFKD + Unicode case folding, non-spacing/enclosing combining marks removed, runs of white
-  space collapsed to one space (leading/trailing space is kept: it is significant in a substring).
+* ``normalise``: NFKD + Unicode case folding, non-spacing/enclosing combining marks and invisible format
+  characters (Cf) removed, runs of white space collapsed to one space (leading/trailing space is kept: it is
+  significant in a substring).
 * field texts (``decoded_fields``): SUBJECT/FROM/TO/CC/BCC = the whole decoded header value (RFC 2047, display
   names, addresses and comments), several occurrences joined by a newline; ``header:<name>`` = the same for any
   header; BODY = every ``text/*`` part decoded to Unicode (HTML as visible text) plus, for nested
@@ -63,14 +64,15 @@ FIELDS = ("subject", "from", "to", "cc", "bcc", "body", "text")
 HEADER_PREFIX = "header:"
 
 _SPACE_RE = re.compile(r"\s+")
-_MARK_CATEGORIES = frozenset({"Mn", "Me"})
+_MARK_CATEGORIES = frozenset({"Mn", "Me", "Cf"})  # Cf: invisible format characters (soft hyphen, ZWSP, bidi)
 
 
 def _mark_class() -> re.Pattern[str]:
-    """A character class of every non-spacing/enclosing mark (general category Mn/Me), as code point ranges."""
+    """A character class of every non-spacing/enclosing mark and format character (Mn/Me/Cf), as code point
+    ranges."""
     ranges: list[str] = []
     start = prev = -2
-    for cp in range(0x300, 0x110000):
+    for cp in range(0x80, 0x110000):
         if unicodedata.category(chr(cp)) in _MARK_CATEGORIES:
             if cp != prev + 1:
                 if start >= 0:
@@ -81,7 +83,7 @@ def _mark_class() -> re.Pattern[str]:
     return re.compile(f"[{''.join(ranges)}]+")
 
 
-_MARKS_RE = _mark_class()  # no mark below U+0300
+_MARKS_RE = _mark_class()  # nothing ASCII is dropped
 
 
 # --- normalisation ---------------------------------------------------------------------------------------------
