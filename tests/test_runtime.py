@@ -1,5 +1,6 @@
 """The runtime object (ftsd/runtime.py): one per process, shared by threads. Concurrent searches and index runs
-over a few hundred mailboxes through one Runtime give the answers of a single-threaded run, with no error."""
+through one Runtime -- 4 users with 244 mailboxes, and 200 users with 1,200 mailboxes (more than the reader pool
+and the scan cache hold, so entries come and go) -- give the answers of a single-threaded run, with no error."""
 
 from __future__ import annotations
 
@@ -22,17 +23,20 @@ from tests.maildirs import MailDir
 
 USERS = [f"u{n}@example.org" for n in range(4)]
 FOLDERS = [f"Folder{n:02d}" for n in range(60)]
+# issue 14's size: >= 200 users, >= 1,000 mailboxes, 16 threads
+MANY_USERS = [f"p{n:03d}@example.org" for n in range(200)]
+FEW_FOLDERS = [f"Box{n}" for n in range(5)]
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda omicron".split()
 QUERIES = ["BODY alpha", "TEXT amm", 'BODY "beta gamma"', "OR SUBJECT delta BODY zeta", "NOT BODY alpha",
            'SUBJECT "eta, theta"', "BODY kappa BODY lambda", "FROM sender3", "TEXT omicron"]
 
 
-def _deliver(vmail: Path) -> None:
+def _deliver(vmail: Path, users: list[str], folders: list[str], most: int) -> None:
     rnd = random.Random(5)
-    for user in USERS:
+    for user in users:
         md = MailDir(vmail / "example.org" / user.split("@")[0])
-        for folder in ["INBOX", *FOLDERS]:
-            for _ in range(rnd.randint(1, 3)):
+        for folder in ["INBOX", *folders]:
+            for _ in range(rnd.randint(1, most)):
                 md.deliver(folder, subject=", ".join(rnd.sample(WORDS, 3)), body=" ".join(rnd.choices(WORDS, k=12)),
                            sender=f"sender{rnd.randint(0, 5)}@example.net", to=f"{user}")
 
@@ -41,22 +45,28 @@ def _answers(settings: Settings, rt: Runtime, user: str, node: Node, autoindex: 
     return {r.mailbox: r.uids for r in service.search(settings, user, ["*"], node, autoindex=autoindex, runtime=rt)}
 
 
-@pytest.fixture
-def many(tmp_path: Path, make_config: Callable[..., Path]) -> Settings:
-    _deliver(tmp_path / "vmail")
-    return load_settings(make_config(fts={"workers": 1, "autoindex_exclude": [], "lock_timeout_s": 5.0}))
+SHAPES = {  # users, folders besides INBOX, most messages per folder, threads
+    "deep": (USERS, FOLDERS, 3, 12),
+    "wide": (MANY_USERS, FEW_FOLDERS, 1, 16),
+}
 
 
 @pytest.mark.slow
-def test_threads_share_one_runtime_and_answer_as_one_thread(many: Settings) -> None:
-    settings = many
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_threads_share_one_runtime_and_answer_as_one_thread(shape: str, tmp_path: Path,
+                                                            make_config: Callable[..., Path]) -> None:
+    users, folders, most, thread_count = SHAPES[shape]
+    _deliver(tmp_path / "vmail", users, folders, most)
+    settings = load_settings(make_config(fts={"workers": 1, "autoindex_exclude": [], "lock_timeout_s": 5.0}))
     nodes = [parse_query(q) for q in QUERIES]
-    assert not service.index_users(settings, USERS[:2]).failed  # two users indexed, two not yet
-    expected = {(u, i): _answers(settings, Runtime(settings), u, n, False) for u in USERS for i, n in enumerate(nodes)}
-    assert sum(len(m) for m in expected[(USERS[0], 0)].values()) > 0
+    assert not service.index_users(settings, users[: len(users) // 2]).failed  # half indexed, half not yet
+    one = Runtime(settings)
+    expected = {(u, i): _answers(settings, one, u, n, False) for u in users for i, n in enumerate(nodes)}
+    one.close()
+    assert sum(len(m) for m in expected[(users[0], 0)].values()) > 0
 
     rt = Runtime(settings)
-    user_busy = {u: threading.Lock() for u in USERS}  # one index run per user at a time, as the job runner does
+    user_busy = {u: threading.Lock() for u in users}  # one index run per user at a time, as the job runner does
     errors: list[str] = []
     counts = {"search": 0, "index": 0}
     deadline = time.monotonic() + 8.0
@@ -64,7 +74,7 @@ def test_threads_share_one_runtime_and_answer_as_one_thread(many: Settings) -> N
     def work(seed: int) -> None:
         rnd = random.Random(seed)
         while time.monotonic() < deadline:
-            user = rnd.choice(USERS)
+            user = rnd.choice(users)
             try:
                 if rnd.random() < 0.2 and user_busy[user].acquire(blocking=False):
                     try:
@@ -82,7 +92,7 @@ def test_threads_share_one_runtime_and_answer_as_one_thread(many: Settings) -> N
             except Exception as exc:  # noqa: BLE001 - every failure is what this test counts
                 errors.append(f"{type(exc).__name__}: {exc}")
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(12)]
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(thread_count)]
     for t in threads:
         t.start()
     for t in threads:
