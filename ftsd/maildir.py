@@ -318,10 +318,27 @@ def _write_uidlist(path: Path, uidlist: Uidlist) -> None:
     os.replace(tmp, path)
 
 
+def own_uidlist_path(state_dir: Path, name: str) -> Path:
+    """Where ftsd keeps its own UIDs of a mailbox that has no dovecot-uidlist."""
+    return state_dir / (encode_mutf7(name).replace("/", ",") + ".uidlist")
+
+
+def current_uidlist(path: Path, name: str, state_dir: Path) -> Uidlist | None:
+    """The mailbox's UIDs as last written: Dovecot's uidlist, else ftsd's own. Reads only (a scan assigns)."""
+    return read_uidlist(path / "dovecot-uidlist") or read_uidlist(own_uidlist_path(state_dir, name))
+
+
+def mailbox_guid(path: Path, uidlist: Uidlist | None) -> str:
+    """The mailbox GUID: Dovecot's, else one derived from the folder and its UIDVALIDITY (stable across runs)."""
+    if uidlist is not None and uidlist.guid:
+        return uidlist.guid
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"{path}:{uidlist.uidvalidity if uidlist else 0}").hex
+
+
 def _own_uidlist(state_dir: Path, name: str, files: dict[str, Path]) -> Uidlist:
     """ftsd's own UIDs for a mailbox without dovecot-uidlist: new files get the next UIDs in name order."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_dir / (encode_mutf7(name).replace("/", ",") + ".uidlist")
+    path = own_uidlist_path(state_dir, name)
     with open(state_dir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         uidlist = read_uidlist(path) or Uidlist(int(time.time()), 1, uuid.uuid4().hex, {})
@@ -419,5 +436,4 @@ def _scan(path: Path, name: str, state_dir: Path, follow: Path | None, cache: Sc
         uidlist = _own_uidlist(state_dir, name, files)
     messages = {uid: files[base] for base, uid in uidlist.uids.items() if base in files}
     pending = len(files) - len(messages)
-    guid = uidlist.guid or uuid.uuid5(uuid.NAMESPACE_URL, f"{path}:{uidlist.uidvalidity}").hex
-    return Mailbox(name, path, guid, uidlist.uidvalidity, messages, pending)
+    return Mailbox(name, path, mailbox_guid(path, uidlist), uidlist.uidvalidity, messages, pending)

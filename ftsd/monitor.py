@@ -14,21 +14,17 @@ from __future__ import annotations
 import os
 import re
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import xapian
-
 from ftsd import service
-from ftsd.errors import FtsdError, SchemaVersionError, StoreError
-from ftsd.maildir import encode_mutf7, list_mailboxes, read_uidlist
+from ftsd.errors import FtsdError
+from ftsd.maildir import current_uidlist, list_mailboxes, mailbox_guid
 from ftsd.privileges import describe
 from ftsd.settings import Settings
-from ftsd.store.maintenance import check, index_size
-from ftsd.store.searcher import Searcher
+from ftsd.store.maintenance import deep_check, index_size, indexed_mailboxes
 from ftsd.userdb import User
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
@@ -105,38 +101,18 @@ def user_health(settings: Settings, user: User, *, deep: bool = False, now: floa
         if path.exists():
             if not os.access(path, os.R_OK | os.X_OK):
                 raise PermissionError(13, "Permission denied", str(path))
-            try:
-                searcher = Searcher(path)
-            except (SchemaVersionError, StoreError) as exc:
-                health.damaged = str(exc).removeprefix(f"{path}: ")
-            except (xapian.Error, RuntimeError) as exc:
-                health.damaged = _why(exc)
-            else:
-                try:
-                    indexed = searcher.mailboxes()
-                    if settings.fts.writer == "dovecot":  # Dovecot's documents carry no ftsd metadata: count them
-                        for guid in searcher.guids():
-                            held = searcher.indexed_uids(guid)
-                            indexed.setdefault(guid, {"last_uid": max(held, default=0), "messages": len(held)})
-                except (xapian.Error, RuntimeError) as exc:  # the metadata lives in the postlist table: checked
-                    health.damaged = _why(exc)
-                finally:
-                    searcher.close()
+            indexed, damage = indexed_mailboxes(path, count_documents=settings.fts.writer == "dovecot")
+            health.damaged = damage or ""
             if deep and not health.damaged:
-                try:
-                    health.damaged = (check(path, settings.fts.partial) if _writable(path) else _read_all(path)) or ""
-                except RuntimeError as exc:  # a C++ exception of a damaged table that is no xapian.Error
-                    health.damaged = _why(exc)
+                health.damaged = deep_check(path, settings.fts.partial) or ""
         oldest = now
         for name, box_path in list_mailboxes(user.maildir):
             if service.is_excluded(settings, name):
                 continue
             files = _mailbox_files(box_path)
-            uidlist = read_uidlist(box_path / "dovecot-uidlist") or read_uidlist(
-                service.uidlist_dir(user) / (encode_mutf7(name).replace("/", ",") + ".uidlist"))
+            uidlist = current_uidlist(box_path, name, service.uidlist_dir(user))
             uids = uidlist.uids if uidlist else {}
-            guid = (uidlist.guid if uidlist else "") or uuid.uuid5(
-                uuid.NAMESPACE_URL, f"{box_path}:{uidlist.uidvalidity if uidlist else 0}").hex
+            guid = mailbox_guid(box_path, uidlist)
             last_uid = int(indexed.get(guid, {}).get("last_uid", 0))
             health.messages += len(files)
             for base, file in files.items():
@@ -154,35 +130,6 @@ def user_health(settings: Settings, user: User, *, deep: bool = False, now: floa
     except (FtsdError, OSError) as exc:
         health.error = describe(exc, user.name)
     return health
-
-
-def _writable(path: Path) -> bool:
-    return all(os.access(p, os.W_OK) for p in (path, *path.iterdir()))
-
-
-def _read_all(path: Path) -> str | None:
-    """The deep check for a reader that may not write (Xapian's own checker opens the tables read/write): walk
-    every term's postlist and every document's data and terms, which reads every block of those tables."""
-    try:
-        db = xapian.Database(str(path))
-        try:
-            for term in db.allterms():
-                for _ in db.postlist(term.term):
-                    pass
-            for item in db.postlist(""):
-                doc = db.get_document(item.docid)
-                doc.get_data()
-                for _ in doc.termlist():
-                    pass
-        finally:
-            db.close()
-    except (xapian.Error, RuntimeError) as exc:
-        return _why(exc)
-    return None
-
-
-def _why(exc: Exception) -> str:
-    return f"{type(exc).__name__}: {exc.get_msg() if isinstance(exc, xapian.Error) else exc}"
 
 
 @dataclass(slots=True)

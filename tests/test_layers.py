@@ -101,3 +101,15 @@ def test_one_evaluator() -> None:
                if any(isinstance(n, ast.FunctionDef) and n.name == "_sets" for n in ast.walk(tree))]
     assert holders == ["search"]
     assert not (ROOT / "solr" / "evaluate.py").exists()
+
+
+def test_only_the_store_imports_xapian() -> None:
+    """The index is the store's: everything else goes through ftsd/store (UserIndex, searcher, maintenance)."""
+    found = []
+    for name, tree in _modules():
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if any(n.split(".")[0] == "xapian" for n in names) and not name.startswith("store"):
+                found.append(name)
+    assert found == []
