@@ -41,16 +41,21 @@ BOX = "0123456789abcdef0123456789abcdef"
 TOOK = re.compile(r"\(took (\d+) ms")  # 2.3 and 2.4 word the line differently around it
 
 
-def run(version: str, box: Path, messages: int, batch: int) -> None:
+def _server() -> tuple[Path, FtsdServer]:
+    """A work directory and an ftsd server configured in it (not started)."""
     root = Path(tempfile.mkdtemp(prefix="ftsd-bench-batch-", dir="/tmp"))
-    root.chmod(0o755)
     config = root / "ftsd.toml"
     config.write_text(to_toml({
         "mail_location": f"maildir:{root}/mail/%u:INDEX={root}/ftsd-index/%u",
         "userdb": {"driver": "static"},
         "server": {"socket": "", "state_dir": str(root / "ftsd-state")},
     }))
-    ftsd = FtsdServer(config, root / "ftsd.log")
+    return root, FtsdServer(config, root / "ftsd.log")
+
+
+def run(version: str, box: Path, messages: int, batch: int) -> None:
+    root, ftsd = _server()
+    root.chmod(0o755)  # the Dovecot of the Debian 13 root reads below it
     dovecot: Dovecot
     if version == "2.4":
         from tests.integration.debroot import ensure_root
@@ -99,14 +104,7 @@ def _doc(uid: int, raw: bytes) -> str:
 
 
 def direct(box: Path, batch: int, rounds: int) -> None:
-    root = Path(tempfile.mkdtemp(prefix="ftsd-bench-batch-", dir="/tmp"))
-    config = root / "ftsd.toml"
-    config.write_text(to_toml({
-        "mail_location": f"maildir:{root}/mail/%u:INDEX={root}/ftsd-index/%u",
-        "userdb": {"driver": "static"},
-        "server": {"socket": "", "state_dir": str(root / "ftsd-state")},
-    }))
-    ftsd = FtsdServer(config, root / "ftsd.log")
+    root, ftsd = _server()
     files = sorted((box / "cur").iterdir())[: batch * rounds]
     try:
         ftsd.start()
