@@ -72,18 +72,22 @@ def _delivered(path: Path) -> float:
     if match:
         return float(match.group(1))
     try:
-        return path.stat().st_ctime
+        return path.lstat().st_ctime
     except OSError:
         return time.time()
 
 
 def _mailbox_files(path: Path) -> dict[str, Path]:
+    """The message files the indexer would read: regular files in cur/ and new/ (not symlinks, FIFOs, or the
+    content of a symlinked cur/), so nothing a user plants in a Maildir shows up as lag."""
     files: dict[str, Path] = {}
     for sub in ("new", "cur"):
+        if (path / sub).is_symlink():
+            continue
         try:
             with os.scandir(path / sub) as it:
                 for entry in it:
-                    if not entry.name.startswith("."):
+                    if not entry.name.startswith(".") and entry.is_file(follow_symlinks=False):
                         files[entry.name.split(":2,", 1)[0]] = Path(entry.path)
         except FileNotFoundError:
             continue

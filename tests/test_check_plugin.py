@@ -113,3 +113,16 @@ def test_unknown_for_what_it_cannot_check(site: Path, tmp_path: Path) -> None:
     assert len(result.stdout.splitlines()) == 1
     result = ftsd("--config", str(site / "ftsd.toml"), "check", "-w", "x", user=MONITOR_USER)
     assert result.returncode == 3
+
+
+def test_planted_links_and_fifos_are_not_lag(tmp_path: Path) -> None:
+    """What the indexer never reads (a symlink, a FIFO in cur/) is not counted as unindexed mail."""
+    from ftsd.monitor import _mailbox_files
+
+    box = tmp_path / "box"
+    for sub in ("cur", "new", "tmp"):
+        (box / sub).mkdir(parents=True)
+    (box / "cur" / "1.host:2,S").write_bytes(b"Subject: x\n\nbody\n")
+    (box / "cur" / "2.host:2,S").symlink_to("/etc/hostname")
+    os.mkfifo(box / "new" / "3.host")
+    assert list(_mailbox_files(box)) == ["1.host"]
