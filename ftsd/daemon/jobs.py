@@ -324,7 +324,8 @@ class JobRunner:
         self.queue.finish(job.id, state, result, error)
         counts = ", ".join(f"{k} {v}" for k, v in (result or {}).items() if k not in ("failures", "seconds"))
         seconds = time.monotonic() - started
-        numbers = {k: v for k, v in (result or {}).items() if isinstance(v, int | float) and k not in ("seconds", "mailboxes")}
+        numbers = {k: v for k, v in (result or {}).items()
+                   if isinstance(v, int | float) and k not in ("seconds", "mailboxes")}
         log.info("job %d: %s %s %s: %s in %.1fs%s", job.id, job.kind, job.user, state, counts or "-", seconds,
                  f": {error}" if error else "",
                  extra={**fields, **numbers, "state": state, "duration_ms": round(seconds * 1000), "error": error})
