@@ -61,6 +61,9 @@ def test_serve_writes_json_lines_with_the_fields_of_each_event(config: Callable[
             assert box is not None
             assert client.get("/solr/dovecot/select", params={"q": "body:pay", "fq": f"+box:{box.guid} +user:{ALICE}",
                                                               "fl": "uid"}).status_code == 200
+            late = maildir.deliver(subject="late", body="delivered while ftsd watches")  # the watcher's job
+            wait_for(lambda: client.post(f"/v1/users/{ALICE}/search", json={"mailbox": "INBOX", "query": "BODY watches"}
+                                         ).json()["uids"] == [late], timeout=30)
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=30)
     finally:
@@ -78,6 +81,8 @@ def test_serve_writes_json_lines_with_the_fields_of_each_event(config: Callable[
     search = [r for r in records if r["message"].startswith("search ")]
     assert search and search[0]["user"] == ALICE and search[0]["outcome"] == "ok", records
     assert isinstance(search[0]["duration_ms"], float)
+    # issue 13 point 9: watchfiles' "N changes detected" on every delivery stays below INFO
+    assert not [r for r in records if r["logger"].startswith("watchfiles")], records
     solr = [r for r in records if r.get("route") == "select"]
     assert solr and solr[0]["outcome"] == "ok" and "duration_ms" in solr[0], records
 
