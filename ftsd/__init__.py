@@ -4,7 +4,7 @@ Layers, bottom to top: a module imports only from its own layer or the ones belo
 
     7 front-ends  api/ (FastAPI: routes, models, errors, middleware, metrics, server, client, solr routes),
                   cli.py (the `ftsd` command): thin, parse -> call -> print / answer, monitor.py (`ftsd check`,
-                  the Nagios/Icinga plugin)
+                  the Nagios/Icinga plugin), logs.py (plain or JSON log lines)
     6 daemon      daemon/ (job queue and runner, Maildir watcher)   solr/ (Dovecot's fts_solr: Lucene parser,
                   replies, updates)   cluster/ (several nodes: PostgreSQL queue, writer leases)
                   runner.py (bulk CLI runs: users grouped by mail uid/gid, each group as its mail user)

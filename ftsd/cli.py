@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ftsd import __version__, privileges, runner, service
+from ftsd import __version__, logs, privileges, runner, service
 from ftsd.doveconf import with_dovecot_mailboxes
 from ftsd.errors import FtsdError, UnknownUserError, UsageError, outcome_of
 from ftsd.query import parse_argv
@@ -358,13 +358,12 @@ def _cmd_check(settings: Settings, args: argparse.Namespace, rt: Runtime) -> int
 
 
 def _setup_logging(settings: Settings, args: argparse.Namespace) -> None:
-    """Timestamps unless journald adds its own (JOURNAL_STREAM set); quiet libraries; per-message lines only
-    with -v for the bulk commands (they would drown a terminal and fill cron mail)."""
+    """Timestamps unless journald adds its own (JOURNAL_STREAM set), or JSON lines (log_format); quiet
+    libraries; per-message lines only with -v for the bulk commands (they would drown a terminal and fill cron
+    mail)."""
     level = logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else None
-    journald = bool(os.environ.get("JOURNAL_STREAM"))
-    fmt = "%(levelname)s: %(message)s" if journald else "%(asctime)s ftsd[%(process)d]: %(levelname)s: %(message)s"
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(fmt, datefmt="%Y-%m-%d %H:%M:%S"))
+    handler.setFormatter(logs.formatter(settings.log_format, bool(os.environ.get("JOURNAL_STREAM"))))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level or getattr(logging, settings.log_level.upper()))

@@ -234,13 +234,16 @@ def _header_lines(msg: Message) -> str:
 class _Walker:
     """Collects the body text of a message tree, part by part, within the configured limits."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, only_attachments: bool = False) -> None:
         self.settings = settings
+        self.only_attachments = only_attachments  # the Solr bridge: Dovecot sent the rest already
         self.texts: list[str] = []
         self.chars = 0
         self.parts: list[PartInfo] = []
 
-    def add(self, text: str) -> int:
+    def add(self, text: str, attachment: bool = False) -> int:
+        if self.only_attachments and not attachment:
+            return 0
         room = self.settings.fts.max_text_chars - self.chars
         text = text[: max(room, 0)]
         self.texts.append(text)
@@ -285,6 +288,8 @@ class _Walker:
         plain_text = part.get_content_maintype() in ("text", "multipart") or ctype in _TEXTLIKE
         if plain_text and ctype not in ("text/plain", "text/html") and find_decoder(ctype, filename):
             plain_text = False  # text/calendar, text/csv, text/rtf: their decoder gives cleaner text
+        if plain_text and self.only_attachments:
+            return
         if plain_text:
             footer = _base64_footer(part)  # the footer is not the sender's text: never read as HTML
             if footer is not None:
@@ -297,7 +302,7 @@ class _Walker:
         else:
             decoded = decode_attachment(data, ctype, filename, self.settings.decoders)
             text, decoder, skipped = decoded.text, decoded.decoder, decoded.skipped
-        chars = self.add(text)
+        chars = self.add(text, attachment=not plain_text)
         self.parts.append(PartInfo(number, ctype, filename, len(data), decoder, chars, skipped))
 
 
@@ -311,6 +316,18 @@ def parse_message(raw: bytes, settings: Settings, *, size: int | None = None) ->
         reason = f"{type(exc).__name__}: {exc}"[:200]
     log.debug("message not parsable as MIME (%s): indexed as raw text", reason)
     return raw_message(raw, settings, reason)
+
+
+def attachment_text(raw: bytes, settings: Settings) -> tuple[str, list[PartInfo]]:
+    """Only the text the attachment decoders give (PDF, office documents, calendar...: no text or HTML part, no
+    header, no file name), and what became of each attachment: what the Solr bridge adds to the document Dovecot
+    sent, which holds the rest. Bounded like parse_message (fts.max_text_chars, decoders.* limits). Raises:
+    MimeTooComplex (and whatever the stdlib parser raises on a message it cannot take)."""
+    if len(raw) > settings.fts.max_message_bytes:
+        return "", []
+    walker = _Walker(settings, only_attachments=True)
+    walker.walk(parse_bytes(raw), "")
+    return "\n".join(t for t in walker.texts if t), walker.parts
 
 
 def raw_message(raw: bytes, settings: Settings, reason: str) -> ParsedMessage:

@@ -131,9 +131,21 @@ def user_health(settings: Settings, user: User, *, deep: bool = False, now: floa
         if (marked or broken) and health.unindexed and not health.damaged:
             health.rebuilding = f"the damaged index was moved to {broken[-1].name}" if broken else \
                 "the damaged index was moved aside"
+            # the mail was indexed before the damage: it lags since the rebuild began, not since its delivery
+            health.oldest_s = min(health.oldest_s, max(0.0, now - _rebuild_started(path, broken)))
     except (FtsdError, OSError) as exc:
         health.error = describe(exc, user.name)
     return health
+
+
+def _rebuild_started(path: Path, broken: list[Path]) -> float:
+    """When the damaged index was set aside: the rebuild marker's time, else the newest broken copy's name
+    (ftsd.db.broken-<ns>)."""
+    try:
+        return path.with_name(path.name + ".rebuilding").stat().st_mtime
+    except OSError:
+        stamp = broken[-1].name.rpartition("-")[2] if broken else ""
+        return int(stamp) / 1e9 if stamp.isdigit() else 0.0
 
 
 @dataclass(slots=True)

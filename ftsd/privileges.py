@@ -83,7 +83,7 @@ def parse_gid(value: str, origin: str) -> int:
 
 def identity(settings: Settings, user: User) -> Identity | None:
     """The user's uid/gid: userdb fields first, then mail_uid/mail_gid, then the Maildir's owner (what Dovecot
-    made); None when nothing says. The userdb gives numbers (a uid field that is a name counts as none).
+    made); None when nothing says. The userdb's uid/gid names are resolved at lookup (userdb.system_id).
     Raises: ConfigError (a mail_uid/mail_gid that is no system user/group)."""
     if user.uid is not None:
         uid, origin = user.uid, f"userdb entry of {user.name}"

@@ -144,8 +144,11 @@ def _index_work(settings: Settings, masks: Sequence[str], prune: bool, runtime: 
                     own.failed.append(describe(exc, name))
                     own.failed_users += 1
                     return
+                seconds = time.monotonic() - started
                 log.info("%s: %d indexed, %d removed, %d failed in %.1fs", name, own.indexed, own.removed,
-                         len(own.failed), time.monotonic() - started)
+                         len(own.failed), seconds,
+                         extra={"user": name, "indexed": own.indexed, "removed": own.removed,
+                                "failed": len(own.failed), "duration_ms": round(seconds * 1000)})
             for_each_user(list(by_name), one, report, parallel)
         return report
     return work

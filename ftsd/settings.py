@@ -168,6 +168,16 @@ class LimitSettings:
                                     "text kept of a document is fts.max_text_chars in any case")
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SolrSettings:
+    attachments: bool = setting(False, "fts_solr set-up: add the text of a message's attachments (PDF, office "
+                                "documents...), decoded by ftsd's own sandboxed decoders from the user's Maildir, "
+                                "to the document Dovecot sends for it (Dovecot 2.4 has no attachment decoder). "
+                                "Needs read access to the Maildirs; a message not found is indexed as sent")
+    attachments_time_s: float = setting(20.0, "Time one update request may spend on attachments (Dovecot waits "
+                                        "60 s for the answer); the documents after it are indexed as sent")
+
+
 DEFAULT_MAILBOXES = {"Trash": "\\Trash", "Junk": "\\Junk", "Spam": "\\Junk", "Sent": "\\Sent", "Drafts": "\\Drafts"}
 
 
@@ -180,9 +190,13 @@ class Settings:
     server: ServerSettings = setting(ServerSettings(), "[server]")
     cluster: ClusterSettings = setting(ClusterSettings(), "[cluster] several nodes sharing users (docs/scale-out.md)")
     limits: LimitSettings = setting(LimitSettings(), "[limits] cost bounds of one request")
+    solr: SolrSettings = setting(SolrSettings(), "[solr] the Solr endpoint Dovecot's fts_solr uses")
     mailboxes: dict[str, str] = setting(dict(DEFAULT_MAILBOXES), "[mailboxes] mailbox name -> special-use flag, "
                                         "for folders Dovecot's configuration (doveconf) does not name")
     log_level: str = setting("info", "debug, info, warning or error")
+    log_format: str = setting("text", "text: one plain line per event (with a timestamp unless journald adds its "
+                              "own); json: one JSON object per line (time, level, logger, message and the "
+                              "event's fields: user, mailbox, job, counts, duration_ms) for log shippers")
     mail_uid: str = setting("", "System user (name or number) owning the mail when the userdb has no uid field "
                             "(Dovecot's mail_uid): ftsd started as root does each user's work as this user")
     mail_gid: str = setting("", "Group of the mail (Dovecot's mail_gid); default: mail_uid's primary group")
@@ -244,7 +258,7 @@ def _section(cls: type[T], section: str, table: Mapping[str, Any], origin: str) 
 def settings_from_dict(data: Mapping[str, Any], *, origin: str = "<config>", base_dir: Path | None = None) -> Settings:
     """Build Settings from a parsed TOML table. Raises: ConfigError."""
     nested = {"userdb": UserdbSettings, "fts": FtsSettings, "decoders": DecoderSettings, "server": ServerSettings,
-              "cluster": ClusterSettings, "limits": LimitSettings}
+              "cluster": ClusterSettings, "limits": LimitSettings, "solr": SolrSettings}
     top: dict[str, Any] = {}
     for key, value in data.items():
         if key in nested:
@@ -253,7 +267,7 @@ def settings_from_dict(data: Mapping[str, Any], *, origin: str = "<config>", bas
             top[key] = _section(nested[key], key, value, origin)
         elif key == "mailboxes":
             top[key] = {**DEFAULT_MAILBOXES, **_convert("", key, value, {}, origin)}
-        elif key in ("mail_location", "log_level", "mail_uid", "mail_gid", "index_file_mode", "doveconf",
+        elif key in ("mail_location", "log_level", "log_format", "mail_uid", "mail_gid", "index_file_mode", "doveconf",
                      "dovecot_config"):
             top[key] = _convert("", key, value, "", origin)
         else:
@@ -299,6 +313,8 @@ def _validate(s: Settings, origin: str) -> None:
         raise ConfigError(f"{origin}: userdb.args must name {what}")
     if s.log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"{origin}: log_level must be debug, info, warning or error")
+    if s.log_format not in ("text", "json"):
+        raise ConfigError(f"{origin}: log_format must be text or json")
     try:
         int(s.server.socket_mode, 8)
     except ValueError:

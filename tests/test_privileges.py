@@ -179,3 +179,38 @@ def test_service_as_the_mail_user_starts_and_names_an_unreadable_maildir(server:
     assert "Traceback" not in output, output
     warned = [line for line in output.splitlines() if "WARNING: watcher: carol@example.org:" in line]
     assert len(warned) == 1 and "permission denied for ftsd running as uid" in warned[0], output
+
+
+def test_userdb_uid_and_gid_names_are_resolved_and_an_unknown_one_is_one_line(server: Path) -> None:
+    """A passwd-file userdb giving uid/gid as names (`vmail`), as Dovecot accepts them: resolved with the system's
+    passwd and group; a name the system does not know fails that user only, in one line naming the field."""
+    from ftsd.errors import ConfigError
+    from ftsd.settings import load_settings
+    from ftsd.userdb import lookup_user
+
+    home = server / "vmail" / "example.org"
+    (server / "users").write_text(
+        f"alice@example.org:{{PLAIN}}x:{MAIL_USER}:{MAIL_USER}::{home}/alice::\n"
+        f"bob@example.org:{{PLAIN}}x::::{home}/bob::userdb_uid=nosuch-ftsd-user userdb_gid={MAIL_USER}\n"
+        f"carol@example.org:{{PLAIN}}x:{MAIL_USER}:nosuch-ftsd-group::{home}/carol::\n")
+    cfg = server / "ftsd.toml"
+    cfg.write_text(to_toml({  # no mail_uid: the userdb alone says who owns the mail
+        "mail_location": f"maildir:{server}/vmail/%d/%n:INDEX={server}/index/%d/%n",
+        "userdb": {"driver": "passwd-file", "args": str(server / "users")},
+        "fts": {"workers": 1},
+        "server": {"socket": str(server / "ftsd.sock"), "state_dir": str(server / "state")},
+    }))
+    vmail = pwd.getpwnam(MAIL_USER)
+    alice = lookup_user(load_settings(cfg), "alice@example.org")
+    assert (alice.uid, alice.gid) == (vmail.pw_uid, vmail.pw_gid)
+    with pytest.raises(ConfigError, match=r"^bob@example.org: userdb field uid=.nosuch-ftsd-user. is no system"):
+        lookup_user(load_settings(cfg), "bob@example.org")
+    result = ftsd("-c", str(cfg), "index", "-A")
+    assert result.returncode == 1 and result.stdout == "" and "Traceback" not in result.stderr, result.stderr
+    failed = [line for line in result.stderr.splitlines() if line.startswith("ftsd: failed:")]
+    assert len(failed) == 2, result.stderr
+    assert "bob@example.org: userdb field uid='nosuch-ftsd-user' is no system user" in failed[0]
+    assert "getent passwd nosuch-ftsd-user" in failed[0]
+    assert "carol@example.org: userdb field gid='nosuch-ftsd-group' is no system group" in failed[1]
+    assert "3 users (2 failed)" in result.stderr
+    _assert_private(server / "index" / "example.org" / "alice")  # alice: indexed as vmail, from the names

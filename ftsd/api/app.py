@@ -186,7 +186,8 @@ class _timed:
         self.metrics.searches.labels(outcome).inc()
         self.metrics.search_seconds.observe(seconds)
         detail = f": {exc}" if exc is not None and outcome != "ok" else ""
-        log.info("search %s: %s in %.1f ms%s", self.user, outcome, seconds * 1000, detail)
+        log.info("search %s: %s in %.1f ms%s", self.user, outcome, seconds * 1000, detail,
+                 extra={"user": self.user, "outcome": outcome, "duration_ms": round(seconds * 1000, 1)})
 
 
 def _start(settings: Settings, runtime: Runtime, watch: bool, force_polling: bool) -> ServiceState:

@@ -51,7 +51,10 @@ def _observe(request: Request, route: str, outcome: str, started: float, session
     if metrics is not None:
         metrics.solr(route, outcome, seconds, added, deleted)
     extra = f" +{added} -{deleted} documents" if session is not None else ""
-    log.info("solr %s %s%s in %.1f ms", route, outcome, extra, seconds * 1000)
+    fields = {"route": route, "outcome": outcome, "duration_ms": round(seconds * 1000, 1)}
+    if session is not None:
+        fields |= {"added": added, "deleted": deleted}
+    log.info("solr %s %s%s in %.1f ms", route, outcome, extra, seconds * 1000, extra=fields)
 
 
 def _params(raw: str) -> list[tuple[str, str]]:

@@ -294,7 +294,8 @@ class JobRunner:
                 return "time slice over, other users waiting"
             return None
 
-        log.info("job %d: %s %s %s", job.id, job.kind, job.user, " ".join(job.mailboxes))
+        fields = {"job": job.id, "kind": job.kind, "user": job.user, "mailboxes": " ".join(job.mailboxes)}
+        log.info("job %d: %s %s %s", job.id, job.kind, job.user, " ".join(job.mailboxes), extra=fields)
         try:
             def lease_lost() -> str | None:  # asked before each message: no write may follow, nothing is committed
                 return None if self.queue.may_write(job.user) else "writer lease lost"
@@ -322,8 +323,12 @@ class JobRunner:
         self._tries.pop(job.id, None)
         self.queue.finish(job.id, state, result, error)
         counts = ", ".join(f"{k} {v}" for k, v in (result or {}).items() if k not in ("failures", "seconds"))
-        log.info("job %d: %s %s %s: %s in %.1fs%s", job.id, job.kind, job.user, state, counts or "-",
-                 time.monotonic() - started, f": {error}" if error else "")
+        seconds = time.monotonic() - started
+        numbers = {k: v for k, v in (result or {}).items()
+                   if isinstance(v, int | float) and k not in ("seconds", "mailboxes")}
+        log.info("job %d: %s %s %s: %s in %.1fs%s", job.id, job.kind, job.user, state, counts or "-", seconds,
+                 f": {error}" if error else "",
+                 extra={**fields, **numbers, "state": state, "duration_ms": round(seconds * 1000), "error": error})
         if self.on_finish:
             finished = self.queue.get(job.id)
             if finished:

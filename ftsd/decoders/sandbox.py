@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import logging
 import math
 import os
 import resource
@@ -37,6 +38,8 @@ from ftsd.decoders.external import run_command
 from ftsd.errors import DecodeError
 from ftsd.settings import DecoderSettings
 
+log = logging.getLogger(__name__)
+
 _MAX_OUTPUT = 4 * MAX_TEXT_CHARS + 4096   # UTF-8 bytes of MAX_TEXT_CHARS, plus the status byte
 _SERVER_GRACE_S = 10.0                    # the server enforces timeout_s; the client gives it this much more
 
@@ -49,14 +52,23 @@ class _Client:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.refused = False  # the interpreter could not be run (said once per process)
 
     def start(self) -> subprocess.Popen[bytes]:
         root = str(Path(ftsd.__file__).resolve().parent.parent)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-        return subprocess.Popen(
-            [sys.executable, "-m", "ftsd.decoders.sandbox"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            env=env, start_new_session=True,  # a group of its own: killed as a whole if it stops answering
-        )
+        try:
+            return subprocess.Popen(
+                [sys.executable, "-m", "ftsd.decoders.sandbox"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                env=env, start_new_session=True,  # a group of its own: killed as a whole if it stops answering
+            )
+        except PermissionError:  # started as root, now the mail user: the interpreter is where it may not go
+            why = (f"the decoder sandbox cannot start: {sys.executable} cannot be run by uid {os.geteuid()}; "
+                   "install ftsd where the mail user can run it (scripts/install: /opt/ftsd)")
+            if not self.refused:
+                self.refused = True
+                log.warning("attachments are not decoded: %s", why)
+            raise DecodeError(why) from None
 
     def stop(self) -> None:
         if self.proc is not None:

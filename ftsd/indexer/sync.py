@@ -125,13 +125,16 @@ def sync_mailbox(
             report.indexed += 1
             report.bytes += outcome.size
             if outcome.note:
-                log.warning("%s: %s UID %d %s", user, mailbox.name, outcome.uid, outcome.note)
+                log.warning("%s: %s UID %d %s", user, mailbox.name, outcome.uid, outcome.note,
+                            extra={"user": user, "mailbox": mailbox.name, "uid": outcome.uid})
                 report.partial += 1
         elif outcome.skipped:
-            log.info("%s: %s UID %d skipped: %s", user, mailbox.name, outcome.uid, outcome.skipped)
+            log.info("%s: %s UID %d skipped: %s", user, mailbox.name, outcome.uid, outcome.skipped,
+                     extra={"user": user, "mailbox": mailbox.name, "uid": outcome.uid})
             report.skipped += 1
         else:
-            log.warning("%s: %s UID %d failed: %s", user, mailbox.name, outcome.uid, outcome.failed)
+            log.warning("%s: %s UID %d failed: %s", user, mailbox.name, outcome.uid, outcome.failed,
+                        extra={"user": user, "mailbox": mailbox.name, "uid": outcome.uid})
             report.failed.append(f"{user} {mailbox.name} UID {outcome.uid}: {outcome.failed}")
         if progress:
             progress(0, 1)
@@ -148,9 +151,11 @@ def sync_mailbox(
     _save_meta(writer, mailbox, indexed)
     report.mailboxes += 1
     if (report.indexed, report.removed, len(report.failed)) != before:
-        log.info("%s: %s: %d indexed, %d removed, %d failed in %.1fs", user, mailbox.name,
-                 report.indexed - before[0], report.removed - before[1], len(report.failed) - before[2],
-                 time.monotonic() - started)
+        counts = {"indexed": report.indexed - before[0], "removed": report.removed - before[1],
+                  "failed": len(report.failed) - before[2]}
+        seconds = time.monotonic() - started
+        log.info("%s: %s: %d indexed, %d removed, %d failed in %.1fs", user, mailbox.name, *counts.values(), seconds,
+                 extra={"user": user, "mailbox": mailbox.name, **counts, "duration_ms": round(seconds * 1000)})
     return complete
 
 

@@ -22,6 +22,7 @@ The package, in import order (each module imports only those above it); it keeps
 
     lucene.py    the Lucene-classic parser -> ftsd's query AST, and which user and mailboxes a query names
     reply.py     the `select` request (rows, start, sort, fl) and the XML/JSON replies
+    attachments.py  `[solr] attachments`: the attachment text of a message Dovecot sends, from the Maildir
     update.py    the streamed `update` request: documents, deletes, atomic updates, per-user write locks
 
 Callers use the names re-exported here (`from ftsd import solr`; `solr.select`, `solr.UpdateSession`, ...).

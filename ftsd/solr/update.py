@@ -22,6 +22,7 @@ from ftsd.query import MAILBOX_GUID, Node, check_cost
 from ftsd.runtime import Runtime
 from ftsd.service import Document
 from ftsd.settings import Settings
+from ftsd.solr.attachments import AttachmentTexts
 from ftsd.solr.lucene import KEY_FIELDS, TEXT_FIELDS, Scope, parse_lucene
 from ftsd.solr.reply import search
 from ftsd.userdb import User
@@ -76,6 +77,8 @@ class UpdateSession:
         self.pending_bytes = 0
         self.added = self.deleted = 0
         self._users: dict[str, User] = {}
+        # [solr] attachments: the text of each added message's attachments, from the Maildir
+        self.attachments = AttachmentTexts(settings, self.runtime) if settings.solr.attachments else None
         self._parser = expat.ParserCreate("UTF-8")
         self._parser.buffer_text = True
         self._parser.buffer_size = 1 << 16
@@ -202,7 +205,16 @@ class UpdateSession:
         texts = {name: text for name, parts in doc.texts.items() if (text := "".join(parts))}
         if doc.updates:
             return UpdateOp("merge", user, guid, uid, fields=texts, updates=doc.updates)
+        if self.attachments is not None:
+            self._add_attachments(texts, self.attachments.text(self._user(user), guid, uid))
         return UpdateOp("add", user, guid, uid, self._document(guid, uid, texts))
+
+    def _add_attachments(self, texts: dict[str, str], extra: str) -> None:
+        """Attachment text goes to the body, within what one document may keep (fts.max_text_chars)."""
+        room = self.settings.fts.max_text_chars - sum(len(t) for t in texts.values())
+        if extra and room > 1:
+            body = texts.get("body", "")
+            texts["body"] = f"{body}\n{extra[: room - 1]}" if body else extra[:room]
 
     def _document(self, guid: str, uid: int, texts: dict[str, str]) -> Document:
         fields = {TEXT_FIELDS[name]: text for name, text in texts.items()}

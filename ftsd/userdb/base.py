@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import grp
 import logging
 import os
+import pwd
 import re
 import threading
 import time
@@ -45,8 +47,8 @@ class UserRecord:
     name: str
     home: str | None = None
     mail: str | None = None  # a per-user mail_location
-    uid: int | None = None
-    gid: int | None = None
+    uid: int | str | None = None  # a number, or a system user name (resolved by user_from_record)
+    gid: int | str | None = None
 
 
 def validate_user_name(name: str) -> str:
@@ -57,9 +59,23 @@ def validate_user_name(name: str) -> str:
     return name
 
 
-def to_id(value: str | None) -> int | None:
-    """A uid/gid field: a number, or None when empty or not numeric (a name is not resolved here)."""
-    return int(value) if value and value.isdigit() else None
+def to_id(value: str | None) -> int | str | None:
+    """A uid/gid field as the userdb gave it: a number, a name (resolved by user_from_record), None when empty."""
+    value = (value or "").strip()
+    return int(value) if value.isdigit() else value or None
+
+
+def system_id(value: int | str | None, field: str, user: str) -> int | None:
+    """A userdb uid or gid field as a number: a name is resolved as Dovecot does (getpwnam, getgrnam).
+    Raises: ConfigError naming the user and the field, for a name the system does not know."""
+    if value is None or isinstance(value, int):
+        return value
+    try:
+        return pwd.getpwnam(value).pw_uid if field == "uid" else grp.getgrnam(value).gr_gid
+    except KeyError:
+        kind, table = ("user", "passwd") if field == "uid" else ("group", "group")
+        raise ConfigError(f"{user}: userdb field {field}={value!r} is no system {kind} (`getent {table} {value}` "
+                          f"finds nothing): fix the user's userdb entry, or create the {kind}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +146,8 @@ def check_index_dir(user: User) -> User:
 
 def user_from_record(settings: Settings, record: UserRecord) -> User:
     """The user's Maildir and index locations: the record's own `mail` field, else mail_location; a symlink in
-    the user's own part of either is refused. Raises: UnknownUserError (UnsafePathError), ConfigError."""
+    the user's own part of either is refused; uid/gid names resolved to numbers. Raises: UnknownUserError
+    (UnsafePathError), ConfigError (a uid/gid name the system does not know)."""
     name = validate_user_name(record.name)
     if record.mail:
         try:
@@ -149,7 +166,8 @@ def user_from_record(settings: Settings, record: UserRecord) -> User:
         index_root = _checked(_expand(location.index, name, home, settings), location.index, home, settings, name,
                               "INDEX=")
     follow = (settings.resolve(home) if home else maildir) if settings.fts.follow_folder_symlinks else None
-    return check_index_dir(User(name, maildir, index_root, follow, record.uid, record.gid))
+    uid, gid = system_id(record.uid, "uid", name), system_id(record.gid, "gid", name)
+    return check_index_dir(User(name, maildir, index_root, follow, uid, gid))
 
 
 class Userdb:
@@ -219,7 +237,7 @@ class Userdb:
         for record in records:
             try:
                 self._remember(record.name, user_from_record(self.settings, record))
-            except UnknownUserError as exc:
+            except (UnknownUserError, ConfigError) as exc:  # said again, in one line, when the user is looked up
                 log.debug("%s: %s", self.where, exc)
 
     def _list(self) -> list[str]:

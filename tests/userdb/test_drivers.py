@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -59,6 +61,26 @@ def test_ldap_template_attrs_and_password_file(directory: Directory, tmp_path: P
         assert db.names() == sorted(LDAP_USERS)
         user = db.lookup("l07")
         assert (user.maildir, user.index_root) == (directory.homes / "l07" / "Mail", Path("/idx/l07"))
+
+
+def test_ldap_uid_and_gid_given_as_names(directory: Directory, tmp_path: Path):
+    """`=uid=nobody` (a template) or an attribute holding a name, as Dovecot takes them: resolved with the system's
+    passwd/group; a name the system does not know is one line naming the user and the field (the listing goes on)."""
+    nobody = pwd.getpwnam("nobody")
+    group = grp.getgrgid(nobody.pw_gid).gr_name
+    conf = ldap_conf(directory.slapd, tmp_path / "names.conf.ext",
+                     user_attrs=f"homeDirectory=home,=uid=nobody,=gid={group}")
+    with open_userdb(_ldap(directory, conf)) as db:
+        assert len(db.names()) == len(LDAP_USERS)
+        user = db.lookup("l04")
+        assert (user.uid, user.gid) == (nobody.pw_uid, nobody.pw_gid)
+    conf = ldap_conf(directory.slapd, tmp_path / "unknown.conf.ext",
+                     user_attrs="homeDirectory=home,=uid=nosuch-ftsd-user,gidNumber=gid")
+    with open_userdb(_ldap(directory, conf)) as db:
+        assert len(db.names()) == len(LDAP_USERS)  # -A still lists every user
+        with pytest.raises(ConfigError, match=r"^l04: userdb field uid='nosuch-ftsd-user' is no system user "
+                                              r"\(`getent passwd nosuch-ftsd-user` finds nothing\)"):
+            db.lookup("l04")
 
 
 def test_ldap_errors_are_one_line(directory: Directory, tmp_path: Path):
