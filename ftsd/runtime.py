@@ -10,10 +10,12 @@ Each part has its own lock and a clear():
     write_locks store WriteLocks     one in-process lock per index for its writers (Solr updates)
     workers     WorkerOptions        how indexer worker processes start (fork; forkserver in the service)
     userdb      userdb.Userdb        the users, read once and kept (passwd-file re-read when it changes)
+    notices     Notices              conditions already logged once (a Maildir ftsd may not read, per user)
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 from ftsd.indexer.pool import WorkerOptions
@@ -24,6 +26,27 @@ from ftsd.store.lexicon import Lexicons
 from ftsd.store.locks import WriteLocks
 from ftsd.store.readers import ReaderPool
 from ftsd.userdb import Userdb, open_userdb
+
+
+class Notices:
+    """Keys of conditions already logged by this process: a lasting condition (a Maildir ftsd's user may not
+    read) is said once at WARNING, not on every request. Bounded by what it is keyed on (users x reasons)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: set[str] = set()
+
+    def first(self, key: str) -> bool:
+        """True the first time `key` is seen (since the last clear())."""
+        with self._lock:
+            if key in self._seen:
+                return False
+            self._seen.add(key)
+            return True
+
+    def clear(self) -> None:
+        with self._lock:
+            self._seen.clear()
 
 
 @dataclass(slots=True)
@@ -38,6 +61,7 @@ class Runtime:
     readers: ReaderPool = field(init=False)
     write_locks: WriteLocks = field(init=False)
     userdb: Userdb = field(init=False)
+    notices: Notices = field(init=False)
 
     def __post_init__(self) -> None:
         self.userdb = open_userdb(self.settings)  # nothing is read until the first lookup
@@ -46,6 +70,7 @@ class Runtime:
         self.lexicons = Lexicons()
         self.readers = ReaderPool(self.lexicons)
         self.write_locks = WriteLocks()
+        self.notices = Notices()
 
     def clear(self) -> None:
         """Drop every cached thing (the next request reads afresh)."""
@@ -54,6 +79,7 @@ class Runtime:
         self.readers.clear()
         self.lexicons.clear()
         self.write_locks.clear()
+        self.notices.clear()
 
     def close(self) -> None:
         """Close the idle readers and the userdb's connection; the runtime stays usable (they are opened again on

@@ -170,10 +170,11 @@ class LimitSettings:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SolrSettings:
-    attachments: bool = setting(False, "fts_solr set-up: add the text of a message's attachments (PDF, office "
+    attachments: bool = setting(True, "fts_solr set-up: add the text of a message's attachments (PDF, office "
                                 "documents...), decoded by ftsd's own sandboxed decoders from the user's Maildir, "
                                 "to the document Dovecot sends for it (Dovecot 2.4 has no attachment decoder). "
-                                "Needs read access to the Maildirs; a message not found is indexed as sent")
+                                "Where ftsd may not read a Maildir, or a message is not found, the document is "
+                                "indexed as sent (a Maildir it may not read is logged once per user)")
     attachments_time_s: float = setting(20.0, "Time one update request may spend on attachments (Dovecot waits "
                                         "60 s for the answer); the documents after it are indexed as sent")
 

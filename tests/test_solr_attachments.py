@@ -68,8 +68,8 @@ def test_attachment_text_is_added_with_the_setting(make_config: Callable[..., Pa
 def test_without_the_setting_the_document_is_what_dovecot_sent(make_config: Callable[..., Path],
                                                                 delivered: tuple[str, int, int]) -> None:
     guid, pdf, _ = delivered
-    settings = load_settings(make_config())
-    assert settings.solr.attachments is False  # opt-in
+    assert load_settings(make_config()).solr.attachments is True  # on by default where the Maildir is readable
+    settings = load_settings(make_config(solr={"attachments": False}))
     _update(settings, guid, pdf, "see attached")
     assert _found(settings, guid, "zqxpdfword") == []
     assert _found(settings, guid, "attached") == [pdf]

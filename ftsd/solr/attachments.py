@@ -78,7 +78,10 @@ class AttachmentTexts:
                 box = self._boxes[key] = scan_mailbox(user.maildir, box.name, service.uidlist_dir(user), None,
                                                       user.follow_links)
         except (FtsdError, OSError) as exc:
-            self._note(user, "maildir", f"Maildir not readable ({exc}): indexed as Dovecot sent them", guid, uid)
+            # lasting (ftsd's user may not read this Maildir: writer = "dovecot" set-ups): once per process
+            level = logging.WARNING if self.runtime.notices.first(f"attachments\0{user.name}") else logging.DEBUG
+            self._note(user, "maildir", f"Maildir not readable ({exc}): indexed as Dovecot sent them (give ftsd "
+                       "read access to the Maildirs, or set solr.attachments = false)", guid, uid, level)
             self._boxes[key] = None
             return None
         if box is None:
