@@ -55,7 +55,6 @@ class ConnectionLimits:
 
 
 INTERIM_PREFIX = "/solr/"
-_PROCESSING = h11.InformationalResponse(status_code=102, reason=b"Processing", headers=[])
 
 _BUSY = json.dumps({"error": {"code": "unavailable", "message": "too many connections; retry"}}).encode()
 _BUSY_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\n"
@@ -139,7 +138,8 @@ def bounded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
                     or self.transport.is_closing() or self.conn.our_state is not h11.SEND_RESPONSE):
                 return
             if not cycle.waiting_for_100_continue:  # the client has not been asked for the body: no work runs yet
-                self.transport.write(self.conn.send(_PROCESSING) or b"")
+                processing = h11.InformationalResponse(status_code=102, reason=b"Processing", headers=[])
+                self.transport.write(self.conn.send(processing) or b"")
                 limits.interims += 1
             self._interim_timer = self.loop.call_later(limits.interim_every_s, self._interim, cycle)
 

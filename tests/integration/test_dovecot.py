@@ -27,8 +27,8 @@ import pytest
 
 from ftsd.api.token import service_token
 from ftsd.query import And, Key, Node, Not, Or, parse_query
-from ftsd.service import index_path
 from ftsd.settings import load_settings
+from ftsd.store.index import index_path
 from ftsd.store.searcher import Searcher
 from ftsd.userdb import lookup_user
 from tests.conftest import to_toml
