@@ -25,8 +25,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ftsd.decoders import BY_NAME, decode_attachment  # noqa: E402
-from ftsd.settings import DecoderSettings  # noqa: E402
+from ftsd.settings import DecoderSettings, FtsSettings  # noqa: E402
 from tests.decoders import makedocs as mk  # noqa: E402
+
+TEXT_CHARS = FtsSettings().max_text_chars  # fts.max_text_chars: what message.py passes
 
 LIMITS = DecoderSettings(max_part_bytes=100_000_000, timeout_s=120)
 OOXML = "application/vnd.openxmlformats-officedocument."
@@ -71,12 +73,12 @@ def bench_types(sizes: list[int], repeat: int) -> None:
     for name, (mime, make) in GENERATORS.items():
         docs += [(name, mime, make(n), n) for n in sizes]
     docs += [(name, mime, mk.fixture(file), 0) for name, (mime, file) in FIXTURES.items()]
-    decode_attachment(docs[0][2], docs[0][1], None, LIMITS)  # start the fork server
+    decode_attachment(docs[0][2], docs[0][1], None, LIMITS, TEXT_CHARS)  # start the fork server
     for name, mime, data, count in docs:
-        result = decode_attachment(data, mime, None, LIMITS)
+        result = decode_attachment(data, mime, None, LIMITS, TEXT_CHARS)
         assert result.skipped is None, (name, result.skipped)
-        through = timed(lambda: decode_attachment(data, mime, None, LIMITS), repeat)  # noqa: B023
-        direct = timed(lambda: BY_NAME[result.decoder or ""].load()(data), repeat)  # noqa: B023
+        through = timed(lambda: decode_attachment(data, mime, None, LIMITS, TEXT_CHARS), repeat)  # noqa: B023
+        direct = timed(lambda: BY_NAME[result.decoder or ""].load()(data, TEXT_CHARS), repeat)  # noqa: B023
         print(f"{name:6} {count:6d} {len(data) / 1e6:8.3f}MB {len(result.text) / 1e6:8.3f}Mc {through * 1e3:9.1f} "
               f"{len(data) / 1e6 / through:8.2f} {direct * 1e3:11.1f} {(through - direct) * 1e3:11.1f}")
 
@@ -84,8 +86,8 @@ def bench_types(sizes: list[int], repeat: int) -> None:
 def bench_overhead(repeat: int) -> None:
     tiny = mk.make_docx(["tiny"])
     mime = OOXML + "wordprocessingml.document"
-    through = timed(lambda: decode_attachment(tiny, mime, None, LIMITS), repeat * 5)
-    direct = timed(lambda: BY_NAME["docx"].load()(tiny), repeat * 5)
+    through = timed(lambda: decode_attachment(tiny, mime, None, LIMITS, TEXT_CHARS), repeat * 5)
+    direct = timed(lambda: BY_NAME["docx"].load()(tiny, TEXT_CHARS), repeat * 5)
     spawn = timed(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), repeat)
     cold = timed(lambda: subprocess.run([sys.executable, "-c", "import ftsd.decoders"], check=True), repeat)
     print(f"\nper-part sandbox overhead (fork server, tiny docx): {(through - direct) * 1e3:.2f} ms "
@@ -106,7 +108,7 @@ def bench_pdf_libraries(sizes: list[int]) -> None:
         data = mk.make_pdf(paras)
         words = " ".join(paras).split()
         libraries: list[tuple[str, Callable[[], str]]] = [
-            ("pypdfium2", lambda: BY_NAME["pdf"].load()(data)),  # noqa: B023
+            ("pypdfium2", lambda: BY_NAME["pdf"].load()(data, TEXT_CHARS)),  # noqa: B023
             ("pdfminer.six", lambda: extract_text(io.BytesIO(data))),  # noqa: B023
         ]
         for library, extract in libraries:

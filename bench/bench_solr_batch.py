@@ -46,7 +46,8 @@ def _server() -> tuple[Path, FtsdServer]:
     root = Path(tempfile.mkdtemp(prefix="ftsd-bench-batch-", dir="/tmp"))
     config = root / "ftsd.toml"
     config.write_text(to_toml({
-        "mail_location": f"maildir:{root}/mail/%u:INDEX={root}/ftsd-index/%u",
+        # the Maildirs Dovecot makes (Dovecot.add_user): ftsd answers 404 for a user without one
+        "mail_location": f"maildir:{root}/dovecot/mail/%u:INDEX={root}/ftsd-index/%u",
         "userdb": {"driver": "static"},
         "server": {"socket": "", "state_dir": str(root / "ftsd-state")},
     }))
@@ -106,6 +107,8 @@ def _doc(uid: int, raw: bytes) -> str:
 def direct(box: Path, batch: int, rounds: int) -> None:
     root, ftsd = _server()
     files = sorted((box / "cur").iterdir())[: batch * rounds]
+    for sub in ("cur", "new", "tmp"):  # no Dovecot here: the user's (empty) Maildir
+        (root / "dovecot" / "mail" / "bench" / sub).mkdir(parents=True)
     try:
         ftsd.start()
         for n in range(rounds):

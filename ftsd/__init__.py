@@ -2,9 +2,10 @@
 
 Layers, bottom to top: a module imports only from its own layer or the ones below it (tests/test_layers.py).
 
-    7 front-ends  api/ (FastAPI: routes, models, errors, middleware, metrics, server, client, solr routes),
-                  cli.py (the `ftsd` command): thin, parse -> call -> print / answer, monitor.py (`ftsd check`,
-                  the Nagios/Icinga plugin), logs.py (plain or JSON log lines)
+    7 front-ends  api/ (FastAPI: routes, models, errors, middleware, metrics, server, solr routes),
+                  cli.py (the `ftsd` command): thin, parse -> call -> print / answer, cli_client.py (the CLI's
+                  client of the running service: `-q` jobs, /healthz), monitor.py (`ftsd check`, the Nagios/Icinga
+                  plugin), logs.py (plain or JSON log lines)
     6 daemon      daemon/ (job queue and runner, Maildir watcher)   solr/ (Dovecot's fts_solr: Lucene parser,
                   replies, updates)   cluster/ (several nodes: PostgreSQL queue, writer leases)
                   runner.py (bulk CLI runs: users grouped by mail uid/gid, each group as its mail user)
@@ -14,11 +15,11 @@ Layers, bottom to top: a module imports only from its own layer or the ones belo
                   privileges.py (mail uid/gid, dropping root, index modes, EACCES explained)
     3 work        search.py (the one evaluator: query AST -> exact UIDs), indexer/ (pipeline of one message,
                   worker pool, sync of one mailbox)
-    2 store       store/: the only package importing xapian -- UserIndex (path, readers, writer, repair),
+    2 store       store/: the only package importing xapian -- UserIndex (index_path, readers, writer, repair),
                   schema, lexicon, writer, searcher, reader pool, maintenance, the Xapian error table
-    1 mail        userdb/ (users from static, passwd-file, dovecot, ldap), maildir.py (folders, uidlists, UIDs),
-                  message.py (bytes -> fields), decoders/ (charset, HTML, attachments, sandbox), doveconf.py
-                  (Dovecot's special-use folders)
+    1 mail        userdb/ (users from static, passwd-file, dovecot, ldap), maildir.py (folders, uidlists and
+                  ftsd's own, UIDs), message.py (bytes -> fields), decoders/ (charset, HTML, attachments, sandbox),
+                  doveconf.py (Dovecot's special-use folders)
     0 base        errors.py (the error tree and its exit/status table), settings.py, query.py (IMAP SEARCH ->
                   the query AST), analysis.py (text -> normalised words and runs)
 

@@ -169,7 +169,7 @@ def _cmd_index(settings: Settings, args: argparse.Namespace, rt: Runtime, *, pru
     if getattr(args, "queue", False):
         if settings.cluster.dsn:
             return _cluster_enqueue(settings, "index", args, rt)
-        from ftsd.api.client import enqueue
+        from ftsd.cli_client import enqueue
 
         return enqueue(settings, "index", _select_users(settings, args, rt), mailboxes=args.mailboxes,
                        quiet=not _wants_output(args))
@@ -288,7 +288,7 @@ def _cmd_optimize(settings: Settings, args: argparse.Namespace, rt: Runtime) -> 
     if args.queue:
         if settings.cluster.dsn:
             return _cluster_enqueue(settings, "optimize", args, rt)
-        from ftsd.api.client import enqueue
+        from ftsd.cli_client import enqueue
 
         return enqueue(settings, "optimize", _select_users(settings, args, rt), quiet=not _wants_output(args))
     names = _select_users(settings, args, rt)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ftsd.errors import MailboxError
+from ftsd.userdb.base import User
 
 log = logging.getLogger(__name__)
 
@@ -316,6 +317,11 @@ def _write_uidlist(path: Path, uidlist: Uidlist) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("\n".join(lines) + "\n", encoding="utf-8", errors="surrogateescape")
     os.replace(tmp, path)
+
+
+def uidlist_dir(user: User) -> Path:
+    """Where ftsd keeps its own uidlists (mailboxes without a dovecot-uidlist), beside the user's index."""
+    return user.index_dir / "ftsd-uidlists"
 
 
 def own_uidlist_path(state_dir: Path, name: str) -> Path:

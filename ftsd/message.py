@@ -300,7 +300,8 @@ class _Walker:
             if footer is not None:
                 text += "\n" + decode_text(footer[1], part.get_content_charset())
         else:
-            decoded = decode_attachment(data, ctype, filename, self.settings.decoders)
+            decoded = decode_attachment(data, ctype, filename, self.settings.decoders,
+                                        self.settings.fts.max_text_chars)
             text, decoder, skipped = decoded.text, decoded.decoder, decoded.skipped
         chars = self.add(text, attachment=not plain_text)
         self.parts.append(PartInfo(number, ctype, filename, len(data), decoder, chars, skipped))

@@ -21,9 +21,10 @@ from typing import Any
 
 from ftsd import service
 from ftsd.errors import FtsdError
-from ftsd.maildir import current_uidlist, list_mailboxes, mailbox_guid
+from ftsd.maildir import current_uidlist, list_mailboxes, mailbox_guid, uidlist_dir
 from ftsd.privileges import describe
 from ftsd.settings import Settings
+from ftsd.store.index import index_path
 from ftsd.store.maintenance import deep_check, index_size, indexed_mailboxes
 from ftsd.userdb import User
 
@@ -98,7 +99,7 @@ def user_health(settings: Settings, user: User, *, deep: bool = False, now: floa
     """One user's index against its Maildir, without writing anything."""
     now = time.time() if now is None else now
     health = UserHealth(user.name)
-    path = service.index_path(user)
+    path = index_path(user)
     try:
         health.index_bytes = index_size(path)
         indexed: dict[str, dict[str, Any]] = {}
@@ -114,7 +115,7 @@ def user_health(settings: Settings, user: User, *, deep: bool = False, now: floa
             if service.is_excluded(settings, name):
                 continue
             files = _mailbox_files(box_path)
-            uidlist = current_uidlist(box_path, name, service.uidlist_dir(user))
+            uidlist = current_uidlist(box_path, name, uidlist_dir(user))
             uids = uidlist.uids if uidlist else {}
             guid = mailbox_guid(box_path, uidlist)
             last_uid = int(indexed.get(guid, {}).get("last_uid", 0))
@@ -212,7 +213,7 @@ def service_health(settings: Settings, timeout_s: float = 5.0) -> tuple[str, int
 
     import httpx
 
-    from ftsd.api.client import _client
+    from ftsd.cli_client import connect
 
     path = settings.resolve(settings.server.socket) if settings.server.socket else None
     if path is not None and path.exists():  # a stale socket file: say so without leaving httpx a dead connection
@@ -223,7 +224,7 @@ def service_health(settings: Settings, timeout_s: float = 5.0) -> tuple[str, int
             except OSError as exc:
                 return f"service not answering on {path} ({exc.strerror or exc})", None
     try:
-        with _client(settings) as client:
+        with connect(settings) as client:
             response = client.get("/healthz", timeout=timeout_s)
         if response.status_code != 200:
             return f"service /healthz answered HTTP {response.status_code}", None

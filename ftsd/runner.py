@@ -25,7 +25,7 @@ from ftsd.errors import FtsdError, MailboxError, UnusableIndexError
 from ftsd.indexer.pool import WorkerOptions, WorkerPool
 from ftsd.indexer.sync import IndexReport
 from ftsd.indexer.users import for_each_user, merge
-from ftsd.maildir import list_mailboxes, scan_mailbox, validate_mailbox_name
+from ftsd.maildir import list_mailboxes, scan_mailbox, uidlist_dir, validate_mailbox_name
 from ftsd.privileges import Emit, describe, run_grouped, secure_tree
 from ftsd.runtime import Runtime
 from ftsd.settings import Settings
@@ -91,7 +91,7 @@ def pending_messages(settings: Settings, user: User, mailboxes: Sequence[str], r
         indexed = {}
     total = 0
     for name in names:
-        box = scan_mailbox(user.maildir, name, service.uidlist_dir(user), rt.scans, user.follow_links)
+        box = scan_mailbox(user.maildir, name, uidlist_dir(user), rt.scans, user.follow_links)
         total += max(0, len(box.messages) - int(indexed.get(box.guid, {}).get("messages", 0)))
     return total
 

@@ -15,7 +15,6 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ftsd.errors import (
@@ -29,27 +28,27 @@ from ftsd.errors import (
 from ftsd.indexer.pool import WorkerOptions, WorkerPool
 from ftsd.indexer.sync import CancelToken, IndexReport, Progress, sync_mailbox
 from ftsd.indexer.users import for_each_user
-from ftsd.maildir import Mailbox, ScanCache, list_mailboxes, read_uidlist, scan_mailbox, validate_mailbox_name
+from ftsd.maildir import (
+    Mailbox,
+    ScanCache,
+    list_mailboxes,
+    read_uidlist,
+    scan_mailbox,
+    uidlist_dir,
+    validate_mailbox_name,
+)
 from ftsd.privileges import describe
 from ftsd.query import MAILBOX_GUID, Node
 from ftsd.runtime import Runtime
 from ftsd.search import Deadline, IndexTexts, MailboxResult, MailboxSearch, MaildirText, TextSource
 from ftsd.settings import Settings
-from ftsd.store.index import IndexState, StoreOptions, UserIndex
+from ftsd.store.index import IndexState, StoreOptions, UserIndex, index_path
 from ftsd.store.schema import Document as Document  # re-exported: the type of write_documents' changes
 from ftsd.store.searcher import Searcher
 from ftsd.store.writer import IndexWriter
 from ftsd.userdb import User, lookup_user
 
 log = logging.getLogger(__name__)
-
-
-def index_path(user: User) -> Path:
-    return user.index_dir / "ftsd.db"
-
-
-def uidlist_dir(user: User) -> Path:
-    return user.index_dir / "ftsd-uidlists"
 
 
 def get_user(settings: Settings, name: str, runtime: Runtime | None = None) -> User:
@@ -456,28 +455,3 @@ def optimize_users(
             return OptimizeResult(name, 0, 0, describe(exc))
     with ThreadPoolExecutor(max(1, min(settings.fts.users_parallel, len(names)))) as threads:
         return [r for r in threads.map(one, names) if r is not None]
-
-
-@dataclass(frozen=True, slots=True)
-class CheckResult:
-    state: IndexState  # "none": no index yet (nothing to check)
-    problem: str | None = None  # None: the check passed (or there is no index)
-
-
-def check_users(
-    settings: Settings, users: Sequence[str] = (), *, all_users: bool = False, runtime: Runtime | None = None,
-) -> dict[str, CheckResult]:
-    """Xapian consistency check of each user's index (read-only: nothing is moved or repaired here)."""
-    out: dict[str, CheckResult] = {}
-    rt = _runtime(settings, runtime)
-    for name in rt.userdb.names() if all_users else users:
-        try:
-            index = user_index(settings, get_user(settings, name, rt), rt)
-            if not index.exists():
-                out[name] = CheckResult("rebuilding" if index.marker.exists() else "none")
-                continue
-            problem = index.check()
-            out[name] = CheckResult("damaged" if problem else "rebuilding" if index.marker.exists() else "ok", problem)
-        except (FtsdError, OSError) as exc:
-            out[name] = CheckResult("damaged", describe(exc))
-    return out

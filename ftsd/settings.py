@@ -166,6 +166,9 @@ class LimitSettings:
                                 "before the limit are committed, the request answers 413")
     update_doc_bytes: int = setting(128_000_000, "Largest single <doc> of a Solr update (bytes on the wire); the "
                                     "text kept of a document is fts.max_text_chars in any case")
+    solr_interim_s: float = setting(15.0, "While a request on the Solr routes runs, an interim `102 Processing` "
+                                    "goes to an HTTP/1.1 client every this many seconds until its answer starts, "
+                                    "so Dovecot's request timeout (60 s) does not expire on a long update; 0 = off")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -299,6 +302,8 @@ def _validate(s: Settings, origin: str) -> None:
         raise ConfigError(f"{origin}: server.max_connections must be at least 1")
     if s.server.timeout_header_s <= 0 or s.server.timeout_keep_alive_s <= 0:
         raise ConfigError(f"{origin}: server.timeout_header_s and server.timeout_keep_alive_s must be above 0")
+    if s.limits.solr_interim_s < 0:
+        raise ConfigError(f"{origin}: limits.solr_interim_s must be >= 0 (0 = no interim responses)")
     if s.server.max_header_bytes < 4096:
         raise ConfigError(f"{origin}: server.max_header_bytes must be at least 4096")
     if not 0 <= s.fts.worker_nice <= 19:

@@ -15,6 +15,7 @@ from ftsd.indexer.pool import WorkerOptions
 from ftsd.query import parse_query
 from ftsd.runtime import Runtime
 from ftsd.settings import load_settings
+from ftsd.store.index import index_path
 from tests.maildirs import MailDir
 
 USER = "alice@example.org"
@@ -138,7 +139,7 @@ def test_corrupt_index_is_rebuilt(maildir: MailDir, make_config):
     settings = load_settings(make_config())
     uid = maildir.deliver(subject="phoenix")
     service.index_users(settings, [USER])
-    path = service.index_path(service.get_user(settings, USER))
+    path = index_path(service.get_user(settings, USER))
     for f in path.glob("*.glass"):
         f.write_bytes(b"\0" * 100)
     assert uids(settings, "SUBJECT phoenix") == [uid]  # answered from the Maildir meanwhile
@@ -153,7 +154,7 @@ def test_index_of_another_schema_is_rebuilt(maildir: MailDir, make_config, caplo
     settings = load_settings(make_config())
     uid = maildir.deliver(subject="phoenix")
     service.index_users(settings, [USER])
-    path = service.index_path(service.get_user(settings, USER))
+    path = index_path(service.get_user(settings, USER))
     db = xapian.WritableDatabase(str(path), xapian.DB_OPEN)
     db.set_metadata("ftsd.schema", version)
     db.commit()
@@ -210,7 +211,7 @@ def test_killed_mid_run_resumes_without_loss(maildir: MailDir, make_config):
     made = [maildir.deliver(subject=f"bulk {i}", body=("lorem ipsum " * 400) + f"marker{i}") for i in range(400)]
     proc = subprocess.Popen([sys.executable, "-m", "ftsd", "index", "-c", str(cfg), "-u", USER],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    path = service.index_path(service.get_user(settings, USER))
+    path = index_path(service.get_user(settings, USER))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
         if path.exists() and indexed(settings)["indexed"] >= 40:  # at least two commits are in

@@ -18,7 +18,7 @@ LAYERS = {
     "runtime": 4, "privileges": 4,
     "service": 5, "lifecycle": 5,
     "daemon": 6, "solr": 6, "cluster": 6, "runner": 6,
-    "api": 7, "cli": 7, "monitor": 7, "logs": 7, "__main__": 7,
+    "api": 7, "cli": 7, "cli_client": 7, "monitor": 7, "logs": 7, "__main__": 7,
 }
 # Module-level names that hold process-wide state on purpose, with the reason.
 ALLOWED_STATE = {

@@ -3,9 +3,10 @@ sessions, and its rebuild by optimize."""
 
 import xapian
 
-from ftsd import service
+from ftsd import monitor, service
 from ftsd.query import parse_query
 from ftsd.settings import load_settings
+from ftsd.store.index import index_path
 from ftsd.store.lexicon import Lexicon, Lexicons
 from ftsd.store.schema import META_LEXICON
 from ftsd.store.searcher import Searcher
@@ -19,7 +20,7 @@ def uids(settings, query, mailbox="INBOX"):
 
 
 def lexicon_of(settings) -> tuple[Lexicon, int]:
-    db = xapian.Database(str(service.index_path(service.get_user(settings, USER))))
+    db = xapian.Database(str(index_path(service.get_user(settings, USER))))
     lexicon = Lexicon()
     lexicon.refresh(db)
     chunks = len(list(db.metadata_keys(META_LEXICON)))
@@ -68,7 +69,7 @@ def test_readers_of_one_index_share_its_lexicon(maildir: MailDir, make_config):
     settings = load_settings(make_config())
     maildir.deliver(subject="shared words", body="pangolin")
     service.index_users(settings, [USER])
-    path = service.index_path(service.get_user(settings, USER))
+    path = index_path(service.get_user(settings, USER))
     lexicons = Lexicons()
     first, second = Searcher(path, lexicons), Searcher(path, lexicons)
     assert first.lexicon is second.lexicon  # one copy in memory however many readers are open
@@ -81,22 +82,27 @@ def test_readers_of_one_index_share_its_lexicon(maildir: MailDir, make_config):
         searcher.close()
 
 
+def _deep_check(settings) -> str:
+    """`ftsd check --deep`'s finding for the user ("" = sound)."""
+    return monitor.user_health(settings, service.get_user(settings, USER), deep=True).damaged
+
+
 def test_check_reports_a_damaged_lexicon_and_optimize_repairs_it(maildir: MailDir, make_config):
     settings = load_settings(make_config())
     uid = maildir.deliver(subject="damaged", body="wombat burrow")
     service.index_users(settings, [USER])
-    assert service.check_users(settings, [USER])[USER].problem is None
-    path = service.index_path(service.get_user(settings, USER))
+    assert not _deep_check(settings)
+    path = index_path(service.get_user(settings, USER))
     db = xapian.WritableDatabase(str(path), xapian.DB_OPEN)
     for key in [k for k in db.metadata_keys(META_LEXICON + "wX")]:
         db.set_metadata(key, b"")  # the body words' chunks are lost
     db.commit()
     db.close()
-    problem = service.check_users(settings, [USER])[USER].problem
-    assert problem is not None and "lexicon lacks 2 of" in problem
+    problem = _deep_check(settings)
+    assert "lexicon lacks 2 of" in problem
     assert uids(settings, "BODY omba") == []  # what a damaged lexicon costs
     assert service.optimize_users(settings, [USER])[0].error is None
-    assert service.check_users(settings, [USER])[USER].problem is None
+    assert not _deep_check(settings)
     assert uids(settings, "BODY omba") == [uid] and uids(settings, "BODY urro") == [uid]
 
 
@@ -131,7 +137,7 @@ def test_marks_listed_rebuilt_and_checked(maildir: MailDir, make_config):
     lexicon, _ = lexicon_of(settings)
     assert sorted(lexicon.expand("p", ["X"], "-")) == ["X - ", "X -- "]
     assert service.optimize_users(settings, [USER])[0].error is None
-    assert service.check_users(settings, [USER])[USER].problem is None
+    assert not _deep_check(settings)
     lexicon, _ = lexicon_of(settings)
     assert sorted(lexicon.expand("p", ["X"], "-")) == ["X - ", "X -- "] and lexicon.expand("p", ["S"], "#") == ["S #"]
     assert {q: uids(settings, q) for q in expected} == expected

@@ -26,6 +26,7 @@ def test_defaults_and_overrides(tmp_path: Path):
         ('mail_location = "mbox:~/mail"\n', "maildir"),
         ("[userdb]\ndriver = \"nis\"\n", "userdb.driver"),
         ("[userdb]\ndriver = \"ldap\"\n", "userdb.args"),
+        ("[limits]\nsolr_interim_s = -1\n", "limits.solr_interim_s"),
         ("[fts\n", "ftsd.toml"),
     ],
 )

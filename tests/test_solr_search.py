@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from ftsd import service, solr
+from ftsd import solr
 from ftsd.errors import QueryError
 from ftsd.query import NOTHING, All, And, Key, Not, Or, Where
 from ftsd.runtime import Runtime
 from ftsd.settings import Settings, load_settings
+from ftsd.store.index import index_path
 from ftsd.userdb import lookup_user
 
 BOX = "d43fe7122fb4056bee46000083ecc375"
@@ -69,7 +70,7 @@ def test_ten_thousand_alternatives_nest_shallowly() -> None:
 def test_select_gives_its_reader_back_to_the_pool(settings_: Settings) -> None:
     rt = Runtime(settings_)
     add(settings_, {1: "alpha beta", 2: "beta gamma", 3: "gamma delta"}, rt)
-    path = service.index_path(lookup_user(settings_, USER))
+    path = index_path(lookup_user(settings_, USER))
     assert select_uids(settings_, "body:beta", rt) == [1, 2]
     idle = rt.readers.idle(path)
     assert len(idle) == 1  # given back, not closed
@@ -81,7 +82,7 @@ def test_select_gives_its_reader_back_to_the_pool(settings_: Settings) -> None:
 def test_delete_by_query_gives_its_reader_back_too(settings_: Settings) -> None:
     rt = Runtime(settings_)
     add(settings_, {1: "alpha", 2: "beta"}, rt)
-    path = service.index_path(lookup_user(settings_, USER))
+    path = index_path(lookup_user(settings_, USER))
     session = solr.UpdateSession(settings_, rt)
     session.feed(f"<delete><query>user:{USER} AND box:{BOX} AND body:alpha</query></delete>".encode())
     session.close()

@@ -17,10 +17,10 @@ from collections.abc import Callable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from ftsd import service
 from ftsd.daemon.jobs import Job, JobQueue
 from ftsd.errors import FtsdError
 from ftsd.settings import Settings
+from ftsd.store.index import index_path
 from ftsd.store.maintenance import index_size
 from ftsd.userdb import Userdb
 
@@ -121,7 +121,7 @@ class Metrics:
 
     def _measure(self, name: str) -> None:
         try:
-            size = index_size(service.index_path(self._userdb.lookup(name)))
+            size = index_size(index_path(self._userdb.lookup(name)))
         except (FtsdError, OSError):
             size = 0
         with self._lock:

@@ -7,6 +7,12 @@ Here a connection must bring a complete request head within `server.timeout_head
 previous response; and at most `server.max_connections` connections are kept: one more evicts the longest idle
 connection (no request in flight), or, when all are busy, is answered 503 and closed at once. Warnings about the
 cap are logged at most once a minute.
+
+A request on the Solr routes that runs long (a Dovecot batch of 1,000 documents takes 30-40 s on a loaded machine)
+gets an interim `102 Processing` every `limits.solr_interim_s` until its final response starts: Dovecot's HTTP client
+gives up after 60 s without input, resets that timer on any input and ignores 1xx responses it did not ask for.
+Only HTTP/1.1 clients get it (RFC 9110 15.2: no 1xx to an HTTP/1.0 client), never while the client waits for
+`100 Continue` (the body is not read yet, so no work runs), never once the final response has started.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from uvicorn.protocols.http.h11_impl import H11Protocol
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +38,11 @@ class ConnectionLimits:
 
     max_connections: int
     header_timeout_s: float
+    interim_every_s: float = 0.0  # 102 Processing on the Solr routes every this long; 0 = never
     evicted: int = 0
     refused: int = 0
     timed_out: int = 0
+    interims: int = 0
     _warned: float = -WARN_EVERY_S
 
     def warn(self, what: str) -> None:
@@ -44,6 +53,8 @@ class ConnectionLimits:
                         "without a request head in %g s)", what, self.max_connections, self.evicted, self.refused,
                         self.timed_out, self.header_timeout_s)
 
+
+INTERIM_PREFIX = "/solr/"
 
 _BUSY = json.dumps({"error": {"code": "unavailable", "message": "too many connections; retry"}}).encode()
 _BUSY_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\n"
@@ -58,6 +69,7 @@ def bounded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
             super().__init__(*args, **kwargs)
             self._head_timer: asyncio.TimerHandle | None = None
             self._waiting_since = 0.0  # when the connection started waiting for a request head
+            self._interim_timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -72,9 +84,11 @@ def bounded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
+            self._stop_interims()
             super().connection_lost(exc)
 
         def on_response_complete(self) -> None:
+            self._stop_interims()
             super().on_response_complete()
             if not self.transport.is_closing():
                 self._arm()  # the next request head must come in time too
@@ -84,6 +98,7 @@ def bounded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
             super().handle_events()
             if self.cycle is not cycle:  # a request head was read: it is being answered
                 self._disarm()
+                self._start_interims()
 
         def _idle(self) -> bool:
             return self.cycle is None or self.cycle.response_complete
@@ -103,6 +118,30 @@ def bounded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
             if self._idle() and not self.transport.is_closing():
                 limits.timed_out += 1
                 self.transport.close()
+
+        def _start_interims(self) -> None:
+            self._stop_interims()
+            cycle = self.cycle
+            if (cycle is not None and limits.interim_every_s > 0 and cycle.scope["http_version"] == "1.1"
+                    and cycle.scope["path"].startswith(INTERIM_PREFIX)):
+                self._interim_timer = self.loop.call_later(limits.interim_every_s, self._interim, cycle)
+
+        def _stop_interims(self) -> None:
+            if self._interim_timer is not None:
+                self._interim_timer.cancel()
+                self._interim_timer = None
+
+        def _interim(self, cycle: RequestResponseCycle) -> None:
+            """Send `102 Processing` if this request still has no final response; then again later."""
+            self._interim_timer = None
+            if (self.cycle is not cycle or cycle.response_started or cycle.disconnected
+                    or self.transport.is_closing() or self.conn.our_state is not h11.SEND_RESPONSE):
+                return
+            if not cycle.waiting_for_100_continue:  # the client has not been asked for the body: no work runs yet
+                processing = h11.InformationalResponse(status_code=102, reason=b"Processing", headers=[])
+                self.transport.write(self.conn.send(processing) or b"")
+                limits.interims += 1
+            self._interim_timer = self.loop.call_later(limits.interim_every_s, self._interim, cycle)
 
         def _make_room(self) -> bool:
             """Close the connection that has waited longest for a request head; False if none is idle."""

@@ -26,6 +26,7 @@ from pathlib import Path
 from types import FrameType
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ftsd.api.app import create_app
 from ftsd.api.protocol import ConnectionLimits, bounded_protocol
@@ -169,12 +170,18 @@ def make_server(settings: Settings) -> tuple[uvicorn.Server, list[socket.socket]
     if not sockets:
         raise ConfigError("server.listen and server.socket are both empty: nothing to serve on")
     srv = settings.server
-    limits = ConnectionLimits(_connection_cap(srv.max_connections, srv.backlog), srv.timeout_header_s)
     config = uvicorn.Config(create_app(settings), log_config=None, access_log=settings.log_level == "debug",
                             timeout_graceful_shutdown=GRACEFUL_S, server_header=False, lifespan="on",
-                            http=bounded_protocol(limits), timeout_keep_alive=max(1, round(srv.timeout_keep_alive_s)),
+                            http=protocol(settings), timeout_keep_alive=max(1, round(srv.timeout_keep_alive_s)),
                             h11_max_incomplete_event_size=srv.max_header_bytes, backlog=srv.backlog)
     return uvicorn.Server(config), sockets
+
+
+def protocol(settings: Settings) -> type[H11Protocol]:
+    """uvicorn's HTTP protocol class with ftsd's connection bounds and interim responses (api/protocol.py)."""
+    srv = settings.server
+    return bounded_protocol(ConnectionLimits(_connection_cap(srv.max_connections, srv.backlog), srv.timeout_header_s,
+                                             interim_every_s=settings.limits.solr_interim_s))
 
 
 FILES_RESERVED = 256  # open files kept for indexes, the job queue, workers' pipes, logs

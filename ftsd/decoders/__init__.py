@@ -22,11 +22,10 @@ from types import MappingProxyType
 from ftsd.errors import DecodeError
 from ftsd.settings import DecoderSettings
 
-# A decoder turns the bytes of one part into text. It may raise DecodeError (or anything: the caller catches).
-Decoder = Callable[[bytes], str]
-
-# Text kept per attachment: longer text is cut here (not skipped). Decoders may stop early once past it.
-MAX_TEXT_CHARS = 2_000_000
+# A decoder turns the bytes of one part into text: (data, max_chars) -> text. Text past max_chars (the setting
+# fts.max_text_chars) is cut by the caller, not skipped; a decoder may stop early once past it. It may raise
+# DecodeError (or anything: the caller catches).
+Decoder = Callable[[bytes, int], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +79,7 @@ REGISTRY: tuple[DecoderSpec, ...] = (
                 (".ppt", ".pps")),
     DecoderSpec("rtf", "rtf:rtf_text", ("application/rtf", "text/rtf", "application/x-rtf", "text/richtext"),
                 (".rtf",)),
-    # stdlib-only, linear and capped at MAX_TEXT_CHARS: cheap enough to run in the indexer itself
+    # stdlib-only, linear and capped at fts.max_text_chars: cheap enough to run in the indexer itself
     DecoderSpec("ics", "ics:ics_text", ("text/calendar", "application/ics", "text/x-vcalendar"),
                 (".ics", ".ifb", ".vcs"), sandboxed=False),
     DecoderSpec("csv", "csvtext:csv_text", ("text/csv", "text/tab-separated-values", "application/csv",
@@ -125,8 +124,10 @@ def wants_command(limits: DecoderSettings, content_type: str, filename: str | No
     return False
 
 
-def decode_attachment(data: bytes, content_type: str, filename: str | None, limits: DecoderSettings) -> Decoded:
-    """Text of one attachment, or the reason it was skipped. Never raises."""
+def decode_attachment(data: bytes, content_type: str, filename: str | None, limits: DecoderSettings,
+                      max_chars: int) -> Decoded:
+    """Text of one attachment (at most `max_chars`: fts.max_text_chars), or the reason it was skipped. Never
+    raises."""
     if not limits.attachments:
         return Decoded("", skipped="attachments disabled")
     if len(data) > limits.max_part_bytes:
@@ -141,13 +142,13 @@ def decode_attachment(data: bytes, content_type: str, filename: str | None, limi
         if spec is None or spec.sandboxed:
             from ftsd.decoders import sandbox  # here: `python -m ftsd.decoders.sandbox` must not import itself
 
-            result = sandbox.run(name, data, content_type, limits)
+            result = sandbox.run(name, data, content_type, limits, max_chars)
         else:
-            result = Decoded(spec.load()(data), decoder=name)
+            result = Decoded(spec.load()(data, max_chars), decoder=name)
     except DecodeError as exc:
         return Decoded("", decoder=name, skipped=str(exc))
     except Exception as exc:  # a decoder bug must cost one part, never the message
         return Decoded("", decoder=name, skipped=f"{type(exc).__name__}: {exc}")
-    if len(result.text) > MAX_TEXT_CHARS:
-        result = Decoded(result.text[:MAX_TEXT_CHARS], result.decoder, result.skipped)
+    if len(result.text) > max_chars:
+        result = Decoded(result.text[:max_chars], result.decoder, result.skipped)
     return result

@@ -11,15 +11,14 @@ from __future__ import annotations
 import csv
 import io
 
-from ftsd.decoders import MAX_TEXT_CHARS
 from ftsd.decoders.charset import decode_text
 
 _SNIFF = 2000
 
 
-def csv_text(data: bytes) -> str:
-    """The fields of every record, cut near MAX_TEXT_CHARS."""
-    text = decode_text(data, None)[:MAX_TEXT_CHARS].lstrip("\ufeff")
+def csv_text(data: bytes, max_chars: int) -> str:
+    """The fields of every record, cut near `max_chars`."""
+    text = decode_text(data, None)[:max_chars].lstrip("\ufeff")
     try:
         dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(text[:_SNIFF], delimiters=",;\t|")
     except csv.Error:

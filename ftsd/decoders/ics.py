@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 
-from ftsd.decoders import MAX_TEXT_CHARS
 from ftsd.decoders.charset import decode_text
 
 _TEXT = {"SUMMARY", "DESCRIPTION", "LOCATION", "COMMENT", "CATEGORIES", "CONTACT"}
@@ -39,7 +38,7 @@ def _unescape(value: str) -> str:
     return _ESCAPE.sub(lambda m: "\n" if m.group(1) in "nN" else m.group(1), value)
 
 
-def ics_text(data: bytes) -> str:
+def ics_text(data: bytes, max_chars: int) -> str:
     """The searchable values of every component (events, to-dos, journal entries)."""
     lines: list[str] = []
     size = 0
@@ -55,6 +54,6 @@ def ics_text(data: bytes) -> str:
         else:
             continue
         size += len(lines[-1])
-        if size >= MAX_TEXT_CHARS:
+        if size >= max_chars:
             break
     return "\n".join(lines)

@@ -19,7 +19,6 @@ import struct
 import olefile
 import xlrd  # type: ignore[import-untyped]
 
-from ftsd.decoders import MAX_TEXT_CHARS
 from ftsd.errors import DecodeError
 
 _FIB_ENCRYPTED = 0x0100
@@ -52,7 +51,7 @@ def _stream(ole: olefile.OleFileIO, name: str) -> bytes:
     return data
 
 
-def doc_text(data: bytes) -> str:
+def doc_text(data: bytes, max_chars: int) -> str:
     """Word 97-2003: the text of every piece of the piece table, in character-position order."""
     ole = _open(data)
     try:
@@ -82,7 +81,7 @@ def doc_text(data: bytes) -> str:
     total = 0
     for i in range(count):
         fc = struct.unpack_from("<I", plc, 4 * (count + 1) + 8 * i + 2)[0]
-        chars = max(0, min(cps[i + 1] - cps[i], MAX_TEXT_CHARS - total))
+        chars = max(0, min(cps[i + 1] - cps[i], max_chars - total))
         if fc & _COMPRESSED:
             start = (fc & ~_COMPRESSED) // 2
             pieces.append(word[start:start + chars].decode("cp1252", "replace"))
@@ -97,7 +96,7 @@ def doc_text(data: bytes) -> str:
     return text.translate(_WORD_CONTROLS)
 
 
-def ppt_text(data: bytes) -> str:
+def ppt_text(data: bytes, max_chars: int) -> str:
     """PowerPoint 97-2003: text atoms of the slides and notes, master slides left out."""
     ole = _open(data)
     try:
@@ -106,7 +105,7 @@ def ppt_text(data: bytes) -> str:
         ole.close()
     parts: list[str] = []
     pos = total = 0
-    while pos + 8 <= len(stream) and total < MAX_TEXT_CHARS:
+    while pos + 8 <= len(stream) and total < max_chars:
         ver_instance, kind, size = struct.unpack_from("<HHI", stream, pos)
         if ver_instance & 0x0F == 0x0F and kind != _PPT_MAIN_MASTER:
             pos += 8  # a container: walk into it
@@ -121,7 +120,7 @@ def ppt_text(data: bytes) -> str:
     return "\n".join(parts).replace("\r", "\n").replace("\x0b", "\n")
 
 
-def xls_text(data: bytes) -> str:
+def xls_text(data: bytes, max_chars: int) -> str:
     """Excel 97-2003: each sheet's name, then its rows."""
     try:
         book = xlrd.open_workbook(file_contents=data, on_demand=True, ragged_rows=True, logfile=io.StringIO())
@@ -139,7 +138,7 @@ def xls_text(data: bytes) -> str:
                 cells = [_cell(value) for value in sheet.row_values(row)]
                 lines.append("\t".join(cell for cell in cells if cell))
                 total += len(lines[-1])
-                if total >= MAX_TEXT_CHARS:
+                if total >= max_chars:
                     return "\n".join(lines)
             book.unload_sheet(index)
     finally:

@@ -1,7 +1,7 @@
 """OOXML (docx, xlsx, pptx and their macro/template variants) and OpenDocument (odt, ods, odp) -> text.
 
 In: the bytes of the zip. Out: the text of its XML parts, a line per paragraph (per row for spreadsheets,
-cells tab-separated), cut near MAX_TEXT_CHARS. Only the stdlib: `zipfile`, and expat as a streaming parser,
+cells tab-separated), cut near fts.max_text_chars. Only the stdlib: `zipfile`, and expat as a streaming parser,
 so no XML tree is ever built and a part is read in 64 KB chunks.
 
 Zip bombs: more than MAX_MEMBERS members, or members that declare more than MAX_DECLARED bytes in all, are
@@ -21,12 +21,11 @@ from collections.abc import Callable
 from typing import Protocol
 from xml.parsers import expat
 
-from ftsd.decoders import MAX_TEXT_CHARS
 from ftsd.errors import DecodeError
 
 MAX_MEMBERS = 10_000
 MAX_DECLARED = 1_000_000_000
-MAX_INFLATED = 50 * MAX_TEXT_CHARS
+MAX_INFLATED = 100_000_000  # bytes inflated from one archive: past it, a zip bomb
 _CHUNK = 1 << 16
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ENCRYPTED_PACKAGE = "EncryptedPackage".encode("utf-16-le")  # the OLE2 directory entry's name
@@ -47,8 +46,8 @@ class _Sink(Protocol):
 class _Text:
     """Character data inside elements named `inside`, a newline after each of `lines`, `marks` as given."""
 
-    def __init__(self, inside: str, lines: set[str], marks: dict[str, str]) -> None:
-        self.inside, self.lines, self.marks = inside, lines, marks
+    def __init__(self, inside: str, lines: set[str], marks: dict[str, str], limit: int) -> None:
+        self.inside, self.lines, self.marks, self.limit = inside, lines, marks, limit
         self.depth = 0
         self.chunks: list[str] = []
         self.size = 0
@@ -57,7 +56,7 @@ class _Text:
     def emit(self, text: str) -> None:
         self.chunks.append(text)
         self.size += len(text)
-        self.full = self.size >= MAX_TEXT_CHARS
+        self.full = self.size >= self.limit
 
     def start(self, name: str, attrs: dict[str, str]) -> None:
         if name == self.inside:
@@ -82,8 +81,8 @@ class _Text:
 class _SharedStrings(_Text):
     """xl/sharedStrings.xml: one string per <si>, phonetic guides (<rPh>) left out."""
 
-    def __init__(self) -> None:
-        super().__init__("t", set(), {})
+    def __init__(self, limit: int) -> None:
+        super().__init__("t", set(), {}, limit)
         self.strings: list[str] = []
         self.phonetic = 0
 
@@ -107,7 +106,7 @@ class _Sheet(_Text):
     """A worksheet: a line per row, cells tab-separated; shared-string cells looked up, inline strings kept."""
 
     def __init__(self, shared: list[str], into: _Text) -> None:
-        super().__init__("", set(), {})
+        super().__init__("", set(), {}, into.limit)
         self.shared, self.into = shared, into
         self.kind = ""
         self.value: list[str] = []
@@ -221,7 +220,7 @@ def _main_part(archive: _Archive, default: str) -> str:
     return default
 
 
-def docx_text(data: bytes) -> str:
+def docx_text(data: bytes, max_chars: int) -> str:
     """Word: the body, then footnotes, endnotes, comments, headers and footers."""
     archive = _Archive(data)
     main = _main_part(archive, "word/document.xml")
@@ -230,25 +229,25 @@ def docx_text(data: bytes) -> str:
     extra = [name for name in notes if name in archive.names]
     for kind in ("header", "footer"):
         extra += archive.numbered(re.escape(folder) + kind + r"(\d*)\.xml")
-    sink = _Text("t", {"p", "tr"}, {"tab": "\t", "br": "\n", "cr": "\n", "tc": "\t"})
+    sink = _Text("t", {"p", "tr"}, {"tab": "\t", "br": "\n", "cr": "\n", "tc": "\t"}, max_chars)
     return _parse_all(archive, [main, *extra], sink)
 
 
-def pptx_text(data: bytes) -> str:
+def pptx_text(data: bytes, max_chars: int) -> str:
     """PowerPoint: slides in order, then the speaker notes."""
     archive = _Archive(data)
     names = archive.numbered(r"ppt/slides/slide(\d+)\.xml") + archive.numbered(r"ppt/notesSlides/notesSlide(\d+)\.xml")
-    return _parse_all(archive, names, _Text("t", {"p"}, {"br": "\n", "tab": "\t"}))
+    return _parse_all(archive, names, _Text("t", {"p"}, {"br": "\n", "tab": "\t"}, max_chars))
 
 
-def xlsx_text(data: bytes) -> str:
+def xlsx_text(data: bytes, max_chars: int) -> str:
     """Excel: sheet names, then each sheet's rows (shared strings and inline strings resolved)."""
     archive = _Archive(data)
-    out = _Text("", set(), {})
+    out = _Text("", set(), {}, max_chars)
     if "xl/workbook.xml" in archive.names:
         workbook = archive.read_small("xl/workbook.xml").decode("utf-8", "replace")
         out.emit("".join(f"{name}\n" for name in re.findall(r'<(?:\w+:)?sheet\b[^>]*\bname="([^"]*)"', workbook)))
-    shared = _SharedStrings()
+    shared = _SharedStrings(max_chars)
     if "xl/sharedStrings.xml" in archive.names:
         archive.parse("xl/sharedStrings.xml", shared)
     for name in archive.numbered(r"xl/worksheets/sheet(\d+)\.xml"):
@@ -258,7 +257,7 @@ def xlsx_text(data: bytes) -> str:
     return out.text()
 
 
-def odf_text(data: bytes) -> str:
+def odf_text(data: bytes, max_chars: int) -> str:
     """OpenDocument: everything inside <office:body> of content.xml."""
     archive = _Archive(data)
     if "META-INF/manifest.xml" in archive.names and b"encryption-data" in archive.read_small("META-INF/manifest.xml"):
@@ -266,4 +265,4 @@ def odf_text(data: bytes) -> str:
     if "content.xml" not in archive.names:
         raise DecodeError("no content.xml: not an OpenDocument file")
     marks = {"s": " ", "tab": "\t", "line-break": "\n", "table-cell": "\t"}
-    return _parse_all(archive, ["content.xml"], _Text("body", {"p", "h", "table-row"}, marks))
+    return _parse_all(archive, ["content.xml"], _Text("body", {"p", "h", "table-row"}, marks, max_chars))

@@ -13,11 +13,10 @@ from __future__ import annotations
 import pypdfium2 as pdfium  # type: ignore[import-untyped]
 import pypdfium2.raw as pdfium_raw  # type: ignore[import-untyped]
 
-from ftsd.decoders import MAX_TEXT_CHARS
 from ftsd.errors import DecodeError
 
 
-def pdf_text(data: bytes) -> str:
+def pdf_text(data: bytes, max_chars: int) -> str:
     """Text of every page, pages separated by a form feed. Raises: DecodeError."""
     try:
         pdf = pdfium.PdfDocument(data)
@@ -39,7 +38,7 @@ def pdf_text(data: bytes) -> str:
                 continue  # one broken page costs that page
             pages.append(text)
             size += len(text)
-            if size >= MAX_TEXT_CHARS:
+            if size >= max_chars:
                 break
     finally:
         pdf.close()

@@ -29,7 +29,7 @@ def _codepage(head: bytes) -> str:
     return "cp1252"
 
 
-def rtf_text(data: bytes) -> str:
+def rtf_text(data: bytes, max_chars: int) -> str:
     """The text of an RTF document. Raises: DecodeError if it does not start like one."""
     if not data.lstrip()[:5] == b"{\\rtf":
         raise DecodeError("not an RTF document")

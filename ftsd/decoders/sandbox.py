@@ -33,14 +33,13 @@ from pathlib import Path
 from typing import IO, Any
 
 import ftsd
-from ftsd.decoders import BY_NAME, MAX_TEXT_CHARS, REGISTRY, Decoded, Decoder
+from ftsd.decoders import BY_NAME, REGISTRY, Decoded, Decoder
 from ftsd.decoders.external import run_command
 from ftsd.errors import DecodeError
 from ftsd.settings import DecoderSettings
 
 log = logging.getLogger(__name__)
 
-_MAX_OUTPUT = 4 * MAX_TEXT_CHARS + 4096   # UTF-8 bytes of MAX_TEXT_CHARS, plus the status byte
 _SERVER_GRACE_S = 10.0                    # the server enforces timeout_s; the client gives it this much more
 
 
@@ -82,7 +81,7 @@ class _Client:
                     pipe.close()
             self.proc = None
 
-    def call(self, header: dict[str, Any], data: bytes, timeout: float) -> tuple[dict[str, Any], bytes]:
+    def call(self, header: dict[str, Any], data: bytes, timeout: float, cap: int) -> tuple[dict[str, Any], bytes]:
         with self.lock:
             if self.proc is None or self.proc.poll() is not None:
                 self.stop()
@@ -90,7 +89,7 @@ class _Client:
             assert self.proc.stdin is not None and self.proc.stdout is not None
             try:
                 _send(self.proc.stdin, header, data)
-                return _receive(self.proc.stdout.fileno(), time.monotonic() + timeout, _MAX_OUTPUT + 4096)
+                return _receive(self.proc.stdout.fileno(), time.monotonic() + timeout, cap)
             except (OSError, ValueError, DecodeError):
                 self.stop()
                 raise
@@ -102,11 +101,17 @@ atexit.register(_client.stop)
 os.register_at_fork(after_in_child=lambda: setattr(_client, "proc", None))
 
 
-def run(name: str, data: bytes, content_type: str, limits: DecoderSettings) -> Decoded:
-    """Decode `data` with decoder `name` in a limited child process. Raises only on a broken fork server."""
+def max_output(max_chars: int) -> int:
+    """Bytes a child may send back: `max_chars` characters as UTF-8 (at most 4 bytes each), plus the status byte."""
+    return 4 * max_chars + 4096
+
+
+def run(name: str, data: bytes, content_type: str, limits: DecoderSettings, max_chars: int) -> Decoded:
+    """Decode `data` with decoder `name` in a limited child process, keeping at most `max_chars` characters
+    (fts.max_text_chars). Raises only on a broken fork server."""
     header = {"name": name, "type": content_type, "timeout": limits.timeout_s, "memory_mb": limits.memory_mb,
-              "command": limits.command}
-    reply, body = _client.call(header, data, limits.timeout_s + _SERVER_GRACE_S)
+              "command": limits.command, "max_chars": max_chars}
+    reply, body = _client.call(header, data, limits.timeout_s + _SERVER_GRACE_S, max_output(max_chars) + 4096)
     skipped = reply.get("skipped")
     return Decoded(body.decode("utf-8", "replace"), decoder=name, skipped=str(skipped) if skipped else None)
 
@@ -155,6 +160,7 @@ def _fork_and_decode(request: dict[str, Any], data: bytes, decoder: Decoder | No
     """Decode in a forked child (with `decoder`, else the one the request names): its UTF-8 text, or b"" and the
     reason it failed."""
     timeout = float(request["timeout"])
+    cap = max_output(int(request["max_chars"]))
     rfd, wfd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns
@@ -184,7 +190,7 @@ def _fork_and_decode(request: dict[str, Any], data: bytes, decoder: Decoder | No
             if not chunk:
                 break
             output += chunk
-            if len(output) > _MAX_OUTPUT:
+            if len(output) > cap:
                 overflow = True
                 break
     try:
@@ -195,7 +201,7 @@ def _fork_and_decode(request: dict[str, Any], data: bytes, decoder: Decoder | No
     if timed_out:
         return b"", f"timeout after {timeout:g}s"
     if overflow:
-        return b"", f"decoder output larger than {_MAX_OUTPUT} bytes"
+        return b"", f"decoder output larger than {cap} bytes"
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         return b"", "cpu time limit" if sig == signal.SIGXCPU else f"decoder crashed (signal {sig})"
@@ -220,12 +226,13 @@ def _child(request: dict[str, Any], data: bytes, fd: int, decoder: Decoder | Non
     cpu = math.ceil(float(request["timeout"])) + 1
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    max_chars = int(request["max_chars"])
     try:
         if request["name"] == "external":
-            text = run_command(str(request["command"]), str(request["type"]), data, _MAX_OUTPUT)
+            text = run_command(str(request["command"]), str(request["type"]), data, max_output(max_chars))
         else:
-            text = (decoder or BY_NAME[request["name"]].load())(data)
-        reply = b"T" + text[:MAX_TEXT_CHARS].encode("utf-8", "replace")
+            text = (decoder or BY_NAME[request["name"]].load())(data, max_chars)
+        reply = b"T" + text[:max_chars].encode("utf-8", "replace")
     except MemoryError:
         reply = b"Smemory limit"
     except DecodeError as exc:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ftsd import service
 from ftsd.errors import FtsdError
-from ftsd.maildir import Mailbox, read_message, scan_mailbox
+from ftsd.maildir import Mailbox, read_message, scan_mailbox, uidlist_dir
 from ftsd.message import attachment_text
 from ftsd.runtime import Runtime
 from ftsd.settings import Settings
@@ -75,7 +75,7 @@ class AttachmentTexts:
             if box is not None and uid not in box.messages and key not in self._rescanned:
                 # delivered after the scan that was cached: look once more, past the cache
                 self._rescanned.add(key)
-                box = self._boxes[key] = scan_mailbox(user.maildir, box.name, service.uidlist_dir(user), None,
+                box = self._boxes[key] = scan_mailbox(user.maildir, box.name, uidlist_dir(user), None,
                                                       user.follow_links)
         except (FtsdError, OSError) as exc:
             # lasting (ftsd's user may not read this Maildir: writer = "dovecot" set-ups): once per process

@@ -35,6 +35,7 @@ from ftsd.store.readers import ReaderPool
 from ftsd.store.searcher import Searcher
 from ftsd.store.writer import IndexWriter
 from ftsd.store.xerrors import store_error
+from ftsd.userdb.base import User
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,11 @@ FULL_CHECK_BYTES = 2_000_000  # writers run Xapian's full check on indexes up to
 
 IndexState = Literal["none", "ok", "rebuilding", "damaged"]
 
+
+
+def index_path(user: User) -> Path:
+    """Where the user's index lives: `ftsd.db` in the user's index directory (`xapian-indexes/`)."""
+    return user.index_dir / "ftsd.db"
 
 @dataclass(frozen=True, slots=True)
 class StoreOptions:

@@ -10,6 +10,7 @@ from ftsd import service
 from ftsd.api.metrics import Metrics
 from ftsd.daemon.jobs import JobQueue
 from ftsd.settings import settings_from_dict
+from ftsd.store.index import index_path
 from ftsd.store.maintenance import index_size
 from ftsd.userdb import open_userdb
 from tests.maildirs import MailDir
@@ -33,7 +34,7 @@ def test_scrape_reads_cached_gauges(tmp_path: Path):
     try:
         metrics.start()
         assert metrics.wait_measured(30)
-        expected = sum(index_size(service.index_path(userdb.lookup(n))) for n in indexed)
+        expected = sum(index_size(index_path(userdb.lookup(n))) for n in indexed)
         lookups = userdb.lookups
         for _ in range(5):
             text = generate_latest(metrics.registry).decode()

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from ftsd import service
+from ftsd.store.index import index_path
 from tests.api.conftest import ALICE, BOB, Server, start_server, wait_for, wait_job
 from tests.maildirs import MailDir
 
@@ -68,7 +69,7 @@ def test_unknown_user_and_mailbox_are_404(client: httpx.Client) -> None:
     "..", "%2E%2E", "bob@example.org%2F..%2Fbob", "-bob@example.org", "alice@..",
 ])
 def test_bad_user_names_never_reach_another_user(server: Server, mail: dict[str, int], name: str) -> None:
-    bob_index = service.index_path(service.get_user(server.settings, BOB)).parent
+    bob_index = index_path(service.get_user(server.settings, BOB)).parent
     with server.tcp() as client:
         r = client.post(f"/v1/users/{name}/search", json={"query": "TEXT secretword", "mailboxes": ["*"]})
         assert r.status_code in (400, 404), r.text

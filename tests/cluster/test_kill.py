@@ -30,6 +30,7 @@ from ftsd.cli import main
 from ftsd.query import parse_argv
 from ftsd.settings import Settings, load_settings
 from ftsd.store import schema
+from ftsd.store.index import index_path
 from tests.cluster.nodes import DOMAIN, REPO, WORDS, Node, deliver_random, make_users, wait_idle
 from tests.maildirs import MailDir
 from tests.reference import ReferenceIndex
@@ -177,8 +178,8 @@ def _check_indexes(tmp_path: Path, config: Path, users: list[str]) -> None:
     report = service.index_users(single, all_users=True)  # the mail delivered during the run
     assert not report.failed and report.users == len(users)
     for user in users:
-        got = _documents(service.index_path(service.get_user(cluster, user)))
-        want = _documents(service.index_path(service.get_user(single, user)))
+        got = _documents(index_path(service.get_user(cluster, user)))
+        want = _documents(index_path(service.get_user(single, user)))
         assert got == want, user
 
 

@@ -8,8 +8,10 @@ import sys
 import pytest
 
 from ftsd.decoders import EXTENSIONS, REGISTRY, decode_attachment, find_decoder
-from ftsd.settings import DecoderSettings
+from ftsd.settings import DecoderSettings, FtsSettings
 from tests.decoders import makedocs as mk
+
+TEXT_CHARS = FtsSettings().max_text_chars  # fts.max_text_chars: what message.py passes
 
 LIMITS = DecoderSettings()
 OOXML = "application/vnd.openxmlformats-officedocument."
@@ -17,7 +19,7 @@ ODF = "application/vnd.oasis.opendocument."
 
 
 def decode(data: bytes, content_type: str, filename: str | None = None) -> str:
-    result = decode_attachment(data, content_type, filename, LIMITS)
+    result = decode_attachment(data, content_type, filename, LIMITS, TEXT_CHARS)
     assert result.skipped is None, result
     return result.text
 
@@ -130,6 +132,6 @@ def test_decoder_libraries_load_only_where_they_run() -> None:
 
 def test_long_text_is_cut_not_skipped() -> None:
     rows = [[f"word{i}", "x" * 100] for i in range(25_000)]  # ~2.6 M chars of text
-    result = decode_attachment(mk.make_csv(rows), "text/csv", None, LIMITS)
+    result = decode_attachment(mk.make_csv(rows), "text/csv", None, LIMITS, TEXT_CHARS)
     assert result.skipped is None and 1_900_000 < len(result.text) <= 2_000_000
     assert result.text.startswith("word0\t")

@@ -11,8 +11,10 @@ import olefile
 import pytest
 
 from ftsd.decoders import decode_attachment
-from ftsd.settings import DecoderSettings
+from ftsd.settings import DecoderSettings, FtsSettings
 from tests.decoders import makedocs as mk
+
+TEXT_CHARS = FtsSettings().max_text_chars  # fts.max_text_chars: what message.py passes
 
 LIMITS = DecoderSettings()
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
@@ -20,7 +22,7 @@ DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
 def skipped(data: bytes, content_type: str, filename: str | None = None, limits: DecoderSettings = LIMITS) -> str:
     started = time.monotonic()
-    result = decode_attachment(data, content_type, filename, limits)
+    result = decode_attachment(data, content_type, filename, limits, TEXT_CHARS)
     assert time.monotonic() - started < 10
     assert result.text == "" and result.skipped, result
     return result.skipped

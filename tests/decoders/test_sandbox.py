@@ -11,23 +11,25 @@ from pathlib import Path
 import pytest
 
 from ftsd.decoders import decode_attachment, sandbox
-from ftsd.settings import DecoderSettings
+from ftsd.settings import DecoderSettings, FtsSettings
 from tests.decoders import makedocs as mk
 
+TEXT_CHARS = FtsSettings().max_text_chars  # fts.max_text_chars: what message.py passes
 
-def _hog(data: bytes) -> str:
+
+def _hog(data: bytes, max_chars: int) -> str:
     chunks = []
     while True:
         chunks.append(bytearray(10_000_000))
 
 
-def _crash(data: bytes) -> str:
+def _crash(data: bytes, max_chars: int) -> str:
     faulthandler.disable()  # pytest's would print a traceback of the child
     os.kill(os.getpid(), signal.SIGSEGV)
     return ""
 
 
-def _spin(data: bytes) -> str:
+def _spin(data: bytes, max_chars: int) -> str:
     while True:
         pass
 
@@ -42,7 +44,8 @@ def hostile_decoders():
 
 def fork_and_decode(name: str, timeout: float = 5, memory_mb: int = 512) -> tuple[bytes, str | None]:
     """Run the server's fork step right here, with a hostile decoder function of this module."""
-    request = {"name": name, "type": "application/x-test", "timeout": timeout, "memory_mb": memory_mb, "command": ""}
+    request = {"name": name, "type": "application/x-test", "timeout": timeout, "memory_mb": memory_mb, "command": "",
+               "max_chars": TEXT_CHARS}
     return sandbox._fork_and_decode(request, b"data", _HOSTILE[name])
 
 
@@ -63,12 +66,12 @@ def test_wall_clock_timeout(hostile_decoders) -> None:
 def test_a_killed_fork_server_is_restarted() -> None:
     data = mk.make_docx(["restartword"])
     docx = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-    assert "restartword" in decode_attachment(data, docx, None, DecoderSettings()).text
+    assert "restartword" in decode_attachment(data, docx, None, DecoderSettings(), TEXT_CHARS).text
     proc = sandbox._client.proc
     assert proc is not None
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert "restartword" in decode_attachment(data, docx, None, DecoderSettings()).text
+    assert "restartword" in decode_attachment(data, docx, None, DecoderSettings(), TEXT_CHARS).text
     assert sandbox._client.proc is not proc
 
 
@@ -77,8 +80,18 @@ def test_fork_server_preloads_decoder_libraries() -> None:
     (importing pypdfium2 per part would cost ~100 ms; bench/bench_decoders.py measures the overhead)."""
     data = mk.make_docx(["tiny"])
     docx = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-    assert decode_attachment(data, docx, None, DecoderSettings()).text.strip() == "tiny"
+    assert decode_attachment(data, docx, None, DecoderSettings(), TEXT_CHARS).text.strip() == "tiny"
     proc = sandbox._client.proc
     assert proc is not None
     maps = Path(f"/proc/{proc.pid}/maps").read_text()
     assert "pdfium" in maps  # the PDF library is mapped in the server, though only a docx was decoded
+
+def test_text_is_cut_at_max_text_chars_in_the_sandbox_and_here() -> None:
+    """One limit, fts.max_text_chars, passed down: a sandboxed decoder (docx) and an in-process one (csv)."""
+    docx = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+    words = [f"paragraph{n} with some words" for n in range(200)]
+    full = decode_attachment(mk.make_docx(words), docx, None, DecoderSettings(), TEXT_CHARS).text
+    cut = decode_attachment(mk.make_docx(words), docx, None, DecoderSettings(), 100)
+    assert len(full) > 1000 and cut.skipped is None and cut.text == full[:100]
+    rows = "\n".join(f"{n},value{n}" for n in range(500)).encode()
+    assert len(decode_attachment(rows, "text/csv", None, DecoderSettings(), 100).text) <= 100

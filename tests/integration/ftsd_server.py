@@ -12,6 +12,7 @@ import sys
 import uvicorn
 from fastapi import FastAPI
 
+from ftsd.api.server import protocol
 from ftsd.api.solr import solr_router
 from ftsd.settings import load_settings
 
@@ -33,7 +34,9 @@ def build(config: str, kind: str) -> FastAPI:
 def main(argv: list[str]) -> None:
     config, port, kind = argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(build(config, kind), host="127.0.0.1", port=int(port), log_level="warning")
+    # ftsd's own HTTP protocol (connection bounds, 102 Processing on long Solr requests), as `ftsd serve` runs it
+    uvicorn.run(build(config, kind), host="127.0.0.1", port=int(port), log_level="warning",
+                http=protocol(load_settings(config)))
 
 
 if __name__ == "__main__":

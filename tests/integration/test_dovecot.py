@@ -27,8 +27,8 @@ import pytest
 
 from ftsd.api.token import service_token
 from ftsd.query import And, Key, Node, Not, Or, parse_query
-from ftsd.service import index_path
 from ftsd.settings import load_settings
+from ftsd.store.index import index_path
 from ftsd.store.searcher import Searcher
 from ftsd.userdb import lookup_user
 from tests.conftest import to_toml
@@ -416,3 +416,27 @@ def test_restarts_in_the_middle_of_indexing_lose_nothing(dovecot_installed: None
     finally:
         s.close()
 
+
+
+def test_interim_responses_reach_dovecot_and_are_ignored(dovecot_installed: None, corpus_dir: Path,
+                                                         scratch: Path) -> None:
+    """ftsd's own `102 Processing` (limits.solr_interim_s, 0.1 s here) while it works on one batch of 150
+    messages: Dovecot 2.3 ignores each one (its debug log says so) and resets its request timeout on it (lib-http:
+    "We've seen activity from the server"), even while it is still uploading, and the batch is indexed. 2.3's
+    request timeout is a fixed 60 s: bench/bench_solr_batch.py shows a longer batch succeed (docs/dovecot.md)."""
+    s = Stack(scratch / "interim", "router", "debug")
+    with s.config.open("a") as config:
+        config.write("\n[limits]\nsolr_interim_s = 0.1\n")
+    try:
+        s.dovecot.add_user("slow", _corpus(corpus_dir, "INBOX", 150))
+        s.ftsd.start()
+        s.dovecot.start()
+        done = s.dovecot.doveadm("-D", "index", "-u", "slow", "INBOX")
+        ignored = (done.stderr + s.dovecot.log.read_text(errors="replace")).count("Got unexpected 102 response")
+        took = [float(m) for m in re.findall(r"solr update ok \+150 -0 documents in ([\d.]+) ms",
+                                             s.ftsd.log.read_text(errors="replace"))]
+        assert len(took) == 1 and ignored >= 1 and ignored <= took[0] / 100 + 1, (took, ignored, s.log_tails())
+        print(f"Dovecot 2.3: one batch of 150 answered in {took[0] / 1000:.1f} s, {ignored} x 102 ignored")
+        assert s.ftsd.count("slow", s.dovecot.mailbox_guid("slow")) == 150
+    finally:
+        s.close()

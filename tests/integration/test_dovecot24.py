@@ -350,3 +350,49 @@ def test_interim_responses_keep_dovecot_waiting_for_a_slow_update(trixie_root: P
         silent.close()
         chatty.close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_batch_longer_than_dovecots_timeout_succeeds(trixie_root: Path, corpus_dir: Path) -> None:
+    """ftsd's own `102 Processing` (api/protocol.py, limits.solr_interim_s) keeps Dovecot waiting for a batch
+    that takes ftsd longer than Dovecot's request timeout (cut to 1 s here, one attempt). The same batch of 150
+    messages to an ftsd with interim responses off fails with "Request timed out" (bob); with them on (every
+    0.2 s), it is indexed whole (alice), and ftsd's log shows it took longer than the timeout."""
+    root = Path(tempfile.mkdtemp(prefix="ftsd-dv24-interim-", dir="/tmp"))
+    root.chmod(0o755)
+    base = _ftsd_config(root).read_text()
+    servers = {}
+    for name, every in (("quiet", 0), ("chatty", 0.2)):
+        config = root / f"ftsd-{name}.toml"
+        config.write_text(base.replace("/ftsd-index/", f"/ftsd-index-{name}/").replace(
+            "/ftsd-state", f"/ftsd-state-{name}") + f"\n[limits]\nsolr_interim_s = {every}\n")
+        servers[name] = FtsdServer(config, root / f"ftsd-{name}.log")
+    quiet, chatty = servers["quiet"], servers["chatty"]
+    dovecot = Dovecot24(trixie_root, root / "dovecot", chatty.url)
+    try:
+        messages = _corpus(corpus_dir, "INBOX", 150)
+        dovecot.add_user("alice", messages)
+        dovecot.add_user("bob", messages)
+        timeouts = "  http_client_request_timeout = 1s\n  http_client_request_max_attempts = 1\n"
+        conf = dovecot.conf.read_text().replace(f"  url = {dovecot.fts_url}\n",
+                                                f"  url = {dovecot.fts_url}\n{timeouts}")
+        assert timeouts in conf
+        dovecot.conf.write_text(conf)
+        quiet_conf = dovecot.root / "quiet.conf"  # inside the directory bound into the Debian 13 root
+        quiet_conf.write_text(conf.replace(f":{chatty.port}/", f":{quiet.port}/"))
+        quiet.start()
+        chatty.start()
+        dovecot.start()
+        done = subprocess.run(dovecot.command("doveadm", "-c", str(quiet_conf), "index", "-u", "bob", "INBOX"),
+                              capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode != 0 and "Request timed out" in done.stderr, done.stderr
+        dovecot.doveadm("index", "-u", "alice", "INBOX")
+        took = [float(m) for m in re.findall(r"solr update ok \+150 -0 documents in ([\d.]+) ms",
+                                             chatty.log.read_text(errors="replace"))]
+        assert len(took) == 1 and took[0] > 1000, (took, chatty.log.read_text(errors="replace")[-3000:])
+        assert chatty.count("alice", dovecot.mailbox_guid("alice")) == 150
+        print(f"Dovecot 2.4, timeout 1 s: a batch of 150 answered in {took[0] / 1000:.1f} s")
+    finally:
+        dovecot.stop()
+        quiet.kill()
+        chatty.kill()
+        shutil.rmtree(root, ignore_errors=True)

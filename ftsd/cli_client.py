@@ -1,4 +1,5 @@
-"""`ftsd index -q` / `ftsd optimize -q`: queue jobs on the running service instead of doing the work here.
+"""Layer 7, beside cli.py: the CLI's client of the running service. `ftsd index -q` / `ftsd optimize -q` queue
+jobs there instead of doing the work here; `ftsd check` asks its /healthz (monitor.py) through `connect()`.
 
 Talks to the service over its Unix socket when the socket file exists (the default: no token needed there), else
 over TCP (`server.listen`) with the bearer token (`server.token`, or the token file the service made).
@@ -20,7 +21,8 @@ from ftsd.userdb import list_users
 TIMEOUT_S = 30.0
 
 
-def _client(settings: Settings) -> httpx.Client:
+def connect(settings: Settings) -> httpx.Client:
+    """An HTTP client of the service: its Unix socket if the file exists, else TCP with the token."""
     path = settings.resolve(settings.server.socket) if settings.server.socket else None
     if path is not None and path.exists():
         return httpx.Client(transport=httpx.HTTPTransport(uds=str(path)), base_url="http://ftsd", timeout=TIMEOUT_S)
@@ -38,7 +40,7 @@ def enqueue(settings: Settings, kind: str, users: Sequence[str], all_users: bool
     names = list_users(settings) if all_users else list(users)
     failed = 0
     try:
-        with _client(settings) as client:
+        with connect(settings) as client:
             for name in names:
                 body = {"mailboxes": list(mailboxes)} if kind == "index" and mailboxes else None
                 response = client.post(f"/v1/users/{quote(name, safe='@')}/{kind}", json=body)
