@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from itertools import groupby
 from typing import Any, NamedTuple
 
 import xapian
@@ -75,25 +76,32 @@ def encode_length(n: int) -> bytes:
     return bytes(out)
 
 
+def _term_records(prefix: bytes, terms: frozenset[str]) -> list[bytes]:
+    """The serialised records of a field's terms (length, prefix + term, wdf 1, no positions), one joined string
+    per term length: no Python step per term (this runs ~1,000 times per message)."""
+    records = []
+    for size, group in groupby(sorted(map(str.encode, terms), key=len), key=len):
+        head = encode_length(size + len(prefix)) + prefix
+        records.append(head + (_WDF_1 + head).join(group) + _WDF_1)
+    return records
+
+
 def build_document(guid: str, uid: int, terms: Mapping[str, Terms], data: Mapping[str, Any]) -> Document:
-    heads: list[bytes] = []  # length + term; each is followed by _WDF_1
+    records: list[bytes] = []
+    count = 2  # the two boolean terms
     lexicon: list[tuple[str, str]] = []
     for fieldname, field_terms in terms.items():
         prefix = FIELD_PREFIXES[fieldname]
-        encoded = [(prefix + term).encode() for term in field_terms.all()]
-        if encoded and max(map(len, encoded)) < 255:
-            heads += [_SHORT[len(b)] + b for b in encoded]
-        else:
-            heads += [encode_length(len(b)) + b for b in encoded]
+        every = field_terms.all()
+        count += len(every)
+        records += _term_records(prefix.encode(), every)
         for kind, entries in ((WORDS, field_terms.words), (RUNS, field_terms.runs), (MARKS, field_terms.marks)):
             if entries:
                 lexicon.append((kind + prefix, "\n".join(entries)))
     value = str(uid).encode()
-    booleans = [t.encode() for t in (mailbox_term(guid), id_term(guid, uid))]
-    out = [_SHORT[1], encode_length(SLOT_UID), encode_length(len(value)), value, encode_length(len(heads) + 2)]
-    out += [encode_length(len(b)) + b + _WDF_0 for b in booleans]
-    if heads:
-        out += [_WDF_1.join(heads), _WDF_1]
+    out = [_SHORT[1], encode_length(SLOT_UID), encode_length(len(value)), value, encode_length(count)]
+    out += [encode_length(len(b)) + b + _WDF_0 for b in (mailbox_term(guid).encode(), id_term(guid, uid).encode())]
+    out += records
     out.append(json.dumps(data, separators=(",", ":")).encode())
     return Document(b"".join(out), tuple(lexicon))
 
