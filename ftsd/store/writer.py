@@ -163,11 +163,10 @@ class IndexWriter:
 
     def indexed_uids(self, guid: str) -> set[int]:
         """UIDs of this mailbox present in the index (including this batch)."""
-        uids = set()
+        prefix = schema.id_term(guid, 0)[:-1].encode()  # Q<guid>: -- read from the term list, no document read
+        start = len(prefix)
         with self._xapian("reading the indexed UIDs"):
-            for item in self.db.postlist(schema.mailbox_term(guid)):
-                uids.add(int(self.db.get_document(item.docid).get_value(schema.SLOT_UID)))
-        return uids
+            return {int(item.term[start:]) for item in self.db.allterms(prefix)}
 
     def mailbox_meta(self, guid: str) -> dict[str, Any]:
         with self._xapian("reading mailbox metadata"):
