@@ -8,8 +8,8 @@ value slot 0 holds the UID. The lexicon of words, runs and marks lives in metada
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from itertools import groupby
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import xapian
@@ -76,32 +76,49 @@ def encode_length(n: int) -> bytes:
     return bytes(out)
 
 
-def _term_records(prefix: bytes, terms: frozenset[str]) -> list[bytes]:
-    """The serialised records of a field's terms (length, prefix + term, wdf 1, no positions), one joined string
-    per term length: no Python step per term (this runs ~1,000 times per message)."""
-    records = []
-    for size, group in groupby(sorted(map(str.encode, terms), key=len), key=len):
-        head = encode_length(size + len(prefix)) + prefix
-        records.append(head + (_WDF_1 + head).join(group) + _WDF_1)
-    return records
+def _heads(prefix: str) -> tuple[bytes, ...]:
+    """Length + prefix of a term record, by the term's byte length (below _HEADS_MAX)."""
+    raw = prefix.encode()
+    return tuple(encode_length(n + len(raw)) + raw for n in range(_HEADS_MAX))
+
+
+_HEADS_MAX = 1024
+_HEADS = MappingProxyType({prefix: _heads(prefix) for prefix in FIELD_PREFIXES.values()})
+
+
+def _term_records(prefix: str, terms: frozenset[str]) -> bytes:
+    """The serialised records of a field's terms (length, prefix + term, wdf 1, no positions) in Xapian's order
+    (sorted: it unserialises and inverts ~10 % faster than set order), built by C-level maps and a join: no
+    Python step per term (this runs ~1,000 times per message)."""
+    encoded = sorted(map(str.encode, terms))
+    if not encoded:
+        return b""
+    lengths = list(map(len, encoded))
+    if max(lengths) < _HEADS_MAX:
+        heads: Iterable[bytes] = map(_HEADS[prefix].__getitem__, lengths)
+    else:
+        raw = prefix.encode()
+        heads = [encode_length(n + len(raw)) + raw for n in lengths]
+    return _WDF_1.join(map(bytes.__add__, heads, encoded)) + _WDF_1
 
 
 def build_document(guid: str, uid: int, terms: Mapping[str, Terms], data: Mapping[str, Any]) -> Document:
-    records: list[bytes] = []
-    count = 2  # the two boolean terms
+    booleans = (mailbox_term(guid).encode(), id_term(guid, uid).encode())
+    records = [(b[:1], encode_length(len(b)) + b + _WDF_0) for b in booleans]
+    count = len(booleans)
     lexicon: list[tuple[str, str]] = []
     for fieldname, field_terms in terms.items():
         prefix = FIELD_PREFIXES[fieldname]
         every = field_terms.all()
         count += len(every)
-        records += _term_records(prefix.encode(), every)
+        records.append((prefix.encode(), _term_records(prefix, every)))
         for kind, entries in ((WORDS, field_terms.words), (RUNS, field_terms.runs), (MARKS, field_terms.marks)):
             if entries:
                 lexicon.append((kind + prefix, "\n".join(entries)))
+    records.sort()  # by prefix: the whole term list in Xapian's order
     value = str(uid).encode()
     out = [_SHORT[1], encode_length(SLOT_UID), encode_length(len(value)), value, encode_length(count)]
-    out += [encode_length(len(b)) + b + _WDF_0 for b in (mailbox_term(guid).encode(), id_term(guid, uid).encode())]
-    out += records
+    out += [record for _, record in records]
     out.append(json.dumps(data, separators=(",", ":")).encode())
     return Document(b"".join(out), tuple(lexicon))
 
