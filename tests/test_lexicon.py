@@ -141,3 +141,28 @@ def test_marks_listed_rebuilt_and_checked(maildir: MailDir, make_config):
     lexicon, _ = lexicon_of(settings)
     assert sorted(lexicon.expand("p", ["X"], "-")) == ["X - ", "X -- "] and lexicon.expand("p", ["S"], "#") == ["S #"]
     assert {q: uids(settings, q) for q in expected} == expected
+
+
+def test_hash_like_words_unlisted_but_found_by_their_start(maildir: MailDir, make_config):
+    """DKIM/ARC pieces and digests stay out of the lexicon (they would be half of it on real list mail); the term
+    list still finds them by the whole word or a string that starts one (docs/search-differences.md, 5)."""
+    settings = load_settings(make_config())
+    sig = "xpv9z6vlsfjevimldyn3scvylpnoj"
+    commit = "1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b"
+    a = maildir.deliver(subject="signed", body=f"b={sig} fixed in {commit} ok", headers={"X-Sig": sig})
+    b = maildir.deliver(subject="plain", body="word xpv9 and 1a2b3c4 alone")
+    service.index_users(settings, [USER])
+    lexicon, _ = lexicon_of(settings)
+    assert lexicon.expand("w", ["X", "H"], "xpv9z6") == [] and lexicon.expand("w", ["X"], "1a2b3c4d") == []
+    assert lexicon.expand("w", ["X"], "fixed") == ["Xfixed"]  # ordinary words are listed
+    assert uids(settings, f"BODY {sig}") == [a]  # the whole word
+    assert uids(settings, f"TEXT {sig.upper()}") == [a]
+    assert uids(settings, "BODY xpv9z6vl") == [a]  # a start of it
+    assert uids(settings, "BODY 1a2b3c4") == [a, b]  # an abbreviated commit id, and the word itself in b
+    assert uids(settings, "BODY xpv9") == [a, b]
+    assert uids(settings, f"BODY {commit[:12]}") == [a]
+    assert uids(settings, "BODY 9z6vlsfj") == []  # starts inside a hash-like word: the documented difference
+    assert service.optimize_users(settings, [USER])[0].error is None  # the rebuild leaves them out too
+    lexicon, _ = lexicon_of(settings)
+    assert lexicon.expand("w", ["X"], "xpv9z6") == [] and uids(settings, "BODY xpv9z6vl") == [a]
+    assert service.check_users(settings, [USER])[USER].state == "ok"  # the check does not count them as missing
