@@ -42,7 +42,8 @@ def free_port() -> int:
 class Server:
     """`ftsd serve` on a free loopback port with CONFIG's settings (listen and socket overridden)."""
 
-    def __init__(self, config: Path, work: Path) -> None:
+    def __init__(self, config: Path, work: Path, root: Path) -> None:
+        self.root = root
         self.port = free_port()
         self.config = work / "serve.toml"
         text = config.read_text()
@@ -52,8 +53,8 @@ class Server:
 
     def __enter__(self) -> httpx.Client:
         with self.log.open("ab") as log:
-            cmd = [sys.executable, "-m", "ftsd", "serve", "--allow-root", "-c", str(self.config)]
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=log)
+            cmd = [str(self.root / ".venv/bin/python"), "-m", "ftsd", "serve", "--allow-root", "-c", str(self.config)]
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, cwd=self.root)
         client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=600)
         deadline = time.monotonic() + 60
         while True:
@@ -125,9 +126,11 @@ def main() -> int:
     ap.add_argument("--queries", type=int, default=40, help="words per category (split between the routes)")
     ap.add_argument("--restarts", type=int, default=3, help="cold first searches per route")
     ap.add_argument("--label", default="", help="a name for this run in the table")
+    ap.add_argument("--ftsd-root", type=Path, default=Path(__file__).resolve().parents[1],
+                    help="the checkout whose ftsd (and .venv) serves: e.g. main's, for a before/after pair")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ftsd-routes-"))
-    server = Server(args.config.resolve(), work)
+    server = Server(args.config.resolve(), work, args.ftsd_root.resolve())
     with server as client:
         status = client.get(f"/v1/users/{args.user}/status").json()
     box = next(b for b in status["mailboxes"] if b["mailbox"] == args.mailbox)
@@ -164,7 +167,7 @@ def main() -> int:
         for _ in range(10):
             lastuid.append(timed(last_uid, client, args.user, guid)[0])
     load = os.getloadavg()
-    print(f"# bench/bench_routes.py {args.label}\n")
+    print(f"## bench/bench_routes.py {args.label} (ftsd of {args.ftsd_root})\n")
     print(f"User {args.user}, mailbox {args.mailbox}: {messages:,} indexed messages; a real `ftsd serve` on loopback "
           f"TCP; {args.queries} words per category drawn from {corpus}, alternating between the routes. "
           f"Load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (2 CPUs).\n")
