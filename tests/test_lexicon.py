@@ -166,5 +166,5 @@ def test_hash_like_words_unlisted_but_found_by_their_start(maildir: MailDir, mak
     assert service.optimize_users(settings, [USER])[0].error is None  # the rebuild leaves them out too
     lexicon, _ = lexicon_of(settings)
     assert lexicon.expand("w", ["X"], "xpv9z6") == [] and uids(settings, "BODY xpv9z6vl") == [a]
-    path = service.index_path(service.get_user(settings, USER))
+    path = index_path(service.get_user(settings, USER))
     assert maintenance.check(path, settings.fts.partial) is None  # the check does not count them as missing
