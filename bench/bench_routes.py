@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -49,6 +50,8 @@ class Server:
         text = config.read_text()
         self.config.write_text(_override(text, self.port, work))
         self.log = work / "serve.log"
+        state = tomllib.loads(text).get("server", {}).get("state_dir", "/var/lib/ftsd")
+        self.token = Path(state) / "token"  # TCP clients send the service token
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> httpx.Client:
@@ -60,6 +63,8 @@ class Server:
         while True:
             try:
                 if client.get("/healthz").status_code == 200:
+                    token = self.token.read_text().strip() if self.token.exists() else ""
+                    client.headers["Authorization"] = f"Bearer {token}"
                     return client
             except httpx.TransportError:
                 pass

@@ -11,7 +11,7 @@ replaced, length and punctuation kept). So the vocabulary grows per message as t
 entries do -- an upper bound: some of those are rare words a real 100k mailbox would repeat.
 
 The entries are stored in a fresh Xapian database exactly as store/lexicon.rebuild() stores them (chunks of
-CHUNK_CHARS; with `--filter`, hash-like words are left out as the current code does), then read with the
+CHUNK_CHARS; with `--filter`, hash-like words are left out as store/lexicon.UNLIST_HASH_LIKE would), then read with the
 current ftsd.store.lexicon.Lexicon: load time and RSS growth of a first load (fresh process per measurement),
 total characters, and the time of uncached lookups (`expand`) of in-word substrings and rare words drawn from the
 sources, over the 7 TEXT fields and over BODY alone.
@@ -108,7 +108,7 @@ def build(sources: list[tuple[Path, int]], work: Path, db_path: Path, use_filter
     stored = 0
     for kind_prefix, entries in kinds.items():
         if use_filter:
-            entries = [e for e in entries if lexicon.listed(kind_prefix[0], e)]
+            entries = [e for e in entries if lexicon.listed(kind_prefix[0], e, unlist_hash_like=True)]
         stored += len(entries)
         chunk: list[str] = []
         size = n = 0

@@ -90,7 +90,7 @@ class Searcher:
             kind = schema.MARKS if mark else schema.WORDS if is_word(needle) else schema.RUNS
             prefixes = [schema.FIELD_PREFIXES[name] for name in fields]
             terms = self.lexicon.expand(kind, prefixes, needle)
-            if kind == schema.WORDS and _HASH_START.fullmatch(needle):
+            if lexicon.UNLIST_HASH_LIKE and kind == schema.WORDS and _HASH_START.fullmatch(needle):
                 terms = terms + self._hash_words(prefixes, needle)
         if not terms:
             return xapian.Query.MatchNothing
