@@ -52,7 +52,15 @@ def _entries(path: Path) -> tuple[str, ...]:
     from ftsd.settings import Settings
 
     outcome = index_message("0" * 32, 1, path, Settings())
-    return tuple(sorted(set(outcome.document.lexicon))) if outcome.document else ()
+    if outcome.document is None:
+        return ()
+    entries: set[str] = set()
+    for item in outcome.document.lexicon:  # (kind + prefix, newline-joined entries), or kind + prefix + entry
+        if isinstance(item, tuple):
+            entries.update(item[0] + e for e in item[1].split("\n") if e)
+        else:
+            entries.add(item)
+    return tuple(sorted(entries))
 
 
 def source_entries(src: Path, work: Path) -> list[tuple[str, ...]]:
