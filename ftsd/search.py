@@ -388,7 +388,9 @@ class MailboxSearch:
 
     def run(self, node: Node) -> Answer:
         present = self.present
-        indexed = self.searcher.indexed_uids(self.guid) & present if self.searcher else set()
+        everything = self.searcher.indexed_uids(self.guid) if self.searcher else set()
+        # the Solr bridge passes the index's own (cached) set: no 40,000-element copies per search then
+        indexed = present if present is everything else everything & present
         if indexed and self._all_exact(node):
             assert self.searcher is not None
             sure = self.searcher.uids(self._query(node), self.guid) & indexed
@@ -398,7 +400,8 @@ class MailboxSearch:
             check = maybe - sure
         else:
             sure, check = set(), set()
-        check |= present - indexed  # not indexed yet: only the message's text can tell
+        if present is not indexed:
+            check |= present - indexed  # not indexed yet: only the message's text can tell
         verified = {uid for uid in check if self._verify(uid, node)}
         return Answer(sorted(sure | verified), len(check))
 

@@ -88,3 +88,36 @@ def test_delete_by_query_gives_its_reader_back_too(settings_: Settings) -> None:
     session.close()
     assert len(rt.readers.idle(path)) == 1
     assert select_uids(settings_, "*:*", rt) == [2]
+
+
+def test_select_pages_sorts_and_formats_without_a_hit_per_match(settings_: Settings) -> None:
+    """One mailbox sorted by uid is paged straight from the answer (Dovecot's last-UID lookup, rows=UIDNEXT
+    searches); several mailboxes or a sort on id take the general path; the XML lines equal the per-hit ones."""
+    rt = Runtime(settings_)
+    other = "0" * 31 + "1"
+    add(settings_, {uid: f"word{uid % 3} common" for uid in range(1, 31)}, rt)
+    session = solr.UpdateSession(settings_, rt)
+    session.feed(f'<add><doc><field name="id">5/{other}/{USER}</field><field name="body">common</field></doc></add>'
+                 .encode())
+    session.close()
+
+    def select(q: str, **params: str) -> solr.SolrReply:
+        return solr.select(settings_, [("q", q), *params.items()], rt)
+
+    last = select(f"box:{BOX} AND user:{USER}", rows="1", sort="uid desc", fl="uid").body.decode()
+    assert '<result name="response" numFound="30" start="0">' in last
+    assert '<doc><long name="uid">30</long></doc>' in last and last.count("<doc>") == 1
+    page = select("body:word1", fq=f"+box:{BOX} +user:{USER}", rows="3", start="2", sort="uid asc",
+                  fl="uid,score", wt="json")
+    reply = json.loads(page.body)["response"]
+    assert reply["numFound"] == 10 and [d["uid"] for d in reply["docs"]] == [7, 10, 13]
+    assert reply["docs"][0]["score"] == 1.0
+    both = select(f"body:common AND user:{USER}", rows="100", sort="uid desc,box asc", fl="id,uid,box,user")
+    docs = both.body.decode().split("\n")
+    lines = [line for line in docs if line.startswith("<doc>")]
+    assert len(lines) == 31 and lines[0].startswith('<doc><str name="id">30/')
+    fives = [line for line in lines if '<long name="uid">5</long>' in line]
+    assert fives == [f'<doc><str name="id">5/{b}/{USER}</str><long name="uid">5</long><str name="box">{b}</str>'
+                     f'<str name="user">{USER}</str></doc>' for b in sorted([BOX, other])]
+    by_id = select(f"body:common AND user:{USER} AND box:{BOX}", rows="3", sort="id asc", fl="uid", wt="json")
+    assert [d["uid"] for d in json.loads(by_id.body)["response"]["docs"]] == [1, 10, 11]  # id sorts as text

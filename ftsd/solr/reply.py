@@ -11,6 +11,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -36,9 +37,27 @@ class Hit:
 def search(settings: Settings, node: Node, runtime: Runtime | None = None) -> list[Hit]:
     """Every document of the query's user (and mailboxes) matching node, unsorted.
     Raises: QueryError, UnknownUserError, StoreError."""
+    user, found = _found(settings, node, runtime)
+    return [Hit(guid, uid, user) for guid, uids in found.items() for uid in uids]
+
+
+def _found(settings: Settings, node: Node, runtime: Runtime | None) -> tuple[str, dict[str, list[int]]]:
+    """(user, ascending UIDs per mailbox GUID) of the documents matching node."""
     scope = Scope.of(node)
-    found = service.search_index(settings, scope.user, node, scope.mailboxes, scope.uids, runtime=runtime)
-    return [Hit(guid, uid, scope.user) for guid, uids in found.items() for uid in uids]
+    return scope.user, service.search_index(settings, scope.user, node, scope.mailboxes, scope.uids, runtime=runtime)
+
+
+def _one_box_page(found: dict[str, list[int]], user: str, spec: str, start: int, rows: int) -> list[Hit] | None:
+    """The page of a one-mailbox answer sorted by uid (what Dovecot asks: `uid asc`, `uid desc` for its last-UID
+    lookup), without a Hit per match; None when the sort needs them all (several mailboxes, sort on id)."""
+    if len(found) > 1:
+        return None
+    keys = [(name, desc) for name, desc in _sort_key(spec) if name not in ("box", "user", "score")]  # constant here
+    if keys and keys[0][0] != "uid":
+        return None
+    ((guid, uids),) = found.items() or [("", [])]
+    ordered = uids[::-1] if keys and keys[0][1] else uids
+    return [Hit(guid, uid, user) for uid in ordered[start : start + rows]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +87,7 @@ def _sort_key(spec: str) -> list[tuple[str, bool]]:
 
 def _sorted(hits: list[Hit], spec: str) -> list[Hit]:
     keys: dict[str, Callable[[Hit], Any]] = {
-        "uid": lambda h: h.uid, "box": lambda h: h.box, "user": lambda h: h.user,
+        "uid": attrgetter("uid"), "box": attrgetter("box"), "user": attrgetter("user"),
         "id": lambda h: f"{h.uid}/{h.box}/{h.user}", "score": lambda h: 0,
     }
     for name, desc in reversed(_sort_key(spec) or [("box", False), ("uid", False)]):
@@ -76,18 +95,19 @@ def _sorted(hits: list[Hit], spec: str) -> list[Hit]:
     return hits
 
 
-def _doc_fields(hit: Hit, fl: Sequence[str]) -> list[tuple[str, str, str]]:
-    """(xml type, name, text) of the requested stored fields of one hit."""
+def _doc_fields(hit: Hit, fl: Sequence[str], uid: str = "") -> list[tuple[str, str, str]]:
+    """(xml type, name, text) of the requested stored fields of one hit (`uid`: its text instead of hit.uid)."""
+    uid = uid or str(hit.uid)
     out = []
     for name in fl:
         if name == "uid":
-            out.append(("long", "uid", str(hit.uid)))
+            out.append(("long", "uid", uid))
         elif name == "box":
             out.append(("str", "box", hit.box))
         elif name == "user":
             out.append(("str", "user", hit.user))
         elif name == "id":
-            out.append(("str", "id", f"{hit.uid}/{hit.box}/{hit.user}"))
+            out.append(("str", "id", f"{uid}/{hit.box}/{hit.user}"))
         elif name == "score":
             out.append(("float", "score", "1.0"))
     return out
@@ -110,22 +130,42 @@ def select(settings: Settings, params: Sequence[tuple[str, str]], runtime: Runti
         start = int(_param(params, "start", "0"))
     except ValueError as exc:
         raise QueryError(f"rows and start must be integers: {exc}") from None
-    hits = _sorted(search(settings, node, runtime), _param(params, "sort", "uid asc"))
-    page = hits[max(start, 0) : max(start, 0) + max(rows, 0)]
+    start, rows, spec = max(start, 0), max(rows, 0), _param(params, "sort", "uid asc")
+    user, found = _found(settings, node, runtime)
+    total = sum(map(len, found.values()))
+    page = _one_box_page(found, user, spec, start, rows)
+    if page is None:
+        hits = _sorted([Hit(guid, uid, user) for guid, uids in found.items() for uid in uids], spec)
+        page = hits[start : start + rows]
     fl = _fl(_param(params, "fl", "*"))
     qtime = int((time.monotonic() - started) * 1000)
     if _param(params, "wt", "xml") == "json":
         docs = [{name: int(text) if kind == "long" else float(text) if kind == "float" else text
                  for kind, name, text in _doc_fields(h, fl)} for h in page]
         body = {"responseHeader": {"status": 0, "QTime": qtime},
-                "response": {"numFound": len(hits), "start": start, "docs": docs}}
+                "response": {"numFound": total, "start": start, "docs": docs}}
         return SolrReply(200, json.dumps(body).encode(), "application/json; charset=UTF-8")
-    lines = [f'<result name="response" numFound="{len(hits)}" start="{start}">']
-    for hit in page:
-        inner = "".join(f'<{t} name="{n}">{escape(v)}</{t}>' for t, n, v in _doc_fields(hit, fl))
-        lines.append(f"<doc>{inner}</doc>")
-    lines.append("</result>")
+    lines = [f'<result name="response" numFound="{total}" start="{start}">', *_xml_docs(page, fl), "</result>"]
     return SolrReply(200, _response_xml(qtime, "\n".join(lines)))
+
+
+def _xml_docs(page: Sequence[Hit], fl: Sequence[str]) -> list[str]:
+    """One `<doc>` line per hit. Dovecot asks for every match of a mailbox (rows = UIDNEXT): the line is made
+    once per (box, user) with a NUL where the UID goes, then joined per hit (~10x faster than escaping each)."""
+    templates: dict[tuple[str, str], list[str]] = {}
+    out = []
+    for hit in page:
+        parts = templates.get((hit.box, hit.user))
+        if parts is None and "\0" in hit.box + hit.user:  # never in a GUID or a valid user name; still exact
+            out.append("<doc>" + "".join(f'<{t} name="{n}">{escape(v)}</{t}>' for t, n, v in _doc_fields(hit, fl))
+                       + "</doc>")
+            continue
+        if parts is None:
+            marked = Hit(hit.box, 0, hit.user)
+            inner = "".join(f'<{t} name="{n}">{escape(v)}</{t}>' for t, n, v in _doc_fields(marked, fl, "\0"))
+            parts = templates[(hit.box, hit.user)] = f"<doc>{inner}</doc>".split("\0")
+        out.append(str(hit.uid).join(parts))
+    return out
 
 
 def _response_xml(qtime: int, inner: str = "") -> bytes:

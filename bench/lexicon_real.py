@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""The lexicon of a ~100k-message mailbox of real mail: size, load time, uncached substring scans, memory.
+
+Indexing 100k messages takes an hour on a loaded 2-core machine, and the lexicon depends only on the entries each
+message brings, so this builds the lexicon a rebuilt index (`ftsd optimize`) would hold without building the
+rest: every message of each source corpus goes through ftsd's own pipeline (indexer/pipeline.index_message: the
+document's lexicon entries), then the mailbox is made of COPIES of each source the way bench/realmail.py makes
+Maildirs: in every copy after the first, each entry that occurs in only ONE message of its source (signature
+pieces, Message-IDs, hashes, rare words) becomes a new entry of the same shape (ASCII letters and digits
+replaced, length and punctuation kept). So the vocabulary grows per message as the source's one-message
+entries do -- an upper bound: some of those are rare words a real 100k mailbox would repeat.
+
+The entries are stored in a fresh Xapian database exactly as store/lexicon.rebuild() stores them (chunks of
+CHUNK_CHARS; with `--filter`, hash-like words are left out as store/lexicon.UNLIST_HASH_LIKE would), then read with the
+current ftsd.store.lexicon.Lexicon: load time and RSS growth of a first load (fresh process per measurement),
+total characters, and the time of uncached lookups (`expand`) of in-word substrings and rare words drawn from the
+sources, over the 7 TEXT fields and over BODY alone.
+
+    .venv/bin/python bench/lexicon_real.py --source /tmp/corpus/openbmc/corpus-openbmc:13 \\
+        --source /tmp/corpus/sa/corpus-a:10 --work /tmp/lexbench [--filter] [--output FILE.md]
+
+Per-message entries are cached in WORK (entries-*.pickle) and reused by later runs. Not collected by pytest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import multiprocessing
+import os
+import pickle
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from compare_common import build_queries, pct  # noqa: E402
+
+_LOWER = "abcdefghijklmnopqrstuvwxyz"
+_DIGITS = "0123456789"
+
+
+def _entries(path: Path) -> tuple[str, ...]:
+    from ftsd.indexer.pipeline import index_message
+    from ftsd.settings import Settings
+
+    outcome = index_message("0" * 32, 1, path, Settings())
+    if outcome.document is None:
+        return ()
+    entries: set[str] = set()
+    for item in outcome.document.lexicon:  # (kind + prefix, newline-joined entries), or kind + prefix + entry
+        if isinstance(item, tuple):
+            entries.update(item[0] + e for e in item[1].split("\n") if e)
+        else:
+            entries.add(item)
+    return tuple(sorted(entries))
+
+
+def source_entries(src: Path, work: Path) -> list[tuple[str, ...]]:
+    """The lexicon entries (kind + field prefix + text) of every message of a source Maildir, cached."""
+    cache = work / f"entries-{hashlib.sha1(str(src).encode()).hexdigest()[:10]}.pickle"
+    if cache.exists():
+        return list(pickle.loads(cache.read_bytes()))
+    files = sorted(p for p in src.rglob("*") if p.is_file() and p.parent.name in ("cur", "new"))
+    with multiprocessing.Pool(2) as pool:
+        out = pool.map(_entries, files, chunksize=50)
+    cache.write_bytes(pickle.dumps(out))
+    return out
+
+
+def mutate(text: str, copy: int) -> str:
+    rng = random.Random(hashlib.blake2b(f"{text}/{copy}".encode(), digest_size=8).digest())
+    return "".join(_DIGITS[rng.randrange(10)] if c in _DIGITS else _LOWER[rng.randrange(26)] if c in _LOWER else c
+                   for c in text)
+
+
+def build(sources: list[tuple[Path, int]], work: Path, db_path: Path, use_filter: bool) -> dict[str, object]:
+    import xapian
+
+    from ftsd.store import lexicon, schema
+
+    kinds: dict[str, list[str]] = defaultdict(list)
+    stats: dict[str, object] = {}
+    messages = 0
+    for src, copies in sources:
+        per_message = source_entries(src, work)
+        df: Counter[str] = Counter()
+        for entries in per_message:
+            df.update({e[2:] for e in entries})
+        first = {e for entries in per_message for e in entries}
+        once = sorted(e for e in first if df[e[2:]] == 1)
+        stats[str(src)] = {"messages": len(per_message), "entries": len(first), "one-message entries": len(once)}
+        for e in sorted(first):
+            kinds[e[:2]].append(e[2:])
+        short: set[str] = set(first)
+        for copy in range(1, copies):
+            for e in once:
+                new = e[:2] + mutate(e[2:], copy)
+                if len(new) <= 8:  # short ones may collide: keep them unique
+                    if new in short:
+                        continue
+                    short.add(new)
+                kinds[new[:2]].append(new[2:])
+        messages += len(per_message) * copies
+    if db_path.exists():
+        shutil.rmtree(db_path)
+    db = xapian.WritableDatabase(str(db_path), xapian.DB_CREATE)
+    db.set_metadata(schema.META_SCHEMA, schema.SCHEMA_VERSION)
+    stored = 0
+    for kind_prefix, entries in kinds.items():
+        if use_filter:
+            entries = [e for e in entries if lexicon.listed(kind_prefix[0], e, unlist_hash_like=True)]
+        stored += len(entries)
+        chunk: list[str] = []
+        size = n = 0
+        for entry in entries:
+            chunk.append(entry)
+            size += len(entry) + 1
+            if size >= lexicon.CHUNK_CHARS:
+                db.set_metadata(f"{schema.META_LEXICON}{kind_prefix}.{n:08d}", "\n".join(chunk))
+                chunk, size, n = [], 0, n + 1
+        if chunk:
+            db.set_metadata(f"{schema.META_LEXICON}{kind_prefix}.{n:08d}", "\n".join(chunk))
+    db.commit()
+    db.close()
+    stats["messages"] = messages
+    stats["entries stored"] = stored
+    stats["entries before filter"] = sum(map(len, kinds.values()))
+    return stats
+
+
+_MEASURE = r"""
+import json, sys, time, xapian
+from ftsd.store import lexicon, schema
+def rss():
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * 4096
+db = xapian.Database(sys.argv[1])
+needles = json.loads(sys.argv[2])
+before = rss()
+t = time.perf_counter()
+lex = lexicon.Lexicon()
+lex.refresh(db)
+load = time.perf_counter() - t
+grown = rss() - before
+text_fields = [schema.FIELD_PREFIXES[n] for n in ("subject", "from", "to", "cc", "bcc", "headers", "body")]
+scans = {"text": [], "body": []}
+hits = []
+for needle in needles:
+    for name, prefixes in (("text", text_fields), ("body", ["X"])):
+        t = time.perf_counter()
+        found = lex.expand(schema.WORDS, prefixes, needle)
+        scans[name].append((time.perf_counter() - t) * 1000)
+        if name == "text":
+            hits.append(len(found))
+print(json.dumps({"load_ms": load * 1000, "rss_mb": grown / 1e6, "chars": lex.size(), "scans": scans,
+                  "hits": hits, "by_kind": {k: len(v) for k, v in lex.text.items()}}))
+"""
+
+
+def measure(db_path: Path, needles: list[str], runs: int) -> list[dict[str, object]]:
+    out = []
+    for _ in range(runs):
+        proc = subprocess.run([sys.executable, "-c", _MEASURE, str(db_path), json.dumps(needles)], check=True,
+                              capture_output=True, text=True)
+        out.append(json.loads(proc.stdout))
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--source", action="append", required=True, help="MAILDIR:COPIES")
+    ap.add_argument("--work", type=Path, required=True)
+    ap.add_argument("--filter", action="store_true", help="leave hash-like words out (store/lexicon.listed)")
+    ap.add_argument("--runs", type=int, default=3, help="fresh processes measuring load and scans")
+    ap.add_argument("--queries", type=int, default=30, help="needles per category")
+    ap.add_argument("--output", type=Path)
+    ap.add_argument("--label", default="")
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    sources = [(Path(s.rsplit(":", 1)[0]), int(s.rsplit(":", 1)[1])) for s in args.source]
+    db_path = args.work / ("lexicon-filtered.db" if args.filter else "lexicon.db")
+    t = time.perf_counter()
+    stats = build(sources, args.work, db_path, args.filter)
+    print(f"built in {time.perf_counter() - t:.0f} s: {json.dumps(stats)}", file=sys.stderr)
+    needles: list[str] = []
+    for src, _ in sources:
+        q = build_queries(src, args.queries)
+        needles += q.substrings + q.rare
+    runs = measure(db_path, needles, args.runs)
+    load = [r["load_ms"] for r in runs]
+    rss = [r["rss_mb"] for r in runs]
+    text = [x for r in runs for x in r["scans"]["text"]]  # type: ignore[index]
+    body = [x for r in runs for x in r["scans"]["body"]]  # type: ignore[index]
+    chars = runs[0]["chars"]
+    la = os.getloadavg()
+    lines = [
+        f"## bench/lexicon_real.py {args.label} ({'hash-like words left out' if args.filter else 'every entry'})",
+        "",
+        f"Sources {', '.join(f'{s} x{c}' for s, c in sources)} = {stats['messages']:,} messages; "
+        f"{stats['entries stored']:,} entries stored of {stats['entries before filter']:,}; load average "
+        f"{la[0]:.1f} / {la[1]:.1f} / {la[2]:.1f} on 2 CPUs. {len(needles)} needles (in-word substrings and rare "
+        f"words), uncached, {args.runs} fresh processes.",
+        "",
+        "| lexicon M chars | load ms (median of runs) | RSS growth MB | scan TEXT (7 fields) p50 / p99 ms "
+        "| scan BODY p50 / p99 ms | median entries found |",
+        "|---:|---:|---:|---:|---:|---:|",
+        f"| {chars / 1e6:.1f} | {statistics.median(load):.0f} | {statistics.median(rss):.0f} "
+        f"| {statistics.median(text):.1f} / {pct(text, 99):.1f} | {statistics.median(body):.1f} / {pct(body, 99):.1f} "
+        f"| {statistics.median(runs[0]['hits']):.0f} |",  # type: ignore[arg-type]
+        "",
+        "By kind and field (M chars): " + ", ".join(
+            f"{k} {v / 1e6:.2f}" for k, v in sorted(runs[0]["by_kind"].items())),  # type: ignore[attr-defined]
+        "",
+    ]
+    report = "\n".join(lines)
+    print(report)
+    if args.output:
+        with args.output.open("a") as f:
+            f.write(report + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""A large index without indexing: the documents of a source corpus's index copied once per replicated message
+of a mailbox (bench/realmail.py's output), with the replica's UIDs, so that search latency can be measured at
+40k messages on a loaded machine in a minute instead of an hour. Each copy gets the terms of its source message
+(as `make-maildir.py replicate` would: the lexicon does not grow); the Maildir and its uidlist are the real ones,
+so the JSON API's autoindex finds the mailbox up to date. For latency, not for lexicon sizes.
+
+    .venv/bin/python bench/replica_index.py SRC_INDEX SRC_MAILDIR UIDLIST OUT_INDEX [--first-serial 1]
+
+SRC_INDEX: ftsd's index of SRC_MAILDIR (one mailbox); UIDLIST: ftsd's uidlist of the replicated mailbox
+(`<index dir>/ftsd-uidlists/INBOX.uidlist`); OUT_INDEX is replaced. realmail.py names copy c of the i-th source
+message (sorted) `<mtime>.M<serial>P<c>.realmail...` with serial = first + c * n + i.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import xapian
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ftsd.store import schema  # noqa: E402
+
+_NAME = re.compile(r"^\d+\.M(\d+)P(\d+)\.realmail")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("src_index", type=Path)
+    ap.add_argument("src_maildir", type=Path)
+    ap.add_argument("uidlist", type=Path)
+    ap.add_argument("out_index", type=Path)
+    ap.add_argument("--first-serial", type=int, default=1)
+    args = ap.parse_args()
+    src = xapian.Database(str(args.src_index))
+    names = sorted(p.name for sub in ("cur", "new") for p in (args.src_maildir / sub).iterdir())
+    docid_of: dict[str, int] = {}
+    for item in src.postlist(""):
+        data = json.loads(src.get_document(item.docid).get_data())
+        docid_of[data["file"]] = item.docid
+    lines = args.uidlist.read_text().splitlines()
+    header = dict((f[0], f[1:]) for f in lines[0].split()[1:])
+    guid, uidvalidity = header["G"], int(header["V"])
+    if args.out_index.exists():
+        shutil.rmtree(args.out_index)
+    out = xapian.WritableDatabase(str(args.out_index), xapian.DB_CREATE)
+    out.set_metadata(schema.META_SCHEMA, schema.SCHEMA_VERSION)
+    for key in src.metadata_keys(schema.META_LEXICON):
+        out.set_metadata(key, src.get_metadata(key))
+    uids = []
+    for line in lines[1:]:
+        uid_text, _, name = line.partition(" :")
+        m = _NAME.match(name)
+        if not m:
+            continue
+        serial = int(m.group(1))
+        source = names[(serial - args.first_serial) % len(names)]
+        doc = src.get_document(docid_of[source])
+        old_guid = next(t.term.decode()[1:] for t in doc.termlist() if t.term.startswith(b"G"))
+        old_uid = int(doc.get_value(schema.SLOT_UID))
+        doc.remove_term(schema.mailbox_term(old_guid))
+        doc.remove_term(schema.id_term(old_guid, old_uid))
+        uid = int(uid_text)
+        doc.add_boolean_term(schema.mailbox_term(guid))
+        doc.add_boolean_term(schema.id_term(guid, uid))
+        doc.add_value(schema.SLOT_UID, str(uid))
+        data = json.loads(doc.get_data())
+        data.update(uid=uid, file=name)
+        doc.set_data(json.dumps(data, separators=(",", ":")))
+        out.add_document(doc)
+        uids.append(uid)
+        if len(uids) % 5000 == 0:
+            out.commit()
+            print(f"{len(uids)} documents", file=sys.stderr)
+    out.set_metadata(f"{schema.META_MAILBOX}{guid}", json.dumps(
+        {"last_uid": max(uids), "messages": len(uids), "name": "INBOX", "uidvalidity": uidvalidity}))
+    out.commit()
+    out.close()
+    print(f"{len(uids)} documents in {args.out_index}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
