@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ftsd.decoders.charset import decode_text
-from ftsd.decoders.html import html_to_text
+from ftsd.decoders.html import _stream_text, html_to_text
 from ftsd.maildir import decode_mutf7, encode_mutf7
 from ftsd.message import decode_header_value, parse_message
 from ftsd.settings import Settings
@@ -54,6 +54,25 @@ def test_html_to_text_is_total(markup: str) -> None:
 def test_plain_text_survives_html_to_text(text: str) -> None:
     """Text without markup keeps its words (a tagless body sent as text/html)."""
     assert html_to_text(text).split() == text.split()
+
+
+# Markup of real mail's kind: nested block and inline elements, hidden ones, raw-text ones, entities, comments.
+_TAGS = ["p", "div", "span", "b", "font", "a", "td", "tr", "table", "li", "ul", "h1", "blockquote", "center", "pre",
+         "script", "style", "noscript", "iframe", "textarea", "form", "select", "option"]
+_LEAVES = st.sampled_from(["alpha", "beta", "x", "&amp;", "caf&eacute;", "1&lt;2", " ", "\n", "q&quot;", "<br>",
+                           "<img alt='pic'>", "<!-- c -->", "</p>", "</td>"])
+_MARKUP = st.recursive(_LEAVES, lambda kids: st.builds(
+    lambda tag, inner, attr: f"<{tag}{attr}>{''.join(inner)}</{tag}>",
+    st.sampled_from(_TAGS), st.lists(kids, max_size=4), st.sampled_from(["", " class=x", " title='t&amp;u'"])),
+    max_leaves=30)
+
+
+@QUICK
+@given(st.lists(_MARKUP, max_size=5))
+def test_html_to_text_gives_the_words_of_the_event_stream(parts: list[str]) -> None:
+    """libxml2's tree walk and the stdlib event stream (the fallback past libxml2's depth) give the same words."""
+    markup = "".join(parts)
+    assert html_to_text(markup).split() == _stream_text(markup).split()
 
 
 _HEADER_LINES = st.lists(st.sampled_from([
