@@ -97,7 +97,7 @@ def _single_part(text: str) -> Message | None:
     if end is None:
         return None
     msg = _feed(text[: end.end()], headersonly=True)
-    if msg.get_payload() or msg.get_content_maintype() in ("multipart", "message"):
+    if getattr(msg, "_payload", None) or msg.get_content_maintype() in ("multipart", "message"):
         return None
     msg.set_payload(text[end.end():])
     return msg
