@@ -208,7 +208,9 @@ def decode_header_value(value: object) -> str:
     White space is dropped only between two adjacent encoded words (RFC 2047 §6.2): the folded space between
     `=?utf-8?q?J=C3=BCrg?=` and `<j@example.org>` stays. Adjacent words in one charset are decoded together (a
     multi-byte character may be split across them)."""
-    text = _LINE_BREAK.sub("", _raw_value(value))  # RFC 5322 unfolding: the white space after a break stays
+    text = _raw_value(value)
+    if "\n" in text or "\r" in text:
+        text = _LINE_BREAK.sub("", text)  # RFC 5322 unfolding: the white space after a break stays
     if "=?" not in text:
         return _clear_text(text)
     out: list[str] = []
@@ -465,8 +467,12 @@ def _parsed_headers(msg: Message, settings: Settings) -> ParsedMessage:
     # each value decoded once, for its own field, `headers` and `other_headers`
     items = [(n, n.lower(), decode_header_value(v)) for n, v in msg.items()
              if n.lower() in own or header_indexed(n, settings)]
-    for name in own:
-        setattr(parsed, "from_" if name == "from" else name, "\n".join(v for _, low, v in items if low == name))
+    fields: dict[str, list[str]] = {name: [] for name in own}
+    for _, low, value in items:
+        if low in fields:
+            fields[low].append(value)
+    for name, values in fields.items():
+        setattr(parsed, "from_" if name == "from" else name, "\n".join(values))
     parsed.headers = "\n".join(f"{name}: {value}" for name, _, value in items)
     parsed.other_headers = "\n".join(f"{name}:" if low in own else f"{name}: {value}" for name, low, value in items)
     return parsed
