@@ -299,10 +299,9 @@ def run_variant(name: str, maildir: Path, work: Path) -> dict[str, float]:
 
     fts, patch = VARIANTS[name]
     apply_patch(patch)  # also for "": pins the fork start method
-    (work / "mail").mkdir()
-    (work / "mail" / USER).symlink_to(maildir)
-    config = work / "ftsd.toml"
-    config.write_text(f'mail_location = "maildir:{work}/mail/%u:INDEX={work}/index/%u"\n[fts]\nautoindex_exclude = []\n'
+    config = work / "ftsd.toml"  # the Maildir itself: ftsd refuses a mail directory reached through a symlink
+    config.write_text(f'mail_location = "maildir:{maildir.resolve()}:INDEX={work}/index/%u"\n'
+                      "[fts]\nautoindex_exclude = []\n"
                       + "".join(f"{k} = {json.dumps(v)}\n" for k, v in fts.items()))
     settings = load_settings(config)
     start = time.perf_counter()
