@@ -23,6 +23,7 @@ import difflib
 import pickle
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -37,7 +38,7 @@ def _messages(maildir: Path) -> list[Path]:
 
 
 def record(out: Path, maildirs: list[Path]) -> None:
-    convert = ftsd.message.html_to_text
+    convert: Callable[[str], str] = getattr(ftsd.message, "html_to_text")  # noqa: B009  # the name message.py calls
     rows: list[tuple[str, str, str, float]] = []
     current: list[str] = [""]
 
@@ -47,7 +48,7 @@ def record(out: Path, maildirs: list[Path]) -> None:
         rows.append((current[0], html, text, time.process_time() - t0))
         return text
 
-    ftsd.message.html_to_text = recording  # the name message.py calls
+    setattr(ftsd.message, "html_to_text", recording)  # noqa: B010
     settings = Settings()
     count = 0
     for maildir in maildirs:
@@ -55,7 +56,7 @@ def record(out: Path, maildirs: list[Path]) -> None:
             current[0] = str(path)
             ftsd.message.parse_message(path.read_bytes(), settings)
             count += 1
-    ftsd.message.html_to_text = convert
+    setattr(ftsd.message, "html_to_text", convert)  # noqa: B010
     with out.open("wb") as f:
         pickle.dump(rows, f)
     print(f"{count} messages, {len(rows)} HTML parts, {sum(len(r[1]) for r in rows) / 1e6:.1f} M characters of "
