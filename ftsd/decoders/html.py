@@ -99,7 +99,7 @@ def _tree_text(markup: str, depth: int) -> str | None:
                         out.append(f" {alt} ")
                 text = el.text
                 if text:
-                    out.append(html_to_text(text, depth + 1) if tag in _RAW_TEXT and depth < _MAX_REREAD else text)
+                    out.append(_text(text, depth + 1) if tag in _RAW_TEXT and depth < _MAX_REREAD else text)
                 continue
             if event == "comment":
                 last_comment = None if hidden else (el.text or "")
@@ -115,7 +115,7 @@ def _tree_text(markup: str, depth: int) -> str | None:
         literal, rest = _unclosed_comment(last_comment)
         out.append(literal)
         if rest:
-            out.append(html_to_text(rest, depth + 1) if depth < _MAX_REREAD else rest)
+            out.append(_text(rest, depth + 1) if depth < _MAX_REREAD else rest)
     return "".join(out)
 
 
@@ -132,10 +132,15 @@ def _newlines(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def html_to_text(html: str, depth: int = 0) -> str:
+def html_to_text(html: str) -> str:
     """Visible text of an HTML document or fragment. Total: malformed HTML gives what could be read."""
-    text = _tree_text(html, depth)
-    return _stream_text(html) if text is None else text
+    return _text(html, 0)
+
+
+def _text(markup: str, depth: int) -> str:
+    """The text of `markup` read again `depth` levels down (raw-text element content, after an open comment)."""
+    text = _tree_text(markup, depth)
+    return _stream_text(markup) if text is None else text
 
 
 class _StreamExtractor(HTMLParser):
