@@ -10,6 +10,7 @@ stay equal to the event stream:
 - a comment still open at the end of the document (`<!--#rotate>` in spam) hides nothing: its opener is text and
   what follows it is read as HTML, as the stream did;
 - content after `</html>` becomes further top-level trees, all walked;
+- an end tag of a block element that libxml2 drops as stray (`a</p>b`, `x</br>y`) still separates words;
 - libxml2 gives up past 2048 nested elements (`<font>` x 5,000, unclosed): such a document is read by the stream
   parser instead, which needs no depth.
 
