@@ -317,10 +317,8 @@ class _Walker:
         if plain_text and self.only_attachments:
             return
         if plain_text:
-            data = _payload_bytes(part)
             footer = _base64_footer(part)  # the footer is not the sender's text: never read as HTML
-            if footer is not None:
-                data = footer[0]
+            data = footer[0] if footer is not None else _payload_bytes(part)  # the body decoded once
             size = len(data)
             text = decode_text(data, part.get_content_charset())
             if ctype == "text/html":
