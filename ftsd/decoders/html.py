@@ -11,6 +11,7 @@ stay equal to the event stream:
   what follows it is read as HTML, as the stream did;
 - content after `</html>` becomes further top-level trees, all walked;
 - an end tag of a block element that libxml2 drops as stray (`a</p>b`, `x</br>y`) still separates words;
+- a tag cut off by the end of the part (`<a href=http://...` in spam) stays text, as in the stream;
 - libxml2 gives up past 2048 nested elements (`<font>` x 5,000, unclosed): such a document is read by the stream
   parser instead, which needs no depth.
 
@@ -20,6 +21,7 @@ but title, style and script, not the whole message.
 
 from __future__ import annotations
 
+import html as htmllib
 import logging
 import re
 from html.parser import HTMLParser
@@ -82,11 +84,13 @@ def _tree_text(markup: str, depth: int) -> str | None:
     hidden = 0
     blocks = _BLOCK if depth == 0 else _FRAGMENT_BLOCK  # a fragment read again has no <html>/<body> of its own
     last_comment: str | None = None  # text of a comment with nothing after it so far
+    last_text = ""  # the last text node, shown or hidden
     for top in (root, *root.itersiblings()):
         for event, el in etree.iterwalk(top, events=_EVENTS):
             tag = el.tag
             if event == "start":
                 last_comment = None
+                last_text = el.text or last_text
                 if tag in _HIDDEN:
                     hidden += 1
                     continue
@@ -104,11 +108,14 @@ def _tree_text(markup: str, depth: int) -> str | None:
                 continue
             if event == "comment":
                 last_comment = None if hidden else (el.text or "")
+                last_text = el.text or last_text
             elif tag in _HIDDEN:
                 hidden -= 1
             elif not hidden and tag in blocks:
                 out.append("\n")
             tail = el.tail
+            if tail:
+                last_text = tail
             if tail and not hidden:
                 out.append(tail)
                 last_comment = None
@@ -117,7 +124,21 @@ def _tree_text(markup: str, depth: int) -> str | None:
         out.append(literal)
         if rest:
             out.append(_text(rest, depth + 1) if depth < _MAX_REREAD else rest)
+    out.append(_unfinished_tag(markup, last_text))
     return "".join(out)
+
+
+def _unfinished_tag(markup: str, last_text: str) -> str:
+    """A tag cut off by the end of the part (`...<a href=http://x`): libxml2 drops it, the event stream showed it as
+    text (`<` and the rest, entities resolved); kept as text, unless libxml2 kept it inside a text node."""
+    start = markup.rfind("<")
+    if start < 0 or not markup[start + 1 : start + 2].isascii() or not (markup[start + 1 : start + 2].isalpha()
+                                                                          or markup[start + 1 : start + 2] == "/"):
+        return ""
+    rest = markup[start:]
+    if ">" in rest or _newlines(last_text).endswith(_newlines(rest)):
+        return ""
+    return "<" + htmllib.unescape(rest[1:])
 
 
 def _with_breaks(data: bytes) -> bytes:

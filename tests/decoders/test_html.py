@@ -41,6 +41,12 @@ def test_comments_hidden_unless_open_at_the_end() -> None:
     assert words("<p>seen</p><!-- comment --></body></html>\n") == ["seen"]
 
 
+def test_tag_cut_off_at_the_end_stays_text() -> None:
+    """The event stream (and tests/reference.py) showed a tag cut off by the end of the part as text."""
+    assert words("click here <a href=http://e.x/a&amp;b") == ["click", "here", "<a", "href=http://e.x/a&b"]
+    assert words("<p>x</p><script>if (a <b") == ["x"]
+
+
 def test_raw_text_elements_are_read_as_markup() -> None:
     """libxml2 keeps iframe/textarea/xmp content as one string; its markup is read as HTML again."""
     assert words("<iframe src=x><b>fallback</b> text<script>code()</script></iframe>after") == \
