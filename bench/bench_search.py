@@ -3,7 +3,16 @@
 category, in-process (service.search, autoindex off, index warm) and through the CLI (one process per query).
 Standalone: not collected by pytest.
 
-    .venv/bin/python bench/bench_search.py /tmp/corpus/corpus-a [--cli 40] [--dovecot symbols,short]
+    .venv/bin/python bench/bench_search.py /tmp/corpus/sa/corpus-a [--cli 40] [--dovecot symbols,short]
+    .venv/bin/python bench/bench_search.py /tmp/corpus/openbmc/corpus-openbmc [--cli 40]
+
+The two benchmark corpora (unpacked from ../shared/corpus, read-only; see each SOURCE.md):
+    /tmp/corpus/sa/corpus-a              SpamAssassin: 6,262 msgs in 5 folders, 37 MB, 5.8 KB mean (2002 mail, spam)
+    /tmp/corpus/openbmc/corpus-openbmc   openbmc list 2024-26: 2,999 msgs in INBOX, 66 MB, 22 KB mean (patches, HTML,
+                                         attachments, inline images):
+        mkdir -p /tmp/corpus/openbmc && tar -I zstd -xf ../shared/corpus/openbmc-2024/openbmc-2024.maildir.tar.zst \
+            -C /tmp/corpus/openbmc
+A quick smoke Maildir of either: ../shared/tools/make-maildir.py build /tmp/obmc300 --limit 300 CORPUS/cur
 
 `--dovecot CATEGORIES` also times Dovecot's own search (a private Dovecot 2.3 without FTS on loopback, see
 tests/integration/dovecot.py) in the same run: the mailbox is copied into its Maildir, Dovecot assigns the UIDs,

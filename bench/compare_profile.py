@@ -6,6 +6,14 @@
     .venv/bin/python bench/compare_profile.py search-variants MAILDIR [--only baseline,partial=2]
     .venv/bin/python bench/compare_profile.py search-profile MAILDIR [--copies 16]
 
+The two benchmark corpora (unpacked from ../shared/corpus, read-only; see each SOURCE.md):
+    /tmp/corpus/sa/corpus-a              SpamAssassin: 6,262 msgs in 5 folders, 37 MB, 5.8 KB mean (2002 mail, spam)
+    /tmp/corpus/openbmc/corpus-openbmc   openbmc list 2024-26: 2,999 msgs in INBOX, 66 MB, 22 KB mean (patches, HTML,
+                                         attachments, inline images):
+        mkdir -p /tmp/corpus/openbmc && tar -I zstd -xf ../shared/corpus/openbmc-2024/openbmc-2024.maildir.tar.zst \
+            -C /tmp/corpus/openbmc
+A quick smoke Maildir of either: ../shared/tools/make-maildir.py build /tmp/obmc300 --limit 300 CORPUS/cur
+
 `stages`: a seeded sample of messages through the indexer's steps in ONE process, CPU time per step (read, parse,
 analyse, build the Xapian document, then the real IndexWriter's work split in its steps: lexicon check, unserialise +
 replace_document, commit with the lexicon flush), terms per document (words, punctuated runs, short grams), then the
@@ -291,10 +299,9 @@ def run_variant(name: str, maildir: Path, work: Path) -> dict[str, float]:
 
     fts, patch = VARIANTS[name]
     apply_patch(patch)  # also for "": pins the fork start method
-    (work / "mail").mkdir()
-    (work / "mail" / USER).symlink_to(maildir)
-    config = work / "ftsd.toml"
-    config.write_text(f'mail_location = "maildir:{work}/mail/%u:INDEX={work}/index/%u"\n[fts]\nautoindex_exclude = []\n'
+    config = work / "ftsd.toml"  # the Maildir itself: ftsd refuses a mail directory reached through a symlink
+    config.write_text(f'mail_location = "maildir:{maildir.resolve()}:INDEX={work}/index/%u"\n'
+                      "[fts]\nautoindex_exclude = []\n"
                       + "".join(f"{k} = {json.dumps(v)}\n" for k, v in fts.items()))
     settings = load_settings(config)
     start = time.perf_counter()

@@ -3,13 +3,18 @@ is normal input), and modified UTF-7 folder names round-trip."""
 
 from __future__ import annotations
 
+import base64
+import quopri
+import re
+from email.message import Message
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ftsd.decoders.charset import decode_text
-from ftsd.decoders.html import html_to_text
+from ftsd.decoders.html import _stream_text, html_to_text
 from ftsd.maildir import decode_mutf7, encode_mutf7
-from ftsd.message import decode_header_value, parse_message
+from ftsd.message import _feed, _payload_head, decode_header_value, parse_bytes, parse_message, split_base64
 from ftsd.settings import Settings
 
 SETTINGS = Settings()
@@ -56,6 +61,25 @@ def test_plain_text_survives_html_to_text(text: str) -> None:
     assert html_to_text(text).split() == text.split()
 
 
+# Markup of real mail's kind: nested block and inline elements, hidden ones, raw-text ones, entities, comments.
+_TAGS = ["p", "div", "span", "b", "font", "a", "td", "tr", "table", "li", "ul", "h1", "blockquote", "center", "pre",
+         "script", "style", "noscript", "iframe", "textarea", "form", "select", "option"]
+_LEAVES = st.sampled_from(["alpha", "beta", "x", "&amp;", "caf&eacute;", "1&lt;2", " ", "\n", "q&quot;", "<br>",
+                           "<img alt='pic'>", "<!-- c -->", "</p>", "</td>"])
+_MARKUP = st.recursive(_LEAVES, lambda kids: st.builds(
+    lambda tag, inner, attr: f"<{tag}{attr}>{''.join(inner)}</{tag}>",
+    st.sampled_from(_TAGS), st.lists(kids, max_size=4), st.sampled_from(["", " class=x", " title='t&amp;u'"])),
+    max_leaves=30)
+
+
+@QUICK
+@given(st.lists(_MARKUP, max_size=5))
+def test_html_to_text_gives_the_words_of_the_event_stream(parts: list[str]) -> None:
+    """libxml2's tree walk and the stdlib event stream (the fallback past libxml2's depth) give the same words."""
+    markup = "".join(parts)
+    assert html_to_text(markup).split() == _stream_text(markup).split()
+
+
 _HEADER_LINES = st.lists(st.sampled_from([
     b"Subject: =?utf-8?q?caf=C3=A9?=", b"Subject: =?utf\x00-8?Q?x?=", b"From: a@b.c", b"To: <x@y>, z",
     b"Content-Type: text/plain; charset=\"utf\x00-8\"", b"Content-Type: multipart/mixed; boundary=b",
@@ -72,3 +96,65 @@ def test_parse_message_is_total(headers: list[bytes], body: bytes, nesting: int)
     raw = b"\r\n".join(headers) + b"\r\n\r\n" + nested + body
     parsed = parse_message(raw, SETTINGS)
     assert isinstance(parsed.body, str) and isinstance(parsed.headers, str)
+
+
+def _shape(msg: Message) -> object:
+    payload = msg._payload  # type: ignore[attr-defined]  # as stored: get_payload() decodes (and may raise)
+    return msg.items(), msg.get_unixfrom(), [_shape(p) for p in payload] if isinstance(payload, list) else payload
+
+
+_LINE_ENDS = st.sampled_from([b"\n", b"\r\n", b"\r"])
+
+
+@QUICK
+@given(_HEADER_LINES, st.lists(st.tuples(_LINE_ENDS, st.sampled_from([b"", b"x", b"From me", b"Subject: in body",
+                                                                       b"--b", b" lead", b"\xff"])), max_size=6),
+       _LINE_ENDS, st.booleans())
+def test_single_part_fast_path_parses_like_the_feedparser(headers, body, end, from_line):
+    """A message's body set as one slice gives the same Message as the FeedParser reading it line by line."""
+    head = ([b"From sender Mon Jan 1 00:00:00 2024"] if from_line else []) + headers
+    raw = end.join(head) + end + end + b"".join(line + e for e, line in body)
+    assert _shape(parse_bytes(raw)) == _shape(_feed(raw.decode("ascii", "surrogateescape"), False))
+
+
+_BASE64_LINE = re.compile(rb"[A-Za-z0-9+/]*(=*)")
+
+
+@QUICK
+@given(st.lists(st.sampled_from([b"QUJD", b"ab", b"=", b"==", b" ", b"\t", b"\r", b"\n", b"\r\n", b"x-y", b"\x0b",
+                                 b"!", b"+/"]), max_size=30))
+def test_split_base64_is_the_line_rule(chunks: list[bytes]) -> None:
+    """The one-match split_base64 keeps the lines the rule keeps: base64 characters (or none) between white
+    space, up to and including the first line with padding."""
+    payload = b"".join(chunks)
+    end = 0
+    for line in payload.splitlines(keepends=True):
+        m = _BASE64_LINE.fullmatch(line.strip())
+        if m is None:
+            break
+        end += len(line)
+        if m.group(1):
+            break
+    assert split_base64(payload) == (payload[:end], payload[end:])
+
+
+@QUICK
+@given(st.binary(max_size=400), st.sampled_from(["base64", "quoted-printable", "7bit", "Base64", "x-uuencode"]),
+       st.integers(1, 120))
+def test_payload_head_is_the_start_of_the_decoded_body(data: bytes, cte: str, width: int) -> None:
+    if cte.lower() == "base64":
+        encoded = base64.b64encode(data)
+        text = b"\r\n".join(encoded[i:i + width] for i in range(0, len(encoded), width)).decode()
+    elif cte == "quoted-printable":
+        text = quopri.encodestring(data).decode()
+    else:
+        text = data.decode("latin-1").encode("ascii", "replace").decode()
+    part = Message()
+    part["Content-Transfer-Encoding"] = cte
+    part.set_payload(text)
+    head = _payload_head(part)
+    full = part.get_payload(decode=True)
+    assert isinstance(full, bytes)
+    assert head is None or head == full[:64]
+    if cte in ("base64", "7bit"):
+        assert head is not None or len(text) > 128  # only long bodies with many line breaks need the whole body
