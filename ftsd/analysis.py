@@ -9,11 +9,12 @@ a run is a maximal sequence of adjacent word-like segments, so "foo.bar@x.com", 
 substring such as 京都 crosses that boundary (fts-xapian#85); inside a run no substring is ever lost.
 
 Index mode stores, per field, the *words* (maximal word-character sequences) of at least `partial` characters,
-each *run* that contains punctuation (from its first word character), and every 1..partial-1 character gram of
-the words. A query string of `partial` characters or more is looked up in the field's *lexicon* (the list of
-stored words and runs, see store/lexicon.py): every entry that contains it, as a substring, is OR-ed. A string
-without punctuation can only occur inside one word, so it is looked up among the words; a string with punctuation
-among the runs. This finds what fts-xapian's all-n-grams scheme finds, and what its 20-character cap loses, with
+each *chunk* (a maximal run of text between spaces) that holds both a word character and another character, and
+every 1..partial-1 character gram of the words. A query string of `partial` characters or more is looked up in the
+field's *lexicon* (the list of stored words, chunks and marks, see store/lexicon.py): every entry that contains it,
+as a substring, is OR-ed. A string without a space lies inside one chunk of the text: with word characters only,
+inside one word, so it is looked up among the words; with punctuation too ("e-mail", "foo.bar@x.com", "(c)"),
+among the chunks. This finds what fts-xapian's all-n-grams scheme finds, and what its 20-character cap loses, with
 one term per word instead of O(l^2) (design §5; measured in docs/performance.md). Strings shorter than `partial`
 are single gram lookups. Word-character runs longer than `max_word_chars` (base64, hex garbage) are blanked out
 before segmentation, on both the indexing and the verifying side, as Dovecot skips base64 runs of 50+ characters.
@@ -24,6 +25,12 @@ characters (white space included) of the text. Each field also stores these *mar
 listed in a lexicon of their own), so such a key is answered exactly, like a word, by the marks that contain it.
 TEXT is the header lines followed by the body: its marks are those of the `headers` field (taken from the
 header lines with their values, plus the run across the join with the body) and of the body.
+
+A key with a space and a word character (a *phrase*: "hello world", "e-mail address") needs adjacency. TEXT's
+chunks are numbered in one sequence (header lines, then the body) and each chunk's position is stored on the term
+that stands for it (the word, short gram, chunk or mark of the field it came from; see `with_positions`). A phrase
+"p1 p2 .. pn" then matches where a chunk ending with p1 is followed by chunks equal to p2 .. p(n-1) and one
+starting with pn: one Xapian phrase query over the lexicon entries that end with p1, etc. (store/searcher.py).
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 
 import icu
@@ -149,16 +156,22 @@ def _windows(entry: str, step: int) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class Terms:
-    """What one field of one message stores: `words` (word characters only, >= partial characters), `runs`
-    (entries with punctuation), `marks` (no word character) -- listed in the lexicon -- and the short `grams`."""
+    """What one field of one message stores: `words` (word characters only, >= partial characters; shorter ones
+    too when they are a whole chunk with a position), `chunks` (entries with a word character and another one),
+    `marks` (no word character) -- listed in the lexicon -- and the short `grams`. `positions`: entry -> the
+    positions of the chunks it stands for, in TEXT's chunk sequence (phrases)."""
 
     words: frozenset[str]
-    runs: frozenset[str]
+    chunks: frozenset[str]
     grams: frozenset[str]
     marks: frozenset[str] = frozenset()  # the distinct runs of non-word characters (also listed in the lexicon)
+    positions: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     def all(self) -> frozenset[str]:
-        return self.words | self.runs | self.grams | self.marks
+        return self.words | self.chunks | self.grams | self.marks
+
+    def has(self, entry: str) -> bool:
+        return entry in self.words or entry in self.grams or entry in self.chunks or entry in self.marks
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,9 +197,9 @@ class Analyzer:
         return max(1, WINDOW - self.exact_chars)
 
     def terms(self, text: str) -> Terms:
-        """Index mode: the words, punctuated runs, marks and short grams of the normalised text."""
+        """Index mode: the words, chunks, marks and short grams of the normalised text."""
         norm = searchable(normalise(text), self.max_word_chars)
-        return replace(self._terms(norm), marks=self._marks(norm))
+        return replace(self._terms(norm), marks=self._marks(norm), chunks=chunks_of(norm, self._step))
 
     def header_and_body(self, headers: str, other_headers: str, body: str) -> tuple[Terms, Terms]:
         """Index mode for the `headers` field (words and runs of `other_headers`; the marks of TEXT's header part)
@@ -199,8 +212,10 @@ class Analyzer:
         lead = _NON_WORD_HEAD.match(after)
         join = _trailing_non_word(head_text) + " " + (lead.group() if lead else "")
         marks = self._marks(head_text) | self._marks(join)
-        other = self._terms(searchable(normalise(other_headers), self.max_word_chars))
-        return replace(other, marks=marks), replace(self._terms(body_text), marks=self._marks(body_text))
+        other_text = searchable(normalise(other_headers), self.max_word_chars)
+        other = replace(self._terms(other_text), chunks=chunks_of(other_text, self._step), marks=marks)
+        body_terms = replace(self._terms(body_text), marks=self._marks(body_text))
+        return other, replace(body_terms, chunks=chunks_of(body_text, self._step))
 
     def _marks(self, norm: str) -> frozenset[str]:
         """The distinct maximal runs of non-word characters of searchable text (windows beyond WINDOW)."""
@@ -219,17 +234,11 @@ class Analyzer:
         partial = self.partial
         step = self._step
         words: set[str] = set()
-        punctuated: set[str] = set()
         for run in {norm[start:end] for start, end in runs(norm)}:
             if _ALL_WORD.fullmatch(run):
                 words.add(run)
-                continue
-            first = _WORD_CHAR.search(run)
-            if first is None:
-                continue
-            # Stored from the first word character: a query piece always starts with one.
-            punctuated.update(_windows(run[first.start() :], step))
-            words.update(_ALL_WORD.findall(run))
+            else:  # punctuated runs are found through the chunks that hold them (chunks_of)
+                words.update(_ALL_WORD.findall(run))
         # Short grams, over all words at once (a string shorter than `partial` never spans punctuation).
         joined = " ".join(words)
         grams: set[str] = set(joined) if partial > 1 else set()
@@ -239,42 +248,95 @@ class Analyzer:
         long_words = {w for w in words if len(w) >= partial}
         if any(len(w) > WINDOW for w in long_words):
             long_words = {piece for w in long_words for piece in _windows(w, step)}
-        return Terms(frozenset(long_words), frozenset(punctuated), frozenset(grams))
+        return Terms(frozenset(long_words), frozenset(), frozenset(grams))
 
     def pieces(self, query: str) -> QueryPieces:
-        """Query mode: the normalised query string and its runs, and whether the index can settle it alone."""
+        """Query mode: the normalised query string, its lookup keys, and whether the index can settle it alone."""
         norm = normalise(query)
         if norm and is_mark(norm):  # no word character: one lookup among the marks
             return QueryPieces(norm, (norm,), len(norm) <= self.exact_chars, marks=True)
-        spans = list(runs(norm))
-        keys = []
-        for start, end in spans:
-            run = norm[start:end]
-            first = _WORD_CHAR.search(run)
-            if first is None:  # no word character: nothing stored can stand for it
-                continue
-            key = run[first.start() :]  # stored runs start at a word character
-            if len(key) < self.partial and not _ALL_WORD.fullmatch(key):
-                key = _ALL_WORD.match(key).group()  # type: ignore[union-attr]  # short grams are word characters
-            keys.append(key)
-        single = len(spans) == 1 and spans[0] == (0, len(norm)) and keys == [norm]
-        findable = len(norm) >= self.partial or bool(_ALL_WORD.fullmatch(norm))
         # A string with a longer word-character run than max_word_chars can never match (such runs are blanked).
-        possible = not _garbage(self.max_word_chars).search(norm)
-        exact = single and findable and len(norm) <= self.exact_chars
-        return QueryPieces(norm, tuple(keys) if possible else None, exact and possible)
+        if _garbage(self.max_word_chars).search(norm):
+            return QueryPieces(norm, None, False)
+        parts = norm.split(" ")
+        # Every piece between spaces lies inside one chunk (pieces without a word character, between spaces, are
+        # left to the phrase query and the check: marks are stored with their spaces). Words are what ICU finds:
+        # a piece of word characters that ICU does not see as one word ("_") is looked up by its ICU runs.
+        keys: list[str] = []
+        whole = True
+        for part in parts:
+            if not part or is_mark(part):
+                continue
+            spans = list(runs(part)) if _ALL_WORD.fullmatch(part) else [(0, len(part))]
+            whole = whole and spans == [(0, len(part))]
+            keys += [part[start:end] for start, end in spans]
+        if len(parts) == 1:
+            return QueryPieces(norm, tuple(keys), whole and len(norm) <= self.exact_chars)
+        return QueryPieces(norm, tuple(keys), False, phrase=tuple(parts))
+
+    def with_positions(self, fields: Mapping[str, Terms], headers: str, body: str) -> dict[str, Terms]:
+        """`fields` with positions: TEXT's chunks (`headers` lines, then `body`) numbered from 1, each position
+        stored on the entry that stands for its chunk in the first of HEAD_FIELDS (header chunks) or in `body`
+        that has it, else added to `headers`/`body` (and to its lexicon). Short words that are whole chunks are
+        listed among the words, so that a phrase's lexicon scan finds them."""
+        head = searchable(normalise(headers).removesuffix(" "), self.max_word_chars)
+        body_norm = normalise(body)
+        after = searchable(body_norm, self.max_word_chars)
+        after = after[1:] if body_norm.startswith(" ") else after  # one space at the join, as in TEXT
+        where: dict[str, dict[str, list[int]]] = {}
+        added: dict[str, dict[str, set[str]]] = {}
+        step = self._step
+        position = 0
+        for chunks, own, home in ((head.split(" "), HEAD_FIELDS, "headers"), (after.split(" "), ("body",), "body")):
+            present = [(name, fields[name]) for name in own if name in fields]
+            for chunk in chunks:
+                position += 1
+                if not chunk:
+                    continue
+                word = _ALL_WORD.fullmatch(chunk) is not None
+                for entry in _windows(chunk, step):
+                    name = next((n for n, t in present if t.has(entry)), home)
+                    if name == home or (word and len(entry) < self.partial):
+                        kind = "words" if word else "chunks" if _WORD_CHAR.search(entry) else "marks"
+                        added.setdefault(name, {}).setdefault(kind, set()).add(entry)
+                    where.setdefault(name, {}).setdefault(entry, []).append(position)
+        out = dict(fields)
+        for name, entries in where.items():
+            terms = out.get(name, Terms(frozenset(), frozenset(), frozenset()))
+            more = added.get(name, {})
+            out[name] = replace(terms, words=terms.words | more.get("words", set()),
+                                chunks=terms.chunks | more.get("chunks", set()),
+                                marks=terms.marks | more.get("marks", set()),
+                                positions=tuple((e, tuple(ps)) for e, ps in entries.items()))
+        return out
+
+
+HEAD_FIELDS = ("headers", "subject", "from", "to", "cc", "bcc")  # where a header line's chunk is looked for
+
+
+def chunks_of(norm: str, step: int) -> frozenset[str]:
+    """The distinct chunks (text between spaces) of searchable text that hold a word character and another
+    character, windowed beyond WINDOW: any string without a space that is neither all word characters nor all
+    non-word characters lies inside one of them."""
+    out: set[str] = set()
+    for chunk in set(norm.split(" ")):
+        if chunk and not _ALL_WORD.fullmatch(chunk) and _WORD_CHAR.search(chunk):
+            out.update(_windows(chunk, step) if len(chunk) > WINDOW else (chunk,))
+    return frozenset(out)
 
 
 @dataclass(frozen=True, slots=True)
 class QueryPieces:
     """A normalised search string. Each of `runs` is a lookup key (a substring of a lexicon entry, or a short
     gram, or a mark) that every matching text contains; `exact`: the single key alone decides.
-    `runs` is None when the string can never match (it contains an unindexable over-long word)."""
+    `runs` is None when the string can never match (it contains an unindexable over-long word).
+    `phrase`: the string split at its spaces, when it has one and a word character (see with_positions)."""
 
     text: str
     runs: tuple[str, ...] | None
     exact: bool
     marks: bool = False  # no word character: `runs` is the whole string, looked up among the marks
+    phrase: tuple[str, ...] | None = None
 
 
 def _trailing_non_word(text: str) -> str:

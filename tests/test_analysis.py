@@ -14,32 +14,34 @@ def test_normalise():
 def test_words_and_short_grams():
     # the word itself (>= partial chars) in the lexicon, plus every 1- and 2-char gram
     terms = A.terms("Example")
-    assert terms.words == {"example"} and terms.runs == set()
+    assert terms.words == {"example"} and terms.chunks == set()
     assert "/".join(sorted(terms.grams)) == "a/am/e/ex/l/le/m/mp/p/pl/x/xa"
 
 
-def test_runs_keep_inner_punctuation_and_cjk():
-    terms = A.terms("bob@example.com 東京都 Don't")
-    assert {"bob", "example", "com", "東京都", "don"} <= terms.words
-    assert {"bob@example.com", "don't"} <= terms.runs
-    assert not any(r.startswith(("@", ".")) for r in terms.runs)
+def test_chunks_keep_punctuation_and_cjk():
+    terms = A.terms("<bob@example.com> 東京都 Don't e-mail, -- x")
+    assert {"bob", "example", "com", "東京都", "don", "mail"} <= terms.words
+    assert terms.chunks == {"<bob@example.com>", "don't", "e-mail,"}  # "--": a mark; words: no chunk of their own
 
 
 def test_long_entries_windowed_and_garbage_skipped():
     long_run = ".".join(["abcdefghij"] * 12)  # 131 characters with punctuation
     terms = A.terms("x" * 30 + " " + "Q" * 80 + " " + long_run)
     assert "x" * 30 in terms.words and not any(t.startswith("q") for t in terms.all())
-    assert max(map(len, terms.runs)) == 60
+    assert max(map(len, terms.chunks)) == 60
     # every substring of up to 40 characters (the longest the index settles alone) lies inside one window
     for i in range(len(long_run) - 40):
-        assert any(long_run[i : i + 40] in w for w in terms.runs), i
+        assert any(long_run[i : i + 40] in w for w in terms.chunks), i
 
 
 def test_query_pieces():
     p = A.pieces("Fahrländer")
     assert (p.text, p.runs, p.exact) == ("fahrlander", ("fahrlander",), True)
     p = A.pieces("lo wor")
-    assert (p.runs, p.exact) == (("lo", "wor"), False)
+    assert (p.runs, p.exact, p.phrase) == (("lo", "wor"), False, ("lo", "wor"))
+    p = A.pieces("E-Mail")
+    assert (p.runs, p.exact, p.phrase) == (("e-mail",), True, None)
+    assert A.pieces(" to - be ").phrase == ("", "to", "-", "be", "") and A.pieces(" to - be ").runs == ("to", "be")
     assert A.pieces("a" * 40).exact and not A.pieces("a" * 41).exact
     assert A.pieces("a" * 70).runs is None
     p = A.pieces(" -- ")
@@ -83,13 +85,28 @@ def test_analysis_total_and_every_substring_findable(text):
     for word in set(normalise(text).split()):
         # the word and every substring of it the index alone settles: a short gram, or inside a lexicon entry
         for sub in {word[i:j] for i in range(len(word)) for j in range(i + 1, min(len(word), i + 8) + 1)}:
+            # (a word here is text between spaces: a chunk, so every substring without a space is settled alone)
             pieces = A.pieces(sub)
             if pieces.exact and pieces.runs:
                 key = pieces.runs[0]
                 if pieces.marks:
                     assert any(key in entry for entry in terms.marks), (word, key)
-                elif len(key) < 3:
+                elif len(key) < 3 and is_word(key):
                     assert key in terms.grams, (word, key)
                 else:
-                    pool = terms.words if is_word(key) else terms.runs
+                    pool = terms.words if is_word(key) else terms.chunks
                     assert any(key in entry for entry in pool), (word, key)
+
+
+def test_positions_number_text_chunks():
+    head, body = "Subject: Hi there\nX-A: b-c", "\n hello e-mail  of\tthe world"
+    headers, body_terms = A.header_and_body(head, "Subject:\nX-A: b-c", body)
+    fields = A.with_positions({"subject": A.terms("Hi there"), "headers": headers, "body": body_terms}, head, body)
+    at = {entry: where for terms in fields.values() for entry, where in terms.positions}
+    # TEXT = "subject: hi there x-a: b-c hello e-mail of the world": chunks 1..10, each on the entry that is it
+    assert at == {"subject:": (1,), "hi": (2,), "there": (3,), "x-a:": (4,), "b-c": (5,), "hello": (6,),
+                  "e-mail": (7,), "of": (8,), "the": (9,), "world": (10,)}
+    assert dict(fields["subject"].positions) == {"hi": (2,), "there": (3,)}  # found in the subject's own terms
+    assert "of" in fields["body"].words  # a whole-chunk short word is listed (phrase lookups scan the lexicon)
+    blanked = A.with_positions({}, "", "a " + "x" * 70 + " b")  # the blanked run leaves a gap: a, b not adjacent
+    assert dict(blanked["body"].positions) == {"a": (2,), "b": (5,)}

@@ -36,7 +36,7 @@ class Outcome:
 
 def analyse_fields(parsed: ParsedMessage, analyzer: Analyzer) -> dict[str, Terms]:
     headers, body = analyzer.header_and_body(parsed.headers, parsed.other_headers, parsed.body)
-    return {
+    fields = {
         "subject": analyzer.terms(parsed.subject),
         "from": analyzer.terms(parsed.from_),
         "to": analyzer.terms(parsed.to),
@@ -45,6 +45,7 @@ def analyse_fields(parsed: ParsedMessage, analyzer: Analyzer) -> dict[str, Terms
         "headers": headers,
         "body": body,
     }
+    return analyzer.with_positions(fields, parsed.headers, parsed.body)
 
 
 def index_message(guid: str, uid: int, path: Path, settings: Settings) -> Outcome:
@@ -96,4 +97,6 @@ def _outcome(guid: str, uid: int, path: Path, size: int, parsed: ParsedMessage, 
 def text_document(guid: str, uid: int, fields: Mapping[str, str], data: Mapping[str, Any],
                   analyzer: Analyzer) -> Document:
     """The document of a message given as field texts (index field -> text: the Solr bridge's documents)."""
-    return build_document(guid, uid, {name: analyzer.terms(text) for name, text in fields.items() if text}, data)
+    terms = {name: analyzer.terms(text) for name, text in fields.items() if text}
+    terms = analyzer.with_positions(terms, fields.get("headers", ""), fields.get("body", ""))
+    return build_document(guid, uid, terms, data)

@@ -1,4 +1,4 @@
-"""The lexicon: every word, punctuated run and mark a user's index stores, per field, so that a query string can be
+"""The lexicon: every word, chunk and mark a user's index stores, per field, so that a query string can be
 looked up as a *substring* of stored words (analysis.py). It lives in Xapian metadata, written in the same
 transaction as the documents, so a reader never sees a document whose words the lexicon lacks.
 
@@ -60,8 +60,10 @@ class LexiconWriter:
         self.seen.clear()
 
 
-def stored_entries(db: Any, partial: int) -> dict[str, list[str]]:
-    """kind + field prefix -> the entries the term list of `db` holds (what a complete lexicon lists)."""
+def stored_entries(db: Any, partial: int, short_words: bool = True) -> dict[str, list[str]]:
+    """kind + field prefix -> the entries the term list of `db` holds (what a complete lexicon lists).
+    `short_words`: with the words shorter than `partial` (grams): the ones that are a whole chunk of some
+    text carry positions and must be listed for phrases; the term list does not tell which, so all are."""
     kinds: dict[str, list[str]] = defaultdict(list)
     field_prefixes = set(schema.FIELD_PREFIXES.values())
     for item in db.allterms():
@@ -69,10 +71,12 @@ def stored_entries(db: Any, partial: int) -> dict[str, list[str]]:
         if term[:1] not in field_prefixes:
             continue
         text = term[1:]
-        if is_mark(text):  # marks are listed whatever their length (grams are word characters)
+        if is_mark(text):  # marks and chunks are listed whatever their length
             kinds[schema.MARKS + term[0]].append(text)
-        elif len(text) >= partial:
-            kinds[(schema.WORDS if is_word(text) else schema.RUNS) + term[0]].append(text)
+        elif not is_word(text):
+            kinds[schema.CHUNKS + term[0]].append(text)
+        elif short_words or len(text) >= partial:
+            kinds[schema.WORDS + term[0]].append(text)
     return kinds
 
 
@@ -81,7 +85,7 @@ def missing(db: Any, partial: int) -> tuple[int, int]:
     lexicon = Lexicon()
     lexicon.refresh(db)
     listed = {kp: set(text.split("\n")) for kp, text in lexicon.text.items()}
-    stored = stored_entries(db, partial)
+    stored = stored_entries(db, partial, short_words=False)
     lacking = sum(len(set(entries) - listed.get(kp, set())) for kp, entries in stored.items())
     return lacking, sum(map(len, stored.values()))
 
@@ -121,7 +125,7 @@ class Lexicon:
         self.keys: set[bytes] = set()
         self.text: dict[str, str] = {}
         # the same string is often looked up again: per mailbox of one search, or a webmail paging
-        self._expanded: dict[tuple[str, tuple[str, ...], str], list[str]] = {}
+        self._expanded: dict[tuple[str, tuple[str, ...], str, str], list[str]] = {}
         self._lock = threading.Lock()
 
     def refresh(self, db: Any) -> None:
@@ -150,15 +154,16 @@ class Lexicon:
         self.keys, self.text = keys, text
         self.revision = revision
 
-    def expand(self, kind: str, prefixes: Sequence[str], needle: str) -> list[str]:
-        """Terms (prefix + entry) of the entries of these fields that contain `needle` (no newline)."""
-        key = (kind, tuple(prefixes), needle)
+    def expand(self, kind: str, prefixes: Sequence[str], needle: str, where: str = "in") -> list[str]:
+        """Terms (prefix + entry) of the entries of these fields that contain `needle` (no newline); `where`:
+        "end" / "start": that end with / start with it."""
+        key = (kind, tuple(prefixes), needle, where)
         with self._lock:
             cached = self._expanded.get(key)
             text, expanded = self.text, self._expanded
         if cached is not None:
             return cached
-        found = self._scan(text, kind, prefixes, needle)
+        found = self._scan(text, kind, prefixes, needle, where)
         with self._lock:
             if self._expanded is expanded:  # not refreshed meanwhile: the answer is still current
                 if len(expanded) >= EXPANSIONS_KEPT:
@@ -167,8 +172,10 @@ class Lexicon:
         return found
 
     @staticmethod
-    def _scan(texts: dict[str, str], kind: str, prefixes: Sequence[str], needle: str) -> list[str]:
+    def _scan(texts: dict[str, str], kind: str, prefixes: Sequence[str], needle: str, where: str = "in") -> list[str]:
         out: list[str] = []
+        # every line is "\n"-delimited (the text starts and ends with one): an edge is a newline beside the needle
+        needle = {"end": needle + "\n", "start": "\n" + needle}.get(where, needle)
         for prefix in prefixes:
             text = texts.get(kind + prefix)
             if not text:
@@ -176,8 +183,8 @@ class Lexicon:
             find, rfind = text.find, text.rfind
             pos = find(needle)
             while pos >= 0:
-                end = find("\n", pos)
-                out.append(prefix + text[rfind("\n", 0, pos) + 1 : end])
+                end = find("\n", pos + 1)
+                out.append(prefix + text[rfind("\n", 0, pos + 1) + 1 : end])
                 pos = find(needle, end)
         return list(dict.fromkeys(out))  # chunks of different commits may repeat an entry
 

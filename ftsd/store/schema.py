@@ -1,8 +1,9 @@
 """Index schema: term prefixes, value slots, metadata keys and the schema version kept in the index.
 
-One document per message. Terms are the words, punctuated runs, marks and short grams of each field (analysis.py)
-under a field prefix; the boolean term G<mailbox guid> restricts to a mailbox, Q<guid>:<uid> identifies a message,
-value slot 0 holds the UID. The lexicon of words, runs and marks lives in metadata (store/lexicon.py).
+One document per message. Terms are the words, chunks, marks and short grams of each field (analysis.py) under a
+field prefix, with the positions of TEXT's chunks on the entries that stand for them (phrases); the boolean term
+G<mailbox guid> restricts to a mailbox, Q<guid>:<uid> identifies a message, value slot 0 holds the UID.
+The lexicon of words, chunks and marks lives in metadata (store/lexicon.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import xapian
 
 from ftsd.analysis import Terms
 
-SCHEMA_VERSION = "3"  # 1: suffix terms; 2: words + lexicon; 3: + marks (runs of non-word characters)
+SCHEMA_VERSION = "4"  # 1: suffix terms; 2: words + lexicon; 3: + marks (runs of non-word characters);
+# 4: chunks (text between spaces) instead of punctuated ICU runs, and chunk positions
 
 FIELD_PREFIXES = {
     "subject": "S",
@@ -33,7 +35,7 @@ SLOT_UID = 0
 META_SCHEMA = "ftsd.schema"
 META_MAILBOX = "ftsd.mailbox."  # + guid -> JSON {name, uidvalidity, last_uid, messages}
 META_LEXICON = "ftsd.lexicon."  # + kind + field prefix + "." + chunk id -> newline-separated entries
-WORDS, RUNS, MARKS = "w", "r", "p"  # lexicon kinds: word characters only / with punctuation / no word character
+WORDS, CHUNKS, MARKS = "w", "c", "p"  # lexicon kinds: word characters only / with punctuation / no word character
 
 
 def id_term(guid: str, uid: int) -> str:
@@ -60,13 +62,22 @@ def build_document(guid: str, uid: int, terms: Mapping[str, Terms], data: Mappin
         for term in field_terms.all():
             doc.add_term(prefix + term)
         lexicon += [WORDS + prefix + w for w in field_terms.words]
-        lexicon += [RUNS + prefix + r for r in field_terms.runs]
+        lexicon += [CHUNKS + prefix + c for c in field_terms.chunks]
         lexicon += [MARKS + prefix + m for m in field_terms.marks]
+        _add_positions(doc, prefix, field_terms.positions)
     doc.add_boolean_term(mailbox_term(guid))
     doc.add_boolean_term(id_term(guid, uid))
     doc.add_value(SLOT_UID, str(uid))
     doc.set_data(json.dumps(data, separators=(",", ":")))
     return Document(bytes(doc.serialise()), tuple(lexicon))
+
+
+def _add_positions(doc: Any, prefix: str, positions: tuple[tuple[str, tuple[int, ...]], ...]) -> None:
+    add_posting = doc.add_posting
+    for entry, where in positions:
+        term = prefix + entry
+        for position in where:
+            add_posting(term, position, 0)  # wdf 0: the term is there already
 
 
 def mailbox_metadata(db: Any) -> dict[str, dict[str, Any]]:
