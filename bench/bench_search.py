@@ -55,10 +55,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1, help="query set seed (tests/querygen.py)")
     ap.add_argument("--categories", default="", help="only these query categories (comma-separated)")
     ap.add_argument("--queries-from", type=Path, help="draw the queries from this Maildir's text")
+    ap.add_argument("--work", type=Path, help="keep the index here (and reuse it: only new mail is indexed)")
     ap.add_argument("--limit-s", type=float, default=0.0, help="stop a query after this long (counted as a timeout)")
     args = ap.parse_args()
     maildir = args.maildir.resolve()
-    work = Path(tempfile.mkdtemp(prefix="ftsd-bench-"))
+    work = args.work.resolve() if args.work else Path(tempfile.mkdtemp(prefix="ftsd-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
     work.chmod(0o755)  # Dovecot's mail uid must reach its Maildir
     dovecot = None
     if args.dovecot:
@@ -68,7 +70,8 @@ def main() -> None:
     finally:
         if dovecot is not None:
             dovecot.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def _start_dovecot(work: Path, maildir: Path, mailbox: str) -> tuple[Dovecot, Path]:
