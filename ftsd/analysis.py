@@ -202,9 +202,23 @@ class Analyzer:
         return replace(self._terms(norm), marks=self._marks(norm), chunks=chunks_of(norm, self._step))
 
     def header_and_body(self, headers: str, other_headers: str, body: str) -> tuple[Terms, Terms]:
-        """Index mode for the `headers` field (words and runs of `other_headers`; the marks of TEXT's header part)
+        """Index mode for the `headers` field (words and chunks of `other_headers`; the marks of TEXT's header part)
         and the body. TEXT = header lines + "\n" + body; normalised, the two join at one space, so TEXT's marks
         are those of each side, plus the run across the join (stored with the headers)."""
+        other, body_terms, _, _ = self._header_and_body(headers, other_headers, body)
+        return other, body_terms
+
+    def text_fields(self, headers: str, other_headers: str, body: str, own: Mapping[str, Terms]) -> dict[str, Terms]:
+        """header_and_body, with the fields of `own` (subject, from, ...), and the positions of TEXT's chunks."""
+        other, body_terms, head, after = self._header_and_body(headers, other_headers, body)
+        out = {**own, "headers": other, "body": body_terms}
+        chunks = head.split(" ")
+        self._place(out, chunks, 1, HEAD_FIELDS, "headers")
+        self._place(out, after.split(" "), 1 + len(chunks), ("body",), "body")
+        return out
+
+    def _header_and_body(self, headers: str, other_headers: str, body: str) -> tuple[Terms, Terms, str, str]:
+        """(headers terms, body terms, TEXT's searchable header part, its body part after the joining space)."""
         body_norm = normalise(body)
         body_text = searchable(body_norm, self.max_word_chars)
         head_text = searchable(normalise(headers).removesuffix(" "), self.max_word_chars)
@@ -215,7 +229,7 @@ class Analyzer:
         other_text = searchable(normalise(other_headers), self.max_word_chars)
         other = replace(self._terms(other_text), chunks=chunks_of(other_text, self._step), marks=marks)
         body_terms = replace(self._terms(body_text), marks=self._marks(body_text))
-        return other, replace(body_terms, chunks=chunks_of(body_text, self._step))
+        return other, replace(body_terms, chunks=chunks_of(body_text, self._step)), head_text, after
 
     def _marks(self, norm: str) -> frozenset[str]:
         """The distinct maximal runs of non-word characters of searchable text (windows beyond WINDOW)."""
@@ -279,36 +293,50 @@ class Analyzer:
         stored on the entry that stands for its chunk in the first of HEAD_FIELDS (header chunks) or in `body`
         that has it, else added to `headers`/`body` (and to its lexicon). Short words that are whole chunks are
         listed among the words, so that a phrase's lexicon scan finds them."""
-        head = searchable(normalise(headers).removesuffix(" "), self.max_word_chars)
+        head = searchable(normalise(headers).removesuffix(" "), self.max_word_chars).split(" ")
         body_norm = normalise(body)
         after = searchable(body_norm, self.max_word_chars)
         after = after[1:] if body_norm.startswith(" ") else after  # one space at the join, as in TEXT
-        where: dict[str, dict[str, list[int]]] = {}
-        added: dict[str, dict[str, set[str]]] = {}
-        step = self._step
-        position = 0
-        for chunks, own, home in ((head.split(" "), HEAD_FIELDS, "headers"), (after.split(" "), ("body",), "body")):
-            present = [(name, fields[name]) for name in own if name in fields]
-            for chunk in chunks:
-                position += 1
-                if not chunk:
-                    continue
-                word = _ALL_WORD.fullmatch(chunk) is not None
-                for entry in _windows(chunk, step):
-                    name = next((n for n, t in present if t.has(entry)), home)
-                    if name == home or (word and len(entry) < self.partial):
-                        kind = "words" if word else "chunks" if _WORD_CHAR.search(entry) else "marks"
-                        added.setdefault(name, {}).setdefault(kind, set()).add(entry)
-                    where.setdefault(name, {}).setdefault(entry, []).append(position)
         out = dict(fields)
-        for name, entries in where.items():
-            terms = out.get(name, Terms(frozenset(), frozenset(), frozenset()))
-            more = added.get(name, {})
-            out[name] = replace(terms, words=terms.words | more.get("words", set()),
-                                chunks=terms.chunks | more.get("chunks", set()),
-                                marks=terms.marks | more.get("marks", set()),
-                                positions=tuple((e, tuple(ps)) for e, ps in entries.items()))
+        self._place(out, head, 1, HEAD_FIELDS, "headers")
+        self._place(out, after.split(" "), 1 + len(head), ("body",), "body")
         return out
+
+    def _place(self, out: dict[str, Terms], chunks: list[str], first: int, own: tuple[str, ...], home: str) -> None:
+        """Store the positions of `chunks` (numbered from `first`) into `out` (see with_positions)."""
+        at: dict[str, list[int]] = {}
+        for position, chunk in enumerate(chunks, first):
+            where = at.get(chunk)
+            if where is None:
+                at[chunk] = [position]
+            else:
+                where.append(position)
+        at.pop("", None)
+        present = [(name, out[name]) for name in own if name in out]
+        placed: dict[str, dict[str, tuple[int, ...]]] = {}
+        added: dict[str, tuple[set[str], set[str], set[str]]] = {}  # field -> new words, chunks, marks
+        step = self._step
+        for chunk, where in at.items():
+            for entry in (chunk,) if len(chunk) <= WINDOW else _windows(chunk, step):
+                for name, terms in present:
+                    if entry in terms.words or entry in terms.chunks or entry in terms.marks:
+                        break
+                    if entry in terms.grams:  # a short word that is a whole chunk: listed for phrase lookups
+                        added.setdefault(name, (set(), set(), set()))[0].add(entry)
+                        break
+                else:  # not among the field's entries (ICU split it differently, or a chunk of marks only)
+                    name = home
+                    new = added.setdefault(name, (set(), set(), set()))
+                    if _ALL_WORD.fullmatch(entry):
+                        new[0].add(entry)
+                    else:
+                        new[1 if _WORD_CHAR.search(entry) else 2].add(entry)
+                placed.setdefault(name, {})[entry] = tuple(where)
+        for name, entries in placed.items():
+            terms = out.get(name, Terms(frozenset(), frozenset(), frozenset()))
+            words, chunks_, marks = added.get(name, ((), (), ()))
+            out[name] = replace(terms, words=terms.words.union(words), chunks=terms.chunks.union(chunks_),
+                                marks=terms.marks.union(marks), positions=terms.positions + tuple(entries.items()))
 
 
 HEAD_FIELDS = ("headers", "subject", "from", "to", "cc", "bcc")  # where a header line's chunk is looked for

@@ -100,8 +100,10 @@ def test_analysis_total_and_every_substring_findable(text):
 
 def test_positions_number_text_chunks():
     head, body = "Subject: Hi there\nX-A: b-c", "\n hello e-mail  of\tthe world"
+    fields = A.text_fields(head, "Subject:\nX-A: b-c", body, {"subject": A.terms("Hi there")})
     headers, body_terms = A.header_and_body(head, "Subject:\nX-A: b-c", body)
-    fields = A.with_positions({"subject": A.terms("Hi there"), "headers": headers, "body": body_terms}, head, body)
+    assert A.with_positions({"subject": A.terms("Hi there"), "headers": headers, "body": body_terms},
+                            head, body) == fields  # the Solr bridge's way: the same
     at = {entry: where for terms in fields.values() for entry, where in terms.positions}
     # TEXT = "subject: hi there x-a: b-c hello e-mail of the world": chunks 1..10, each on the entry that is it
     assert at == {"subject:": (1,), "hi": (2,), "there": (3,), "x-a:": (4,), "b-c": (5,), "hello": (6,),

@@ -35,17 +35,14 @@ class Outcome:
 
 
 def analyse_fields(parsed: ParsedMessage, analyzer: Analyzer) -> dict[str, Terms]:
-    headers, body = analyzer.header_and_body(parsed.headers, parsed.other_headers, parsed.body)
-    fields = {
+    own = {
         "subject": analyzer.terms(parsed.subject),
         "from": analyzer.terms(parsed.from_),
         "to": analyzer.terms(parsed.to),
         "cc": analyzer.terms(parsed.cc),
         "bcc": analyzer.terms(parsed.bcc),
-        "headers": headers,
-        "body": body,
     }
-    return analyzer.with_positions(fields, parsed.headers, parsed.body)
+    return analyzer.text_fields(parsed.headers, parsed.other_headers, parsed.body, own)
 
 
 def index_message(guid: str, uid: int, path: Path, settings: Settings) -> Outcome:

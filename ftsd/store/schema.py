@@ -59,7 +59,8 @@ def build_document(guid: str, uid: int, terms: Mapping[str, Terms], data: Mappin
     lexicon: list[str] = []
     for fieldname, field_terms in terms.items():
         prefix = FIELD_PREFIXES[fieldname]
-        for term in field_terms.all():
+        positioned = {entry for entry, _ in field_terms.positions}  # add_posting adds these terms
+        for term in field_terms.all() - positioned if positioned else field_terms.all():
             doc.add_term(prefix + term)
         lexicon += [WORDS + prefix + w for w in field_terms.words]
         lexicon += [CHUNKS + prefix + c for c in field_terms.chunks]
@@ -77,7 +78,7 @@ def _add_positions(doc: Any, prefix: str, positions: tuple[tuple[str, tuple[int,
     for entry, where in positions:
         term = prefix + entry
         for position in where:
-            add_posting(term, position, 0)  # wdf 0: the term is there already
+            add_posting(term, position)
 
 
 def mailbox_metadata(db: Any) -> dict[str, dict[str, Any]]:
