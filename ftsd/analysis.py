@@ -313,7 +313,7 @@ class Analyzer:
                 where.append(position)
         at.pop("", None)
         present = [(name, out[name]) for name in own if name in out]
-        placed: dict[str, dict[str, tuple[int, ...]]] = {}
+        placed: dict[str, dict[str, list[int]]] = {}
         added: dict[str, tuple[set[str], set[str], set[str]]] = {}  # field -> new words, chunks, marks
         step = self._step
         for chunk, where in at.items():
@@ -331,12 +331,17 @@ class Analyzer:
                         new[0].add(entry)
                     else:
                         new[1 if _WORD_CHAR.search(entry) else 2].add(entry)
-                placed.setdefault(name, {})[entry] = tuple(where)
+                into = placed.setdefault(name, {})
+                if entry in into:  # a window shared by two long chunks
+                    into[entry] = sorted(into[entry] + where)
+                else:
+                    into[entry] = where
         for name, entries in placed.items():
             terms = out.get(name, Terms(frozenset(), frozenset(), frozenset()))
             words, chunks_, marks = added.get(name, ((), (), ()))
             out[name] = replace(terms, words=terms.words.union(words), chunks=terms.chunks.union(chunks_),
-                                marks=terms.marks.union(marks), positions=terms.positions + tuple(entries.items()))
+                                marks=terms.marks.union(marks),
+                                positions=terms.positions + tuple((e, tuple(w)) for e, w in entries.items()))
 
 
 HEAD_FIELDS = ("headers", "subject", "from", "to", "cc", "bcc")  # where a header line's chunk is looked for

@@ -112,3 +112,19 @@ def test_positions_number_text_chunks():
     assert "of" in fields["body"].words  # a whole-chunk short word is listed (phrase lookups scan the lexicon)
     blanked = A.with_positions({}, "", "a " + "x" * 70 + " b")  # the blanked run leaves a gap: a, b not adjacent
     assert dict(blanked["body"].positions) == {"a": (2,), "b": (5,)}
+
+
+@settings(max_examples=150, deadline=None)
+@given(_TEXTS, _TEXTS, _TEXTS)
+def test_positions_spell_text(head, subject, body):
+    # position -> entry gives back TEXT's chunks, each entry listed in its field's lexicon (what phrases scan)
+    head = f"Subject: {subject}\n{head}"
+    fields = A.text_fields(head, f"Subject:\n{head}", body, {"subject": A.terms(subject)})
+    at: dict[int, str] = {}
+    for terms in fields.values():
+        for entry, where in terms.positions:
+            assert entry in terms.words | terms.chunks | terms.marks, entry
+            for position in where:
+                assert at.setdefault(position, entry) == entry
+    chunks = normalise(head + "\n" + body).split(" ")
+    assert at == {i: chunk for i, chunk in enumerate(chunks, 1) if chunk}
