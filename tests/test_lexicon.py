@@ -143,3 +143,22 @@ def test_marks_listed_rebuilt_and_checked(maildir: MailDir, make_config):
     assert sorted(lexicon.expand("p", ["X"], "-")) == ["X - ", "X -- ", "X-", "X--"]
     assert lexicon.expand("p", ["S"], "#") == ["S #"]
     assert {q: uids(settings, q) for q in expected} == expected
+
+
+def test_phrases_and_chunks_settled_by_positions(maildir: MailDir, make_config):
+    settings = load_settings(make_config())
+    a = maildir.deliver(subject="Re: the plan", body="Please e-mail me, or (e-mail) the team -- ok?\nof the")
+    b = maildir.deliver(subject="plan B", body="mail me e-mails; the team of them")
+    c = maildir.deliver(subject="x", body="team the\n\n  me, or")
+    service.index_users(settings, [USER])
+    expected = {'BODY "e-mail me,"': [a], 'BODY "mail me"': [a, b], 'TEXT "mail me e-"': [b], 'BODY "me, or"': [a, c],
+                'BODY "(e-mail) the team --"': [a], 'BODY "the team"': [a, b], 'BODY "team the"': [c],
+                'TEXT "re: the plan"': [a], 'TEXT "plan please"': [], 'TEXT "plan b mail"': [],
+                'BODY "e-mail"': [a, b], 'BODY "-mail)"': [a], 'BODY "team --"': [a], 'BODY "ok? of"': [a],
+                'BODY "m of th"': [b], 'BODY "? of th"': [a], 'TEXT "x team"': [], 'NOT BODY "the team"': [c]}
+    for query, want in expected.items():
+        result = service.search(settings, USER, ["INBOX"], parse_query(query), autoindex=False)[0]
+        assert (query, result.uids, result.verified) == (query, want, 0)
+    # a space at an edge: the text might start or end there, so candidates are checked
+    result = service.search(settings, USER, ["INBOX"], parse_query('BODY " the team"'), autoindex=False)[0]
+    assert result.uids == [a, b] and result.verified == 2

@@ -26,7 +26,8 @@ from ftsd.store import schema
 SEEN_LIMIT = 300_000  # entries remembered by one writer session (~30 MB) before the set is started afresh
 CHUNK_CHARS = 4_000_000  # a rebuilt lexicon is stored in chunks of about this size
 EXPANSIONS_KEPT = 256  # lookups remembered per lexicon (until it changes)
-SHARED_MAX_CHARS = 256_000_000  # lexicons kept in memory by a process (least recently used dropped first)
+SHARED_MAX_CHARS = 256_000_000
+GRAM_MAX_PARTIAL = 4  # the largest fts.partial: grams are shorter  # lexicons kept in memory by a process (least recently used dropped first)
 
 
 class LexiconWriter:
@@ -44,7 +45,8 @@ class LexiconWriter:
             if entry in seen:
                 continue
             seen.add(entry)
-            if not term_exists(entry[1:]):  # stored already, so listed already
+            # stored already, so listed already -- except short words: a gram term exists unlisted
+            if (entry[0] == schema.WORDS and len(entry) - 2 < GRAM_MAX_PARTIAL) or not term_exists(entry[1:]):
                 self.pending[entry[:2]].append(entry[2:])
         if len(seen) > SEEN_LIMIT:
             seen.clear()
