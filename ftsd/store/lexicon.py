@@ -26,8 +26,8 @@ from ftsd.store import schema
 SEEN_LIMIT = 300_000  # entries remembered by one writer session (~30 MB) before the set is started afresh
 CHUNK_CHARS = 4_000_000  # a rebuilt lexicon is stored in chunks of about this size
 EXPANSIONS_KEPT = 256  # lookups remembered per lexicon (until it changes)
-SHARED_MAX_CHARS = 256_000_000
-GRAM_MAX_PARTIAL = 4  # the largest fts.partial: grams are shorter  # lexicons kept in memory by a process (least recently used dropped first)
+SHARED_MAX_CHARS = 256_000_000  # lexicons kept in memory by a process (least recently used dropped first)
+GRAM_MAX_PARTIAL = 4  # the largest fts.partial: grams are shorter
 
 
 class LexiconWriter:
