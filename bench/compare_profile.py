@@ -180,7 +180,7 @@ def stages(maildir: Path, sample: int) -> str:
         out += ["", f"{counts['terms'] / sample:.0f} distinct terms per document ({per_field}): "
                 f"{counts['words'] / sample:.0f} words, {counts['chunks'] / sample:.0f} chunks with punctuation, "
                 f"{counts['grams'] / sample:.0f} 1..partial-1 character grams, {counts['positions'] / sample:.0f} "
-                "chunk positions; {counts['lexicon'] / sample:.0f} "
+                f"chunk positions; {counts['lexicon'] / sample:.0f} "
                 f"lexicon entries per document handed to the writer; {counts['bytes'] / sample:.0f} bytes per "
                 "message.", ""]
         profiler = cProfile.Profile()
