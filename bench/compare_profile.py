@@ -155,8 +155,7 @@ def stages(maildir: Path, sample: int) -> str:
             for fieldname, field_terms in terms.items():
                 for key, n in (("terms", len(field_terms.all())), (f"terms.{fieldname}", len(field_terms.all())),
                                ("words", len(field_terms.words)), ("chunks", len(field_terms.chunks)),
-                               ("grams", len(field_terms.grams)),
-                               ("positions", sum(len(where) for _, where in field_terms.positions))):
+                               ("grams", len(field_terms.grams))):
                     counts[key] = counts.get(key, 0) + n
         t = time.process_time()
         writer.commit()
@@ -179,8 +178,7 @@ def stages(maildir: Path, sample: int) -> str:
                               if k.startswith("terms."))
         out += ["", f"{counts['terms'] / sample:.0f} distinct terms per document ({per_field}): "
                 f"{counts['words'] / sample:.0f} words, {counts['chunks'] / sample:.0f} chunks with punctuation, "
-                f"{counts['grams'] / sample:.0f} 1..partial-1 character grams, {counts['positions'] / sample:.0f} "
-                f"chunk positions; {counts['lexicon'] / sample:.0f} "
+                f"{counts['grams'] / sample:.0f} 1..partial-1 character grams; {counts['lexicon'] / sample:.0f} "
                 f"lexicon entries per document handed to the writer; {counts['bytes'] / sample:.0f} bytes per "
                 "message.", ""]
         profiler = cProfile.Profile()

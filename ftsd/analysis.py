@@ -26,11 +26,10 @@ listed in a lexicon of their own), so such a key is answered exactly, like a wor
 TEXT is the header lines followed by the body: its marks are those of the `headers` field (taken from the
 header lines with their values, plus the run across the join with the body) and of the body.
 
-A key with a space and a word character (a *phrase*: "hello world", "e-mail address") needs adjacency. TEXT's
-chunks are numbered in one sequence (header lines, then the body) and each chunk's position is stored on the term
-that stands for it (the word, short gram, chunk or mark of the field it came from; see `with_positions`). A phrase
-"p1 p2 .. pn" then matches where a chunk ending with p1 is followed by chunks equal to p2 .. p(n-1) and one
-starting with pn: one Xapian phrase query over the lexicon entries that end with p1, etc. (store/searcher.py).
+A key with a space and a word character (a *phrase*: "hello world", "e-mail address") is looked up piece by
+piece (each piece lies inside one chunk) and the candidates that hold every piece are checked against the text.
+Adjacency in the index (Xapian positions of the chunks) was measured and left out: it made the index 2.1x larger
+(docs/performance.md, "Phrases and punctuation").
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import icu
@@ -156,22 +155,17 @@ def _windows(entry: str, step: int) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class Terms:
-    """What one field of one message stores: `words` (word characters only, >= partial characters; shorter ones
-    too when they are a whole chunk with a position), `chunks` (entries with a word character and another one),
-    `marks` (no word character) -- listed in the lexicon -- and the short `grams`. `positions`: entry -> the
-    positions of the chunks it stands for, in TEXT's chunk sequence (phrases)."""
+    """What one field of one message stores: `words` (word characters only, >= partial characters), `chunks`
+    (entries with a word character and another one), `marks` (no word character) -- listed in the lexicon --
+    and the short `grams`."""
 
     words: frozenset[str]
     chunks: frozenset[str]
     grams: frozenset[str]
     marks: frozenset[str] = frozenset()  # the distinct runs of non-word characters (also listed in the lexicon)
-    positions: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     def all(self) -> frozenset[str]:
         return self.words | self.chunks | self.grams | self.marks
-
-    def has(self, entry: str) -> bool:
-        return entry in self.words or entry in self.grams or entry in self.chunks or entry in self.marks
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,20 +199,6 @@ class Analyzer:
         """Index mode for the `headers` field (words and chunks of `other_headers`; the marks of TEXT's header part)
         and the body. TEXT = header lines + "\n" + body; normalised, the two join at one space, so TEXT's marks
         are those of each side, plus the run across the join (stored with the headers)."""
-        other, body_terms, _, _ = self._header_and_body(headers, other_headers, body)
-        return other, body_terms
-
-    def text_fields(self, headers: str, other_headers: str, body: str, own: Mapping[str, Terms]) -> dict[str, Terms]:
-        """header_and_body, with the fields of `own` (subject, from, ...), and the positions of TEXT's chunks."""
-        other, body_terms, head, after = self._header_and_body(headers, other_headers, body)
-        out = {**own, "headers": other, "body": body_terms}
-        chunks = head.split(" ")
-        self._place(out, chunks, 1, HEAD_FIELDS, "headers")
-        self._place(out, after.split(" "), 1 + len(chunks), ("body",), "body")
-        return out
-
-    def _header_and_body(self, headers: str, other_headers: str, body: str) -> tuple[Terms, Terms, str, str]:
-        """(headers terms, body terms, TEXT's searchable header part, its body part after the joining space)."""
         body_norm = normalise(body)
         body_text = searchable(body_norm, self.max_word_chars)
         head_text = searchable(normalise(headers).removesuffix(" "), self.max_word_chars)
@@ -229,7 +209,7 @@ class Analyzer:
         other_text = searchable(normalise(other_headers), self.max_word_chars)
         other = replace(self._terms(other_text), chunks=chunks_of(other_text, self._step), marks=marks)
         body_terms = replace(self._terms(body_text), marks=self._marks(body_text))
-        return other, replace(body_terms, chunks=chunks_of(body_text, self._step)), head_text, after
+        return other, replace(body_terms, chunks=chunks_of(body_text, self._step))
 
     def _marks(self, norm: str) -> frozenset[str]:
         """The distinct maximal runs of non-word characters of searchable text (windows beyond WINDOW)."""
@@ -274,7 +254,7 @@ class Analyzer:
             return QueryPieces(norm, None, False)
         parts = norm.split(" ")
         # Every piece between spaces lies inside one chunk (pieces without a word character, between spaces, are
-        # left to the phrase query and the check: marks are stored with their spaces). Words are what ICU finds:
+        # left to the check: marks are stored with their spaces). Words are what ICU finds:
         # a piece of word characters that ICU does not see as one word ("_") is looked up by its ICU runs.
         keys: list[str] = []
         whole = True
@@ -284,67 +264,7 @@ class Analyzer:
             spans = list(runs(part)) if _ALL_WORD.fullmatch(part) else [(0, len(part))]
             whole = whole and spans == [(0, len(part))]
             keys += [part[start:end] for start, end in spans]
-        if len(parts) == 1:
-            return QueryPieces(norm, tuple(keys), whole and len(norm) <= self.exact_chars)
-        return QueryPieces(norm, tuple(keys), False, phrase=tuple(parts))
-
-    def with_positions(self, fields: Mapping[str, Terms], headers: str, body: str) -> dict[str, Terms]:
-        """`fields` with positions: TEXT's chunks (`headers` lines, then `body`) numbered from 1, each position
-        stored on the entry that stands for its chunk in the first of HEAD_FIELDS (header chunks) or in `body`
-        that has it, else added to `headers`/`body` (and to its lexicon). Short words that are whole chunks are
-        listed among the words, so that a phrase's lexicon scan finds them."""
-        head = searchable(normalise(headers).removesuffix(" "), self.max_word_chars).split(" ")
-        body_norm = normalise(body)
-        after = searchable(body_norm, self.max_word_chars)
-        after = after[1:] if body_norm.startswith(" ") else after  # one space at the join, as in TEXT
-        out = dict(fields)
-        self._place(out, head, 1, HEAD_FIELDS, "headers")
-        self._place(out, after.split(" "), 1 + len(head), ("body",), "body")
-        return out
-
-    def _place(self, out: dict[str, Terms], chunks: list[str], first: int, own: tuple[str, ...], home: str) -> None:
-        """Store the positions of `chunks` (numbered from `first`) into `out` (see with_positions)."""
-        at: dict[str, list[int]] = {}
-        for position, chunk in enumerate(chunks, first):
-            where = at.get(chunk)
-            if where is None:
-                at[chunk] = [position]
-            else:
-                where.append(position)
-        at.pop("", None)
-        present = [(name, out[name]) for name in own if name in out]
-        placed: dict[str, dict[str, list[int]]] = {}
-        added: dict[str, tuple[set[str], set[str], set[str]]] = {}  # field -> new words, chunks, marks
-        step = self._step
-        for chunk, where in at.items():
-            for entry in (chunk,) if len(chunk) <= WINDOW else _windows(chunk, step):
-                for name, terms in present:
-                    if entry in terms.words or entry in terms.chunks or entry in terms.marks:
-                        break
-                    if entry in terms.grams:  # a short word that is a whole chunk: listed for phrase lookups
-                        added.setdefault(name, (set(), set(), set()))[0].add(entry)
-                        break
-                else:  # not among the field's entries (ICU split it differently, or a chunk of marks only)
-                    name = home
-                    new = added.setdefault(name, (set(), set(), set()))
-                    if _ALL_WORD.fullmatch(entry):
-                        new[0].add(entry)
-                    else:
-                        new[1 if _WORD_CHAR.search(entry) else 2].add(entry)
-                into = placed.setdefault(name, {})
-                if entry in into:  # a window shared by two long chunks
-                    into[entry] = sorted(into[entry] + where)
-                else:
-                    into[entry] = where
-        for name, entries in placed.items():
-            terms = out.get(name, Terms(frozenset(), frozenset(), frozenset()))
-            words, chunks_, marks = added.get(name, ((), (), ()))
-            out[name] = replace(terms, words=terms.words.union(words), chunks=terms.chunks.union(chunks_),
-                                marks=terms.marks.union(marks),
-                                positions=terms.positions + tuple((e, tuple(w)) for e, w in entries.items()))
-
-
-HEAD_FIELDS = ("headers", "subject", "from", "to", "cc", "bcc")  # where a header line's chunk is looked for
+        return QueryPieces(norm, tuple(keys), len(parts) == 1 and whole and len(norm) <= self.exact_chars)
 
 
 def chunks_of(norm: str, step: int) -> frozenset[str]:
@@ -362,14 +282,12 @@ def chunks_of(norm: str, step: int) -> frozenset[str]:
 class QueryPieces:
     """A normalised search string. Each of `runs` is a lookup key (a substring of a lexicon entry, or a short
     gram, or a mark) that every matching text contains; `exact`: the single key alone decides.
-    `runs` is None when the string can never match (it contains an unindexable over-long word).
-    `phrase`: the string split at its spaces, when it has one and a word character (see with_positions)."""
+    `runs` is None when the string can never match (it contains an unindexable over-long word)."""
 
     text: str
     runs: tuple[str, ...] | None
     exact: bool
     marks: bool = False  # no word character: `runs` is the whole string, looked up among the marks
-    phrase: tuple[str, ...] | None = None
 
 
 def _trailing_non_word(text: str) -> str:

@@ -2,9 +2,9 @@
 IMAP SEARCH (CLI, HTTP API) and the Solr bridge's Lucene queries both end here.
 
 The index settles what it can: a key of at most 40 characters without a space is answered exactly by the lexicon
-entries that contain it, a TEXT or BODY phrase by the positions of the chunks (see analysis.py). What it cannot
-settle alone -- phrases in other fields, longer strings, headers that are not indexed on their own, and messages
-not indexed yet -- is narrowed by the index to candidates and then checked against the message's text.
+entries that contain it (see analysis.py). What it cannot settle alone -- phrases (pieces that must be adjacent),
+longer strings, headers that are not indexed on their own, and messages not indexed yet -- is narrowed by the
+index to candidates (messages that hold every piece) and then checked against the message's text.
 Each node evaluates to (sure, maybe) UID sets; only `maybe - sure` is checked, one message at a time, against a
 TextSource: the message file in the Maildir (MaildirText), or the field texts a Solr document keeps (StoredText).
 """
@@ -304,11 +304,6 @@ class MailboxSearch:
         if pieces.runs is None:
             nothing = Searcher.nothing()
             return _Plan(nothing, nothing)
-        if pieces.phrase is not None and key.field in ("text", "body"):  # chunk positions: see analysis.py
-            assert self.searcher is not None
-            found = self.searcher.phrase(fields_, pieces.phrase, self.analyzer.exact_chars)
-            if found is not None:
-                return _Plan(found[0], found[0] if found[1] else None)
         runs = pieces.runs
         if pieces.marks and key.field == "text":  # TEXT's marks are those of the header lines and the body
             fields_ = _TEXT_MARK_FIELDS

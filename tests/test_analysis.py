@@ -38,10 +38,10 @@ def test_query_pieces():
     p = A.pieces("Fahrländer")
     assert (p.text, p.runs, p.exact) == ("fahrlander", ("fahrlander",), True)
     p = A.pieces("lo wor")
-    assert (p.runs, p.exact, p.phrase) == (("lo", "wor"), False, ("lo", "wor"))
+    assert (p.runs, p.exact) == (("lo", "wor"), False)
     p = A.pieces("E-Mail")
-    assert (p.runs, p.exact, p.phrase) == (("e-mail",), True, None)
-    assert A.pieces(" to - be ").phrase == ("", "to", "-", "be", "") and A.pieces(" to - be ").runs == ("to", "be")
+    assert (p.runs, p.exact) == (("e-mail",), True)
+    assert A.pieces(" to - be ").runs == ("to", "be") and A.pieces("(e-mail) x").runs == ("(e-mail)", "x")
     assert A.pieces("a" * 40).exact and not A.pieces("a" * 41).exact
     assert A.pieces("a" * 70).runs is None
     p = A.pieces(" -- ")
@@ -96,35 +96,3 @@ def test_analysis_total_and_every_substring_findable(text):
                 else:
                     pool = terms.words if is_word(key) else terms.chunks
                     assert any(key in entry for entry in pool), (word, key)
-
-
-def test_positions_number_text_chunks():
-    head, body = "Subject: Hi there\nX-A: b-c", "\n hello e-mail  of\tthe world"
-    fields = A.text_fields(head, "Subject:\nX-A: b-c", body, {"subject": A.terms("Hi there")})
-    headers, body_terms = A.header_and_body(head, "Subject:\nX-A: b-c", body)
-    assert A.with_positions({"subject": A.terms("Hi there"), "headers": headers, "body": body_terms},
-                            head, body) == fields  # the Solr bridge's way: the same
-    at = {entry: where for terms in fields.values() for entry, where in terms.positions}
-    # TEXT = "subject: hi there x-a: b-c hello e-mail of the world": chunks 1..10, each on the entry that is it
-    assert at == {"subject:": (1,), "hi": (2,), "there": (3,), "x-a:": (4,), "b-c": (5,), "hello": (6,),
-                  "e-mail": (7,), "of": (8,), "the": (9,), "world": (10,)}
-    assert dict(fields["subject"].positions) == {"hi": (2,), "there": (3,)}  # found in the subject's own terms
-    assert "of" in fields["body"].words  # a whole-chunk short word is listed (phrase lookups scan the lexicon)
-    blanked = A.with_positions({}, "", "a " + "x" * 70 + " b")  # the blanked run leaves a gap: a, b not adjacent
-    assert dict(blanked["body"].positions) == {"a": (2,), "b": (5,)}
-
-
-@settings(max_examples=150, deadline=None)
-@given(_TEXTS, _TEXTS, _TEXTS)
-def test_positions_spell_text(head, subject, body):
-    # position -> entry gives back TEXT's chunks, each entry listed in its field's lexicon (what phrases scan)
-    head = f"Subject: {subject}\n{head}"
-    fields = A.text_fields(head, f"Subject:\n{head}", body, {"subject": A.terms(subject)})
-    at: dict[int, str] = {}
-    for terms in fields.values():
-        for entry, where in terms.positions:
-            assert entry in terms.words | terms.chunks | terms.marks, entry
-            for position in where:
-                assert at.setdefault(position, entry) == entry
-    chunks = normalise(head + "\n" + body).split(" ")
-    assert at == {i: chunk for i, chunk in enumerate(chunks, 1) if chunk}

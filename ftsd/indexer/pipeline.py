@@ -35,14 +35,16 @@ class Outcome:
 
 
 def analyse_fields(parsed: ParsedMessage, analyzer: Analyzer) -> dict[str, Terms]:
-    own = {
+    headers, body = analyzer.header_and_body(parsed.headers, parsed.other_headers, parsed.body)
+    return {
         "subject": analyzer.terms(parsed.subject),
         "from": analyzer.terms(parsed.from_),
         "to": analyzer.terms(parsed.to),
         "cc": analyzer.terms(parsed.cc),
         "bcc": analyzer.terms(parsed.bcc),
+        "headers": headers,
+        "body": body,
     }
-    return analyzer.text_fields(parsed.headers, parsed.other_headers, parsed.body, own)
 
 
 def index_message(guid: str, uid: int, path: Path, settings: Settings) -> Outcome:
@@ -94,6 +96,4 @@ def _outcome(guid: str, uid: int, path: Path, size: int, parsed: ParsedMessage, 
 def text_document(guid: str, uid: int, fields: Mapping[str, str], data: Mapping[str, Any],
                   analyzer: Analyzer) -> Document:
     """The document of a message given as field texts (index field -> text: the Solr bridge's documents)."""
-    terms = {name: analyzer.terms(text) for name, text in fields.items() if text}
-    terms = analyzer.with_positions(terms, fields.get("headers", ""), fields.get("body", ""))
-    return build_document(guid, uid, terms, data)
+    return build_document(guid, uid, {name: analyzer.terms(text) for name, text in fields.items() if text}, data)

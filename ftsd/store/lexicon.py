@@ -27,7 +27,6 @@ SEEN_LIMIT = 300_000  # entries remembered by one writer session (~30 MB) before
 CHUNK_CHARS = 4_000_000  # a rebuilt lexicon is stored in chunks of about this size
 EXPANSIONS_KEPT = 256  # lookups remembered per lexicon (until it changes)
 SHARED_MAX_CHARS = 256_000_000  # lexicons kept in memory by a process (least recently used dropped first)
-GRAM_MAX_PARTIAL = 4  # the largest fts.partial: grams are shorter
 
 
 class LexiconWriter:
@@ -45,8 +44,7 @@ class LexiconWriter:
             if entry in seen:
                 continue
             seen.add(entry)
-            # stored already, so listed already -- except short words: a gram term exists unlisted
-            if (entry[0] == schema.WORDS and len(entry) - 2 < GRAM_MAX_PARTIAL) or not term_exists(entry[1:]):
+            if not term_exists(entry[1:]):  # stored already, so listed already
                 self.pending[entry[:2]].append(entry[2:])
         if len(seen) > SEEN_LIMIT:
             seen.clear()
@@ -62,10 +60,8 @@ class LexiconWriter:
         self.seen.clear()
 
 
-def stored_entries(db: Any, partial: int, short_words: bool = True) -> dict[str, list[str]]:
-    """kind + field prefix -> the entries the term list of `db` holds (what a complete lexicon lists).
-    `short_words`: with the words shorter than `partial` (grams): the ones that are a whole chunk of some
-    text carry positions and must be listed for phrases; the term list does not tell which, so all are."""
+def stored_entries(db: Any, partial: int) -> dict[str, list[str]]:
+    """kind + field prefix -> the entries the term list of `db` holds (what a complete lexicon lists)."""
     kinds: dict[str, list[str]] = defaultdict(list)
     field_prefixes = set(schema.FIELD_PREFIXES.values())
     for item in db.allterms():
@@ -75,9 +71,9 @@ def stored_entries(db: Any, partial: int, short_words: bool = True) -> dict[str,
         text = term[1:]
         if is_mark(text):  # marks and chunks are listed whatever their length
             kinds[schema.MARKS + term[0]].append(text)
-        elif not is_word(text):
+        elif not is_word(text):  # chunks whatever their length ("a,")
             kinds[schema.CHUNKS + term[0]].append(text)
-        elif short_words or len(text) >= partial:
+        elif len(text) >= partial:  # shorter words are grams
             kinds[schema.WORDS + term[0]].append(text)
     return kinds
 
@@ -87,7 +83,7 @@ def missing(db: Any, partial: int) -> tuple[int, int]:
     lexicon = Lexicon()
     lexicon.refresh(db)
     listed = {kp: set(text.split("\n")) for kp, text in lexicon.text.items()}
-    stored = stored_entries(db, partial, short_words=False)
+    stored = stored_entries(db, partial)
     lacking = sum(len(set(entries) - listed.get(kp, set())) for kp, entries in stored.items())
     return lacking, sum(map(len, stored.values()))
 
@@ -127,7 +123,7 @@ class Lexicon:
         self.keys: set[bytes] = set()
         self.text: dict[str, str] = {}
         # the same string is often looked up again: per mailbox of one search, or a webmail paging
-        self._expanded: dict[tuple[str, tuple[str, ...], str, str], list[str]] = {}
+        self._expanded: dict[tuple[str, tuple[str, ...], str], list[str]] = {}
         self._lock = threading.Lock()
 
     def refresh(self, db: Any) -> None:
@@ -156,16 +152,15 @@ class Lexicon:
         self.keys, self.text = keys, text
         self.revision = revision
 
-    def expand(self, kind: str, prefixes: Sequence[str], needle: str, where: str = "in") -> list[str]:
-        """Terms (prefix + entry) of the entries of these fields that contain `needle` (no newline); `where`:
-        "end" / "start": that end with / start with it."""
-        key = (kind, tuple(prefixes), needle, where)
+    def expand(self, kind: str, prefixes: Sequence[str], needle: str) -> list[str]:
+        """Terms (prefix + entry) of the entries of these fields that contain `needle` (no newline)."""
+        key = (kind, tuple(prefixes), needle)
         with self._lock:
             cached = self._expanded.get(key)
             text, expanded = self.text, self._expanded
         if cached is not None:
             return cached
-        found = self._scan(text, kind, prefixes, needle, where)
+        found = self._scan(text, kind, prefixes, needle)
         with self._lock:
             if self._expanded is expanded:  # not refreshed meanwhile: the answer is still current
                 if len(expanded) >= EXPANSIONS_KEPT:
@@ -174,10 +169,8 @@ class Lexicon:
         return found
 
     @staticmethod
-    def _scan(texts: dict[str, str], kind: str, prefixes: Sequence[str], needle: str, where: str = "in") -> list[str]:
+    def _scan(texts: dict[str, str], kind: str, prefixes: Sequence[str], needle: str) -> list[str]:
         out: list[str] = []
-        # every line is "\n"-delimited (the text starts and ends with one): an edge is a newline beside the needle
-        needle = {"end": needle + "\n", "start": "\n" + needle}.get(where, needle)
         for prefix in prefixes:
             text = texts.get(kind + prefix)
             if not text:
@@ -185,8 +178,8 @@ class Lexicon:
             find, rfind = text.find, text.rfind
             pos = find(needle)
             while pos >= 0:
-                end = find("\n", pos + 1)
-                out.append(prefix + text[rfind("\n", 0, pos + 1) + 1 : end])
+                end = find("\n", pos)
+                out.append(prefix + text[rfind("\n", 0, pos) + 1 : end])
                 pos = find(needle, end)
         return list(dict.fromkeys(out))  # chunks of different commits may repeat an entry
 

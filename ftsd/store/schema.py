@@ -1,8 +1,8 @@
 """Index schema: term prefixes, value slots, metadata keys and the schema version kept in the index.
 
 One document per message. Terms are the words, chunks, marks and short grams of each field (analysis.py) under a
-field prefix, with the positions of TEXT's chunks on the entries that stand for them (phrases); the boolean term
-G<mailbox guid> restricts to a mailbox, Q<guid>:<uid> identifies a message, value slot 0 holds the UID.
+field prefix; the boolean term G<mailbox guid> restricts to a mailbox, Q<guid>:<uid> identifies a message, value
+slot 0 holds the UID.
 The lexicon of words, chunks and marks lives in metadata (store/lexicon.py).
 """
 
@@ -17,7 +17,7 @@ import xapian
 from ftsd.analysis import Terms
 
 SCHEMA_VERSION = "4"  # 1: suffix terms; 2: words + lexicon; 3: + marks (runs of non-word characters);
-# 4: chunks (text between spaces) instead of punctuated ICU runs, and chunk positions
+# 4: chunks (text between spaces with punctuation) instead of punctuated ICU runs
 
 FIELD_PREFIXES = {
     "subject": "S",
@@ -59,26 +59,16 @@ def build_document(guid: str, uid: int, terms: Mapping[str, Terms], data: Mappin
     lexicon: list[str] = []
     for fieldname, field_terms in terms.items():
         prefix = FIELD_PREFIXES[fieldname]
-        positioned = {entry for entry, _ in field_terms.positions}  # add_posting adds these terms
-        for term in field_terms.all() - positioned if positioned else field_terms.all():
+        for term in field_terms.all():
             doc.add_term(prefix + term)
         lexicon += [WORDS + prefix + w for w in field_terms.words]
         lexicon += [CHUNKS + prefix + c for c in field_terms.chunks]
         lexicon += [MARKS + prefix + m for m in field_terms.marks]
-        _add_positions(doc, prefix, field_terms.positions)
     doc.add_boolean_term(mailbox_term(guid))
     doc.add_boolean_term(id_term(guid, uid))
     doc.add_value(SLOT_UID, str(uid))
     doc.set_data(json.dumps(data, separators=(",", ":")))
     return Document(bytes(doc.serialise()), tuple(lexicon))
-
-
-def _add_positions(doc: Any, prefix: str, positions: tuple[tuple[str, tuple[int, ...]], ...]) -> None:
-    add_posting = doc.add_posting
-    for entry, where in positions:
-        term = prefix + entry
-        for position in where:
-            add_posting(term, position)
 
 
 def mailbox_metadata(db: Any) -> dict[str, dict[str, Any]]:

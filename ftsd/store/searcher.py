@@ -78,49 +78,18 @@ class Searcher:
         """Documents where `run` occurs inside a stored word, chunk or mark of any of these fields: an exact
         short-gram term below `partial` word characters, else the OR of the lexicon entries that contain it (cut
         to `exact_chars`: longer strings are settled by checking the message)."""
+        mark = is_mark(run)
         if len(run) < partial and is_word(run):
             terms = [schema.FIELD_PREFIXES[name] + run for name in fields]
         else:
+            with self._xapian("reading the lexicon"):
+                self.lexicon.refresh(self.db)
             needle = run[:exact_chars]
-            terms = self._expand(fields, needle, "in")
-        return _any(terms)
-
-    def phrase(self, fields: Sequence[str], parts: Sequence[str], exact_chars: int) -> tuple[Query, bool] | None:
-        """Documents where the chunks of `parts` (a string split at its spaces) are adjacent in these fields: the
-        first chunk ends with parts[0], the middle ones are equal to theirs, the last starts with parts[-1] (an
-        empty first or last part: a space at the edge, no chunk there). Returns (query, exact), or None when a
-        part is longer than `exact_chars` (then no stored entry needs to hold it whole). Not exact: a space at an
-        edge (the text might start or end there), or an entry that may be a window of a longer chunk."""
-        lead, trail = not parts[0], not parts[-1]
-        inner = list(parts[int(lead) : len(parts) - int(trail)])
-        if not inner or any(len(part) > exact_chars for part in inner):
-            return None
-        exact = not (lead or trail)
-        subqueries = []
-        for i, part in enumerate(inner):
-            before, after = i == 0 and not lead, i == len(inner) - 1 and not trail  # other text may stand there
-            where = "in" if before and after else "end" if before else "start" if after else None
-            terms = self._expand(fields, part, where) if where else [schema.FIELD_PREFIXES[f] + part for f in fields]
-            if where and any(len(term) - 1 > exact_chars for term in terms):
-                exact = False  # a window of a longer chunk: its edges are not the chunk's
-            subqueries.append(_any(terms))
-        if len(subqueries) == 1:
-            return subqueries[0], exact
-        return xapian.Query(xapian.Query.OP_PHRASE, subqueries, len(subqueries)), exact
-
-    def _expand(self, fields: Sequence[str], needle: str, where: str) -> list[str]:
-        """Terms of the lexicon entries of these fields that hold `needle` (`where`: see Lexicon.expand), from the
-        kinds of entry that can: word pieces lie in words or chunks, marks in marks or chunks."""
-        with self._xapian("reading the lexicon"):
-            self.lexicon.refresh(self.db)
-        prefixes = [schema.FIELD_PREFIXES[name] for name in fields]
-        if where == "in":  # inside one entry: a word in a word, a mark in a mark, anything else in a chunk
-            kinds = [schema.MARKS if is_mark(needle) else schema.WORDS if is_word(needle) else schema.CHUNKS]
-        elif is_word(needle):
-            kinds = [schema.WORDS, schema.CHUNKS]
-        else:
-            kinds = [schema.CHUNKS, schema.MARKS] if is_mark(needle) else [schema.CHUNKS]
-        return [term for kind in kinds for term in self.lexicon.expand(kind, prefixes, needle, where)]
+            kind = schema.MARKS if mark else schema.WORDS if is_word(needle) else schema.CHUNKS
+            terms = self.lexicon.expand(kind, [schema.FIELD_PREFIXES[name] for name in fields], needle)
+        if not terms:
+            return xapian.Query.MatchNothing
+        return xapian.Query(xapian.Query.OP_OR, terms) if len(terms) > 1 else xapian.Query(terms[0])
 
     @staticmethod
     def all_() -> Query:
@@ -204,12 +173,6 @@ class Searcher:
             for item in self.db.postlist(schema.id_term(guid, uid)):
                 return dict(json.loads(self.db.get_document(item.docid).get_data()))
         return None
-
-
-def _any(terms: Sequence[str]) -> Query:
-    if not terms:
-        return xapian.Query.MatchNothing
-    return xapian.Query(xapian.Query.OP_OR, terms) if len(terms) > 1 else xapian.Query(terms[0])
 
 
 def _spy_uids(spy: Any) -> set[int]:
