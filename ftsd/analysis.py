@@ -9,12 +9,14 @@ a run is a maximal sequence of adjacent word-like segments, so "foo.bar@x.com", 
 substring such as 京都 crosses that boundary (fts-xapian#85); inside a run no substring is ever lost.
 
 Index mode stores, per field, the *words* (maximal word-character sequences) of at least `partial` characters,
-each *chunk* (a maximal run of text between spaces) that holds both a word character and another character, and
-every 1..partial-1 character gram of the words. A query string of `partial` characters or more is looked up in the
-field's *lexicon* (the list of stored words, chunks and marks, see store/lexicon.py): every entry that contains it,
-as a substring, is OR-ed. A string without a space lies inside one chunk of the text: with word characters only,
-inside one word, so it is looked up among the words; with punctuation too ("e-mail", "foo.bar@x.com", "(c)"),
-among the chunks. This finds what fts-xapian's all-n-grams scheme finds, and what its 20-character cap loses, with
+each *chunk* (the text between spaces, from its first to its last word character) that holds another character
+too, and every 1..partial-1 character gram of the words. A query string of `partial` characters or more is looked
+up in the field's *lexicon* (the list of stored words, chunks and marks, see store/lexicon.py): every entry that
+contains it, as a substring, is OR-ed. A string without a space lies inside one chunk of the text: with word
+characters only, inside one word, so it is looked up among the words; with punctuation between word characters
+("e-mail", "foo.bar@x.com", "don't"), among the chunks. Punctuation at a string's edges ("e-mail,") is left to the
+check: storing whole chunks ("(e-mail),") too was measured at twice the new terms for that (docs/performance.md).
+This finds what fts-xapian's all-n-grams scheme finds, and what its 20-character cap loses, with
 one term per word instead of O(l^2) (design §5; measured in docs/performance.md). Strings shorter than `partial`
 are single gram lookups. Word-character runs longer than `max_word_chars` (base64, hex garbage) are blanked out
 before segmentation, on both the indexing and the verifying side, as Dovecot skips base64 runs of 50+ characters.
@@ -71,6 +73,7 @@ _ALL_WORD = re.compile(r"\w+")
 _MARK = re.compile(r"(?<! ) *[^\w ]\W*")
 _SPACE_RUN = re.compile(r" {2,}")
 _NON_WORD_HEAD = re.compile(r"\W*")
+_CORE = re.compile(r"\w(?:.*\w)?", re.DOTALL)  # from the first to the last word character
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -253,28 +256,33 @@ class Analyzer:
         if _garbage(self.max_word_chars).search(norm):
             return QueryPieces(norm, None, False)
         parts = norm.split(" ")
-        # Every piece between spaces lies inside one chunk (pieces without a word character, between spaces, are
-        # left to the check: marks are stored with their spaces). Words are what ICU finds:
-        # a piece of word characters that ICU does not see as one word ("_") is looked up by its ICU runs.
+        # Every piece between spaces lies inside one chunk; from its first to its last word character, inside the
+        # stored chunk (or word) of that chunk. Pieces without a word character are left to the check (marks are
+        # stored with their spaces), and so is punctuation at a piece's edges. Words are what ICU finds: a piece
+        # of word characters that ICU does not see as one word ("_") is looked up by its ICU runs.
         keys: list[str] = []
         whole = True
         for part in parts:
-            if not part or is_mark(part):
+            core = _CORE.search(part)
+            if core is None:
                 continue
-            spans = list(runs(part)) if _ALL_WORD.fullmatch(part) else [(0, len(part))]
-            whole = whole and spans == [(0, len(part))]
-            keys += [part[start:end] for start, end in spans]
+            key = core.group()
+            spans = list(runs(key)) if _ALL_WORD.fullmatch(key) else [(0, len(key))]
+            whole = whole and key == part and spans == [(0, len(key))]
+            keys += [key[start:end] for start, end in spans]
         return QueryPieces(norm, tuple(keys), len(parts) == 1 and whole and len(norm) <= self.exact_chars)
 
 
 def chunks_of(norm: str, step: int) -> frozenset[str]:
-    """The distinct chunks (text between spaces) of searchable text that hold a word character and another
-    character, windowed beyond WINDOW: any string without a space that is neither all word characters nor all
-    non-word characters lies inside one of them."""
+    """The distinct chunks of searchable text: the text between spaces, from its first to its last word character
+    ("e-mail" of "(e-mail),"), when that holds another character; windowed beyond WINDOW. Any string without a
+    space that starts and ends with a word character and is not all word characters lies inside one of them."""
     out: set[str] = set()
     for chunk in set(norm.split(" ")):
-        if chunk and not _ALL_WORD.fullmatch(chunk) and _WORD_CHAR.search(chunk):
-            out.update(_windows(chunk, step) if len(chunk) > WINDOW else (chunk,))
+        core = _CORE.search(chunk)
+        if core and not _ALL_WORD.fullmatch(core.group()):
+            entry = core.group()
+            out.update(_windows(entry, step) if len(entry) > WINDOW else (entry,))
     return frozenset(out)
 
 

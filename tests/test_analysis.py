@@ -21,7 +21,8 @@ def test_words_and_short_grams():
 def test_chunks_keep_punctuation_and_cjk():
     terms = A.terms("<bob@example.com> 東京都 Don't e-mail, -- x")
     assert {"bob", "example", "com", "東京都", "don", "mail"} <= terms.words
-    assert terms.chunks == {"<bob@example.com>", "don't", "e-mail,"}  # "--": a mark; words: no chunk of their own
+    # from the first to the last word character; "--" is a mark, "x" a word: no chunk of their own
+    assert terms.chunks == {"bob@example.com", "don't", "e-mail"}
 
 
 def test_long_entries_windowed_and_garbage_skipped():
@@ -41,7 +42,9 @@ def test_query_pieces():
     assert (p.runs, p.exact) == (("lo", "wor"), False)
     p = A.pieces("E-Mail")
     assert (p.runs, p.exact) == (("e-mail",), True)
-    assert A.pieces(" to - be ").runs == ("to", "be") and A.pieces("(e-mail) x").runs == ("(e-mail)", "x")
+    assert A.pieces(" to - be ").runs == ("to", "be") and A.pieces("(e-mail) x").runs == ("e-mail", "x")
+    p = A.pieces("(e-mail),")  # punctuation at the edges: inside a chunk "e-mail", but not settled by it
+    assert (p.runs, p.exact) == (("e-mail",), False)
     assert A.pieces("a" * 40).exact and not A.pieces("a" * 41).exact
     assert A.pieces("a" * 70).runs is None
     p = A.pieces(" -- ")
