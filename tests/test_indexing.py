@@ -225,6 +225,9 @@ def test_killed_mid_run_resumes_without_loss(maildir: MailDir, make_config):
     assert report.indexed == 400 - partial and report.failed == []
     assert indexed(settings)["indexed"] == 400
     assert uids(settings, "BODY marker399") == [made[399]] and uids(settings, "SUBJECT bulk") == made
+    db = xapian.Database(str(path))
+    assert db.get_doccount() == 400  # documents are added for new UIDs only: none twice after the kill
+    db.close()
 
 
 def test_header_excludes_like_dovecot(maildir: MailDir, make_config):

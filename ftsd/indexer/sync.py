@@ -2,8 +2,8 @@
 UIDVALIDITY reindexes that mailbox, a renamed folder (same GUID) only gets its name updated.
 
 What counts as indexed is what the index holds, never a separate "done" marker: a run killed mid-way resumes
-from the last commit, nothing is indexed twice (documents are replaced by their unique id) and a message that
-failed is retried next time.
+from the last commit, nothing is indexed twice (a document is added only for a UID the index does not hold: read
+from the index itself at the start of each mailbox) and a message that failed is retried next time.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def sync_mailbox(
             report.cancelled, report.abandoned = why, True
             return False
         if outcome.document is not None:
-            writer.replace(guid, outcome.uid, outcome.document)
+            writer.add(outcome.document)  # in `new`: not in the index
             indexed.add(outcome.uid)
             report.indexed += 1
             report.bytes += outcome.size

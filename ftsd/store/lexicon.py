@@ -30,24 +30,41 @@ SHARED_MAX_CHARS = 256_000_000  # lexicons kept in memory by a process (least re
 
 
 class LexiconWriter:
-    """Collects the new entries of a write transaction; `flush` stores them just before the commit."""
+    """Collects the new entries of a write transaction; `flush` stores them just before the commit.
+
+    An entry is new when this writer has not seen it and the index does not store it. The check is set
+    arithmetic per (kind, field); the index is asked (term_exists) only for entries new to this writer, and not at
+    all while the writer started on an empty index: then everything stored was seen here (the first index of a
+    user, a rebuild: the big runs)."""
 
     def __init__(self, db: Any) -> None:
         self.db = db
-        self.seen: set[str] = set()
+        self.seen: dict[str, set[str]] = defaultdict(set)  # kind + field prefix -> entries
+        self.seen_count = 0
+        self.fresh = db.get_doccount() == 0  # nothing stored that this writer did not see
         self.pending: dict[str, list[str]] = defaultdict(list)
 
-    def add(self, entries: Iterable[str]) -> None:
-        """Entries (kind + prefix + text) of a document about to be added."""
-        seen, term_exists = self.seen, self.db.term_exists
-        for entry in entries:
-            if entry in seen:
+    def add(self, groups: Iterable[tuple[str, str]]) -> None:
+        """The entries of a document about to be added: (kind + field prefix, newline-joined entries)."""
+        for kind_prefix, joined in groups:
+            seen = self.seen[kind_prefix]
+            new = set(joined.split("\n"))
+            new -= seen
+            if not new:
                 continue
-            seen.add(entry)
-            if not term_exists(entry[1:]):  # stored already, so listed already
-                self.pending[entry[:2]].append(entry[2:])
-        if len(seen) > SEEN_LIMIT:
-            seen.clear()
+            seen |= new
+            self.seen_count += len(new)
+            if not self.fresh:  # stored already means listed already
+                term_exists, prefix = self.db.term_exists, kind_prefix[1:]
+                new = {entry for entry in new if not term_exists(prefix + entry)}
+            self.pending[kind_prefix] += new
+        if self.seen_count > SEEN_LIMIT:
+            self._forget()
+
+    def _forget(self) -> None:
+        self.seen.clear()
+        self.seen_count = 0
+        self.fresh = False  # what was stored in this session is not in `seen` any more
 
     def flush(self) -> None:
         for kind_prefix, entries in self.pending.items():
@@ -57,7 +74,7 @@ class LexiconWriter:
     def cancel(self) -> None:
         """The transaction was cancelled: what was seen in it was never stored."""
         self.pending.clear()
-        self.seen.clear()
+        self._forget()
 
 
 def stored_entries(db: Any, partial: int) -> dict[str, list[str]]:

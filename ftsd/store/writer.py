@@ -18,7 +18,7 @@ from typing import Any
 
 import xapian
 
-from ftsd.errors import IndexLockedError, OutdatedIndexError, SchemaVersionError
+from ftsd.errors import IndexLockedError, OutdatedIndexError, SchemaVersionError, StoreError
 from ftsd.store import schema
 from ftsd.store.lexicon import LexiconWriter
 from ftsd.store.xerrors import store_error, translated
@@ -75,9 +75,13 @@ class IndexWriter:
         self.pending = 0
         self.pending_bytes = 0
         self.closed = False
-        self.lexicon = LexiconWriter(self.db)
         with self._xapian("starting a transaction"):
+            self.lexicon = LexiconWriter(self.db)
             self.db.begin_transaction()
+        if not schema.serialisation_works():
+            self._close()
+            raise StoreError(f"{path.parent.name}: this Xapian ({xapian.version_string()}) serialises documents "
+                             "in a way ftsd does not write; install xapian-core 1.4")
 
     def __enter__(self) -> IndexWriter:
         return self
@@ -132,9 +136,18 @@ class IndexWriter:
         self.pending = self.pending_bytes = 0
 
     def replace(self, guid: str, uid: int, document: schema.Document) -> None:
+        """Store the document of (guid, uid), in place of the one the index may hold."""
         with self._xapian("adding a document"):
             self.lexicon.add(document.lexicon)
             self.db.replace_document(schema.id_term(guid, uid), xapian.Document.unserialise(document.data))
+        self._changed(len(document.data))
+
+    def add(self, document: schema.Document) -> None:
+        """Store the document of a UID the index does not hold (in this transaction either: see indexed_uids);
+        skips replace's lookup of the unique id. Adding a UID the index holds would store it twice."""
+        with self._xapian("adding a document"):
+            self.lexicon.add(document.lexicon)
+            self.db.add_document(xapian.Document.unserialise(document.data))
         self._changed(len(document.data))
 
     def delete(self, guid: str, uid: int) -> None:
@@ -150,11 +163,10 @@ class IndexWriter:
 
     def indexed_uids(self, guid: str) -> set[int]:
         """UIDs of this mailbox present in the index (including this batch)."""
-        uids = set()
+        prefix = schema.id_term(guid, 0)[:-1].encode()  # Q<guid>: -- read from the term list, no document read
+        start = len(prefix)
         with self._xapian("reading the indexed UIDs"):
-            for item in self.db.postlist(schema.mailbox_term(guid)):
-                uids.add(int(self.db.get_document(item.docid).get_value(schema.SLOT_UID)))
-        return uids
+            return {int(item.term[start:]) for item in self.db.allterms(prefix)}
 
     def mailbox_meta(self, guid: str) -> dict[str, Any]:
         with self._xapian("reading mailbox metadata"):
