@@ -162,7 +162,7 @@ def stages(maildir: Path, sample: int) -> str:
             counts["lexicon"] = counts.get("lexicon", 0) + sum(text.count("\n") + 1 for _, text in doc.lexicon)
             for fieldname, field_terms in terms.items():
                 for key, n in (("terms", len(field_terms.all())), (f"terms.{fieldname}", len(field_terms.all())),
-                               ("words", len(field_terms.words)), ("runs", len(field_terms.runs)),
+                               ("words", len(field_terms.words)), ("chunks", len(field_terms.chunks)),
                                ("grams", len(field_terms.grams))):
                     counts[key] = counts.get(key, 0) + n
         t = time.process_time()
@@ -185,7 +185,7 @@ def stages(maildir: Path, sample: int) -> str:
         per_field = ", ".join(f"{k.split('.')[1]} {v / sample:.0f}" for k, v in counts.items()
                               if k.startswith("terms."))
         out += ["", f"{counts['terms'] / sample:.0f} distinct terms per document ({per_field}): "
-                f"{counts['words'] / sample:.0f} words, {counts['runs'] / sample:.0f} punctuated runs, "
+                f"{counts['words'] / sample:.0f} words, {counts['chunks'] / sample:.0f} chunks with punctuation, "
                 f"{counts['grams'] / sample:.0f} 1..partial-1 character grams; {counts['lexicon'] / sample:.0f} "
                 f"lexicon entries per document handed to the writer; {counts['bytes'] / sample:.0f} bytes per "
                 "message.", ""]

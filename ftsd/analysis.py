@@ -9,11 +9,14 @@ a run is a maximal sequence of adjacent word-like segments, so "foo.bar@x.com", 
 substring such as 京都 crosses that boundary (fts-xapian#85); inside a run no substring is ever lost.
 
 Index mode stores, per field, the *words* (maximal word-character sequences) of at least `partial` characters,
-each *run* that contains punctuation (from its first word character), and every 1..partial-1 character gram of
-the words. A query string of `partial` characters or more is looked up in the field's *lexicon* (the list of
-stored words and runs, see store/lexicon.py): every entry that contains it, as a substring, is OR-ed. A string
-without punctuation can only occur inside one word, so it is looked up among the words; a string with punctuation
-among the runs. This finds what fts-xapian's all-n-grams scheme finds, and what its 20-character cap loses, with
+each *chunk* (the text between spaces, from its first to its last word character) that holds another character
+too, and every 1..partial-1 character gram of the words. A query string of `partial` characters or more is looked
+up in the field's *lexicon* (the list of stored words, chunks and marks, see store/lexicon.py): every entry that
+contains it, as a substring, is OR-ed. A string without a space lies inside one chunk of the text: with word
+characters only, inside one word, so it is looked up among the words; with punctuation between word characters
+("e-mail", "foo.bar@x.com", "don't"), among the chunks. Punctuation at a string's edges ("e-mail,") is left to the
+check: storing whole chunks ("(e-mail),") too was measured at twice the new terms for that (docs/performance.md).
+This finds what fts-xapian's all-n-grams scheme finds, and what its 20-character cap loses, with
 one term per word instead of O(l^2) (design §5; measured in docs/performance.md). Strings shorter than `partial`
 are single gram lookups. Word-character runs longer than `max_word_chars` (base64, hex garbage) are blanked out
 before segmentation, on both the indexing and the verifying side, as Dovecot skips base64 runs of 50+ characters.
@@ -24,6 +27,11 @@ characters (white space included) of the text. Each field also stores these *mar
 listed in a lexicon of their own), so such a key is answered exactly, like a word, by the marks that contain it.
 TEXT is the header lines followed by the body: its marks are those of the `headers` field (taken from the
 header lines with their values, plus the run across the join with the body) and of the body.
+
+A key with a space and a word character (a *phrase*: "hello world", "e-mail address") is looked up piece by
+piece (each piece lies inside one chunk) and the candidates that hold every piece are checked against the text.
+Adjacency in the index (Xapian positions of the chunks) was measured and left out: it made the index 2.1x larger
+(docs/performance.md, "Phrases and punctuation").
 """
 
 from __future__ import annotations
@@ -65,6 +73,7 @@ _ALL_WORD = re.compile(r"\w+")
 _MARK = re.compile(r"(?<! ) *[^\w ]\W*")
 _SPACE_RUN = re.compile(r" {2,}")
 _NON_WORD_HEAD = re.compile(r"\W*")
+_CORE = re.compile(r"\w(?:.*\w)?", re.DOTALL)  # from the first to the last word character
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -149,16 +158,17 @@ def _windows(entry: str, step: int) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class Terms:
-    """What one field of one message stores: `words` (word characters only, >= partial characters), `runs`
-    (entries with punctuation), `marks` (no word character) -- listed in the lexicon -- and the short `grams`."""
+    """What one field of one message stores: `words` (word characters only, >= partial characters), `chunks`
+    (entries with a word character and another one), `marks` (no word character) -- listed in the lexicon --
+    and the short `grams`."""
 
     words: frozenset[str]
-    runs: frozenset[str]
+    chunks: frozenset[str]
     grams: frozenset[str]
     marks: frozenset[str] = frozenset()  # the distinct runs of non-word characters (also listed in the lexicon)
 
     def all(self) -> frozenset[str]:
-        return self.words | self.runs | self.grams | self.marks
+        return self.words | self.chunks | self.grams | self.marks
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,12 +194,12 @@ class Analyzer:
         return max(1, WINDOW - self.exact_chars)
 
     def terms(self, text: str) -> Terms:
-        """Index mode: the words, punctuated runs, marks and short grams of the normalised text."""
+        """Index mode: the words, chunks, marks and short grams of the normalised text."""
         norm = searchable(normalise(text), self.max_word_chars)
-        return replace(self._terms(norm), marks=self._marks(norm))
+        return replace(self._terms(norm), marks=self._marks(norm), chunks=chunks_of(norm, self._step))
 
     def header_and_body(self, headers: str, other_headers: str, body: str) -> tuple[Terms, Terms]:
-        """Index mode for the `headers` field (words and runs of `other_headers`; the marks of TEXT's header part)
+        """Index mode for the `headers` field (words and chunks of `other_headers`; the marks of TEXT's header part)
         and the body. TEXT = header lines + "\n" + body; normalised, the two join at one space, so TEXT's marks
         are those of each side, plus the run across the join (stored with the headers)."""
         body_norm = normalise(body)
@@ -199,8 +209,10 @@ class Analyzer:
         lead = _NON_WORD_HEAD.match(after)
         join = _trailing_non_word(head_text) + " " + (lead.group() if lead else "")
         marks = self._marks(head_text) | self._marks(join)
-        other = self._terms(searchable(normalise(other_headers), self.max_word_chars))
-        return replace(other, marks=marks), replace(self._terms(body_text), marks=self._marks(body_text))
+        other_text = searchable(normalise(other_headers), self.max_word_chars)
+        other = replace(self._terms(other_text), chunks=chunks_of(other_text, self._step), marks=marks)
+        body_terms = replace(self._terms(body_text), marks=self._marks(body_text))
+        return other, replace(body_terms, chunks=chunks_of(body_text, self._step))
 
     def _marks(self, norm: str) -> frozenset[str]:
         """The distinct maximal runs of non-word characters of searchable text (windows beyond WINDOW)."""
@@ -219,17 +231,11 @@ class Analyzer:
         partial = self.partial
         step = self._step
         words: set[str] = set()
-        punctuated: set[str] = set()
         for run in {norm[start:end] for start, end in runs(norm)}:
             if _ALL_WORD.fullmatch(run):
                 words.add(run)
-                continue
-            first = _WORD_CHAR.search(run)
-            if first is None:
-                continue
-            # Stored from the first word character: a query piece always starts with one.
-            punctuated.update(_windows(run[first.start() :], step))
-            words.update(_ALL_WORD.findall(run))
+            else:  # punctuated runs are found through the chunks that hold them (chunks_of)
+                words.update(_ALL_WORD.findall(run))
         # Short grams, over all words at once (a string shorter than `partial` never spans punctuation).
         joined = " ".join(words)
         grams: set[str] = set(joined) if partial > 1 else set()
@@ -239,30 +245,45 @@ class Analyzer:
         long_words = {w for w in words if len(w) >= partial}
         if any(len(w) > WINDOW for w in long_words):
             long_words = {piece for w in long_words for piece in _windows(w, step)}
-        return Terms(frozenset(long_words), frozenset(punctuated), frozenset(grams))
+        return Terms(frozenset(long_words), frozenset(), frozenset(grams))
 
     def pieces(self, query: str) -> QueryPieces:
-        """Query mode: the normalised query string and its runs, and whether the index can settle it alone."""
+        """Query mode: the normalised query string, its lookup keys, and whether the index can settle it alone."""
         norm = normalise(query)
         if norm and is_mark(norm):  # no word character: one lookup among the marks
             return QueryPieces(norm, (norm,), len(norm) <= self.exact_chars, marks=True)
-        spans = list(runs(norm))
-        keys = []
-        for start, end in spans:
-            run = norm[start:end]
-            first = _WORD_CHAR.search(run)
-            if first is None:  # no word character: nothing stored can stand for it
-                continue
-            key = run[first.start() :]  # stored runs start at a word character
-            if len(key) < self.partial and not _ALL_WORD.fullmatch(key):
-                key = _ALL_WORD.match(key).group()  # type: ignore[union-attr]  # short grams are word characters
-            keys.append(key)
-        single = len(spans) == 1 and spans[0] == (0, len(norm)) and keys == [norm]
-        findable = len(norm) >= self.partial or bool(_ALL_WORD.fullmatch(norm))
         # A string with a longer word-character run than max_word_chars can never match (such runs are blanked).
-        possible = not _garbage(self.max_word_chars).search(norm)
-        exact = single and findable and len(norm) <= self.exact_chars
-        return QueryPieces(norm, tuple(keys) if possible else None, exact and possible)
+        if _garbage(self.max_word_chars).search(norm):
+            return QueryPieces(norm, None, False)
+        parts = norm.split(" ")
+        # Every piece between spaces lies inside one chunk; from its first to its last word character, inside the
+        # stored chunk (or word) of that chunk. Pieces without a word character are left to the check (marks are
+        # stored with their spaces), and so is punctuation at a piece's edges. Words are what ICU finds: a piece
+        # of word characters that ICU does not see as one word ("_") is looked up by its ICU runs.
+        keys: list[str] = []
+        whole = True
+        for part in parts:
+            core = _CORE.search(part)
+            if core is None:
+                continue
+            key = core.group()
+            spans = list(runs(key)) if _ALL_WORD.fullmatch(key) else [(0, len(key))]
+            whole = whole and key == part and spans == [(0, len(key))]
+            keys += [key[start:end] for start, end in spans]
+        return QueryPieces(norm, tuple(keys), len(parts) == 1 and whole and len(norm) <= self.exact_chars)
+
+
+def chunks_of(norm: str, step: int) -> frozenset[str]:
+    """The distinct chunks of searchable text: the text between spaces, from its first to its last word character
+    ("e-mail" of "(e-mail),"), when that holds another character; windowed beyond WINDOW. Any string without a
+    space that starts and ends with a word character and is not all word characters lies inside one of them."""
+    out: set[str] = set()
+    for chunk in set(norm.split(" ")):
+        core = _CORE.search(chunk)
+        if core and not _ALL_WORD.fullmatch(core.group()):
+            entry = core.group()
+            out.update(_windows(entry, step) if len(entry) > WINDOW else (entry,))
+    return frozenset(out)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,10 @@
 """Search: one query AST (ftsd/query.py) -> the exact set of matching UIDs of one mailbox. The one evaluator:
 IMAP SEARCH (CLI, HTTP API) and the Solr bridge's Lucene queries both end here.
 
-The index settles what it can: a key whose normalised string is a single run of at most 40 characters is
-answered exactly by the lexicon entries that contain it (see analysis.py). What it cannot settle alone -- several
-runs that must be adjacent (phrases, punctuation), longer strings, headers that are not indexed on their own, and
-messages not indexed yet -- is narrowed by the index to candidates and then checked against the message's text.
+The index settles what it can: a key of at most 40 characters without a space is answered exactly by the lexicon
+entries that contain it (see analysis.py). What it cannot settle alone -- phrases (pieces that must be adjacent),
+longer strings, headers that are not indexed on their own, and messages not indexed yet -- is narrowed by the
+index to candidates (messages that hold every piece) and then checked against the message's text.
 Each node evaluates to (sure, maybe) UID sets; only `maybe - sure` is checked, one message at a time, against a
 TextSource: the message file in the Maildir (MaildirText), or the field texts a Solr document keeps (StoredText).
 """

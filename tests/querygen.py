@@ -28,6 +28,7 @@ CATEGORIES: dict[str, int] = {
     "short": 8,  # 1-2 letters
     "long": 8,  # more than 20 characters of a long word (up to the 64-character limit)
     "phrase": 14,  # two adjacent words
+    "phrase_punct": 8,  # 2-4 adjacent chunks with punctuation, cut inside the first and last: "l me at bob@ex"
     "accented": 6,  # a word with accents, as written
     "unaccented": 6,  # the same word without its accents
     "upper": 6,  # an (accented) word upper-cased
@@ -239,6 +240,25 @@ def _phrase(c: _Corpus) -> Node | None:
     return Key(c.rng.choice(("text", "body")), m.group()) if m else None
 
 
+def _phrase_punct(c: _Corpus) -> Node | None:
+    """A slice of 2-4 adjacent whitespace-delimited chunks of a body or TEXT, at least one with punctuation,
+    cut inside the first and the last (phrase queries must match chunk ends and starts, not whole words)."""
+    fld = c.rng.choice(("text", "body"))
+    chunks = c.pick_message(fld)[fld].split(" ")
+    if len(chunks) < 2:
+        return None
+    n = c.rng.randint(2, min(4, len(chunks)))
+    at = c.rng.randrange(len(chunks) - n + 1)
+    picked = chunks[at : at + n]
+    if not all(picked) or not any(re.search(r"[^\w]", ch) for ch in picked) or len(" ".join(picked)) > 60:
+        return None
+    first, last = picked[0], picked[-1]
+    picked[0] = first[c.rng.randrange(len(first)) :] if c.rng.random() < 0.5 else first
+    picked[-1] = last[: c.rng.randint(1, len(last))] if c.rng.random() < 0.5 else last
+    value = " ".join(picked)
+    return Key(fld, value) if re.search(r"\w", value) else None
+
+
 def _strip_accents(word: str) -> str:
     decomposed = unicodedata.normalize("NFD", word)
     return unicodedata.normalize("NFC", "".join(ch for ch in decomposed if not unicodedata.combining(ch)))
@@ -407,6 +427,7 @@ _GENERATORS: dict[str, _Gen] = {
     "short": _short,
     "long": _long,
     "phrase": _phrase,
+    "phrase_punct": _phrase_punct,
     "accented": _accented(lambda w: w),
     "unaccented": _accented(_strip_accents),
     "upper": _accented(str.upper),

@@ -14,25 +14,25 @@ def test_normalise():
 def test_words_and_short_grams():
     # the word itself (>= partial chars) in the lexicon, plus every 1- and 2-char gram
     terms = A.terms("Example")
-    assert terms.words == {"example"} and terms.runs == set()
+    assert terms.words == {"example"} and terms.chunks == set()
     assert "/".join(sorted(terms.grams)) == "a/am/e/ex/l/le/m/mp/p/pl/x/xa"
 
 
-def test_runs_keep_inner_punctuation_and_cjk():
-    terms = A.terms("bob@example.com 東京都 Don't")
-    assert {"bob", "example", "com", "東京都", "don"} <= terms.words
-    assert {"bob@example.com", "don't"} <= terms.runs
-    assert not any(r.startswith(("@", ".")) for r in terms.runs)
+def test_chunks_keep_punctuation_and_cjk():
+    terms = A.terms("<bob@example.com> 東京都 Don't e-mail, -- x")
+    assert {"bob", "example", "com", "東京都", "don", "mail"} <= terms.words
+    # from the first to the last word character; "--" is a mark, "x" a word: no chunk of their own
+    assert terms.chunks == {"bob@example.com", "don't", "e-mail"}
 
 
 def test_long_entries_windowed_and_garbage_skipped():
     long_run = ".".join(["abcdefghij"] * 12)  # 131 characters with punctuation
     terms = A.terms("x" * 30 + " " + "Q" * 80 + " " + long_run)
     assert "x" * 30 in terms.words and not any(t.startswith("q") for t in terms.all())
-    assert max(map(len, terms.runs)) == 60
+    assert max(map(len, terms.chunks)) == 60
     # every substring of up to 40 characters (the longest the index settles alone) lies inside one window
     for i in range(len(long_run) - 40):
-        assert any(long_run[i : i + 40] in w for w in terms.runs), i
+        assert any(long_run[i : i + 40] in w for w in terms.chunks), i
 
 
 def test_query_pieces():
@@ -40,6 +40,11 @@ def test_query_pieces():
     assert (p.text, p.runs, p.exact) == ("fahrlander", ("fahrlander",), True)
     p = A.pieces("lo wor")
     assert (p.runs, p.exact) == (("lo", "wor"), False)
+    p = A.pieces("E-Mail")
+    assert (p.runs, p.exact) == (("e-mail",), True)
+    assert A.pieces(" to - be ").runs == ("to", "be") and A.pieces("(e-mail) x").runs == ("e-mail", "x")
+    p = A.pieces("(e-mail),")  # punctuation at the edges: inside a chunk "e-mail", but not settled by it
+    assert (p.runs, p.exact) == (("e-mail",), False)
     assert A.pieces("a" * 40).exact and not A.pieces("a" * 41).exact
     assert A.pieces("a" * 70).runs is None
     p = A.pieces(" -- ")
@@ -83,13 +88,14 @@ def test_analysis_total_and_every_substring_findable(text):
     for word in set(normalise(text).split()):
         # the word and every substring of it the index alone settles: a short gram, or inside a lexicon entry
         for sub in {word[i:j] for i in range(len(word)) for j in range(i + 1, min(len(word), i + 8) + 1)}:
+            # (a word here is text between spaces: a chunk, so every substring without a space is settled alone)
             pieces = A.pieces(sub)
             if pieces.exact and pieces.runs:
                 key = pieces.runs[0]
                 if pieces.marks:
                     assert any(key in entry for entry in terms.marks), (word, key)
-                elif len(key) < 3:
+                elif len(key) < 3 and is_word(key):
                     assert key in terms.grams, (word, key)
                 else:
-                    pool = terms.words if is_word(key) else terms.runs
+                    pool = terms.words if is_word(key) else terms.chunks
                     assert any(key in entry for entry in pool), (word, key)

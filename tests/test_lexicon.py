@@ -6,8 +6,6 @@ import xapian
 from ftsd import monitor, service
 from ftsd.query import parse_query
 from ftsd.settings import load_settings
-from ftsd.store import lexicon as lexicon_mod
-from ftsd.store import maintenance
 from ftsd.store.index import index_path
 from ftsd.store.lexicon import Lexicon, Lexicons
 from ftsd.store.schema import META_LEXICON
@@ -45,7 +43,7 @@ def test_substrings_found_through_the_lexicon_across_sessions(maildir: MailDir, 
     lexicon, _ = lexicon_of(settings)
     # each entry is listed once, under its field and kind, and only the ones that contain the string
     assert sorted(lexicon.expand("w", ["S"], "port")) == ["Sreport", "Sunreported"]
-    assert sorted(lexicon.expand("r", ["X"], "widgets.")) == ["Xbob@widgets.example.net", "Xwidgets.example.org"]
+    assert sorted(lexicon.expand("c", ["X"], "widgets.")) == ["Xbob@widgets.example.net", "Xwidgets.example.org"]
 
 
 def test_optimize_rebuilds_the_lexicon_without_expunged_words(maildir: MailDir, make_config):
@@ -145,31 +143,25 @@ def test_marks_listed_rebuilt_and_checked(maildir: MailDir, make_config):
     assert {q: uids(settings, q) for q in expected} == expected
 
 
-def test_hash_like_words(maildir: MailDir, make_config, monkeypatch):
-    """Hash-like words (signature pieces, digests): listed by default, so a string inside one is found (exactness);
-    with store/lexicon.UNLIST_HASH_LIKE (a measured trade, off) they leave the lexicon and are still found by
-    the whole word or a string that starts one, through the term list."""
-    assert lexicon_mod.hash_like("xpv9z6vlsfjevimldyn3scvylpnoj") and lexicon_mod.hash_like("a1b2c3d4e5f6a7b8c9d0")
-    assert not any(map(lexicon_mod.hash_like, ["1234567890123456", "abcdefghijklmnop", "i3c_master_i2c_adapter",
-                                                "fahrländer123456789", "ab12cd34ef56gh7"]))
+def test_chunks_settled_by_the_lexicon_phrases_checked(maildir: MailDir, make_config):
     settings = load_settings(make_config())
-    sig = "xpv9z6vlsfjevimldyn3scvylpnoj"
-    commit = "1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b"
-    a = maildir.deliver(subject="signed", body=f"b={sig} fixed in {commit} ok", headers={"X-Sig": sig})
-    b = maildir.deliver(subject="plain", body="word xpv9 and 1a2b3c4 alone")
+    a = maildir.deliver(subject="Re: the plan", body="Please e-mail me, or (e-mail) the team -- ok?\nof the")
+    b = maildir.deliver(subject="plan B", body="mail me e-mails; the team of them")
+    c = maildir.deliver(subject="x", body="team the\n\n  me, or")
     service.index_users(settings, [USER])
-    assert uids(settings, "BODY 9z6vlsfj") == [a]  # inside one: found (listed by default)
-    monkeypatch.setattr(lexicon_mod, "UNLIST_HASH_LIKE", True)
-    assert service.optimize_users(settings, [USER])[0].error is None  # the rebuild leaves them out
-    lexicon, _ = lexicon_of(settings)
-    assert lexicon.expand("w", ["X", "H"], "xpv9z6") == [] and lexicon.expand("w", ["X"], "1a2b3c4d") == []
-    assert lexicon.expand("w", ["X"], "fixed") == ["Xfixed"]  # ordinary words are listed
-    assert uids(settings, f"BODY {sig}") == [a]  # the whole word
-    assert uids(settings, f"TEXT {sig.upper()}") == [a]
-    assert uids(settings, "BODY xpv9z6vl") == [a]  # a start of it
-    assert uids(settings, "BODY 1a2b3c4") == [a, b]  # an abbreviated commit id, and the word itself in b
-    assert uids(settings, "BODY xpv9") == [a, b]
-    assert uids(settings, f"BODY {commit[:12]}") == [a]
-    assert uids(settings, "BODY 9z6vlsfj") == []  # starts inside a hash-like word: the trade
-    path = index_path(service.get_user(settings, USER))
-    assert maintenance.check(path, settings.fts.partial) is None  # the check does not count them as missing
+    chunks = {'BODY "e-mail"': [a, b], 'BODY "e-ma"': [a, b], 'BODY "l-m"': [], 'TEXT "e-mails"': [b],
+              'NOT BODY "e-mails"': [a, c]}
+    for query, want in chunks.items():  # no space, word characters at both ends: settled by the lexicon alone
+        result = service.search(settings, USER, ["INBOX"], parse_query(query), autoindex=False)[0]
+        assert (query, result.uids, result.verified) == (query, want, 0)
+    checked = {'BODY "-mail)"': [a], 'BODY "me,"': [a, c], 'TEXT "re:"': [a], 'BODY "ok?"': [a], 'BODY "s;"': [b],
+               'NOT BODY "(e-"': [b, c], 'BODY "e-mail,"': [],
+               'BODY "e-mail me,"': [a], 'BODY "mail me"': [a, b], 'TEXT "mail me e-"': [b], 'BODY "me, or"': [a, c],
+               'BODY "(e-mail) the team --"': [a], 'BODY "the team"': [a, b], 'BODY "team the"': [c],
+               'TEXT "re: the plan"': [a], 'TEXT "plan please"': [], 'BODY "? of th"': [a], 'BODY " the team"': [a, b]}
+    for query, want in checked.items():  # candidates that hold every piece, checked against the message
+        result = service.search(settings, USER, ["INBOX"], parse_query(query), autoindex=False)[0]
+        assert (query, result.uids) == (query, want)
+    # "(e-mail) the" narrows to the messages with a chunk "e-mail" and a word "the": a and b are read
+    result = service.search(settings, USER, ["INBOX"], parse_query('BODY "(e-mail) the"'), autoindex=False)[0]
+    assert (result.uids, result.verified) == ([a], 2)

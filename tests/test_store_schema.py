@@ -55,7 +55,7 @@ def test_document_lexicon_lists_entries_by_kind_and_field():
              "body": Terms(frozenset({"hello"}), frozenset(), frozenset({"x"}))}
     lexicon = dict(schema.build_document(GUID, 1, terms, {}).lexicon)
     assert {k: set(v.split("\n")) for k, v in lexicon.items()} == {
-        "wS": {"hello", "world"}, "rS": {"a.b"}, "pS": {"--"}, "wX": {"hello"}}
+        "wS": {"hello", "world"}, "cS": {"a.b"}, "pS": {"--"}, "wX": {"hello"}}
 
 
 def _pending(lexicon: LexiconWriter) -> dict[str, list[str]]:
@@ -69,15 +69,15 @@ def test_lexicon_lists_what_the_index_lacks_once(tmp_path):
         assert writer.lexicon.fresh  # an empty index: term_exists is never asked
         writer.add(schema.build_document(GUID, 1, words, {}))
         writer.add(schema.build_document(GUID, 2, words, {}))
-        assert _pending(writer.lexicon) == {"wS": ["alpha", "beta"], "rS": ["a.b"]}
+        assert _pending(writer.lexicon) == {"wS": ["alpha", "beta"], "cS": ["a.b"]}
     more = {"subject": Terms(frozenset({"alpha", "gamma"}), frozenset({"a.b", "c.d"}), frozenset())}
     with IndexWriter(path, lock_timeout_s=1, commit_limit=100, batch_bytes=10**9) as writer:
         assert not writer.lexicon.fresh  # the index stores entries this writer has not seen: it asks
         writer.add(schema.build_document(GUID, 3, more, {}))
-        assert _pending(writer.lexicon) == {"wS": ["gamma"], "rS": ["c.d"]}
+        assert _pending(writer.lexicon) == {"wS": ["gamma"], "cS": ["c.d"]}
         writer.lexicon._forget()  # the seen-set limit: stored entries are found through the index again
         writer.add(schema.build_document(GUID, 4, more, {}))
-        assert _pending(writer.lexicon) == {"wS": ["gamma"], "rS": ["c.d"]}
+        assert _pending(writer.lexicon) == {"wS": ["gamma"], "cS": ["c.d"]}
     db = xapian.Database(str(path))
     listed = [e for k in db.metadata_keys(schema.META_LEXICON) for e in db.get_metadata(k).decode().split("\n")]
     assert sorted(listed) == ["a.b", "alpha", "beta", "c.d", "gamma"]  # each once

@@ -1,4 +1,4 @@
-"""The lexicon: every word, punctuated run and mark a user's index stores, per field, so that a query string can be
+"""The lexicon: every word, chunk and mark a user's index stores, per field, so that a query string can be
 looked up as a *substring* of stored words (analysis.py). It lives in Xapian metadata, written in the same
 transaction as the documents, so a reader never sees a document whose words the lexicon lacks.
 
@@ -9,18 +9,10 @@ an entry without documents costs a lookup, never a wrong answer.
 
 The reader keeps one newline-separated string per (kind, field) and scans it with str.find (memory speed: ~1 ms
 per MB); each hit's line is an entry containing the query string.
-
-Hash-like words (`hash_like`: 16+ ASCII letters and digits with at least two of each, as DKIM/ARC signature
-pieces, Message-ID parts and hex digests are) are 3/4 of the lexicon of real list mail at 100k messages and grow
-with every message. UNLIST_HASH_LIKE = True leaves them out (they stay terms of the index: the searcher then
-finds them by a whole word or a string that *starts* one, through a range of Xapian's sorted term list, but not
-by a string that starts inside one). It is off: that trade fails the reference test, whose rare words include
-letter runs from inside such words (bench/results/lexicon-real-100k.md).
 """
 
 from __future__ import annotations
 
-import re
 import threading
 import uuid
 from collections import OrderedDict, defaultdict
@@ -35,21 +27,6 @@ SEEN_LIMIT = 300_000  # entries remembered by one writer session (~30 MB) before
 CHUNK_CHARS = 4_000_000  # a rebuilt lexicon is stored in chunks of about this size
 EXPANSIONS_KEPT = 256  # lookups remembered per lexicon (until it changes)
 SHARED_MAX_CHARS = 256_000_000  # lexicons kept in memory by a process (least recently used dropped first)
-UNLIST_HASH_LIKE = False  # see the module docstring: a measured trade, not taken
-HASH_MIN_CHARS = 16  # shortest hash-like word
-_HASH_LIKE = re.compile(r"(?=(?:[a-z]*[0-9]){2})(?=(?:[0-9]*[a-z]){2})[a-z0-9]{16,}")  # HASH_MIN_CHARS
-
-
-def hash_like(word: str) -> bool:
-    """A word of 16+ ASCII letters and digits with at least two of each: signature and digest pieces
-    (`xpv9z6vlsfjevimldyn3scvylpnoj`, `7vgtw6nfeodmzycjtnua1`), never listed in the lexicon."""
-    return len(word) >= HASH_MIN_CHARS and _HASH_LIKE.fullmatch(word) is not None
-
-
-def listed(kind: str, entry: str, unlist_hash_like: bool | None = None) -> bool:
-    """Whether an entry of this kind goes into the lexicon (all, unless hash-like words are left out)."""
-    unlist = UNLIST_HASH_LIKE if unlist_hash_like is None else unlist_hash_like
-    return not unlist or kind != schema.WORDS or not hash_like(entry)
 
 
 class LexiconWriter:
@@ -91,8 +68,6 @@ class LexiconWriter:
 
     def flush(self) -> None:
         for kind_prefix, entries in self.pending.items():
-            if UNLIST_HASH_LIKE and kind_prefix[0] == schema.WORDS:
-                entries = [e for e in entries if not hash_like(e)]
             if not entries:
                 continue
             self.db.set_metadata(f"{schema.META_LEXICON}{kind_prefix}.{uuid.uuid4().hex[:16]}", "\n".join(entries))
@@ -113,12 +88,12 @@ def stored_entries(db: Any, partial: int) -> dict[str, list[str]]:
         if term[:1] not in field_prefixes:
             continue
         text = term[1:]
-        if is_mark(text):  # marks are listed whatever their length (grams are word characters)
+        if is_mark(text):  # marks and chunks are listed whatever their length
             kinds[schema.MARKS + term[0]].append(text)
-        elif len(text) >= partial:
-            kind = schema.WORDS if is_word(text) else schema.RUNS
-            if listed(kind, text):
-                kinds[kind + term[0]].append(text)
+        elif not is_word(text):  # chunks whatever their length ("a,")
+            kinds[schema.CHUNKS + term[0]].append(text)
+        elif len(text) >= partial:  # shorter words are grams
+            kinds[schema.WORDS + term[0]].append(text)
     return kinds
 
 

@@ -1,8 +1,9 @@
 """Index schema: term prefixes, value slots, metadata keys and the schema version kept in the index.
 
-One document per message. Terms are the words, punctuated runs, marks and short grams of each field (analysis.py)
-under a field prefix; the boolean term G<mailbox guid> restricts to a mailbox, Q<guid>:<uid> identifies a message,
-value slot 0 holds the UID. The lexicon of words, runs and marks lives in metadata (store/lexicon.py).
+One document per message. Terms are the words, chunks, marks and short grams of each field (analysis.py) under a
+field prefix; the boolean term G<mailbox guid> restricts to a mailbox, Q<guid>:<uid> identifies a message, value
+slot 0 holds the UID.
+The lexicon of words, chunks and marks lives in metadata (store/lexicon.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import xapian
 
 from ftsd.analysis import Terms
 
-SCHEMA_VERSION = "3"  # 1: suffix terms; 2: words + lexicon; 3: + marks (runs of non-word characters)
+SCHEMA_VERSION = "4"  # 1: suffix terms; 2: words + lexicon; 3: + marks (runs of non-word characters);
+# 4: chunks (text between spaces with punctuation) instead of punctuated ICU runs
 
 FIELD_PREFIXES = {
     "subject": "S",
@@ -34,7 +36,7 @@ SLOT_UID = 0
 META_SCHEMA = "ftsd.schema"
 META_MAILBOX = "ftsd.mailbox."  # + guid -> JSON {name, uidvalidity, last_uid, messages}
 META_LEXICON = "ftsd.lexicon."  # + kind + field prefix + "." + chunk id -> newline-separated entries
-WORDS, RUNS, MARKS = "w", "r", "p"  # lexicon kinds: word characters only / with punctuation / no word character
+WORDS, CHUNKS, MARKS = "w", "c", "p"  # lexicon kinds: word characters only / with punctuation / no word character
 
 
 def id_term(guid: str, uid: int) -> str:
@@ -112,7 +114,7 @@ def build_document(guid: str, uid: int, terms: Mapping[str, Terms], data: Mappin
         every = field_terms.all()
         count += len(every)
         records.append((prefix.encode(), _term_records(prefix, every)))
-        for kind, entries in ((WORDS, field_terms.words), (RUNS, field_terms.runs), (MARKS, field_terms.marks)):
+        for kind, entries in ((WORDS, field_terms.words), (CHUNKS, field_terms.chunks), (MARKS, field_terms.marks)):
             if entries:
                 lexicon.append((kind + prefix, "\n".join(entries)))
     records.sort()  # by prefix: the whole term list in Xapian's order

@@ -5,7 +5,6 @@ the last commit (reopened per search). Xapian errors become ftsd errors through 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -20,7 +19,6 @@ from ftsd.store.xerrors import store_error, translated
 
 Query = Any  # an opaque xapian.Query
 COMPLEMENT_MIN = 1000  # mailboxes smaller than this are read directly: the estimate would cost more than it saves
-_HASH_START = re.compile(r"[a-z0-9]+")  # a string that may start a hash-like word
 MODIFIED_RETRIES = 3  # a writer may commit (and a reader's revision vanish) several times during one match
 
 
@@ -77,35 +75,21 @@ class Searcher:
 
     # -- query building -------------------------------------------------------------------------------------
     def piece(self, fields: Sequence[str], run: str, exact_chars: int, partial: int) -> Query:
-        """Documents where `run` occurs inside a stored word, run or mark of any of these fields: an exact short-gram
-        term below `partial` characters (not for marks), else the OR of the lexicon entries that contain it (cut to
-        `exact_chars`: longer strings are settled by checking the message)."""
+        """Documents where `run` occurs inside a stored word, chunk or mark of any of these fields: an exact
+        short-gram term below `partial` word characters, else the OR of the lexicon entries that contain it (cut
+        to `exact_chars`: longer strings are settled by checking the message)."""
         mark = is_mark(run)
-        if len(run) < partial and not mark:
+        if len(run) < partial and is_word(run):
             terms = [schema.FIELD_PREFIXES[name] + run for name in fields]
         else:
             with self._xapian("reading the lexicon"):
                 self.lexicon.refresh(self.db)
             needle = run[:exact_chars]
-            kind = schema.MARKS if mark else schema.WORDS if is_word(needle) else schema.RUNS
-            prefixes = [schema.FIELD_PREFIXES[name] for name in fields]
-            terms = self.lexicon.expand(kind, prefixes, needle)
-            if lexicon.UNLIST_HASH_LIKE and kind == schema.WORDS and _HASH_START.fullmatch(needle):
-                terms = terms + self._hash_words(prefixes, needle)
+            kind = schema.MARKS if mark else schema.WORDS if is_word(needle) else schema.CHUNKS
+            terms = self.lexicon.expand(kind, [schema.FIELD_PREFIXES[name] for name in fields], needle)
         if not terms:
             return xapian.Query.MatchNothing
         return xapian.Query(xapian.Query.OP_OR, terms) if len(terms) > 1 else xapian.Query(terms[0])
-
-    def _hash_words(self, prefixes: Sequence[str], needle: str) -> list[str]:
-        """Terms of hash-like words (not in the lexicon) that start with `needle`: a range of the term list."""
-        out = []
-        with self._xapian("reading the term list"):
-            for prefix in prefixes:
-                for item in self.db.allterms(prefix + needle):
-                    term = item.term.decode("utf-8", "replace")
-                    if lexicon.hash_like(term[1:]):
-                        out.append(term)
-        return out
 
     @staticmethod
     def all_() -> Query:
