@@ -29,16 +29,17 @@ header lines with their values, plus the run across the join with the body) and 
 from __future__ import annotations
 
 import functools
+import operator
 import re
+import threading
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 
 import icu
 
 from ftsd.settings import FtsSettings
 
-_SPACES = re.compile(r"\s+")
 _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 # Nonspacing and enclosing marks: removed after decomposition so that "Fahrländer" ~ "fahrlander". Invisible format
 # characters (Cf: soft hyphen, zero-width space/joiners, bidi controls, BOM) too: a reader never sees them, HTML
@@ -66,6 +67,15 @@ _MARK = re.compile(r"(?<! ) *[^\w ]\W*")
 _SPACE_RUN = re.compile(r" {2,}")
 _NON_WORD_HEAD = re.compile(r"\W*")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# ICU's word segmentation (root locale, ICU 72) restricted to ASCII text, where it is plain enough for a regex:
+# letters, digits, "@" (ICU counts it as a letter) and "_" join; "." and "'" join two letters, "." "'" "," ";" two
+# digits (UAX #29 WB6/7, WB11/12). Every match is one word-like segment, except a lone "_"; and no two word-like
+# segments touch in ASCII, so the matches are the runs. Checked equal to ICU on every ASCII string of up to 5
+# characters from all character classes and on random text (tests/test_analysis_fast.py).
+_ASCII_RUN = re.compile(r"[\w@]+(?:(?:(?<=[a-z@])[.'](?=[a-z@])|(?<=[0-9])[.',;](?=[0-9]))[\w@]+)*",
+                        re.ASCII | re.IGNORECASE)
+# ASCII bytes -> themselves for word characters, space for the rest: the word lengths of ASCII text in one C pass.
+_ASCII_WORD_BYTES = bytes(c if chr(c).isalnum() or c == 0x5F else 0x20 for c in range(128)) + b" " * 128
 
 
 def is_word(text: str) -> bool:
@@ -82,20 +92,37 @@ def normalise(text: str) -> str:
     """NFKD, case fold, marks and invisible format characters removed, white space collapsed: the form both text
     and queries are compared in."""
     if text.isascii():
-        return _SPACES.sub(" ", text.lower())
+        return _collapse(text.lower())
     text = unicodedata.normalize("NFKD", text).casefold()
     text = unicodedata.normalize("NFKD", text).translate(_MARKS)
-    return _SPACES.sub(" ", text)
+    return _collapse(text)
+
+
+def _collapse(text: str) -> str:
+    """White-space runs as one space (str.split's white space is re's \\s), a leading and a trailing one kept."""
+    out = " ".join(text.split())
+    if not out:
+        return " " if text else ""
+    if text[0].isspace():
+        out = " " + out
+    if text[-1].isspace():
+        out += " "
+    return out
 
 
 def searchable(norm: str, max_word_chars: int) -> str:
     """Normalised text with word-character runs longer than `max_word_chars` (base64, hex) blanked out."""
+    if norm.isascii():  # most text: measure the words in C first, the regex runs only if one is too long
+        words = norm.encode().translate(_ASCII_WORD_BYTES).split()
+        if max(map(len, words), default=0) <= max_word_chars:
+            return norm
     return _garbage(max_word_chars).sub(" ", norm)
 
 
 @functools.lru_cache(maxsize=8)
 def _garbage(max_word_chars: int) -> re.Pattern[str]:
-    return re.compile(rf"\w{{{max_word_chars + 1},}}")
+    # the look-behind tries each run once, from its start (not again from each of its characters)
+    return re.compile(rf"(?<!\w)\w{{{max_word_chars + 1},}}")
 
 
 def _utf16_to_index(text: str) -> list[int] | None:
@@ -111,9 +138,16 @@ def _utf16_to_index(text: str) -> list[int] | None:
     return table
 
 
-def runs(text: str) -> Iterator[tuple[int, int]]:
-    """(start, end) of each run of adjacent word-like ICU segments in already normalised text."""
-    breaker = icu.BreakIterator.createWordInstance(icu.Locale.getRoot())
+def word_breaker() -> icu.BreakIterator:
+    """A new ICU word BreakIterator (root locale): one per thread, it is not thread-safe."""
+    return icu.BreakIterator.createWordInstance(icu.Locale.getRoot())
+
+
+def runs(text: str, breaker: icu.BreakIterator | None = None) -> Iterator[tuple[int, int]]:
+    """(start, end) of each run of adjacent word-like ICU segments in already normalised text. `breaker`: one of
+    this thread's to reuse (word_breaker()), else a new one is made."""
+    if breaker is None:
+        breaker = word_breaker()
     breaker.setText(text)
     table = _utf16_to_index(text)
     start = -1
@@ -169,6 +203,8 @@ class Analyzer:
     partial: int = 3
     full: int = 20
     max_word_chars: int = 64
+    # per thread: a BreakIterator reused across calls (the Analyzer is shared by a service's threads)
+    _local: threading.local = field(default_factory=threading.local, init=False, repr=False, compare=False)
 
     @classmethod
     def of(cls, fts: FtsSettings) -> Analyzer:
@@ -186,7 +222,7 @@ class Analyzer:
     def terms(self, text: str) -> Terms:
         """Index mode: the words, punctuated runs, marks and short grams of the normalised text."""
         norm = searchable(normalise(text), self.max_word_chars)
-        return replace(self._terms(norm), marks=self._marks(norm))
+        return self._terms(norm, self._marks(norm))
 
     def header_and_body(self, headers: str, other_headers: str, body: str) -> tuple[Terms, Terms]:
         """Index mode for the `headers` field (words and runs of `other_headers`; the marks of TEXT's header part)
@@ -199,8 +235,8 @@ class Analyzer:
         lead = _NON_WORD_HEAD.match(after)
         join = _trailing_non_word(head_text) + " " + (lead.group() if lead else "")
         marks = self._marks(head_text) | self._marks(join)
-        other = self._terms(searchable(normalise(other_headers), self.max_word_chars))
-        return replace(other, marks=marks), replace(self._terms(body_text), marks=self._marks(body_text))
+        other = self._terms(searchable(normalise(other_headers), self.max_word_chars), marks)
+        return other, self._terms(body_text, self._marks(body_text))
 
     def _marks(self, norm: str) -> frozenset[str]:
         """The distinct maximal runs of non-word characters of searchable text (windows beyond WINDOW)."""
@@ -215,12 +251,27 @@ class Analyzer:
             out.update(_windows(mark, self._step))
         return frozenset(out)
 
-    def _terms(self, norm: str) -> Terms:
+    def _breaker(self) -> icu.BreakIterator:
+        """This thread's BreakIterator (made on first use; an ICU BreakIterator must not be shared by threads)."""
+        breaker: icu.BreakIterator | None = getattr(self._local, "breaker", None)
+        if breaker is None:
+            breaker = self._local.breaker = word_breaker()
+        return breaker
+
+    def _runs(self, norm: str) -> set[str]:
+        """The distinct runs of searchable text: a regex for ASCII text (the same runs as ICU), else ICU."""
+        if norm.isascii():
+            found = set(_ASCII_RUN.findall(norm))
+            found.discard("_")
+            return found
+        return {norm[start:end] for start, end in runs(norm, self._breaker())}
+
+    def _terms(self, norm: str, marks: frozenset[str]) -> Terms:
         partial = self.partial
         step = self._step
         words: set[str] = set()
         punctuated: set[str] = set()
-        for run in {norm[start:end] for start, end in runs(norm)}:
+        for run in self._runs(norm):
             if _ALL_WORD.fullmatch(run):
                 words.add(run)
                 continue
@@ -230,23 +281,17 @@ class Analyzer:
             # Stored from the first word character: a query piece always starts with one.
             punctuated.update(_windows(run[first.start() :], step))
             words.update(_ALL_WORD.findall(run))
-        # Short grams, over all words at once (a string shorter than `partial` never spans punctuation).
-        joined = " ".join(words)
-        grams: set[str] = set(joined) if partial > 1 else set()
-        for size in range(2, partial):
-            grams.update({joined[i : i + size] for i in range(len(joined) - size + 1)})
-        grams = {g for g in grams if " " not in g}
         long_words = {w for w in words if len(w) >= partial}
         if any(len(w) > WINDOW for w in long_words):
             long_words = {piece for w in long_words for piece in _windows(w, step)}
-        return Terms(frozenset(long_words), frozenset(punctuated), frozenset(grams))
+        return Terms(frozenset(long_words), frozenset(punctuated), _short_grams(words, partial), marks)
 
     def pieces(self, query: str) -> QueryPieces:
         """Query mode: the normalised query string and its runs, and whether the index can settle it alone."""
         norm = normalise(query)
         if norm and is_mark(norm):  # no word character: one lookup among the marks
             return QueryPieces(norm, (norm,), len(norm) <= self.exact_chars, marks=True)
-        spans = list(runs(norm))
+        spans = list(runs(norm, self._breaker()))
         keys = []
         for start, end in spans:
             run = norm[start:end]
@@ -263,6 +308,21 @@ class Analyzer:
         possible = not _garbage(self.max_word_chars).search(norm)
         exact = single and findable and len(norm) <= self.exact_chars
         return QueryPieces(norm, tuple(keys) if possible else None, exact and possible)
+
+
+def _short_grams(words: set[str], partial: int) -> frozenset[str]:
+    """Every 1..partial-1 character substring of the words (a string shorter than `partial` never spans
+    punctuation), over all words at once: joined by spaces, the grams that contain one are dropped."""
+    if partial < 2:
+        return frozenset()
+    joined = " ".join(words)
+    grams = set(joined)
+    grams.discard(" ")
+    if partial > 2:  # pairs of neighbours in C: map over the text and the text shifted by one
+        grams.update(map(operator.add, joined, joined[1:]))
+    for size in range(3, partial):
+        grams.update({joined[i : i + size] for i in range(len(joined) - size + 1)})
+    return frozenset(g for g in grams if " " not in g)
 
 
 @dataclass(frozen=True, slots=True)
