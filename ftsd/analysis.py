@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 
 import icu
 
+from ftsd.common_grams import COMMON_GRAMS
 from ftsd.settings import FtsSettings
 
 _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
@@ -272,7 +273,7 @@ class Analyzer:
         words: set[str] = set()
         punctuated: set[str] = set()
         for run in self._runs(norm):
-            if _ALL_WORD.fullmatch(run):
+            if run.isalnum() or _ALL_WORD.fullmatch(run):  # isalnum: the common case without a regex
                 words.add(run)
                 continue
             first = _WORD_CHAR.search(run)
@@ -311,18 +312,64 @@ class Analyzer:
 
 
 def _short_grams(words: set[str], partial: int) -> frozenset[str]:
-    """Every 1..partial-1 character substring of the words (a string shorter than `partial` never spans
-    punctuation), over all words at once: joined by spaces, the grams that contain one are dropped."""
+    """The short-gram terms of the words: every 1..partial-1 character substring (a string shorter than `partial`
+    never spans punctuation), a group of common grams stored by absence where that is fewer terms."""
     if partial < 2:
         return frozenset()
-    joined = " ".join(words)
+    joined = " ".join(words)  # all words at once: the grams that contain a space are dropped
     grams = set(joined)
     grams.discard(" ")
     if partial > 2:  # pairs of neighbours in C: map over the text and the text shifted by one
         grams.update(map(operator.add, joined, joined[1:]))
     for size in range(3, partial):
         grams.update({joined[i : i + size] for i in range(len(joined) - size + 1)})
-    return frozenset(g for g in grams if " " not in g)
+    if " " in joined:
+        grams = {g for g in grams if " " not in g}
+    if len(grams) < ABSENT_MIN:
+        return frozenset(grams)
+    for marker, group in _gram_groups(partial):
+        present = group.keys() & grams
+        if len(group) - len(present) + 1 < len(present):
+            grams -= present
+            grams.update([absent for gram, absent in group.items() if gram not in present])
+            grams.add(marker)
+    return frozenset(grams)
+
+
+# Common grams by absence. Most texts of some length contain nearly every common gram ("e", "th", "in"), so that
+# the grams are most of a document's terms. Per text, each group of GRAM_GROUP common grams (common_grams.py) is
+# stored either as usual, a term per present gram, or -- where fewer terms -- by absence: the group's marker
+# term "!!<n>" and "!<gram>" for each gram of the group the text lacks. So a text has gram g when it has the term
+# g, or the marker of g's group and not "!g" (store/searcher.py). Neither form can be another term: grams, words
+# and runs start with a word character, marks have none.
+GRAM_GROUP = 50
+ABSENT_MIN = GRAM_GROUP // 2  # fewer grams than this: no group can be worth its absence form
+ABSENT = "!"
+
+
+@functools.lru_cache(maxsize=4)
+def _gram_groups(partial: int) -> tuple[tuple[str, dict[str, str]], ...]:
+    """(marker, {gram: its absence term}) per group of the common grams shorter than `partial`."""
+    common = [g for g in COMMON_GRAMS if len(g) < partial]
+    return tuple((f"{ABSENT}{ABSENT}{n // GRAM_GROUP}", {g: ABSENT + g for g in common[n : n + GRAM_GROUP]})
+                 for n in range(0, len(common), GRAM_GROUP))
+
+
+@functools.lru_cache(maxsize=4)
+def _gram_markers(partial: int) -> dict[str, str]:
+    return {gram: marker for marker, group in _gram_groups(partial) for gram in group}
+
+
+def is_gram_form(text: str) -> bool:
+    """A marker or absence term of the common grams (not a word, run or mark: no lexicon entry)."""
+    return text[:1] == ABSENT and not is_mark(text)
+
+
+def gram_terms(gram: str, partial: int) -> tuple[str, str] | None:
+    """(group marker, absence term) of a common gram shorter than `partial`: a text has it when it has the term
+    `gram`, or the marker and not the absence term; None for a gram only ever stored as itself."""
+    marker = _gram_markers(partial).get(gram)
+    return (marker, ABSENT + gram) if marker else None
 
 
 @dataclass(frozen=True, slots=True)

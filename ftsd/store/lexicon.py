@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ftsd.analysis import is_mark, is_word
+from ftsd.analysis import is_gram_form, is_mark, is_word
 from ftsd.store import schema
 
 SEEN_LIMIT = 300_000  # entries remembered by one writer session (~30 MB) before the set is started afresh
@@ -115,7 +115,7 @@ def stored_entries(db: Any, partial: int) -> dict[str, list[str]]:
         text = term[1:]
         if is_mark(text):  # marks are listed whatever their length (grams are word characters)
             kinds[schema.MARKS + term[0]].append(text)
-        elif len(text) >= partial:
+        elif len(text) >= partial and not is_gram_form(text):
             kind = schema.WORDS if is_word(text) else schema.RUNS
             if listed(kind, text):
                 kinds[kind + term[0]].append(text)

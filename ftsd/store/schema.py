@@ -16,7 +16,8 @@ import xapian
 
 from ftsd.analysis import Terms
 
-SCHEMA_VERSION = "3"  # 1: suffix terms; 2: words + lexicon; 3: + marks (runs of non-word characters)
+# 1: suffix terms; 2: words + lexicon; 3: + marks (runs of non-word characters); 4: common grams stored by absence
+SCHEMA_VERSION = "4"
 
 FIELD_PREFIXES = {
     "subject": "S",
