@@ -5,6 +5,10 @@ in rounds in ONE process (a loaded machine slows them alike). A variant is the w
 ftsd/analysis.py as of a git revision (`--rev`), loaded as a module of its own.
 
     .venv/bin/python bench/bench_analysis.py MAILDIR [--sample 1000] [--rounds 3] [--rev main]
+    .venv/bin/python bench/bench_analysis.py MAILDIR [MAILDIR...] --common-grams 600 [--sample 500]
+
+`--common-grams N`: print the N 1-2 character grams of the most fields (subject, from, to, cc, headers, body) of
+the sample of each Maildir, most frequent first (how ftsd/common_grams.py was made).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -49,18 +54,41 @@ def analyse(analyzer: Any, parsed: ParsedMessage) -> list[Any]:
             analyzer.terms(parsed.cc), analyzer.terms(parsed.bcc), headers, body]
 
 
+def print_common_grams(parsed: list[ParsedMessage], n: int) -> None:
+    from collections import Counter
+
+    from ftsd.analysis import Analyzer, normalise, searchable
+
+    analyzer = Analyzer(partial=3)
+    fields: Counter[str] = Counter()
+    for m in parsed:
+        for text in (m.subject, m.from_, m.to, m.cc, m.other_headers, m.body):
+            words = {w for run in analyzer._runs(searchable(normalise(text), 64)) for w in re.findall(r"\w+", run)}
+            joined = " ".join(words)
+            fields.update({joined[i : i + k] for k in (1, 2) for i in range(len(joined) - k + 1)} - {" "})
+    grams = [g for g, _ in fields.most_common() if " " not in g][:n]
+    print(" ".join(grams))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("maildir", type=Path)
+    ap.add_argument("maildir", type=Path, nargs="+")
+    ap.add_argument("--common-grams", type=int, default=0)
     ap.add_argument("--sample", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--rev", action="append", default=[], help="also time ftsd/analysis.py of this git revision")
     args = ap.parse_args()
-    paths = sorted(p for p in args.maildir.rglob("*") if p.is_file() and p.parent.name in ("cur", "new"))
-    files = random.Random(1).sample(paths, min(args.sample, len(paths)))
     settings = Settings()
-    parsed = [parse_message(p.read_bytes(), settings) for p in files]
+    parsed = []
+    for maildir in args.maildir:
+        paths = sorted(p for p in maildir.rglob("*") if p.is_file() and p.parent.name in ("cur", "new"))
+        files = random.Random(1).sample(paths, min(args.sample, len(paths)))
+        parsed += [parse_message(p.read_bytes(), settings) for p in files]
     import ftsd.analysis
+
+    if args.common_grams:
+        print_common_grams(parsed, args.common_grams)
+        return
 
     variants = {"worktree": ftsd.analysis} | {rev: analysis_at(rev) for rev in args.rev}
     analyzers = {name: mod.Analyzer.of(settings.fts) for name, mod in variants.items()}
@@ -71,7 +99,7 @@ def main() -> None:
             for message in parsed:
                 analyse(analyzer, message)
             times[name].append(time.process_time() - t)
-    print(f"analysis CPU, {len(parsed)} messages of {args.maildir}, {args.rounds} rounds alternating (min / median)")
+    print(f"analysis CPU, {len(parsed)} messages of {' '.join(map(str, args.maildir))}, {args.rounds} rounds alternating (min / median)")
     for name, analyzer in analyzers.items():
         counts = {"words": 0, "runs": 0, "grams": 0, "marks": 0}
         for message in parsed:
