@@ -99,7 +99,8 @@ def main() -> None:
             for message in parsed:
                 analyse(analyzer, message)
             times[name].append(time.process_time() - t)
-    print(f"analysis CPU, {len(parsed)} messages of {' '.join(map(str, args.maildir))}, {args.rounds} rounds alternating (min / median)")
+    where = " ".join(map(str, args.maildir))
+    print(f"analysis CPU, {len(parsed)} messages of {where}, {args.rounds} rounds alternating (min / median)")
     for name, analyzer in analyzers.items():
         counts = {"words": 0, "runs": 0, "grams": 0, "marks": 0}
         for message in parsed:

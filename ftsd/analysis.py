@@ -16,8 +16,9 @@ without punctuation can only occur inside one word, so it is looked up among the
 among the runs. This finds what fts-xapian's all-n-grams scheme finds, and what its 20-character cap loses, with
 one term per word instead of O(l^2) (design §5; measured in docs/performance.md). Strings shorter than `partial`
 are single gram lookups (in long texts the commonest grams are stored by absence: see GRAM_GROUP). ASCII text
-is cut into runs by a regex that gives ICU's runs (_ASCII_RUN), other text by ICU. Word-character runs longer than `max_word_chars` (base64, hex garbage) are blanked out
-before segmentation, on both the indexing and the verifying side, as Dovecot skips base64 runs of 50+ characters.
+is cut into runs by a regex that gives ICU's runs (_ASCII_RUN), other text by ICU. Word-character runs longer
+than `max_word_chars` (base64, hex garbage) are blanked out before segmentation, on both the indexing and the
+verifying side, as Dovecot skips base64 runs of 50+ characters.
 Entries longer than WINDOW characters are stored as overlapping windows (Xapian terms are at most 245 bytes).
 
 A key with no word character at all (`#`, `--`, `" - "`, `@`) can only occur inside one maximal run of non-word
