@@ -272,10 +272,11 @@ class Analyzer:
     def _terms(self, norm: str, marks: frozenset[str]) -> Terms:
         partial = self.partial
         step = self._step
-        words: set[str] = set()
+        found = self._runs(norm)
+        words = {run for run in found if run.isalnum()}  # most runs, without a regex (isalnum: \w without "_")
         punctuated: set[str] = set()
-        for run in self._runs(norm):
-            if run.isalnum() or _ALL_WORD.fullmatch(run):  # isalnum: the common case without a regex
+        for run in found - words:
+            if _ALL_WORD.fullmatch(run):
                 words.add(run)
                 continue
             first = _WORD_CHAR.search(run)
@@ -285,7 +286,7 @@ class Analyzer:
             punctuated.update(_windows(run[first.start() :], step))
             words.update(_ALL_WORD.findall(run))
         long_words = {w for w in words if len(w) >= partial}
-        if any(len(w) > WINDOW for w in long_words):
+        if max(map(len, long_words), default=0) > WINDOW:
             long_words = {piece for w in long_words for piece in _windows(w, step)}
         return Terms(frozenset(long_words), frozenset(punctuated), _short_grams(words, partial), marks)
 
@@ -319,21 +320,21 @@ def _short_grams(words: set[str], partial: int) -> frozenset[str]:
     if partial < 2:
         return frozenset()
     joined = " ".join(words)  # all words at once: the grams that contain a space are dropped
-    grams = set(joined)
-    grams.discard(" ")
+    chars = set(joined)
+    chars.discard(" ")
+    grams = set(chars)
     if partial > 2:  # pairs of neighbours in C: map over the text and the text shifted by one
         grams.update(map(operator.add, joined, joined[1:]))
+        grams.difference_update([" " + c for c in chars], [c + " " for c in chars])
     for size in range(3, partial):
-        grams.update({joined[i : i + size] for i in range(len(joined) - size + 1)})
-    if " " in joined:
-        grams = {g for g in grams if " " not in g}
+        grams.update({g for i in range(len(joined) - size + 1) if " " not in (g := joined[i : i + size])})
     if len(grams) < ABSENT_MIN:
         return frozenset(grams)
     for marker, group in _gram_groups(partial):
         present = group.keys() & grams
         if len(group) - len(present) + 1 < len(present):
             grams -= present
-            grams.update([absent for gram, absent in group.items() if gram not in present])
+            grams.update(map(group.__getitem__, group.keys() - present))
             grams.add(marker)
     return frozenset(grams)
 
