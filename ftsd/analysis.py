@@ -73,8 +73,8 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 # ICU's word segmentation (root locale, ICU 72) restricted to ASCII text, where it is plain enough for a regex:
 # letters, digits, "@" (ICU counts it as a letter) and "_" join; "." and "'" join two letters, "." "'" "," ";" two
 # digits (UAX #29 WB6/7, WB11/12). Every match is one word-like segment, except a lone "_"; and no two word-like
-# segments touch in ASCII, so the matches are the runs. Checked equal to ICU on every ASCII string of up to 5
-# characters from all character classes and on random text (tests/test_analysis_fast.py).
+# segments touch in ASCII, so the matches are the runs. Checked equal to ICU on every string of up to 4 characters
+# of all ASCII word-break classes, every ASCII pair in context, random text and the corpus (test_analysis_fast.py).
 _ASCII_RUN = re.compile(r"[\w@]+(?:(?:(?<=[a-z@])[.'](?=[a-z@])|(?<=[0-9])[.',;](?=[0-9]))[\w@]+)*",
                         re.ASCII | re.IGNORECASE)
 # ASCII bytes -> themselves for word characters, space for the rest: the word lengths of ASCII text in one C pass.
