@@ -21,7 +21,7 @@ Layers, bottom to top: a module imports only from its own layer or the ones belo
                   ftsd's own, UIDs), message.py (bytes -> fields), decoders/ (charset, HTML, attachments, sandbox),
                   doveconf.py (Dovecot's special-use folders)
     0 base        errors.py (the error tree and its exit/status table), settings.py, query.py (IMAP SEARCH ->
-                  the query AST), analysis.py (text -> normalised words and chunks)
+                  the query AST), analysis.py (text -> normalised words and chunks; common_grams.py its data)
 
 Data flow: maildir -> message/decoders -> analysis -> store (indexer) ; query -> search -> store -> service ->
 api/cli.

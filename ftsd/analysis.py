@@ -18,8 +18,10 @@ characters only, inside one word, so it is looked up among the words; with punct
 check: storing whole chunks ("(e-mail),") too was measured at twice the new terms for that (docs/performance.md).
 This finds what fts-xapian's all-n-grams scheme finds, and what its 20-character cap loses, with
 one term per word instead of O(l^2) (design §5; measured in docs/performance.md). Strings shorter than `partial`
-are single gram lookups. Word-character runs longer than `max_word_chars` (base64, hex garbage) are blanked out
-before segmentation, on both the indexing and the verifying side, as Dovecot skips base64 runs of 50+ characters.
+are single gram lookups (in long texts the commonest grams are stored by absence: see GRAM_GROUP). ASCII text
+is cut into runs by a regex that gives ICU's runs (_ASCII_RUN), other text by ICU. Word-character runs longer
+than `max_word_chars` (base64, hex garbage) are blanked out before segmentation, on both the indexing and the
+verifying side, as Dovecot skips base64 runs of 50+ characters.
 Entries longer than WINDOW characters are stored as overlapping windows (Xapian terms are at most 245 bytes).
 
 A key with no word character at all (`#`, `--`, `" - "`, `@`) can only occur inside one maximal run of non-word
@@ -37,16 +39,18 @@ Adjacency in the index (Xapian positions of the chunks) was measured and left ou
 from __future__ import annotations
 
 import functools
+import operator
 import re
+import threading
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 
 import icu
 
+from ftsd.common_grams import COMMON_GRAMS
 from ftsd.settings import FtsSettings
 
-_SPACES = re.compile(r"\s+")
 _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 # Nonspacing and enclosing marks: removed after decomposition so that "Fahrländer" ~ "fahrlander". Invisible format
 # characters (Cf: soft hyphen, zero-width space/joiners, bidi controls, BOM) too: a reader never sees them, HTML
@@ -75,6 +79,15 @@ _SPACE_RUN = re.compile(r" {2,}")
 _NON_WORD_HEAD = re.compile(r"\W*")
 _CORE = re.compile(r"\w(?:.*\w)?", re.DOTALL)  # from the first to the last word character
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# ICU's word segmentation (root locale, ICU 72) restricted to ASCII text, where it is plain enough for a regex:
+# letters, digits, "@" (ICU counts it as a letter) and "_" join; "." and "'" join two letters, "." "'" "," ";" two
+# digits (UAX #29 WB6/7, WB11/12). Every match is one word-like segment, except a lone "_"; and no two word-like
+# segments touch in ASCII, so the matches are the runs. Checked equal to ICU on every string of up to 4 characters
+# of all ASCII word-break classes, every ASCII pair in context, random text and the corpus (test_analysis_fast.py).
+_ASCII_RUN = re.compile(r"[\w@]+(?:(?:(?<=[a-z@])[.'](?=[a-z@])|(?<=[0-9])[.',;](?=[0-9]))[\w@]+)*",
+                        re.ASCII | re.IGNORECASE)
+# ASCII bytes -> themselves for word characters, space for the rest: the word lengths of ASCII text in one C pass.
+_ASCII_WORD_BYTES = bytes(c if chr(c).isalnum() or c == 0x5F else 0x20 for c in range(128)) + b" " * 128
 
 
 def is_word(text: str) -> bool:
@@ -91,20 +104,37 @@ def normalise(text: str) -> str:
     """NFKD, case fold, marks and invisible format characters removed, white space collapsed: the form both text
     and queries are compared in."""
     if text.isascii():
-        return _SPACES.sub(" ", text.lower())
+        return _collapse(text.lower())
     text = unicodedata.normalize("NFKD", text).casefold()
     text = unicodedata.normalize("NFKD", text).translate(_MARKS)
-    return _SPACES.sub(" ", text)
+    return _collapse(text)
+
+
+def _collapse(text: str) -> str:
+    """White-space runs as one space (str.split's white space is re's \\s), a leading and a trailing one kept."""
+    out = " ".join(text.split())
+    if not out:
+        return " " if text else ""
+    if text[0].isspace():
+        out = " " + out
+    if text[-1].isspace():
+        out += " "
+    return out
 
 
 def searchable(norm: str, max_word_chars: int) -> str:
     """Normalised text with word-character runs longer than `max_word_chars` (base64, hex) blanked out."""
+    if norm.isascii():  # most text: measure the words in C first, the regex runs only if one is too long
+        words = norm.encode().translate(_ASCII_WORD_BYTES).split()
+        if max(map(len, words), default=0) <= max_word_chars:
+            return norm
     return _garbage(max_word_chars).sub(" ", norm)
 
 
 @functools.lru_cache(maxsize=8)
 def _garbage(max_word_chars: int) -> re.Pattern[str]:
-    return re.compile(rf"\w{{{max_word_chars + 1},}}")
+    # the look-behind tries each run once, from its start (not again from each of its characters)
+    return re.compile(rf"(?<!\w)\w{{{max_word_chars + 1},}}")
 
 
 def _utf16_to_index(text: str) -> list[int] | None:
@@ -120,9 +150,16 @@ def _utf16_to_index(text: str) -> list[int] | None:
     return table
 
 
-def runs(text: str) -> Iterator[tuple[int, int]]:
-    """(start, end) of each run of adjacent word-like ICU segments in already normalised text."""
-    breaker = icu.BreakIterator.createWordInstance(icu.Locale.getRoot())
+def word_breaker() -> icu.BreakIterator:
+    """A new ICU word BreakIterator (root locale): one per thread, it is not thread-safe."""
+    return icu.BreakIterator.createWordInstance(icu.Locale.getRoot())
+
+
+def runs(text: str, breaker: icu.BreakIterator | None = None) -> Iterator[tuple[int, int]]:
+    """(start, end) of each run of adjacent word-like ICU segments in already normalised text. `breaker`: one of
+    this thread's to reuse (word_breaker()), else a new one is made."""
+    if breaker is None:
+        breaker = word_breaker()
     breaker.setText(text)
     table = _utf16_to_index(text)
     start = -1
@@ -179,6 +216,8 @@ class Analyzer:
     partial: int = 3
     full: int = 20
     max_word_chars: int = 64
+    # per thread: a BreakIterator reused across calls (the Analyzer is shared by a service's threads)
+    _local: threading.local = field(default_factory=threading.local, init=False, repr=False, compare=False)
 
     @classmethod
     def of(cls, fts: FtsSettings) -> Analyzer:
@@ -196,7 +235,7 @@ class Analyzer:
     def terms(self, text: str) -> Terms:
         """Index mode: the words, chunks, marks and short grams of the normalised text."""
         norm = searchable(normalise(text), self.max_word_chars)
-        return replace(self._terms(norm), marks=self._marks(norm), chunks=chunks_of(norm, self._step))
+        return self._terms(norm, self._marks(norm), chunks_of(norm, self._step))
 
     def header_and_body(self, headers: str, other_headers: str, body: str) -> tuple[Terms, Terms]:
         """Index mode for the `headers` field (words and chunks of `other_headers`; the marks of TEXT's header part)
@@ -210,9 +249,8 @@ class Analyzer:
         join = _trailing_non_word(head_text) + " " + (lead.group() if lead else "")
         marks = self._marks(head_text) | self._marks(join)
         other_text = searchable(normalise(other_headers), self.max_word_chars)
-        other = replace(self._terms(other_text), chunks=chunks_of(other_text, self._step), marks=marks)
-        body_terms = replace(self._terms(body_text), marks=self._marks(body_text))
-        return other, replace(body_terms, chunks=chunks_of(body_text, self._step))
+        other = self._terms(other_text, marks, chunks_of(other_text, self._step))
+        return other, self._terms(body_text, self._marks(body_text), chunks_of(body_text, self._step))
 
     def _marks(self, norm: str) -> frozenset[str]:
         """The distinct maximal runs of non-word characters of searchable text (windows beyond WINDOW)."""
@@ -227,25 +265,35 @@ class Analyzer:
             out.update(_windows(mark, self._step))
         return frozenset(out)
 
-    def _terms(self, norm: str) -> Terms:
+    def _breaker(self) -> icu.BreakIterator:
+        """This thread's BreakIterator (made on first use; an ICU BreakIterator must not be shared by threads)."""
+        breaker: icu.BreakIterator | None = getattr(self._local, "breaker", None)
+        if breaker is None:
+            breaker = self._local.breaker = word_breaker()
+        return breaker
+
+    def _runs(self, norm: str) -> set[str]:
+        """The distinct runs of searchable text: a regex for ASCII text (the same runs as ICU), else ICU."""
+        if norm.isascii():
+            found = set(_ASCII_RUN.findall(norm))
+            found.discard("_")
+            return found
+        return {norm[start:end] for start, end in runs(norm, self._breaker())}
+
+    def _terms(self, norm: str, marks: frozenset[str], chunks: frozenset[str]) -> Terms:
         partial = self.partial
         step = self._step
-        words: set[str] = set()
-        for run in {norm[start:end] for start, end in runs(norm)}:
+        found = self._runs(norm)
+        words = {run for run in found if run.isalnum()}  # most runs, without a regex (isalnum: \w without "_")
+        for run in found - words:
             if _ALL_WORD.fullmatch(run):
                 words.add(run)
             else:  # punctuated runs are found through the chunks that hold them (chunks_of)
                 words.update(_ALL_WORD.findall(run))
-        # Short grams, over all words at once (a string shorter than `partial` never spans punctuation).
-        joined = " ".join(words)
-        grams: set[str] = set(joined) if partial > 1 else set()
-        for size in range(2, partial):
-            grams.update({joined[i : i + size] for i in range(len(joined) - size + 1)})
-        grams = {g for g in grams if " " not in g}
         long_words = {w for w in words if len(w) >= partial}
-        if any(len(w) > WINDOW for w in long_words):
+        if max(map(len, long_words), default=0) > WINDOW:
             long_words = {piece for w in long_words for piece in _windows(w, step)}
-        return Terms(frozenset(long_words), frozenset(), frozenset(grams))
+        return Terms(frozenset(long_words), chunks, _short_grams(words, partial), marks)
 
     def pieces(self, query: str) -> QueryPieces:
         """Query mode: the normalised query string, its lookup keys, and whether the index can settle it alone."""
@@ -267,7 +315,7 @@ class Analyzer:
             if core is None:
                 continue
             key = core.group()
-            spans = list(runs(key)) if _ALL_WORD.fullmatch(key) else [(0, len(key))]
+            spans = list(runs(key, self._breaker())) if _ALL_WORD.fullmatch(key) else [(0, len(key))]
             whole = whole and key == part and spans == [(0, len(key))]
             keys += [key[start:end] for start, end in spans]
         return QueryPieces(norm, tuple(keys), len(parts) == 1 and whole and len(norm) <= self.exact_chars)
@@ -284,6 +332,67 @@ def chunks_of(norm: str, step: int) -> frozenset[str]:
             entry = core.group()
             out.update(_windows(entry, step) if len(entry) > WINDOW else (entry,))
     return frozenset(out)
+
+
+def _short_grams(words: set[str], partial: int) -> frozenset[str]:
+    """The short-gram terms of the words: every 1..partial-1 character substring (a string shorter than `partial`
+    never spans punctuation), a group of common grams stored by absence where that is fewer terms."""
+    if partial < 2:
+        return frozenset()
+    joined = " ".join(words)  # all words at once: the grams that contain a space are dropped
+    chars = set(joined)
+    chars.discard(" ")
+    grams = set(chars)
+    if partial > 2:  # pairs of neighbours in C: map over the text and the text shifted by one
+        grams.update(map(operator.add, joined, joined[1:]))
+        grams.difference_update([" " + c for c in chars], [c + " " for c in chars])
+    for size in range(3, partial):
+        grams.update({g for i in range(len(joined) - size + 1) if " " not in (g := joined[i : i + size])})
+    if len(grams) < ABSENT_MIN:
+        return frozenset(grams)
+    for marker, group in _gram_groups(partial):
+        present = group.keys() & grams
+        if len(group) - len(present) + 1 < len(present):
+            grams -= present
+            grams.update(map(group.__getitem__, group.keys() - present))
+            grams.add(marker)
+    return frozenset(grams)
+
+
+# Common grams by absence. Most texts of some length contain nearly every common gram ("e", "th", "in"), so that
+# the grams are most of a document's terms. Per text, each group of GRAM_GROUP common grams (common_grams.py) is
+# stored either as usual, a term per present gram, or -- where fewer terms -- by absence: the group's marker
+# term "!!<n>" and "!<gram>" for each gram of the group the text lacks. So a text has gram g when it has the term
+# g, or the marker of g's group and not "!g" (store/searcher.py). Neither form can be another term: grams, words
+# and runs start with a word character, marks have none.
+GRAM_GROUP = 50
+ABSENT_MIN = GRAM_GROUP // 2  # fewer grams than this: no group can be worth its absence form
+ABSENT = "!"
+
+
+@functools.lru_cache(maxsize=4)
+def _gram_groups(partial: int) -> tuple[tuple[str, dict[str, str]], ...]:
+    """(marker, {gram: its absence term}) per group of the common grams shorter than `partial`."""
+    common = [g for g in COMMON_GRAMS if len(g) < partial]
+    return tuple((f"{ABSENT}{ABSENT}{n // GRAM_GROUP}", {g: ABSENT + g for g in common[n : n + GRAM_GROUP]})
+                 for n in range(0, len(common), GRAM_GROUP))
+
+
+@functools.lru_cache(maxsize=4)
+def _gram_markers(partial: int) -> dict[str, str]:
+    return {gram: marker for marker, group in _gram_groups(partial) for gram in group}
+
+
+def is_gram_form(text: str) -> bool:
+    """A marker or absence term of the common grams (not a word, run or mark: no lexicon entry)."""
+    return text[:1] == ABSENT and not is_mark(text)
+
+
+def gram_terms(gram: str, partial: int) -> tuple[str, str] | None:
+    """(group marker, absence term) of a common gram shorter than `partial`: a text has it when it has the term
+    `gram`, or the marker and not the absence term; None for a gram only ever stored as itself."""
+    marker = _gram_markers(partial).get(gram)
+    return (marker, ABSENT + gram) if marker else None
 
 
 @dataclass(frozen=True, slots=True)

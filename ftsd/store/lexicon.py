@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ftsd.analysis import is_mark, is_word
+from ftsd.analysis import is_gram_form, is_mark, is_word
 from ftsd.store import schema
 
 SEEN_LIMIT = 300_000  # entries remembered by one writer session (~30 MB) before the set is started afresh
@@ -90,6 +90,8 @@ def stored_entries(db: Any, partial: int) -> dict[str, list[str]]:
         text = term[1:]
         if is_mark(text):  # marks and chunks are listed whatever their length
             kinds[schema.MARKS + term[0]].append(text)
+        elif is_gram_form(text):  # a common gram's marker or absence term: no lexicon entry
+            continue
         elif not is_word(text):  # chunks whatever their length ("a,")
             kinds[schema.CHUNKS + term[0]].append(text)
         elif len(text) >= partial:  # shorter words are grams

@@ -18,7 +18,7 @@ import xapian
 from ftsd.analysis import Terms
 
 SCHEMA_VERSION = "4"  # 1: suffix terms; 2: words + lexicon; 3: + marks (runs of non-word characters);
-# 4: chunks (text between spaces with punctuation) instead of punctuated ICU runs
+# 4: chunks (text between spaces with punctuation) instead of punctuated ICU runs, common grams stored by absence
 
 FIELD_PREFIXES = {
     "subject": "S",

@@ -12,7 +12,7 @@ from typing import Any
 
 import xapian
 
-from ftsd.analysis import is_mark, is_word
+from ftsd.analysis import gram_terms, is_mark, is_word
 from ftsd.errors import NoIndexError, SchemaVersionError, StoreError
 from ftsd.store import lexicon, schema
 from ftsd.store.xerrors import store_error, translated
@@ -80,6 +80,9 @@ class Searcher:
         to `exact_chars`: longer strings are settled by checking the message)."""
         mark = is_mark(run)
         if len(run) < partial and is_word(run):
+            common = gram_terms(run, partial)
+            if common is not None:  # also where its group is stored by absence (analysis.py)
+                return self.or_([_gram(schema.FIELD_PREFIXES[name], run, *common) for name in fields])
             terms = [schema.FIELD_PREFIXES[name] + run for name in fields]
         else:
             with self._xapian("reading the lexicon"):
@@ -173,6 +176,12 @@ class Searcher:
             for item in self.db.postlist(schema.id_term(guid, uid)):
                 return dict(json.loads(self.db.get_document(item.docid).get_data()))
         return None
+
+
+def _gram(prefix: str, gram: str, marker: str, absent: str) -> Query:
+    """A field has a common gram: its term, or the marker of its group stored by absence and not its absence term."""
+    by_absence = xapian.Query(xapian.Query.OP_AND_NOT, xapian.Query(prefix + marker), xapian.Query(prefix + absent))
+    return xapian.Query(xapian.Query.OP_OR, xapian.Query(prefix + gram), by_absence)
 
 
 def _spy_uids(spy: Any) -> set[int]:
