@@ -16,6 +16,7 @@ profits from the other's cached lexicon lookups. Prints one markdown table. Not 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import socket
 import subprocess
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -153,9 +155,11 @@ def main() -> int:
         for route in cold:
             with server as client:
                 word = queries.rare[len(cold[route]) % len(queries.rare)]
-                call = {"json": lambda c=client, w=word: json_search(c, args.user, args.mailbox, w),
-                        "solr": lambda c=client, w=word: solr_search(c, args.user, guid, w, rows),
-                        "last-uid": lambda c=client: last_uid(c, args.user, guid)}[route]
+                calls: dict[str, Callable[[], object]] = {
+                    "json": functools.partial(json_search, client, args.user, args.mailbox, word),
+                    "solr": functools.partial(solr_search, client, args.user, guid, word, rows),
+                    "last-uid": functools.partial(last_uid, client, args.user, guid)}
+                call = calls[route]
                 cold[route].append(timed(call)[0])
     lastuid: list[float] = []
     with server as client:

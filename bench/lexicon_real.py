@@ -123,13 +123,14 @@ def build(sources: list[tuple[Path, int]], work: Path, db_path: Path, use_filter
     db = xapian.WritableDatabase(str(db_path), xapian.DB_CREATE)
     db.set_metadata(schema.META_SCHEMA, schema.SCHEMA_VERSION)
     stored = 0
-    for kind_prefix, entries in kinds.items():
+    for kind_prefix, all_entries in kinds.items():
+        listed = all_entries
         if use_filter:
-            entries = [e for e in entries if kind_prefix[0] != schema.WORDS or not hash_like(e)]
-        stored += len(entries)
+            listed = [e for e in all_entries if kind_prefix[0] != schema.WORDS or not hash_like(e)]
+        stored += len(listed)
         chunk: list[str] = []
         size = n = 0
-        for entry in entries:
+        for entry in listed:
             chunk.append(entry)
             size += len(entry) + 1
             if size >= lexicon.CHUNK_CHARS:
@@ -204,11 +205,12 @@ def main() -> int:
         q = build_queries(src, args.queries)
         needles += q.substrings + q.rare
     runs = measure(db_path, needles, args.runs)
-    load = [r["load_ms"] for r in runs]
-    rss = [r["rss_mb"] for r in runs]
+    load = [float(r["load_ms"]) for r in runs]  # type: ignore[arg-type]
+    rss = [float(r["rss_mb"]) for r in runs]  # type: ignore[arg-type]
+    found = [float(h) for h in runs[0]["hits"]]  # type: ignore[attr-defined]
     text = [x for r in runs for x in r["scans"]["text"]]  # type: ignore[index]
     body = [x for r in runs for x in r["scans"]["body"]]  # type: ignore[index]
-    chars = runs[0]["chars"]
+    chars = float(runs[0]["chars"])  # type: ignore[arg-type]
     la = os.getloadavg()
     lines = [
         f"## bench/lexicon_real.py {args.label} ({'hash-like words left out' if args.filter else 'every entry'})",
@@ -223,7 +225,7 @@ def main() -> int:
         "|---:|---:|---:|---:|---:|---:|",
         f"| {chars / 1e6:.1f} | {statistics.median(load):.0f} | {statistics.median(rss):.0f} "
         f"| {statistics.median(text):.1f} / {pct(text, 99):.1f} | {statistics.median(body):.1f} / {pct(body, 99):.1f} "
-        f"| {statistics.median(runs[0]['hits']):.0f} |",  # type: ignore[arg-type]
+        f"| {statistics.median(found):.0f} |",
         "",
         "By kind and field (M chars): " + ", ".join(
             f"{k} {v / 1e6:.2f}" for k, v in sorted(runs[0]["by_kind"].items())),  # type: ignore[attr-defined]
