@@ -1,17 +1,24 @@
-"""The sandbox: limits hold for built-in decoders too, and a dead fork server is replaced."""
+"""The sandbox: limits hold for built-in decoders too, a dead fork server is replaced by its owner, parts are
+decoded at once, and the server lives in a private directory and no longer than its owner."""
 
 from __future__ import annotations
 
 import faulthandler
 import os
 import signal
+import stat
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ftsd.decoders import decode_attachment, sandbox
-from ftsd.settings import DecoderSettings, FtsSettings
+from ftsd.settings import DecoderSettings, FtsSettings, Settings
 from tests.decoders import makedocs as mk
 
 TEXT_CHARS = FtsSettings().max_text_chars  # fts.max_text_chars: what message.py passes
@@ -63,28 +70,85 @@ def test_wall_clock_timeout(hostile_decoders) -> None:
     assert time.monotonic() - started < 3
 
 
-def test_a_killed_fork_server_is_restarted() -> None:
-    data = mk.make_docx(["restartword"])
-    docx = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-    assert "restartword" in decode_attachment(data, docx, None, DecoderSettings(), TEXT_CHARS).text
-    proc = sandbox._client.proc
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
+@pytest.fixture
+def owner() -> Iterator[sandbox.DecoderSandbox]:
+    with sandbox.DecoderSandbox() as own:
+        yield own
+
+
+def _bound(owner: sandbox.DecoderSandbox, **limits: Any) -> DecoderSettings:
+    return owner.bind(Settings(decoders=DecoderSettings(**limits))).decoders
+
+
+def _server(owner: sandbox.DecoderSandbox) -> subprocess.Popen[bytes]:
+    proc = owner.running()
     assert proc is not None
+    return proc
+
+
+def test_a_killed_fork_server_is_restarted_by_its_owner(owner: sandbox.DecoderSandbox) -> None:
+    data = mk.make_docx(["restartword"])
+    limits = _bound(owner)
+    assert owner.running() is None  # nothing decoded yet: no server
+    assert "restartword" in decode_attachment(data, DOCX, None, limits, TEXT_CHARS).text
+    proc = _server(owner)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert "restartword" in decode_attachment(data, docx, None, DecoderSettings(), TEXT_CHARS).text
-    assert sandbox._client.proc is not proc
+    # the next part waits on the same socket until the owner has started another server
+    assert "restartword" in decode_attachment(data, DOCX, None, limits, TEXT_CHARS).text
+    assert _server(owner) is not proc
 
 
-def test_fork_server_preloads_decoder_libraries() -> None:
+def test_the_socket_is_in_a_private_directory_and_gone_after_close(owner: sandbox.DecoderSandbox) -> None:
+    path = Path(_bound(owner).sandbox)
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700 and path.is_socket()
+    assert decode_attachment(mk.make_docx(["x"]), DOCX, None, _bound(owner), TEXT_CHARS).skipped is None
+    proc = _server(owner)
+    owner.close()
+    assert proc.returncode is not None and not path.parent.exists()
+
+
+def test_the_server_exits_when_its_owner_is_killed(tmp_path: Path) -> None:
+    script = ("import sys, time\nfrom ftsd.decoders.sandbox import DecoderSandbox\nown = DecoderSandbox()\n"
+              "from tests.decoders.makedocs import make_docx\nfrom ftsd.settings import DecoderSettings\n"
+              "from ftsd.decoders import decode_attachment\nfrom dataclasses import replace\n"
+              f"decode_attachment(make_docx(['x']), {DOCX!r}, None, DecoderSettings(sandbox=own.address()), 99)\n"
+              "print(own.running().pid, flush=True)\ntime.sleep(60)\n")
+    root = Path(__file__).parents[2]
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, cwd=root) as owner:
+        assert owner.stdout is not None
+        server = int(owner.stdout.readline())
+        owner.kill()
+        owner.wait()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{server}").exists() and b"ftsd.decoders.sandbox" in Path(f"/proc/{server}/cmdline").read_bytes():
+        assert time.monotonic() < deadline, "the decoder server outlived its owner"
+        time.sleep(0.05)
+
+
+def test_parts_are_decoded_at_once_while_one_hangs(owner: sandbox.DecoderSandbox) -> None:
+    """One connection per part: a part stuck until its timeout does not hold up the others."""
+    limits = _bound(owner, command="sh -c 'sleep 30'", command_types=["application/x-slow"], timeout_s=3)
+    data = mk.make_docx(["concurrentword"])
+    with ThreadPoolExecutor(1) as slow:
+        stuck = slow.submit(decode_attachment, b"x", "application/x-slow", None, limits, TEXT_CHARS)
+        time.sleep(0.2)
+        assert "concurrentword" in decode_attachment(data, DOCX, None, limits, TEXT_CHARS).text
+        assert not stuck.done()
+        assert stuck.result().skipped == "timeout after 3s"
+
+
+def test_fork_server_preloads_decoder_libraries(owner: sandbox.DecoderSandbox) -> None:
     """Each part is decoded in a child forked from the server, so the libraries must already be loaded there
     (importing pypdfium2 per part would cost ~100 ms; bench/bench_decoders.py measures the overhead)."""
     data = mk.make_docx(["tiny"])
-    docx = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-    assert decode_attachment(data, docx, None, DecoderSettings(), TEXT_CHARS).text.strip() == "tiny"
-    proc = sandbox._client.proc
-    assert proc is not None
-    maps = Path(f"/proc/{proc.pid}/maps").read_text()
+    assert decode_attachment(data, DOCX, None, _bound(owner), TEXT_CHARS).text.strip() == "tiny"
+    maps = Path(f"/proc/{_server(owner).pid}/maps").read_text()
     assert "pdfium" in maps  # the PDF library is mapped in the server, though only a docx was decoded
+
 
 def test_text_is_cut_at_max_text_chars_in_the_sandbox_and_here() -> None:
     """One limit, fts.max_text_chars, passed down: a sandboxed decoder (docx) and an in-process one (csv)."""
