@@ -159,3 +159,23 @@ def test_text_is_cut_at_max_text_chars_in_the_sandbox_and_here() -> None:
     assert len(full) > 1000 and cut.skipped is None and cut.text == full[:100]
     rows = "\n".join(f"{n},value{n}" for n in range(500)).encode()
     assert len(decode_attachment(rows, "text/csv", None, DecoderSettings(), 100).text) <= 100
+
+
+def test_a_sandbox_run_apart_is_used_as_configured(tmp_path: Path) -> None:
+    """decoders.sandbox names a server started apart (`--listen PATH`): bind() keeps it, parts go there."""
+    path = tmp_path / "decoders.sock"
+    root = Path(__file__).parents[2]
+    with subprocess.Popen([sys.executable, "-m", "ftsd.decoders.sandbox", "--listen", str(path)], cwd=root) as apart:
+        try:
+            deadline = time.monotonic() + 30
+            while not path.exists():
+                assert time.monotonic() < deadline and apart.poll() is None
+                time.sleep(0.05)
+            assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0  # this user's only
+            with sandbox.DecoderSandbox() as owner:
+                settings = Settings(decoders=DecoderSettings(sandbox=str(path)))
+                assert owner.bind(settings) is settings and owner.running() is None
+            text = decode_attachment(mk.make_docx(["apartword"]), DOCX, None, settings.decoders, TEXT_CHARS).text
+            assert "apartword" in text
+        finally:
+            apart.kill()
