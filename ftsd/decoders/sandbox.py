@@ -459,7 +459,11 @@ def main(argv: list[str]) -> None:
         os.dup2(devnull, std)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the indexer; we go when it is gone
     with listener:
+        path = listener.getsockname()
         serve(listener, alive)
+    if alive >= 0 and isinstance(path, str) and Path(path).parent.name.startswith("ftsd-decoders-"):
+        # the owner is gone (or stopping): its private directory goes too, even if the owner could not see to it
+        shutil.rmtree(Path(path).parent, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -116,17 +116,19 @@ def test_the_server_exits_when_its_owner_is_killed(tmp_path: Path) -> None:
               "from tests.decoders.makedocs import make_docx\nfrom ftsd.settings import DecoderSettings\n"
               "from ftsd.decoders import decode_attachment\nfrom dataclasses import replace\n"
               f"decode_attachment(make_docx(['x']), {DOCX!r}, None, DecoderSettings(sandbox=own.address()), 99)\n"
-              "print(own.running().pid, flush=True)\ntime.sleep(60)\n")
+              "print(own.running().pid, own.address(), flush=True)\ntime.sleep(60)\n")
     root = Path(__file__).parents[2]
     with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, cwd=root) as owner:
         assert owner.stdout is not None
-        server = int(owner.stdout.readline())
+        pid, path = owner.stdout.readline().split()
+        server = int(pid)
         owner.kill()
         owner.wait()
     deadline = time.monotonic() + 10
     while Path(f"/proc/{server}").exists() and b"ftsd.decoders.sandbox" in Path(f"/proc/{server}/cmdline").read_bytes():
         assert time.monotonic() < deadline, "the decoder server outlived its owner"
         time.sleep(0.05)
+    assert not Path(path.decode()).parent.exists()  # and took its private directory along
 
 
 def test_parts_are_decoded_at_once_while_one_hangs(owner: sandbox.DecoderSandbox) -> None:
