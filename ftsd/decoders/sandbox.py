@@ -238,7 +238,8 @@ def run(name: str, data: bytes, content_type: str, limits: DecoderSettings, max_
         with DecoderSandbox() as own:
             return run(name, data, content_type, replace(limits, sandbox=own.address()), max_chars)
     header = {"name": name, "type": content_type, "timeout": limits.timeout_s, "memory_mb": limits.memory_mb,
-              "command": limits.command, "max_chars": max_chars, "size": len(data)}
+              "command": limits.command, "max_chars": max_chars, "size": len(data),
+              "nice": os.nice(0)}  # decoded at the sender's niceness: an indexer worker's (fts.worker_nice) stays low
     timeout = limits.timeout_s + _SERVER_GRACE_S
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.settimeout(timeout)
@@ -415,6 +416,9 @@ def _child(request: dict[str, Any], data: bytes, fd: int, decoder: Decoder | Non
     cpu = math.ceil(float(request["timeout"])) + 1
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    lower = int(request.get("nice", 0)) - os.nice(0)
+    if lower > 0:
+        os.nice(lower)
     max_chars = int(request["max_chars"])
     try:
         if request["name"] == "external":
