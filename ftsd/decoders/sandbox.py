@@ -16,8 +16,8 @@ part (as the user the process then is: after privileges were dropped) and again 
 sent meanwhile wait in the listen backlog. The server runs no decoder, so nothing a document does can take it down.
 It exits when its owner is gone (EOF on a pipe only the owner holds) and stops its children first. Measured
 (bench/bench_decoders.py): ~4-5 ms per part over decoding in-process, where a fresh interpreter importing the
-decoder libraries per part would cost ~100 ms (a bare `python -c pass`, ~22 ms); that is what a caller without a
-bound socket pays (a throwaway server per part: tests, scripts).
+decoder libraries per part would cost ~100 ms (a bare `python -c pass`, ~22 ms). A caller without a bound socket
+(tests, scripts) forks the same limited child itself, which imports its decoder's library there.
 
 Wire format, both ways: one JSON line, then a body whose length the line gives.
 """
@@ -231,15 +231,15 @@ def max_output(max_chars: int) -> int:
 
 
 def run(name: str, data: bytes, content_type: str, limits: DecoderSettings, max_chars: int) -> Decoded:
-    """Decode `data` with decoder `name` in a limited child of the server at limits.sandbox (of a throwaway one
-    when empty: a caller without a runtime), keeping at most `max_chars` characters (fts.max_text_chars). Raises:
-    DecodeError when no server answers."""
-    if not limits.sandbox:
-        with DecoderSandbox() as own:
-            return run(name, data, content_type, replace(limits, sandbox=own.address()), max_chars)
+    """Decode `data` with decoder `name` in a limited child of the server at limits.sandbox (forked from this
+    process when empty: a caller without a runtime), keeping at most `max_chars` characters (fts.max_text_chars).
+    Raises: DecodeError when no server answers."""
     header = {"name": name, "type": content_type, "timeout": limits.timeout_s, "memory_mb": limits.memory_mb,
               "command": limits.command, "max_chars": max_chars, "size": len(data),
               "nice": os.nice(0)}  # decoded at the sender's niceness: an indexer worker's (fts.worker_nice) stays low
+    if not limits.sandbox:  # no server (tests, scripts): the same limited child, forked from here
+        text, reason = _fork_and_decode(header, data)
+        return Decoded(text.decode("utf-8", "replace"), decoder=name, skipped=reason)
     timeout = limits.timeout_s + _SERVER_GRACE_S
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.settimeout(timeout)

@@ -107,7 +107,7 @@ def _work(chunk: list[Item], settings: Settings) -> list[Outcome]:
 
 class WorkerPool:
     """`with WorkerPool(settings, options, runtime.decoders) as pool: for outcome in pool.map(items)`. One worker =
-    in-process. Without a DecoderSandbox, each attachment gets a throwaway one (slow: tests, scripts)."""
+    in-process. Without a DecoderSandbox (tests, scripts), each attachment's child is forked by its worker."""
 
     def __init__(self, settings: Settings, options: WorkerOptions | None = None,
                  decoders: DecoderSandbox | None = None) -> None:
