@@ -71,8 +71,13 @@ class _Server:
         self.directory = tempfile.mkdtemp(prefix="ftsd-decoders-")  # mode 0700, ours: no other user may connect
         self.path = os.path.join(self.directory, _SOCKET)
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(self.path)
-        self.listener.listen(128)
+        try:
+            self.listener.bind(self.path)
+            self.listener.listen(128)
+        except OSError:
+            self.listener.close()
+            shutil.rmtree(self.directory, ignore_errors=True)
+            raise
         self.lock = threading.RLock()  # RLock: a finalizer may call stop() on this thread, inside _spawn
         self.proc: subprocess.Popen[bytes] | None = None
         self.alive: int | None = None  # write end of the liveness pipe: the server exits at its EOF, even if we die
@@ -187,6 +192,7 @@ class DecoderSandbox:
         self._lock = threading.Lock()
         self._server: _Server | None = None
         self._finalizer: weakref.finalize[[], DecoderSandbox] | None = None
+        self._said = False  # the socket could not be made (said once)
 
     def bind(self, settings: Settings) -> Settings:
         """`settings` with decoders.sandbox set to this server's socket (unchanged when it names a server run
@@ -194,7 +200,15 @@ class DecoderSandbox:
         limits = settings.decoders
         if limits.sandbox or not limits.attachments:
             return settings
-        return replace(settings, decoders=replace(limits, sandbox=self.address()))
+        try:
+            address = self.address()
+        except OSError as exc:  # no socket (TMPDIR full, or its path too long): each process forks the children
+            if not self._said:
+                self._said = True
+                log.warning("decoder sandbox: cannot create its socket (%s): attachments are decoded without the "
+                            "fork server (slower)", exc)
+            return settings
+        return replace(settings, decoders=replace(limits, sandbox=address))
 
     def address(self) -> str:
         """The socket's path (bound here on first use; the server behind it starts with the first client)."""

@@ -9,6 +9,7 @@ import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -181,3 +182,16 @@ def test_a_sandbox_run_apart_is_used_as_configured(tmp_path: Path) -> None:
             assert "apartword" in text
         finally:
             apart.kill()
+
+
+def test_no_socket_no_failure(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A socket path the kernel refuses (too long) costs speed, not the run: parts are forked from the caller."""
+    deep = tmp_path / ("d" * 100)
+    deep.mkdir()
+    monkeypatch.setenv("TMPDIR", str(deep))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # tempfile caches TMPDIR
+    settings = Settings()
+    with sandbox.DecoderSandbox() as owner:
+        assert owner.bind(settings) is settings
+    assert "tinyword" in decode_attachment(mk.make_docx(["tinyword"]), DOCX, None, settings.decoders, TEXT_CHARS).text
+    assert list(deep.iterdir()) == []  # nothing left behind
