@@ -56,6 +56,8 @@ _SERVER_GRACE_S = 10.0                    # the server enforces timeout_s; the c
 _READ_REQUEST_S = 5.0                     # a client sends its part at once: the loop waits no longer for it
 _SOCKET = "decoders.sock"
 _STOP_S = 2.0                             # how long a server may take to stop its parts before it is killed
+_QUICK_DEATH_S = 1.0                      # a server that exits with an error this soon is broken...
+_RETRY_S = 10.0                           # ...and is not started again for this long (parts are skipped)
 
 
 # --- the owner: a socket at once, the server when the first part comes (and again if it dies) -----------------
@@ -83,6 +85,8 @@ class _Server:
         self.alive: int | None = None  # write end of the liveness pipe: the server exits at its EOF, even if we die
         self.refused: str | None = None  # why the server cannot start: each part is answered so
         self.stopping = False
+        self.failed = ""  # why the last server died at once: parts are answered so until failing_until
+        self.failing_until = 0.0
         self.wake_r, self.wake_w = os.pipe()
         self.thread = threading.Thread(target=self._run, name="ftsd-decoder-sandbox", daemon=True)
         self.thread.start()
@@ -93,13 +97,21 @@ class _Server:
             with self.lock:
                 if self.stopping or self.wake_r in ready:
                     break
-                if self.refused is None:
+                failing = time.monotonic() < self.failing_until
+                if self.refused is None and not failing:
                     self._spawn()
-                proc = self.proc
+                proc = None if failing else self.proc
             if proc is None:
-                _refuse(self.listener, self.refused or "decoder sandbox not running")
+                _refuse(self.listener, self.refused or self.failed or "decoder sandbox not running")
                 continue
-            proc.wait()  # until it dies (or stop() ends it); then a new one for the next client
+            started = time.monotonic()
+            status = proc.wait()  # until it dies (or stop() ends it); then a new one for the next client
+            if status > 0 and time.monotonic() - started < _QUICK_DEATH_S and not self.stopping:
+                # it failed by itself at once (an import error?): broken, not killed; no respawn loop
+                self.proc = None
+                self.failed = f"the decoder sandbox exits at start (status {status}); tried again in {_RETRY_S:g}s"
+                self.failing_until = time.monotonic() + _RETRY_S
+                log.warning("attachments are not decoded: %s", self.failed)
         self._cleanup()
 
     def _spawn(self) -> None:

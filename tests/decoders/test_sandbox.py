@@ -195,3 +195,16 @@ def test_no_socket_no_failure(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
         assert owner.bind(settings) is settings
     assert "tinyword" in decode_attachment(mk.make_docx(["tinyword"]), DOCX, None, settings.decoders, TEXT_CHARS).text
     assert list(deep.iterdir()) == []  # nothing left behind
+
+
+def test_a_server_that_cannot_start_is_not_respawned_in_a_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broken install (the server exits at once): parts are skipped with the reason, quickly, and no loop."""
+    monkeypatch.setattr(sys, "executable", "/bin/false")  # the interpreter the server is started with
+    with sandbox.DecoderSandbox() as owner:
+        limits = _bound(owner)
+        started = time.monotonic()
+        first = decode_attachment(mk.make_docx(["x"]), DOCX, None, limits, TEXT_CHARS)
+        second = decode_attachment(mk.make_docx(["x"]), DOCX, None, limits, TEXT_CHARS)
+        assert time.monotonic() - started < 10
+    assert first.skipped is not None and second.skipped is not None
+    assert "exits at start (status 1)" in second.skipped
