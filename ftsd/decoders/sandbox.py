@@ -263,8 +263,9 @@ def run(name: str, data: bytes, content_type: str, limits: DecoderSettings, max_
     header = {"name": name, "type": content_type, "timeout": limits.timeout_s, "memory_mb": limits.memory_mb,
               "command": limits.command, "max_chars": max_chars, "size": len(data),
               "nice": os.nice(0)}  # decoded at the sender's niceness: an indexer worker's (fts.worker_nice) stays low
-    if not limits.sandbox:  # no server (tests, scripts): the same limited child, forked from here
-        text, reason = _fork_and_decode(header, data)
+    if not limits.sandbox:  # no server (tests, scripts): the same limited child, forked from here, with
+        # memory_mb on top of this process's address space, which the child inherits (the server's is small)
+        text, reason = _fork_and_decode({**header, "memory_mb": limits.memory_mb + _address_space_mb()}, data)
         return Decoded(text.decode("utf-8", "replace"), decoder=name, skipped=reason)
     timeout = limits.timeout_s + _SERVER_GRACE_S
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
@@ -279,6 +280,15 @@ def run(name: str, data: bytes, content_type: str, limits: DecoderSettings, max_
         reply, body = _receive(conn.fileno(), time.monotonic() + timeout, max_output(max_chars) + 4096)
     skipped = reply.get("skipped")
     return Decoded(body.decode("utf-8", "replace"), decoder=name, skipped=str(skipped) if skipped else None)
+
+
+def _address_space_mb() -> int:
+    """This process's address space (VmSize, what RLIMIT_AS counts) in MiB; 0 where /proc does not tell."""
+    try:
+        with open("/proc/self/status") as f:
+            return next((int(line.split()[1]) >> 10 for line in f if line.startswith("VmSize:")), 0)
+    except OSError:
+        return 0
 
 
 def _receive(fd: int, deadline: float, cap: int) -> tuple[dict[str, Any], bytes]:
