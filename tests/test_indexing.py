@@ -258,9 +258,11 @@ def test_worker_processes_run_niced(maildir: MailDir, make_config, tmp_path, nic
 KILLER = """\
 import os, signal, sys, time
 sys.stdin.buffer.read()
-# kill an indexer worker of the test's pool: a fork of the test process, or a child of its forkserver
+# kill an indexer worker of the test's pool: the newest fork of the test process, or child of its forkserver
+# (the decoder sandbox is the runtime's, not the worker's: the worker is not among this command's ancestors)
 def cmdline(p): return open(f"/proc/{p}/cmdline", "rb").read()
-def parent(p): return int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1])
+def stat(p): return open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+def parent(p): return int(stat(p)[1])
 def children(p):
     out = []
     for name in os.listdir("/proc"):
@@ -274,7 +276,7 @@ own = children(TEST_PID)
 workers = [p for p in own if cmdline(p) == cmdline(TEST_PID)]
 for server in (p for p in own if b"forkserver" in cmdline(p)):
     workers += children(server)
-os.kill(workers[0], signal.SIGKILL)
+os.kill(max(workers, key=lambda p: int(stat(p)[19])), signal.SIGKILL)  # by start time: not an older test's
 time.sleep(30)  # no answer: this part must not finish before the pool has seen the death
 """
 
