@@ -25,12 +25,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ftsd.decoders import BY_NAME, decode_attachment  # noqa: E402
-from ftsd.settings import DecoderSettings, FtsSettings  # noqa: E402
+from ftsd.decoders.sandbox import DecoderSandbox  # noqa: E402
+from ftsd.settings import DecoderSettings, FtsSettings, Settings  # noqa: E402
 from tests.decoders import makedocs as mk  # noqa: E402
 
 TEXT_CHARS = FtsSettings().max_text_chars  # fts.max_text_chars: what message.py passes
 
-LIMITS = DecoderSettings(max_part_bytes=100_000_000, timeout_s=120)
+LIMITS = DecoderSettings(max_part_bytes=100_000_000, timeout_s=120)  # bound to a DecoderSandbox in main()
 OOXML = "application/vnd.openxmlformats-officedocument."
 rng = random.Random(42)
 VOCABULARY = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 10))) for _ in range(5000)]
@@ -66,27 +67,27 @@ def timed(fn: Callable[[], object], repeat: int) -> float:
     return statistics.median(runs)
 
 
-def bench_types(sizes: list[int], repeat: int) -> None:
+def bench_types(sizes: list[int], repeat: int, limits: DecoderSettings) -> None:
     columns = ("paras", "input", "text", "ms", "MB/s", "in-proc ms", "sandbox ms")
     print(f"{'type':6} " + " ".join(f"{c:>{w}}" for c, w in zip(columns, (6, 10, 10, 9, 8, 11, 11), strict=True)))
     docs: list[tuple[str, str, bytes, int]] = []
     for name, (mime, make) in GENERATORS.items():
         docs += [(name, mime, make(n), n) for n in sizes]
     docs += [(name, mime, mk.fixture(file), 0) for name, (mime, file) in FIXTURES.items()]
-    decode_attachment(docs[0][2], docs[0][1], None, LIMITS, TEXT_CHARS)  # start the fork server
+    decode_attachment(docs[0][2], docs[0][1], None, limits, TEXT_CHARS)  # start the fork server
     for name, mime, data, count in docs:
-        result = decode_attachment(data, mime, None, LIMITS, TEXT_CHARS)
+        result = decode_attachment(data, mime, None, limits, TEXT_CHARS)
         assert result.skipped is None, (name, result.skipped)
-        through = timed(lambda: decode_attachment(data, mime, None, LIMITS, TEXT_CHARS), repeat)  # noqa: B023
+        through = timed(lambda: decode_attachment(data, mime, None, limits, TEXT_CHARS), repeat)  # noqa: B023
         direct = timed(lambda: BY_NAME[result.decoder or ""].load()(data, TEXT_CHARS), repeat)  # noqa: B023
         print(f"{name:6} {count:6d} {len(data) / 1e6:8.3f}MB {len(result.text) / 1e6:8.3f}Mc {through * 1e3:9.1f} "
               f"{len(data) / 1e6 / through:8.2f} {direct * 1e3:11.1f} {(through - direct) * 1e3:11.1f}")
 
 
-def bench_overhead(repeat: int) -> None:
+def bench_overhead(repeat: int, limits: DecoderSettings) -> None:
     tiny = mk.make_docx(["tiny"])
     mime = OOXML + "wordprocessingml.document"
-    through = timed(lambda: decode_attachment(tiny, mime, None, LIMITS, TEXT_CHARS), repeat * 5)
+    through = timed(lambda: decode_attachment(tiny, mime, None, limits, TEXT_CHARS), repeat * 5)
     direct = timed(lambda: BY_NAME["docx"].load()(tiny, TEXT_CHARS), repeat * 5)
     spawn = timed(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), repeat)
     cold = timed(lambda: subprocess.run([sys.executable, "-c", "import ftsd.decoders"], check=True), repeat)
@@ -126,8 +127,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller documents, fewer runs")
     args = parser.parse_args()
     sizes, repeat = ([1, 50], 2) if args.quick else ([1, 200, 2000], 3)
-    bench_types(sizes, repeat)
-    bench_overhead(repeat)
+    with DecoderSandbox() as sandbox:  # what a Runtime holds: the fork server, on its socket
+        limits = sandbox.bind(Settings(decoders=LIMITS)).decoders
+        bench_types(sizes, repeat, limits)
+        bench_overhead(repeat, limits)
     bench_pdf_libraries(sizes[1:])
 
 

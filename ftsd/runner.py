@@ -129,7 +129,7 @@ def _index_work(settings: Settings, masks: Sequence[str], prune: bool, runtime: 
             if done:
                 send(("done", done))
 
-        with WorkerPool(settings, workers) as pool:
+        with WorkerPool(settings, workers, rt.decoders) as pool:
             pool.warm_up()
 
             def one(name: str, own: IndexReport) -> None:

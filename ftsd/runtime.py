@@ -11,6 +11,7 @@ Each part has its own lock and a clear():
     workers     WorkerOptions        how indexer worker processes start (fork; forkserver in the service)
     userdb      userdb.Userdb        the users, read once and kept (passwd-file re-read when it changes)
     notices     Notices              conditions already logged once (a Maildir ftsd may not read, per user)
+    decoders    DecoderSandbox       the decoder fork server, started on first bind() (as this process's user)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from ftsd.decoders.sandbox import DecoderSandbox
 from ftsd.indexer.pool import WorkerOptions
 from ftsd.maildir import ScanCache
 from ftsd.search import TextCache
@@ -62,6 +64,7 @@ class Runtime:
     write_locks: WriteLocks = field(init=False)
     userdb: Userdb = field(init=False)
     notices: Notices = field(init=False)
+    decoders: DecoderSandbox = field(init=False)
 
     def __post_init__(self) -> None:
         self.userdb = open_userdb(self.settings)  # nothing is read until the first lookup
@@ -71,6 +74,7 @@ class Runtime:
         self.readers = ReaderPool(self.lexicons)
         self.write_locks = WriteLocks()
         self.notices = Notices()
+        self.decoders = DecoderSandbox()
 
     def clear(self) -> None:
         """Drop every cached thing (the next request reads afresh)."""
@@ -82,7 +86,8 @@ class Runtime:
         self.notices.clear()
 
     def close(self) -> None:
-        """Close the idle readers and the userdb's connection; the runtime stays usable (they are opened again on
-        demand)."""
+        """Close the idle readers and the userdb's connection, stop the decoder server; the runtime stays usable
+        (they are opened or started again on demand)."""
         self.readers.clear()
         self.userdb.close()
+        self.decoders.close()

@@ -218,7 +218,7 @@ def index_users(
     names = rt.userdb.names() if all_users else list(users)  # the userdb is read once, each user looked up once
     parallel = min(settings.fts.users_parallel, len(names))
     workers = WorkerOptions("forkserver") if parallel > 1 else rt.workers  # never fork a threaded process
-    with WorkerPool(settings, workers) as pool:
+    with WorkerPool(settings, workers, rt.decoders) as pool:
         pool.warm_up()
 
         def one(name: str, own: IndexReport) -> None:
@@ -242,7 +242,7 @@ def _autoindex(settings: Settings, rt: Runtime, user: User, boxes: Sequence[Mail
     index = user_index(settings, user, rt)
     try:
         with index.writer(lock_timeout_s=min(2.0, settings.fts.autoindex_timeout_s)) as w:
-            with WorkerPool(local, rt.workers) as pool:
+            with WorkerPool(local, rt.workers, rt.decoders) as pool:
                 for box in boxes:
                     if time.monotonic() > deadline or not sync_mailbox(user.name, box, w, pool, local, report,
                                                                          deadline=deadline):
@@ -291,7 +291,7 @@ def _search_box(
     deadline: Deadline,
 ) -> MailboxResult:
     def texts(uid: int) -> TextSource:
-        return MaildirText(box.messages[uid], settings, rt.texts)
+        return MaildirText(box.messages[uid], rt.decoders.bind(settings), rt.texts)  # attachments: its sandbox
 
     deadline.check()  # between mailboxes
     answer = MailboxSearch(searcher, box.guid, set(box.messages), texts, settings, user=name,
@@ -319,7 +319,7 @@ def search_index(
             present = searcher.indexed_uids(guid)
             if uids is not None:
                 present = present & set(uids)
-            texts = IndexTexts(searcher, guid, settings, rt.texts, _finder(user, guid, rt.scans))
+            texts = IndexTexts(searcher, guid, rt.decoders.bind(settings), rt.texts, _finder(user, guid, rt.scans))
             deadline.check()  # between mailboxes
             search = MailboxSearch(searcher, guid, present, texts, settings, user=name, keep_unreadable=True,
                                    deadline=deadline)

@@ -105,6 +105,9 @@ class DecoderSettings:
     command: str = setting("", "External decoder (fts_decoder-like): gets the content type as last argument, "
                            "bytes on stdin, prints text")
     command_types: list[str] = setting([], "MIME types (or *.ext) handed to the external decoder")
+    sandbox: str = setting("", "Unix socket of a decoder sandbox run apart (`python -m ftsd.decoders.sandbox "
+                           "--listen PATH`, as the mail user); empty: each ftsd process tree starts its own on first "
+                           "use, on a socket in a private 0700 directory")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

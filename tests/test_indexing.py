@@ -256,16 +256,28 @@ def test_worker_processes_run_niced(maildir: MailDir, make_config, tmp_path, nic
 
 
 KILLER = """\
-import os, signal, sys
+import os, signal, sys, time
 sys.stdin.buffer.read()
-# walk up from the decoder command past the decoder sandbox to the indexer worker, and kill it
-pid = os.getppid()
+# kill an indexer worker of the test's pool: the newest fork of the test process, or child of its forkserver
+# (the decoder sandbox is the runtime's, not the worker's: the worker is not among this command's ancestors)
 def cmdline(p): return open(f"/proc/{p}/cmdline", "rb").read()
-def parent(p): return int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1])
-while b"ftsd.decoders.sandbox" in cmdline(pid):
-    pid = parent(pid)
-if pid != TEST_PID:
-    os.kill(pid, signal.SIGKILL)
+def stat(p): return open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+def parent(p): return int(stat(p)[1])
+def children(p):
+    out = []
+    for name in os.listdir("/proc"):
+        try:
+            if name.isdigit() and parent(int(name)) == p:
+                out.append(int(name))
+        except OSError:
+            pass
+    return out
+own = children(TEST_PID)
+workers = [p for p in own if cmdline(p) == cmdline(TEST_PID)]
+for server in (p for p in own if b"forkserver" in cmdline(p)):
+    workers += children(server)
+os.kill(max(workers, key=lambda p: int(stat(p)[19])), signal.SIGKILL)  # by start time: not an older test's
+time.sleep(30)  # no answer: this part must not finish before the pool has seen the death
 """
 
 

@@ -24,7 +24,6 @@ LAYERS = {
 ALLOWED_STATE = {
     ("analysis", "_MARKS"): "memo table of a pure function of the Unicode database",
     ("api.app", "router"): "FastAPI route table, complete once the module is imported",
-    ("decoders.sandbox", "_client"): "one fork server per process: a child process, reset at fork",
 }
 _MUTABLE_CALLS = {"dict", "list", "set", "OrderedDict", "defaultdict", "deque", "Lock", "RLock", "Event"}
 # immutable values (frozen dataclasses, paths, read-only mapping views)

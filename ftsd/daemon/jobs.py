@@ -346,7 +346,8 @@ class JobRunner:
             sizes = {"bytes_before": r.bytes_before, "bytes_after": r.bytes_after}
             return (FAILED if r.error else DONE), sizes, r.error
         report = IndexReport()
-        with WorkerPool(self.settings, self.runtime.workers) as pool:  # index_users for one user, lock told apart
+        # index_users for one user, lock told apart
+        with WorkerPool(self.settings, self.runtime.workers, self.runtime.decoders) as pool:
             try:
                 service.index_user(self.settings, job.user, job.mailboxes, pool, report, checkpoint,
                                    prune=job.kind == "rescan", runtime=self.runtime, cancel=cancel,

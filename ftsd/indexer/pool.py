@@ -7,7 +7,9 @@ for the lost result. The pool is then started afresh, the messages of the chunk 
 one to find the one that kills its worker (it is indexed from its first MB as raw text, in this process, so that
 searches do not read it again; counted as indexed partly), and the rest are submitted again. A worker's memory is
 bounded (fts.worker_memory_mb, RLIMIT_DATA): a message that needs more raises MemoryError in that worker and is
-indexed as raw text. Workers exit when the process that owns the pool dies (see _die_with_parent).
+indexed as raw text. Workers exit when the process that owns the pool dies (see _die_with_parent). The decoder
+sandbox the workers send attachments to is the caller's (Runtime.decoders): its socket goes down to them in the
+settings (decoders.sandbox).
 
 Several users' writers may feed on one pool at once (`map` from several threads): the executor is shared, each
 `map` keeps its own bounded window, and a death restarts the pool once (the caller whose executor broke first
@@ -31,6 +33,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
+from ftsd.decoders.sandbox import DecoderSandbox
 from ftsd.indexer.pipeline import Outcome, degraded, index_message
 from ftsd.settings import Settings
 
@@ -103,10 +106,13 @@ def _work(chunk: list[Item], settings: Settings) -> list[Outcome]:
 
 
 class WorkerPool:
-    """`with WorkerPool(settings) as pool: for outcome in pool.map(items)`. One worker = in-process."""
+    """`with WorkerPool(settings, options, runtime.decoders) as pool: for outcome in pool.map(items)`. One worker =
+    in-process. Without a DecoderSandbox (tests, scripts), each attachment's child is forked by its worker."""
 
-    def __init__(self, settings: Settings, options: WorkerOptions | None = None) -> None:
+    def __init__(self, settings: Settings, options: WorkerOptions | None = None,
+                 decoders: DecoderSandbox | None = None) -> None:
         self.settings = settings
+        self.decoders = decoders
         self.options = options or WorkerOptions()
         self.size = settings.fts.workers or os.cpu_count() or 1
         self._executor: ProcessPoolExecutor | None = None
@@ -114,6 +120,8 @@ class WorkerPool:
         self.restarts = 0
 
     def __enter__(self) -> WorkerPool:
+        if self.decoders is not None:  # before the workers: they get its socket
+            self.settings = self.decoders.bind(self.settings)
         if self.size > 1:
             self._executor = self._start()
         return self

@@ -58,7 +58,7 @@ class AttachmentTexts:
         if not message.complete:  # larger than fts.max_message_bytes: the indexer keeps only its headers too
             return ""
         try:
-            text, _parts = attachment_text(message.data, self.settings)
+            text, _parts = attachment_text(message.data, self.runtime.decoders.bind(self.settings))
         except Exception as exc:  # a message the MIME parser cannot take: Dovecot's text is all there is
             self._note(user, f"parse {guid} {uid}", f"attachments not decoded ({type(exc).__name__}): indexed as "
                        "sent", guid, uid)
