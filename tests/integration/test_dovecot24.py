@@ -44,6 +44,7 @@ pytestmark = [pytest.mark.corpus, pytest.mark.slow, pytest.mark.timeout(2400)]
 
 USER = "alice"
 IN_MAILDIR = 150  # copied into the Maildir before Dovecot starts, indexed by `doveadm index -A`
+BATCH = 500  # one Solr update longer than a 1 s request timeout (at 150 a faster ftsd answered in 0.9 s)
 BY_LDA = 10  # delivered by dovecot-lda while Dovecot runs, indexed by autoindex
 
 
@@ -354,7 +355,7 @@ def test_interim_responses_keep_dovecot_waiting_for_a_slow_update(trixie_root: P
 
 def test_a_batch_longer_than_dovecots_timeout_succeeds(trixie_root: Path, corpus_dir: Path) -> None:
     """ftsd's own `102 Processing` (api/protocol.py, limits.solr_interim_s) keeps Dovecot waiting for a batch
-    that takes ftsd longer than Dovecot's request timeout (cut to 1 s here, one attempt). The same batch of 150
+    that takes ftsd longer than Dovecot's request timeout (cut to 1 s here, one attempt). The same batch of 500
     messages to an ftsd with interim responses off fails with "Request timed out" (bob); with them on (every
     0.2 s), it is indexed whole (alice), and ftsd's log shows it took longer than the timeout."""
     root = Path(tempfile.mkdtemp(prefix="ftsd-dv24-interim-", dir="/tmp"))
@@ -369,7 +370,7 @@ def test_a_batch_longer_than_dovecots_timeout_succeeds(trixie_root: Path, corpus
     quiet, chatty = servers["quiet"], servers["chatty"]
     dovecot = Dovecot24(trixie_root, root / "dovecot", chatty.url)
     try:
-        messages = _corpus(corpus_dir, "INBOX", 150)
+        messages = _corpus(corpus_dir, "INBOX", BATCH)  # ~5 ms each: well past 1 s on any machine we run
         dovecot.add_user("alice", messages)
         dovecot.add_user("bob", messages)
         timeouts = "  http_client_request_timeout = 1s\n  http_client_request_max_attempts = 1\n"
@@ -386,11 +387,11 @@ def test_a_batch_longer_than_dovecots_timeout_succeeds(trixie_root: Path, corpus
                               capture_output=True, text=True, timeout=300, check=False)
         assert done.returncode != 0 and "Request timed out" in done.stderr, done.stderr
         dovecot.doveadm("index", "-u", "alice", "INBOX")
-        took = [float(m) for m in re.findall(r"solr update ok \+150 -0 documents in ([\d.]+) ms",
+        took = [float(m) for m in re.findall(rf"solr update ok \+{BATCH} -0 documents in ([\d.]+) ms",
                                              chatty.log.read_text(errors="replace"))]
         assert len(took) == 1 and took[0] > 1000, (took, chatty.log.read_text(errors="replace")[-3000:])
-        assert chatty.count("alice", dovecot.mailbox_guid("alice")) == 150
-        print(f"Dovecot 2.4, timeout 1 s: a batch of 150 answered in {took[0] / 1000:.1f} s")
+        assert chatty.count("alice", dovecot.mailbox_guid("alice")) == BATCH
+        print(f"Dovecot 2.4, timeout 1 s: a batch of {BATCH} answered in {took[0] / 1000:.1f} s")
     finally:
         dovecot.stop()
         quiet.kill()
