@@ -196,9 +196,13 @@ def _as_mail_user(settings: Settings, rt: Runtime, name: str, work: Any) -> Any:
     user = service.get_user(settings, name, rt)
     failures: list[str] = []
     parent = os.getpid()
-    results = privileges.run_grouped(settings, [user],
-                                     lambda users, _emit: work(users[0], runner.runtime_in(settings, rt, parent)),
-                                     lambda _e: None, lambda _n, line: failures.append(line), prepare=False)
+
+    def one(users: list[User], _emit: privileges.Emit) -> Any:
+        with runner.runtime_in(settings, rt, parent) as here:
+            return work(users[0], here)
+
+    results = privileges.run_grouped(settings, [user], one, lambda _e: None,
+                                     lambda _n, line: failures.append(line), prepare=False)
     if failures:
         raise UsageError(failures[0])
     return results[0]
@@ -244,14 +248,14 @@ def _cmd_status(settings: Settings, args: argparse.Namespace, rt: Runtime) -> in
     parent = os.getpid()
 
     def work(members: list[User], _emit: privileges.Emit) -> list[tuple[str, Any, Any]]:
-        here = runner.runtime_in(settings, rt, parent)
         out: list[tuple[str, Any, Any]] = []  # (user, status, health), or (user, None, error line)
-        for user in members:
-            try:
-                out.append((user.name, service.user_status(settings, user.name, runtime=here),
-                            monitor.user_health(settings, user)))
-            except (FtsdError, OSError) as exc:
-                out.append((user.name, None, privileges.describe(exc, user.name)))
+        with runner.runtime_in(settings, rt, parent) as here:
+            for user in members:
+                try:
+                    out.append((user.name, service.user_status(settings, user.name, runtime=here),
+                                monitor.user_health(settings, user)))
+                except (FtsdError, OSError) as exc:
+                    out.append((user.name, None, privileges.describe(exc, user.name)))
         return out
 
     rows = [row for part in privileges.run_grouped(settings, users, work, lambda _e: None,

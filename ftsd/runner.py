@@ -10,12 +10,13 @@ dropped root makes a Runtime of its own: nothing opened before the fork is share
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,9 +38,18 @@ log = logging.getLogger(__name__)
 Event = tuple[Any, ...]
 
 
-def runtime_in(settings: Settings, runtime: Runtime | None, parent: int) -> Runtime:
-    """The caller's runtime in the caller's process (`parent`); a fresh one in a child that dropped root."""
-    return runtime if runtime is not None and os.getpid() == parent else Runtime(settings)
+@contextlib.contextmanager
+def runtime_in(settings: Settings, runtime: Runtime | None, parent: int) -> Iterator[Runtime]:
+    """The caller's runtime in the caller's process (`parent`); a fresh one in a child that dropped root, closed
+    at the end (the child leaves by os._exit: no finalizer would stop its decoder server or remove its socket)."""
+    if runtime is not None and os.getpid() == parent:
+        yield runtime
+        return
+    fresh = Runtime(settings)
+    try:
+        yield fresh
+    finally:
+        fresh.close()
 
 
 def resolve(settings: Settings, names: Sequence[str], fail: Callable[[str, str], None],
@@ -109,7 +119,10 @@ def _locked(emit: Emit) -> Emit:
 def _index_work(settings: Settings, masks: Sequence[str], prune: bool, runtime: Runtime | None, parent: int,
                 ) -> Callable[[list[User], Emit], Any]:
     def work(users: list[User], emit: Emit) -> IndexReport:
-        rt = runtime_in(settings, runtime, parent)
+        with runtime_in(settings, runtime, parent) as rt:
+            return body(users, emit, rt)
+
+    def body(users: list[User], emit: Emit, rt: Runtime) -> IndexReport:
         report = IndexReport()
         total = 0
         boxes: dict[str, list[str]] = {}
@@ -186,7 +199,10 @@ class OptimizeReport:
 
 def _optimize_work(settings: Settings, runtime: Runtime | None, parent: int) -> Callable[[list[User], Emit], Any]:
     def work(users: list[User], emit: Emit) -> OptimizeReport:
-        rt = runtime_in(settings, runtime, parent)
+        with runtime_in(settings, runtime, parent) as rt:
+            return body(users, emit, rt)
+
+    def body(users: list[User], emit: Emit, rt: Runtime) -> OptimizeReport:
         report = OptimizeReport()
         emit(("total_users", len(users)))
         send = _locked(emit)

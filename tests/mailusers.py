@@ -62,13 +62,16 @@ def give(top: Path, user: str, dir_mode: int = 0o700, file_mode: int = 0o600) ->
             os.chmod(path, file_mode)
 
 
-def ftsd(*args: str, user: str | None = None, umask: int = 0o022, timeout: float = 120
+def ftsd(*args: str, user: str | None = None, umask: int = 0o022, timeout: float = 120, tmpdir: Path | None = None
          ) -> subprocess.CompletedProcess[str]:
-    """Run the real `ftsd` command (as root, or as `user` with its own groups), stdout not a terminal."""
+    """Run the real `ftsd` command (as root, or as `user` with its own groups), stdout not a terminal; `tmpdir`:
+    its TMPDIR."""
     prefix: list[str] = []
     if user is not None:
         prefix = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups"]
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONPATH": str(REPO)}
+    if tmpdir is not None:
+        env["TMPDIR"] = str(tmpdir)
     return subprocess.run([*prefix, sys.executable, "-m", "ftsd", *args], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd="/", preexec_fn=lambda: os.umask(umask), check=False)
 

@@ -10,6 +10,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,8 +57,15 @@ def _assert_private(top: Path) -> None:
 
 def test_root_run_works_as_the_mail_user_with_private_modes(server: Path) -> None:
     cfg = str(server / "ftsd.toml")
-    result = ftsd("-c", cfg, "index", "-A")
-    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")  # cron: silent on success
+    tmp = Path(tempfile.mkdtemp(prefix="ftsd-test-tmpdir-", dir="/tmp"))  # a TMPDIR the mail user can reach
+    tmp.chmod(0o1777)
+    try:
+        result = ftsd("-c", cfg, "index", "-A", tmpdir=tmp)
+        assert (result.returncode, result.stdout, result.stderr) == (0, "", "")  # cron: silent on success
+        # the child that dropped root closed its runtime: no decoder socket directory left (it leaves by _exit)
+        assert list(tmp.iterdir()) == []
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     _assert_private(server / "index" / "example.org")
     # vmail itself, new mail, optimize, rescan, a search that autoindexes: still vmail's and private
     md = MailDir(server / "vmail" / "example.org" / "alice")
