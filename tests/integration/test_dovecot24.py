@@ -129,6 +129,18 @@ def _message(subject: str, body: str) -> bytes:
     return msg.as_bytes()
 
 
+
+def _timeout_configs(dovecot: Dovecot24, timeout: str, port: int, other_port: int) -> Path:
+    """Dovecot's fts solr request timeout cut to `timeout`, one attempt; its config keeps the Solr URL on `port`,
+    and the returned second config (inside the directory bound into the Debian 13 root) points at `other_port`."""
+    timeouts = f"  http_client_request_timeout = {timeout}\n  http_client_request_max_attempts = 1\n"
+    conf = dovecot.conf.read_text().replace(f"  url = {dovecot.fts_url}\n", f"  url = {dovecot.fts_url}\n{timeouts}")
+    assert timeouts in conf
+    dovecot.conf.write_text(conf)
+    other = dovecot.root / f"other-{other_port}.conf"
+    other.write_text(conf.replace(f":{port}/", f":{other_port}/"))
+    return other
+
 def test_the_root_runs_debian_13_dovecot_2_4(stack: Stack24) -> None:
     version = subprocess.run(stack.dovecot.command("dovecot", "--version"), capture_output=True, text=True,
                              check=True).stdout
@@ -330,13 +342,7 @@ def test_interim_responses_keep_dovecot_waiting_for_a_slow_update(trixie_root: P
     dovecot = Dovecot24(trixie_root, root / "dovecot", f"http://127.0.0.1:{chatty.port}/solr/dovecot/")
     try:
         dovecot.add_user(USER, _corpus(corpus_dir, "INBOX", 20))
-        timeouts = "  http_client_request_timeout = 2s\n  http_client_request_max_attempts = 1\n"
-        conf = dovecot.conf.read_text().replace(f"  url = {dovecot.fts_url}\n",
-                                                f"  url = {dovecot.fts_url}\n{timeouts}")
-        assert timeouts in conf
-        dovecot.conf.write_text(conf)
-        silent_conf = dovecot.root / "silent.conf"  # inside the directory bound into the Debian 13 root
-        silent_conf.write_text(conf.replace(f":{chatty.port}/", f":{silent.port}/"))
+        silent_conf = _timeout_configs(dovecot, "2s", chatty.port, silent.port)
         ftsd.start()
         dovecot.start()
         done = subprocess.run(dovecot.command("doveadm", "-c", str(silent_conf), "index", "-u", USER, "INBOX"),
@@ -373,13 +379,7 @@ def test_a_batch_longer_than_dovecots_timeout_succeeds(trixie_root: Path, corpus
         messages = _corpus(corpus_dir, "INBOX", BATCH)  # ~5 ms each: well past 1 s on any machine we run
         dovecot.add_user("alice", messages)
         dovecot.add_user("bob", messages)
-        timeouts = "  http_client_request_timeout = 1s\n  http_client_request_max_attempts = 1\n"
-        conf = dovecot.conf.read_text().replace(f"  url = {dovecot.fts_url}\n",
-                                                f"  url = {dovecot.fts_url}\n{timeouts}")
-        assert timeouts in conf
-        dovecot.conf.write_text(conf)
-        quiet_conf = dovecot.root / "quiet.conf"  # inside the directory bound into the Debian 13 root
-        quiet_conf.write_text(conf.replace(f":{chatty.port}/", f":{quiet.port}/"))
+        quiet_conf = _timeout_configs(dovecot, "1s", chatty.port, quiet.port)
         quiet.start()
         chatty.start()
         dovecot.start()
