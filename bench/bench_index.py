@@ -6,13 +6,7 @@ after optimize). Standalone: not collected by pytest.
     .venv/bin/python bench/bench_index.py /tmp/corpus/openbmc/corpus-openbmc [--workers N] [--runs 1]
 
 The Maildir's directory name is the user (`maildir:PARENT/%u`).
-The two benchmark corpora (unpacked from ../shared/corpus, read-only; see each SOURCE.md):
-    /tmp/corpus/sa/corpus-a              SpamAssassin: 6,262 msgs in 5 folders, 37 MB, 5.8 KB mean (2002 mail, spam)
-    /tmp/corpus/openbmc/corpus-openbmc   openbmc list 2024-26: 2,999 msgs in INBOX, 66 MB, 22 KB mean (patches, HTML,
-                                         attachments, inline images):
-        mkdir -p /tmp/corpus/openbmc && tar -I zstd -xf ../shared/corpus/openbmc-2024/openbmc-2024.maildir.tar.zst \
-            -C /tmp/corpus/openbmc
-A quick smoke Maildir of either: ../shared/tools/make-maildir.py build /tmp/obmc300 --limit 300 CORPUS/cur
+The benchmark corpora (SpamAssassin, openbmc) and how to unpack them: bench/README.md.
 """
 
 from __future__ import annotations

@@ -6,13 +6,7 @@ Standalone: not collected by pytest.
     .venv/bin/python bench/bench_search.py /tmp/corpus/sa/corpus-a [--cli 40] [--dovecot symbols,short]
     .venv/bin/python bench/bench_search.py /tmp/corpus/openbmc/corpus-openbmc [--cli 40]
 
-The two benchmark corpora (unpacked from ../shared/corpus, read-only; see each SOURCE.md):
-    /tmp/corpus/sa/corpus-a              SpamAssassin: 6,262 msgs in 5 folders, 37 MB, 5.8 KB mean (2002 mail, spam)
-    /tmp/corpus/openbmc/corpus-openbmc   openbmc list 2024-26: 2,999 msgs in INBOX, 66 MB, 22 KB mean (patches, HTML,
-                                         attachments, inline images):
-        mkdir -p /tmp/corpus/openbmc && tar -I zstd -xf ../shared/corpus/openbmc-2024/openbmc-2024.maildir.tar.zst \
-            -C /tmp/corpus/openbmc
-A quick smoke Maildir of either: ../shared/tools/make-maildir.py build /tmp/obmc300 --limit 300 CORPUS/cur
+The benchmark corpora (SpamAssassin, openbmc) and how to unpack them: bench/README.md.
     .venv/bin/python bench/bench_search.py /tmp/inbox40k --queries-from /tmp/corpus/sa/corpus-a \
         --categories phrase,punct --repeat 1 --limit-s 30
 

@@ -6,13 +6,7 @@
     .venv/bin/python bench/compare_profile.py search-variants MAILDIR [--only baseline,partial=2]
     .venv/bin/python bench/compare_profile.py search-profile MAILDIR [--copies 16]
 
-The two benchmark corpora (unpacked from ../shared/corpus, read-only; see each SOURCE.md):
-    /tmp/corpus/sa/corpus-a              SpamAssassin: 6,262 msgs in 5 folders, 37 MB, 5.8 KB mean (2002 mail, spam)
-    /tmp/corpus/openbmc/corpus-openbmc   openbmc list 2024-26: 2,999 msgs in INBOX, 66 MB, 22 KB mean (patches, HTML,
-                                         attachments, inline images):
-        mkdir -p /tmp/corpus/openbmc && tar -I zstd -xf ../shared/corpus/openbmc-2024/openbmc-2024.maildir.tar.zst \
-            -C /tmp/corpus/openbmc
-A quick smoke Maildir of either: ../shared/tools/make-maildir.py build /tmp/obmc300 --limit 300 CORPUS/cur
+The benchmark corpora (SpamAssassin, openbmc) and how to unpack them: bench/README.md.
 
 `stages`: a seeded sample of messages through the indexer's steps in ONE process, CPU time per step (read, parse,
 analyse, build the Xapian document, then the real IndexWriter's work split in its steps: lexicon check, unserialise +
