@@ -87,6 +87,17 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, step: float = 
         time.sleep(step)
 
 
+def unix_accepts(path: Path) -> bool:
+    """A server listens on the Unix socket `path` (a probe that closes its socket: httpx's transport leaves the
+    socket of a refused connection to the garbage collector, a ResourceWarning)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
 def wait_job(client: httpx.Client, job: int, timeout: float = 20.0) -> dict[str, Any]:
     def finished() -> dict[str, Any] | None:
         info: dict[str, Any] = client.get(f"/v1/jobs/{job}").json()

@@ -17,7 +17,7 @@ import httpx
 
 from ftsd.maildir import read_uidlist
 from ftsd.settings import load_settings
-from tests.api.conftest import ALICE, wait_for, wait_job
+from tests.api.conftest import ALICE, unix_accepts, wait_for, wait_job
 from tests.maildirs import MailDir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,7 +44,7 @@ def test_serve_writes_json_lines_with_the_fields_of_each_event(config: Callable[
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "JOURNAL_STREAM": ""})
     try:
-        wait_for(lambda: sock.exists() or proc.poll() is not None, timeout=20)
+        wait_for(lambda: unix_accepts(sock) or proc.poll() is not None, timeout=20)
         with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://ftsd", timeout=30) as client:
             def healthy() -> bool:
                 try:

@@ -17,7 +17,7 @@ from ftsd.api.server import is_loopback, make_server, parse_listen, tcp_socket, 
 from ftsd.cli import main
 from ftsd.errors import ConfigError
 from ftsd.settings import load_settings
-from tests.api.conftest import ALICE, wait_for, wait_job
+from tests.api.conftest import ALICE, unix_accepts, wait_for, wait_job
 
 
 def test_serve_process_queue_from_cli_and_sigterm(config: Callable[..., Path], mail: dict[str, int],
@@ -27,7 +27,7 @@ def test_serve_process_queue_from_cli_and_sigterm(config: Callable[..., Path], m
     proc = subprocess.Popen([sys.executable, "-m", "ftsd", "serve", "--allow-root", "-c", str(path)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        wait_for(lambda: sock.exists() or proc.poll() is not None, timeout=20)
+        wait_for(lambda: unix_accepts(sock) or proc.poll() is not None, timeout=20)
         with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://ftsd") as client:
             def healthy() -> bool:
                 try:
