@@ -25,7 +25,7 @@ from typing import Any
 
 from ftsd.errors import ConfigError, FtsdError, UsageError
 from ftsd.settings import Settings
-from ftsd.userdb import User
+from ftsd.userdb import User, resolve_id
 
 log = logging.getLogger(__name__)
 
@@ -63,20 +63,16 @@ def running_as() -> str:
 
 def parse_uid(value: str, origin: str) -> int:
     """A user name or number -> uid. Raises: ConfigError."""
-    if value.isdigit():
-        return int(value)
     try:
-        return pwd.getpwnam(value).pw_uid
+        return resolve_id(value, "uid")
     except KeyError:
         raise ConfigError(f"{origin}: no system user {value!r} (create it, e.g. `useradd -r vmail`)") from None
 
 
 def parse_gid(value: str, origin: str) -> int:
     """A group name or number -> gid. Raises: ConfigError."""
-    if value.isdigit():
-        return int(value)
     try:
-        return grp.getgrnam(value).gr_gid
+        return resolve_id(value, "gid")
     except KeyError:
         raise ConfigError(f"{origin}: no system group {value!r}") from None
 

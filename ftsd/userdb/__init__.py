@@ -24,12 +24,13 @@ from ftsd.userdb.base import (
     User,
     Userdb,
     UserRecord,
+    resolve_id,
     user_from_record,
     validate_user_name,
 )
 
 __all__ = ["MailLocation", "User", "UserRecord", "Userdb", "list_users", "lookup_user", "open_userdb",
-           "user_from_record", "validate_user_name"]
+           "resolve_id", "user_from_record", "validate_user_name"]
 
 
 def open_userdb(settings: Settings) -> Userdb:

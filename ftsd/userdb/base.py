@@ -65,13 +65,21 @@ def to_id(value: str | None) -> int | str | None:
     return int(value) if value.isdigit() else value or None
 
 
+def resolve_id(value: str, field: str) -> int:
+    """A uid (`field` "uid") or gid as a number: digits, or a name resolved as Dovecot does (getpwnam,
+    getgrnam). Raises: KeyError for a name the system does not know."""
+    if value.isdigit():
+        return int(value)
+    return pwd.getpwnam(value).pw_uid if field == "uid" else grp.getgrnam(value).gr_gid
+
+
 def system_id(value: int | str | None, field: str, user: str) -> int | None:
-    """A userdb uid or gid field as a number: a name is resolved as Dovecot does (getpwnam, getgrnam).
+    """A userdb uid or gid field as a number (see resolve_id).
     Raises: ConfigError naming the user and the field, for a name the system does not know."""
     if value is None or isinstance(value, int):
         return value
     try:
-        return pwd.getpwnam(value).pw_uid if field == "uid" else grp.getgrnam(value).gr_gid
+        return resolve_id(value, field)
     except KeyError:
         kind, table = ("user", "passwd") if field == "uid" else ("group", "group")
         raise ConfigError(f"{user}: userdb field {field}={value!r} is no system {kind} (`getent {table} {value}` "

@@ -21,7 +21,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -222,6 +222,19 @@ plugin {{
         conn = imaplib.IMAP4("127.0.0.1", self.port, timeout=300)
         conn.login(user, PASSWORD)
         return conn
+
+    def uid_search(self, user: str, query: str, mailbox: str = "INBOX",
+                   context: Callable[[], str] | None = None) -> list[int]:
+        """IMAP `UID SEARCH query` in `mailbox` as `user`: the UIDs, ascending (a failure shows `context()`, by
+        default the end of Dovecot's log)."""
+        conn = self.imap(user)
+        try:
+            assert conn.select(mailbox)[0] == "OK", mailbox
+            typ, data = conn.uid("SEARCH", query)
+            assert typ == "OK", f"UID SEARCH {query}: {data}\n{(context or self.log_tail)()}"
+            return sorted(int(x) for x in data[0].split())
+        finally:
+            conn.logout()
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else "(no dovecot log)"

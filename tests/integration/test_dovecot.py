@@ -135,14 +135,7 @@ class Stack:
         self.ftsd.kill()
 
     def search(self, user: str, query: str) -> list[int]:
-        conn = self.dovecot.imap(user)
-        try:
-            conn.select("INBOX")
-            typ, data = conn.uid("SEARCH", query)
-            assert typ == "OK", f"UID SEARCH {query}: {data}\n{self.dovecot.log_tail()}"
-            return sorted(int(x) for x in data[0].split())
-        finally:
-            conn.logout()
+        return self.dovecot.uid_search(user, query)
 
     def stored_texts(self, user: str) -> dict[int, dict[str, str]]:
         """uid -> the field texts Dovecot sent for each document of the user's INBOX (as ftsd stored them)."""

@@ -76,14 +76,7 @@ class Stack24:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def imap_uids(self, query: str, mailbox: str = "INBOX") -> list[int]:
-        conn = self.dovecot.imap(USER)
-        try:
-            assert conn.select(mailbox)[0] == "OK", mailbox
-            typ, data = conn.uid("SEARCH", query)
-            assert typ == "OK", f"UID SEARCH {query}: {data}\n{self.log_tails()}"
-            return sorted(int(x) for x in data[0].split())
-        finally:
-            conn.logout()
+        return self.dovecot.uid_search(USER, query, mailbox, context=self.log_tails)
 
     def guid(self, mailbox: str = "INBOX") -> str:
         return self.dovecot.mailbox_guid(USER, mailbox)

@@ -87,14 +87,7 @@ class Stack:
         self.dovecot.doveadm("index", "-u", USER, "INBOX")
 
     def search(self, query: str) -> list[int]:
-        conn = self.dovecot.imap(USER)
-        try:
-            conn.select("INBOX")
-            typ, data = conn.uid("SEARCH", query)
-            assert typ == "OK", f"UID SEARCH {query}: {data}\n{self.log_tails()}"
-            return sorted(int(x) for x in data[0].split())
-        finally:
-            conn.logout()
+        return self.dovecot.uid_search(USER, query, context=self.log_tails)
 
     def log_tails(self) -> str:
         ftsd_log = self.ftsd.log.read_text(errors="replace")[-3000:] if self.ftsd.log.exists() else ""
