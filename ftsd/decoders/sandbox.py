@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 _SERVER_GRACE_S = 10.0                    # the server enforces timeout_s; the client gives it this much more
 _READ_REQUEST_S = 5.0                     # a client sends its part at once: the loop waits no longer for it
 _SOCKET = "decoders.sock"
+_DIR_PREFIX = "ftsd-decoders-"            # + owner pid + "-" + random: the server socket's private directory
 _STOP_S = 2.0                             # how long a server may take to stop its parts before it is killed
 _QUICK_DEATH_S = 1.0                      # a server that exits with an error this soon is broken...
 _RETRY_S = 10.0                           # ...and is not started again for this long (parts are skipped)
@@ -70,7 +71,9 @@ class _Server:
 
     def __init__(self) -> None:
         self.owner_pid = os.getpid()
-        self.directory = tempfile.mkdtemp(prefix="ftsd-decoders-")  # mode 0700, ours: no other user may connect
+        _sweep_stale(tempfile.gettempdir())
+        # mode 0700, ours: no other user may connect; the pid in the name lets a later owner remove it after a kill
+        self.directory = tempfile.mkdtemp(prefix=f"{_DIR_PREFIX}{self.owner_pid}-")
         self.path = os.path.join(self.directory, _SOCKET)
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -177,6 +180,29 @@ class _Server:
         os.close(self.wake_r)
         os.close(self.wake_w)
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _sweep_stale(parent: str) -> None:
+    """Remove the socket directories that owners of this uid left when they were killed (SIGKILL, the OOM killer:
+    no finalizer ran). A directory whose owner still lives, or whose pid was reused, is left alone."""
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    uid = os.geteuid()
+    for name in names:
+        pid, dash, _ = name.removeprefix(_DIR_PREFIX).partition("-")
+        if not name.startswith(_DIR_PREFIX) or not dash or not pid.isdigit():
+            continue
+        path = os.path.join(parent, name)
+        try:
+            if os.lstat(path).st_uid != uid:
+                continue
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:  # gone meanwhile, or a live process of another user
+            continue
 
 
 def _refuse(listener: socket.socket, why: str) -> None:

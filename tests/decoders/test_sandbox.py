@@ -132,6 +132,26 @@ def test_the_server_exits_when_its_owner_is_killed(tmp_path: Path) -> None:
     assert not Path(path.decode()).parent.exists()  # and took its private directory along
 
 
+def test_a_directory_left_by_a_killed_owner_is_removed_by_the_next(tmp_path: Path) -> None:
+    # killed before any part came: no server ran to remove the directory (SIGKILL runs no finalizer)
+    script = ("from ftsd.decoders.sandbox import DecoderSandbox\nown = DecoderSandbox()\n"
+              "print(own.address(), flush=True)\ninput()\n")
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    root = Path(__file__).parents[2]
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stdin=subprocess.PIPE, cwd=root,
+                          env=env) as owner:
+        assert owner.stdout is not None
+        left = Path(owner.stdout.readline().decode().strip()).parent
+        owner.kill()
+    assert left.is_dir() and left.parent == tmp_path
+    alive = tmp_path / f"ftsd-decoders-{os.getpid()}-live"  # an owner still running: kept
+    other = tmp_path / "ftsd-decoders-notapid"  # not a name this code makes: kept
+    alive.mkdir()
+    other.mkdir()
+    sandbox._sweep_stale(str(tmp_path))
+    assert not left.exists() and alive.is_dir() and other.is_dir()
+
+
 def test_parts_are_decoded_at_once_while_one_hangs(owner: sandbox.DecoderSandbox) -> None:
     """One connection per part: a part stuck until its timeout does not hold up the others."""
     limits = _bound(owner, command="sh -c 'sleep 30'", command_types=["application/x-slow"], timeout_s=3)
