@@ -222,3 +222,46 @@ def test_userdb_uid_and_gid_names_are_resolved_and_an_unknown_one_is_one_line(se
     assert "carol@example.org: userdb field gid='nosuch-ftsd-group' is no system group" in failed[1]
     assert "3 users (2 failed)" in result.stderr
     _assert_private(server / "index" / "example.org" / "alice")  # alice: indexed as vmail, from the names
+
+
+@needs_root
+def test_an_interpreter_the_mail_user_cannot_run_is_one_line_naming_the_fix(tmp_path: Path) -> None:
+    # a pyenv under /root: the indexer's fork server and the decoder sandbox start a new interpreter as the mail user
+    import dataclasses
+    import os
+
+    from ftsd.decoders.sandbox import interpreter_problem
+    from ftsd.errors import UsageError
+    from ftsd.indexer.pool import WorkerOptions, WorkerPool
+    from ftsd.settings import Settings
+
+    private = tmp_path / "root-only"
+    private.mkdir(mode=0o700)
+    exe = private / "python3"
+    exe.write_bytes(b"")
+    exe.chmod(0o755)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child becomes nobody, as a root run's child does, and reports what it was told
+        try:
+            os.setresgid(65534, 65534, 65534)
+            os.setresuid(65534, 65534, 65534)
+            sys.executable = str(exe)
+            said = [interpreter_problem() or "none"]
+            try:
+                settings = Settings()
+                settings = dataclasses.replace(settings, fts=dataclasses.replace(settings.fts, workers=2))
+                with WorkerPool(settings, WorkerOptions("forkserver")):
+                    said.append("started")
+            except UsageError as exc:
+                said.append(str(exc))
+            os.write(write, "\n".join(said).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as reader:
+        problem, pool = reader.read().split("\n")
+    os.waitpid(pid, 0)
+    fix = "install ftsd where the mail user can run it (scripts/install: /opt/ftsd)"
+    assert problem == f"uid 65534 cannot run {exe}: {fix}"
+    assert pool.startswith("indexer workers cannot start: uid 65534 cannot run") and "users_parallel = 1" in pool

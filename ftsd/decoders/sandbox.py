@@ -118,6 +118,11 @@ class _Server:
         self._cleanup()
 
     def _spawn(self) -> None:
+        problem = interpreter_problem()
+        if problem is not None:
+            self.refused = f"the decoder sandbox cannot start: {problem}"
+            log.warning("attachments are not decoded: %s", self.refused)
+            return
         root = str(Path(ftsd.__file__).resolve().parent.parent)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
         if self.alive is not None:
@@ -180,6 +185,22 @@ class _Server:
         os.close(self.wake_r)
         os.close(self.wake_w)
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def interpreter_problem() -> str | None:
+    """Why this process's user cannot start a new interpreter of this installation (the decoder sandbox, the
+    service's indexer workers), naming the fix; None when it can. After root was dropped, an interpreter under
+    /root (pyenv) or a checkout the mail user may not read fails there with an ImportError that names neither."""
+    import xapian
+
+    needs = [(sys.executable, os.X_OK, "run"), (os.path.dirname(os.__file__), os.R_OK | os.X_OK, "read"),
+             (os.path.dirname(ftsd.__file__), os.R_OK | os.X_OK, "read"),
+             (os.path.dirname(xapian.__file__), os.R_OK | os.X_OK, "read")]
+    for path, mode, verb in needs:
+        if not os.access(path, mode):
+            return (f"uid {os.geteuid()} cannot {verb} {path}: install ftsd where the mail user can run it "
+                    "(scripts/install: /opt/ftsd)")
+    return None
 
 
 def _sweep_stale(parent: str) -> None:

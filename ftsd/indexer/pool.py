@@ -33,7 +33,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
-from ftsd.decoders.sandbox import DecoderSandbox
+from ftsd.decoders.sandbox import DecoderSandbox, interpreter_problem
+from ftsd.errors import UsageError
 from ftsd.indexer.pipeline import Outcome, degraded, index_message
 from ftsd.settings import Settings
 
@@ -136,6 +137,10 @@ class WorkerPool:
         method = self.options.start_method
         context = multiprocessing.get_context(method)
         if method == "forkserver":
+            problem = interpreter_problem()
+            if problem is not None:  # the fork server is a new interpreter, started as the user we now are
+                raise UsageError(f"indexer workers cannot start: {problem}; or set fts.users_parallel = 1 "
+                                 "(the CLI then forks its workers)")
             context.set_forkserver_preload(["ftsd.indexer.pipeline"])
         parent = os.getpid() if method == "fork" else 0
         fts = self.settings.fts
