@@ -273,6 +273,9 @@ class Uidlist:
     uids: dict[str, int]  # basename -> uid
 
 
+_HEADER_BYTES = 4096
+
+
 def read_uidlist(path: Path) -> Uidlist | None:
     """Parse a dovecot-uidlist (versions 1 and 3); None if it does not exist, is unreadable or is not a regular
     file (read_message: a symlink or FIFO planted there is never followed nor waited on)."""
@@ -309,6 +312,20 @@ def read_uidlist(path: Path) -> Uidlist | None:
         if name:
             uids[name.split(":2,", 1)[0]] = int(uid_text)
     return Uidlist(uidvalidity, next_uid, values.get("G", ""), uids)
+
+
+def uidlist_guid(path: Path) -> str | None:
+    """The mailbox GUID of a dovecot-uidlist's header line, reading only its start ("" when it names none); None
+    when the file cannot be read or its header is not in the first 4 KiB (then read it whole)."""
+    try:
+        data = read_message(path, _HEADER_BYTES, _HEADER_BYTES).data
+    except OSError:
+        return None
+    line, newline, _ = data.partition(b"\n")
+    if not newline:
+        return None
+    fields = line.decode("utf-8", "surrogateescape").split()[1:]
+    return next((item[1:] for item in fields if item.startswith("G")), "")
 
 
 def _write_uidlist(path: Path, uidlist: Uidlist) -> None:

@@ -32,9 +32,9 @@ from ftsd.maildir import (
     Mailbox,
     ScanCache,
     list_mailboxes,
-    read_uidlist,
     scan_mailbox,
     uidlist_dir,
+    uidlist_guid,
     validate_mailbox_name,
 )
 from ftsd.privileges import describe
@@ -342,8 +342,8 @@ def find_mailbox(user: User, guid: str, scans: ScanCache | None = None) -> Mailb
     if not user.maildir.is_dir():
         return None
     for name, path in list_mailboxes(user.maildir, user.follow_links, scans):
-        listed = read_uidlist(path / "dovecot-uidlist")
-        if listed is None or listed.guid == guid:
+        listed = uidlist_guid(path / "dovecot-uidlist")  # its header line: not every folder's whole uidlist
+        if listed is None or listed == guid:
             box = scan_mailbox(user.maildir, name, uidlist_dir(user), scans, user.follow_links)
             if box.guid == guid:
                 return box

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from ftsd.errors import MailboxError
-from ftsd.maildir import decode_mutf7, encode_mutf7, list_mailboxes, read_uidlist, scan_mailbox
+from ftsd.maildir import decode_mutf7, encode_mutf7, list_mailboxes, read_uidlist, scan_mailbox, uidlist_guid
 from tests.maildirs import MailDir
 
 
@@ -25,6 +25,19 @@ def test_uids_from_dovecot_uidlist(maildir: MailDir, tmp_path: Path):
     header = read_uidlist(maildir.root / "dovecot-uidlist")
     assert header is not None and box.uidvalidity == header.uidvalidity and box.guid == header.guid
     assert not (tmp_path / "state").exists()  # ftsd keeps no UIDs of its own when Dovecot has them
+
+
+def test_the_guid_is_read_from_the_uidlists_header_alone(maildir: MailDir, tmp_path: Path):
+    for i in range(300):  # a uidlist longer than the 4 KiB uidlist_guid reads
+        maildir.deliver(subject=f"m{i}")
+    path = maildir.root / "dovecot-uidlist"
+    full = read_uidlist(path)
+    assert full is not None and full.guid and path.stat().st_size > 4096
+    assert uidlist_guid(path) == full.guid
+    (tmp_path / "v1").write_text("1 1234 5\n1 1.M1P1.host\n")  # version 1: no GUID in the header
+    (tmp_path / "long").write_text("3 V1 N2 " + "X" * 5000 + "\n")  # no header within 4 KiB: read it whole
+    assert uidlist_guid(tmp_path / "v1") == "" and uidlist_guid(tmp_path / "long") is None
+    assert uidlist_guid(tmp_path / "missing") is None
 
 
 def test_file_without_uid_yet_is_pending(maildir: MailDir, tmp_path: Path):
