@@ -82,6 +82,24 @@ def test_readers_of_one_index_share_its_lexicon(maildir: MailDir, make_config):
         searcher.close()
 
 
+def test_a_search_loads_only_the_lexicon_of_its_fields_and_catches_up(maildir: MailDir, make_config):
+    settings = load_settings(make_config())
+    maildir.deliver(subject="ocelot sighting", body="the ocelot was seen", headers={"X-Token": "ocelotquux"})
+    service.index_users(settings, [USER])
+    searcher = Searcher(index_path(service.get_user(settings, USER)), Lexicons())
+    terms = searcher.piece(["subject"], "celo", 40, 3)
+    assert set(searcher.lexicon.text) == {"wS"}  # neither the body's nor the headers' words were read
+    assert "Socelot" in str(terms)
+    maildir.deliver(subject="ocelots again", body="none")  # a later commit: the loaded field catches up
+    service.index_users(settings, [USER])
+    searcher.reopen()
+    assert sorted(searcher.lexicon.expand("w", ["S"], "celo")) == ["Socelot"]  # the snapshot it was asked for
+    searcher.piece(["subject", "headers"], "celo", 40, 3)
+    assert sorted(searcher.lexicon.expand("w", ["S", "H"], "celo")) == ["Hocelotquux", "Socelot", "Socelots"]
+    assert set(searcher.lexicon.text) == {"wS", "wH"}
+    searcher.close()
+
+
 def _deep_check(settings) -> str:
     """`ftsd check --deep`'s finding for the user ("" = sound)."""
     return monitor.user_health(settings, service.get_user(settings, USER), deep=True).damaged

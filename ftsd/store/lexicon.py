@@ -7,8 +7,8 @@ chunk per commit and (kind, field) with the entries the index did not have yet. 
 until optimize rebuilds the lexicon from Xapian's term list: the lexicon is a superset of the stored entries, and
 an entry without documents costs a lookup, never a wrong answer.
 
-The reader keeps one newline-separated string per (kind, field) and scans it with str.find (memory speed: ~1 ms
-per MB); each hit's line is an entry containing the query string.
+The reader loads a (kind, field) when a lookup first needs it, keeps it as one newline-separated UTF-8 byte string
+and scans it with bytes.find (memory speed: ~1 ms per MB); each hit's line is an entry containing the query string.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def missing(db: Any, partial: int) -> tuple[int, int]:
     """(entries the index stores but its lexicon lacks, entries stored): a search would miss the former."""
     lexicon = Lexicon()
     lexicon.refresh(db)
-    listed = {kp: set(text.split("\n")) for kp, text in lexicon.text.items()}
+    listed = {kp: set(text.decode("utf-8", "replace").split("\n")) for kp, text in lexicon.text.items()}
     stored = stored_entries(db, partial)
     lacking = sum(len(set(entries) - listed.get(kp, set())) for kp, entries in stored.items())
     return lacking, sum(map(len, stored.values()))
@@ -135,53 +135,60 @@ def _chunks(entries: list[str]) -> Iterable[list[str]]:
 
 
 class Lexicon:
-    """Reader side: the lexicon of one open database, refreshed when its revision changes. Shared by the
-    threads that search one index: `text` is replaced, never changed in place, so a lookup scans a consistent
-    snapshot outside the lock."""
+    """Reader side: the lexicon of one open database. Each (kind, field) is loaded on its first lookup and caught
+    up when the database's revision moved: a SUBJECT or BODY search never loads the headers' words, which on real
+    mail (signatures, message ids) are most of it. Kept as UTF-8 bytes, as stored: no decoding at load, one byte per
+    ASCII character, and a UTF-8 needle found in UTF-8 text is a substring of the text. Shared by the threads that
+    search one index: `text` is replaced, never changed in place, so a lookup scans a consistent snapshot outside
+    the lock."""
 
     def __init__(self) -> None:
-        self.revision = -1
-        self.keys: set[bytes] = set()
-        self.text: dict[str, str] = {}
+        self.loaded: dict[str, tuple[int, frozenset[bytes]]] = {}  # kind + field prefix -> (revision, chunk keys)
+        self.text: dict[str, bytes] = {}  # kind + field prefix -> b"\n" + entries + b"\n"
         # the same string is often looked up again: per mailbox of one search, or a webmail paging
         self._expanded: dict[tuple[str, tuple[str, ...], str], list[str]] = {}
         self._lock = threading.Lock()
 
-    def refresh(self, db: Any) -> None:
-        """Catch up with `db` (never goes back: readers of older revisions share it, and a lexicon only grows
-        between rebuilds, which optimize does in a new directory)."""
-        with self._lock:
-            if db.get_revision() > self.revision:
-                self._refresh(db)
-
-    def _refresh(self, db: Any) -> None:
+    def refresh(self, db: Any, kind_prefixes: Iterable[str] | None = None) -> None:
+        """Catch these (kind + field prefix; None: every one stored) up with `db` (never going back: readers of
+        older revisions share it, and a lexicon only grows between rebuilds, which optimize does in a new
+        directory)."""
         revision = db.get_revision()
-        keys = set(db.metadata_keys(schema.META_LEXICON))
+        if kind_prefixes is None:
+            start = len(schema.META_LEXICON)
+            kind_prefixes = {key[start : start + 2].decode() for key in db.metadata_keys(schema.META_LEXICON)}
+        with self._lock:
+            stale = [kp for kp in kind_prefixes if self.loaded.get(kp, (-1,))[0] < revision]
+            if stale:
+                self._refresh(db, revision, stale)
+
+    def _refresh(self, db: Any, revision: int, kind_prefixes: list[str]) -> None:
         text = dict(self.text)
-        if not self.keys <= keys:  # rebuilt: start afresh
-            self.keys, text = set(), {}
-        new: dict[str, list[str]] = defaultdict(list)
-        start = len(schema.META_LEXICON)
-        for key in sorted(keys - self.keys):
-            value = db.get_metadata(key)
-            if value:
-                new[key[start : start + 2].decode()].append(value.decode("utf-8", "replace"))
-        for kind_prefix, chunks in new.items():
-            text[kind_prefix] = text.get(kind_prefix, "\n") + "\n".join(chunks) + "\n"
-        if keys != self.keys:
-            self._expanded = {}
-        self.keys, self.text = keys, text
-        self.revision = revision
+        loaded = dict(self.loaded)
+        for kind_prefix in kind_prefixes:
+            keys = frozenset(db.metadata_keys(f"{schema.META_LEXICON}{kind_prefix}."))
+            had = loaded.get(kind_prefix, (-1, frozenset[bytes]()))[1]
+            if not had <= keys:  # rebuilt: start afresh
+                had = frozenset()
+                text.pop(kind_prefix, None)
+            chunks = [value for key in sorted(keys - had) if (value := db.get_metadata(key))]
+            if chunks:
+                text[kind_prefix] = text.get(kind_prefix, b"\n") + b"\n".join(chunks) + b"\n"
+            if keys != had:
+                self._expanded = {}
+            loaded[kind_prefix] = (revision, keys)
+        self.loaded, self.text = loaded, text
 
     def expand(self, kind: str, prefixes: Sequence[str], needle: str) -> list[str]:
-        """Terms (prefix + entry) of the entries of these fields that contain `needle` (no newline)."""
+        """Terms (prefix + entry) of the entries of these fields that contain `needle` (no newline); refresh()
+        those fields first."""
         key = (kind, tuple(prefixes), needle)
         with self._lock:
             cached = self._expanded.get(key)
             text, expanded = self.text, self._expanded
         if cached is not None:
             return cached
-        found = self._scan(text, kind, prefixes, needle)
+        found = self._scan(text, kind, prefixes, needle.encode("utf-8", "surrogatepass"))
         with self._lock:
             if self._expanded is expanded:  # not refreshed meanwhile: the answer is still current
                 if len(expanded) >= EXPANSIONS_KEPT:
@@ -190,7 +197,7 @@ class Lexicon:
         return found
 
     @staticmethod
-    def _scan(texts: dict[str, str], kind: str, prefixes: Sequence[str], needle: str) -> list[str]:
+    def _scan(texts: dict[str, bytes], kind: str, prefixes: Sequence[str], needle: bytes) -> list[str]:
         out: list[str] = []
         for prefix in prefixes:
             text = texts.get(kind + prefix)
@@ -199,8 +206,8 @@ class Lexicon:
             find, rfind = text.find, text.rfind
             pos = find(needle)
             while pos >= 0:
-                end = find("\n", pos)
-                out.append(prefix + text[rfind("\n", 0, pos) + 1 : end])
+                end = find(b"\n", pos)
+                out.append(prefix + text[rfind(b"\n", 0, pos) + 1 : end].decode("utf-8", "replace"))
                 pos = find(needle, end)
         return list(dict.fromkeys(out))  # chunks of different commits may repeat an entry
 

@@ -85,11 +85,12 @@ class Searcher:
                 return self.or_([_gram(schema.FIELD_PREFIXES[name], run, *common) for name in fields])
             terms = [schema.FIELD_PREFIXES[name] + run for name in fields]
         else:
-            with self._xapian("reading the lexicon"):
-                self.lexicon.refresh(self.db)
             needle = run[:exact_chars]
             kind = schema.MARKS if mark else schema.WORDS if is_word(needle) else schema.CHUNKS
-            terms = self.lexicon.expand(kind, [schema.FIELD_PREFIXES[name] for name in fields], needle)
+            prefixes = [schema.FIELD_PREFIXES[name] for name in fields]
+            with self._xapian("reading the lexicon"):
+                self.lexicon.refresh(self.db, [kind + prefix for prefix in prefixes])
+            terms = self.lexicon.expand(kind, prefixes, needle)
         if not terms:
             return xapian.Query.MatchNothing
         return xapian.Query(xapian.Query.OP_OR, terms) if len(terms) > 1 else xapian.Query(terms[0])
