@@ -22,6 +22,7 @@
   + ClusterError         cluster mode: PostgreSQL unreachable 75   503  (run again later)
   + TooLargeError        a request (part) over a size limit   65   413  (the message names it)
   + SearchTimeoutError   past limits.search_time_s            75   503  (run again later)
+  + BusyError            limits.searches_per_user running     75   429  (run again later)
 
 Library errors carry no exit code or status: OUTCOMES below is the one table both front-ends read (the CLI's
 exit code, sysexits(3) style; the HTTP status and error code), looked up along the class hierarchy, so a new
@@ -113,6 +114,10 @@ class SearchTimeoutError(FtsdError):
     """A search ran longer than limits.search_time_s and was stopped."""
 
 
+class BusyError(FtsdError):
+    """The user already has limits.searches_per_user searches running; the message names the setting."""
+
+
 class Outcome(NamedTuple):
     """How front-ends report an error class: CLI exit code, HTTP status, machine-readable error code."""
 
@@ -129,6 +134,7 @@ OUTCOMES: dict[type[FtsdError], Outcome] = {
     QueryError: Outcome(2, 400, "bad_query"),
     TooLargeError: Outcome(65, 413, "body_too_large"),
     SearchTimeoutError: Outcome(75, 503, "search_timeout"),
+    BusyError: Outcome(75, 429, "too_many_searches"),
     ClusterError: Outcome(75, 503, "coordinator_unavailable"),
     UsageError: Outcome(2, 400, "bad_request"),
     ConfigError: Outcome(78, 500, "config_error"),

@@ -11,15 +11,19 @@ Each part has its own lock and a clear():
     workers     WorkerOptions        how indexer worker processes start (fork; forkserver in the service)
     userdb      userdb.Userdb        the users, read once and kept (passwd-file re-read when it changes)
     notices     Notices              conditions already logged once (a Maildir ftsd may not read, per user)
+    searches    SearchSlots          searches running per user (limits.searches_per_user)
     decoders    DecoderSandbox       the decoder fork server, started on first bind() (as this process's user)
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ftsd.decoders.sandbox import DecoderSandbox
+from ftsd.errors import BusyError
 from ftsd.indexer.pool import WorkerOptions
 from ftsd.maildir import ScanCache
 from ftsd.search import TextCache
@@ -51,6 +55,33 @@ class Notices:
             self._seen.clear()
 
 
+class SearchSlots:
+    """Searches running per user, at most `limit` each (0: no limit). Holds only the users searching now: its
+    size is bounded by the concurrent requests, never by the number of users."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._running: dict[str, int] = {}
+
+    @contextmanager
+    def hold(self, user: str) -> Iterator[None]:
+        """One slot of `user` for the duration of the block. Raises: BusyError when all are taken."""
+        with self._lock:
+            running = self._running.get(user, 0)
+            if self.limit and running >= self.limit:
+                raise BusyError(f"{user}: {running} searches running already (limits.searches_per_user = "
+                                f"{self.limit}): try again when one has answered")
+            self._running[user] = running + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                running = self._running.pop(user) - 1
+                if running:
+                    self._running[user] = running
+
+
 @dataclass(slots=True)
 class Runtime:
     """Caches, reader pool, write locks and worker options of one process. `Runtime(settings)`; close() at exit."""
@@ -64,6 +95,7 @@ class Runtime:
     write_locks: WriteLocks = field(init=False)
     userdb: Userdb = field(init=False)
     notices: Notices = field(init=False)
+    searches: SearchSlots = field(init=False)
     decoders: DecoderSandbox = field(init=False)
 
     def __post_init__(self) -> None:
@@ -74,6 +106,7 @@ class Runtime:
         self.readers = ReaderPool(self.lexicons)
         self.write_locks = WriteLocks()
         self.notices = Notices()
+        self.searches = SearchSlots(self.settings.limits.searches_per_user)
         self.decoders = DecoderSandbox()
 
     def clear(self) -> None:

@@ -260,9 +260,15 @@ def search(
     runtime: Runtime | None = None,
 ) -> list[MailboxResult]:
     """Matching UIDs per mailbox (`*` = every mailbox). Raises: UnknownUserError, MailboxError,
-    SearchTimeoutError (past limits.search_time_s)."""
-    deadline = Deadline.after(settings.limits.search_time_s)
+    SearchTimeoutError (past limits.search_time_s), BusyError (limits.searches_per_user running)."""
     rt = _runtime(settings, runtime)
+    with rt.searches.hold(name):
+        return _search(settings, rt, name, mailboxes, query, autoindex)
+
+
+def _search(settings: Settings, rt: Runtime, name: str, mailboxes: Sequence[str], query: Node,
+            autoindex: bool | None) -> list[MailboxResult]:
+    deadline = Deadline.after(settings.limits.search_time_s)
     user = get_user(settings, name, rt)
     boxes = _mailboxes(rt, user, mailboxes or ["INBOX"])
     index = user_index(settings, user, rt)
@@ -305,11 +311,12 @@ def search_index(
 ) -> dict[str, list[int]]:
     """Matching UIDs per mailbox GUID among the documents of the user's index (the Solr bridge: no Maildir scan;
     documents are checked against the texts they keep, or the message file when this host has it).
-    `mailboxes`/`uids`: only these (None: all). Raises: UnknownUserError, StoreError, SearchTimeoutError."""
+    `mailboxes`/`uids`: only these (None: all). Raises: UnknownUserError, StoreError, SearchTimeoutError,
+    BusyError."""
     deadline = Deadline.after(settings.limits.search_time_s)
     rt = _runtime(settings, runtime)
     user = rt.userdb.lookup(name)
-    with user_index(settings, user, rt).reader() as searcher:
+    with rt.searches.hold(name), user_index(settings, user, rt).reader() as searcher:
         if searcher is None:  # nothing indexed yet for this user: no hits (the last-UID lookup then means 0)
             return {}
         out: dict[str, list[int]] = {}

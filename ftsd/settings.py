@@ -165,6 +165,9 @@ class LimitSettings:
                                     "or <id>)")
     search_time_s: float = setting(30.0, "A search still running after this many seconds stops and answers 503 "
                                    "(CLI: exit 1); 0 = no limit")
+    searches_per_user: int = setting(8, "Searches of one user running at once in the service (JSON and Solr "
+                                     "routes); one more answers 429 at once, so one user's burst of costly "
+                                     "searches cannot hold every request thread; 0 = no limit")
     update_bytes: int = setting(512_000_000, "Largest Solr update request body (bytes on the wire): the documents "
                                 "before the limit are committed, the request answers 413")
     update_doc_bytes: int = setting(128_000_000, "Largest single <doc> of a Solr update (bytes on the wire); the "

@@ -57,7 +57,9 @@ def test_threads_share_one_runtime_and_answer_as_one_thread(shape: str, tmp_path
                                                             make_config: Callable[..., Path]) -> None:
     users, folders, most, thread_count = SHAPES[shape]
     _deliver(tmp_path / "vmail", users, folders, most)
-    settings = load_settings(make_config(fts={"workers": 1, "autoindex_exclude": [], "lock_timeout_s": 5.0}))
+    # searches_per_user off: many threads on few users on purpose (the cap has a test of its own, tests/api)
+    settings = load_settings(make_config(fts={"workers": 1, "autoindex_exclude": [], "lock_timeout_s": 5.0},
+                                         limits={"searches_per_user": 0}))
     nodes = [parse_query(q) for q in QUERIES]
     assert not service.index_users(settings, users[: len(users) // 2]).failed  # half indexed, half not yet
     one = Runtime(settings)

@@ -64,7 +64,7 @@ async def _ftsd_error(request: Request, exc: Exception) -> JSONResponse:
     status, code = status_of(exc)
     if status >= 500:
         log.error("%s %s: %s", request.method, request.url.path, exc)
-    headers = {"Retry-After": "5"} if status == 503 else None
+    headers = {"Retry-After": "5"} if status in (429, 503) else None
     return error_response(status, code, str(exc), headers)
 
 

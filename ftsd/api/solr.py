@@ -30,7 +30,7 @@ _FORM = "application/x-www-form-urlencoded"
 
 
 def _send(reply: solr.SolrReply) -> Response:
-    headers = {"Retry-After": "1"} if reply.status == 503 else None
+    headers = {"Retry-After": "1"} if reply.status in (429, 503) else None
     return Response(reply.body, status_code=reply.status, media_type=reply.media_type, headers=headers)
 
 

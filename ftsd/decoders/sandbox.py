@@ -44,6 +44,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import lxml
+
 import ftsd
 from ftsd.decoders import BY_NAME, REGISTRY, Decoded, Decoder
 from ftsd.decoders.external import run_command
@@ -191,11 +193,9 @@ def interpreter_problem() -> str | None:
     """Why this process's user cannot start a new interpreter of this installation (the decoder sandbox, the
     service's indexer workers), naming the fix; None when it can. After root was dropped, an interpreter under
     /root (pyenv) or a checkout the mail user may not read fails there with an ImportError that names neither."""
-    import xapian
-
     needs = [(sys.executable, os.X_OK, "run"), (os.path.dirname(os.__file__), os.R_OK | os.X_OK, "read"),
              (os.path.dirname(ftsd.__file__), os.R_OK | os.X_OK, "read"),
-             (os.path.dirname(xapian.__file__), os.R_OK | os.X_OK, "read")]
+             (os.path.dirname(os.path.dirname(lxml.__file__)), os.R_OK | os.X_OK, "read")]  # the dependencies
     for path, mode, verb in needs:
         if not os.access(path, mode):
             return (f"uid {os.geteuid()} cannot {verb} {path}: install ftsd where the mail user can run it "

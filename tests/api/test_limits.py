@@ -21,7 +21,7 @@ from ftsd.errors import ConfigError, QueryCostError
 from ftsd.query import Or, parse_argv, parse_query
 from ftsd.settings import LimitSettings, load_settings, settings_from_dict
 from ftsd.solr.lucene import parse_lucene
-from tests.api.conftest import ALICE, Server, start_server, wait_for
+from tests.api.conftest import ALICE, BOB, Server, start_server, wait_for
 
 BOX = "d43fe7122fb4056bee46000083ecc375"
 MB = 1 << 20
@@ -225,6 +225,27 @@ def test_a_search_past_its_time_budget_answers_503(config: Callable[..., Path], 
             assert "limits.search_time_s" in reply.json()["error"]["message"]
             assert _select(client, "body:hello").status_code == 503
             assert client.get("/healthz").status_code == 200
+    finally:
+        running.stop()
+
+
+def test_a_users_searches_past_searches_per_user_answer_429_and_others_search_on(
+        config: Callable[..., Path], mail: dict[str, int]) -> None:
+    running = start_server(config(limits={"searches_per_user": 2}))
+    slots = running.uvicorn.config.app.state.ftsd.runtime.searches  # the service's own, as two slow searches hold it
+    try:
+        with running.uds() as client:
+            search = {"query": "TEXT hello", "mailboxes": ["*"]}
+            with slots.hold(ALICE), slots.hold(ALICE):
+                busy = client.post(f"/v1/users/{ALICE}/search", json=search)
+                assert busy.status_code == 429 and busy.json()["error"]["code"] == "too_many_searches"
+                assert "limits.searches_per_user" in busy.json()["error"]["message"]
+                assert busy.headers["Retry-After"]
+                assert _select(client, "body:hello").status_code == 429
+                assert client.post(f"/v1/users/{BOB}/search", json=search).status_code == 200  # another user
+            assert client.post(f"/v1/users/{ALICE}/search", json=search).status_code == 200  # slots given back
+            assert _select(client, "body:hello").status_code == 200
+            assert not slots._running  # nothing kept for users not searching
     finally:
         running.stop()
 
