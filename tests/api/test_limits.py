@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -232,7 +233,8 @@ def test_a_search_past_its_time_budget_answers_503(config: Callable[..., Path], 
 def test_a_users_searches_past_searches_per_user_answer_429_and_others_search_on(
         config: Callable[..., Path], mail: dict[str, int]) -> None:
     running = start_server(config(limits={"searches_per_user": 2}))
-    slots = running.uvicorn.config.app.state.ftsd.runtime.searches  # the service's own, as two slow searches hold it
+    app: Any = running.uvicorn.config.app
+    slots = app.state.ftsd.runtime.searches  # the service's own, as two slow searches would hold it
     try:
         with running.uds() as client:
             search = {"query": "TEXT hello", "mailboxes": ["*"]}
