@@ -1,0 +1,231 @@
+/* ftsd._native: the per-token loops of analysis.py and store/schema.py for the common case, in C.
+
+   ascii_terms / ascii_marks: the words, long words (windowed), chunks and marks of searchable ASCII text, in one
+   pass (analysis.py: Analyzer._terms, chunks_of, Analyzer._marks give the same sets; the short grams stay there).
+   term_records: a field's serialised Xapian term records (store/schema.py: _term_records gives the same bytes).
+
+   Every function has a pure-Python twin that is the reference: tests/test_native.py holds them equal. The input is
+   untrusted mail text: every index is checked against the text's length, and nothing here can overflow (lengths
+   are Py_ssize_t of objects that exist; sums are checked). */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ASCII character classes: W = \w ([A-Za-z0-9_]), L = a letter or "@" (the _ASCII_RUN look-arounds), D = a digit */
+enum { W = 1, L = 2, D = 4 };
+static unsigned char cls[256];
+
+static void init_classes(void) {
+    for (int c = 0; c < 128; c++) {
+        unsigned char k = 0;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) k = W | L;
+        else if (c >= '0' && c <= '9') k = W | D;
+        else if (c == '_') k = W;
+        else if (c == '@') k = L;
+        cls[c] = k;
+    }
+}
+
+#define IS_WORD(c) (cls[(unsigned char)(c)] & W)
+
+/* A new str holding s[0:len] (ASCII). */
+static PyObject *ascii_str(const char *s, Py_ssize_t len) {
+    PyObject *out = PyUnicode_New(len, 127);
+    if (out != NULL) memcpy(PyUnicode_DATA(out), s, (size_t)len);
+    return out;
+}
+
+/* Adds s[0:len] to `set` (a new set or frozenset); 0 or -1 with an exception. */
+static int add_str(PyObject *set, const char *s, Py_ssize_t len) {
+    PyObject *str = ascii_str(s, len);
+    if (str == NULL) return -1;
+    int rc = PySet_Add(set, str);
+    Py_DECREF(str);
+    return rc;
+}
+
+/* analysis._windows: s[0:len] itself up to `window` characters, else overlapping `window`-character slices every
+   `step` characters, the last one reaching the end. */
+static int add_windows(PyObject *set, const char *s, Py_ssize_t len, Py_ssize_t step, Py_ssize_t window) {
+    if (len <= window) return add_str(set, s, len);
+    for (Py_ssize_t i = 0;;) {
+        Py_ssize_t rest = len - i;
+        if (add_str(set, s + i, rest < window ? rest : window) < 0) return -1;
+        if (window >= rest || step >= rest) return 0;
+        i += step;
+    }
+}
+
+typedef struct {
+    PyObject *words;      /* set: every word (the short grams are made from these) */
+    PyObject *long_words; /* frozenset: words of >= partial characters, windowed */
+    PyObject *chunks;     /* frozenset: cores of space-separated pieces with two words or more, windowed */
+    PyObject *marks;      /* frozenset: maximal non-word runs with a non-space, the longest space run, windowed */
+} Found;
+
+static void found_clear(Found *f) {
+    Py_CLEAR(f->words);
+    Py_CLEAR(f->long_words);
+    Py_CLEAR(f->chunks);
+    Py_CLEAR(f->marks);
+}
+
+/* The chunk s[first:end] of a space-separated piece, from its first to its last word character, if the piece has
+   two words or more (one word: all word characters, not a chunk). */
+static int flush_chunk(Found *f, const char *s, Py_ssize_t first, Py_ssize_t end, Py_ssize_t words,
+                       Py_ssize_t step, Py_ssize_t window) {
+    if (f->chunks == NULL || words < 2) return 0;
+    return add_windows(f->chunks, s + first, end - first, step, window);
+}
+
+/* One pass over s[0:n]: fills the sets of `f` that are not NULL. */
+static int scan(Found *f, const char *s, Py_ssize_t n, Py_ssize_t partial, Py_ssize_t step, Py_ssize_t window) {
+    Py_ssize_t chunk_first = 0, chunk_end = 0, chunk_words = 0; /* the current space-separated piece */
+    Py_ssize_t spaces = 0, longest_spaces = 0;
+    Py_ssize_t i = 0;
+    while (i < n) {
+        Py_ssize_t j = i;
+        if (IS_WORD(s[i])) {
+            while (j < n && IS_WORD(s[j])) j++;
+            if (f->words != NULL) {
+                Py_ssize_t len = j - i;
+                /* a lone "_" is a run of its own (ICU: not word-like) unless "@" joins it to a neighbour */
+                int keep = !(len == 1 && s[i] == '_') || (i > 0 && s[i - 1] == '@') || (j < n && s[j] == '@');
+                if (keep) {
+                    PyObject *word = ascii_str(s + i, len);
+                    if (word == NULL) return -1;
+                    int rc = PySet_Add(f->words, word);
+                    if (rc == 0 && len >= partial) {
+                        rc = len <= window ? PySet_Add(f->long_words, word)
+                                           : add_windows(f->long_words, s + i, len, step, window);
+                    }
+                    Py_DECREF(word);
+                    if (rc < 0) return -1;
+                }
+            }
+            if (chunk_words == 0) chunk_first = i;
+            chunk_words++;
+            chunk_end = j;
+            spaces = 0;
+        } else {
+            int other = 0; /* a non-space character in this non-word run */
+            for (; j < n && !IS_WORD(s[j]); j++) {
+                if (s[j] == ' ') {
+                    if (flush_chunk(f, s, chunk_first, chunk_end, chunk_words, step, window) < 0)
+                        return -1;
+                    chunk_words = 0;
+                    if (++spaces > longest_spaces) longest_spaces = spaces;
+                } else {
+                    other = 1;
+                    spaces = 0;
+                }
+            }
+            if (other && f->marks != NULL && add_windows(f->marks, s + i, j - i, step, window) < 0) return -1;
+        }
+        i = j;
+    }
+    if (flush_chunk(f, s, chunk_first, chunk_end, chunk_words, step, window) < 0) return -1;
+    if (longest_spaces > 0 && f->marks != NULL) {
+        /* runs of spaces only: the longest stands for all (a run of spaces is never longer than the text) */
+        Py_ssize_t len = longest_spaces < window ? longest_spaces : window;
+        PyObject *str = PyUnicode_New(len, 127);
+        if (str == NULL) return -1;
+        memset(PyUnicode_DATA(str), ' ', (size_t)len);
+        int rc = PySet_Add(f->marks, str);
+        Py_DECREF(str);
+        if (rc < 0) return -1;
+    }
+    return 0;
+}
+
+/* The ASCII text of `text` (a str), or NULL with TypeError/ValueError. */
+static const char *ascii_of(PyObject *text, Py_ssize_t *n) {
+    if (!PyUnicode_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "text must be a str");
+        return NULL;
+    }
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(text) < 0) return NULL;
+#endif
+    if (!PyUnicode_IS_ASCII(text)) {
+        PyErr_SetString(PyExc_ValueError, "text must be ASCII");
+        return NULL;
+    }
+    *n = PyUnicode_GET_LENGTH(text);
+    return (const char *)PyUnicode_DATA(text);
+}
+
+static int check_sizes(Py_ssize_t step, Py_ssize_t window) {
+    if (step < 1 || window < 1) {
+        PyErr_SetString(PyExc_ValueError, "step and window must be >= 1");
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(ascii_terms_doc,
+"ascii_terms(text, partial, step, window, marks)\n--\n\n"
+"(words, long words, chunks, marks) of searchable ASCII text: a set and three frozensets (marks empty unless\n"
+"`marks`).");
+
+static PyObject *ascii_terms(PyObject *self, PyObject *args) {
+    PyObject *text;
+    Py_ssize_t partial, step, window;
+    int want_marks;
+    if (!PyArg_ParseTuple(args, "Unnnp:ascii_terms", &text, &partial, &step, &window, &want_marks)) return NULL;
+    Py_ssize_t n;
+    const char *s = ascii_of(text, &n);
+    if (s == NULL || check_sizes(step, window) < 0) return NULL;
+    Found f = {PySet_New(NULL), PyFrozenSet_New(NULL), PyFrozenSet_New(NULL),
+               want_marks ? PyFrozenSet_New(NULL) : NULL};
+    if (f.words == NULL || f.long_words == NULL || f.chunks == NULL || (want_marks && f.marks == NULL) ||
+        scan(&f, s, n, partial, step, window) < 0) {
+        found_clear(&f);
+        return NULL;
+    }
+    if (!want_marks && (f.marks = PyFrozenSet_New(NULL)) == NULL) {
+        found_clear(&f);
+        return NULL;
+    }
+    PyObject *out = PyTuple_Pack(4, f.words, f.long_words, f.chunks, f.marks);
+    found_clear(&f);
+    return out;
+}
+
+PyDoc_STRVAR(ascii_marks_doc,
+"ascii_marks(text, step, window)\n--\n\n"
+"The marks of searchable ASCII text: a frozenset.");
+
+static PyObject *ascii_marks(PyObject *self, PyObject *args) {
+    PyObject *text;
+    Py_ssize_t step, window;
+    if (!PyArg_ParseTuple(args, "Unn:ascii_marks", &text, &step, &window)) return NULL;
+    Py_ssize_t n;
+    const char *s = ascii_of(text, &n);
+    if (s == NULL || check_sizes(step, window) < 0) return NULL;
+    Found f = {NULL, NULL, NULL, PyFrozenSet_New(NULL)};
+    if (f.marks == NULL || scan(&f, s, n, 0, step, window) < 0) {
+        found_clear(&f);
+        return NULL;
+    }
+    return f.marks;
+}
+
+static PyMethodDef methods[] = {
+    {"ascii_terms", ascii_terms, METH_VARARGS, ascii_terms_doc},
+    {"ascii_marks", ascii_marks, METH_VARARGS, ascii_marks_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "ftsd._native",
+    "Compiled twins of ftsd's per-token loops (analysis.py, store/schema.py); the Python code is the fallback.",
+    -1, methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__native(void) {
+    init_classes();
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,6 @@
+# ftsd/_native.c: compiled twins of analysis.py's and store/schema.py's per-token loops (see there).
+
+def ascii_terms(
+    text: str, partial: int, step: int, window: int, marks: bool, /
+) -> tuple[set[str], frozenset[str], frozenset[str], frozenset[str]]: ...
+def ascii_marks(text: str, step: int, window: int, /) -> frozenset[str]: ...
