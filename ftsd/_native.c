@@ -213,9 +213,142 @@ static PyObject *ascii_marks(PyObject *self, PyObject *args) {
     return f.marks;
 }
 
+/* ---- store/schema.py: a field's term records ---- */
+
+typedef struct {
+    PyObject *str; /* a strong reference: `bytes` points into it (its cached UTF-8) */
+    const char *bytes;
+    Py_ssize_t len;
+} Term;
+
+static int term_cmp(const void *a, const void *b) {
+    const Term *x = a, *y = b;
+    size_t n = (size_t)(x->len < y->len ? x->len : y->len);
+    int c = memcmp(x->bytes, y->bytes, n);
+    if (c != 0) return c;
+    return (x->len > y->len) - (x->len < y->len);
+}
+
+/* Xapian's encode_length (api/serialise.h): one byte below 255, else 0xff and n - 255 in 7-bit groups, low first,
+   the last with its high bit set. Writes to `out` when not NULL; returns the length (at most 11 bytes). */
+static size_t encode_length(size_t n, unsigned char *out) {
+    if (n < 255) {
+        if (out) out[0] = (unsigned char)n;
+        return 1;
+    }
+    size_t k = 0;
+    if (out) out[k] = 0xff;
+    k++;
+    n -= 255;
+    while (n > 0x7f) {
+        if (out) out[k] = (unsigned char)(n & 0x7f);
+        k++;
+        n >>= 7;
+    }
+    if (out) out[k] = (unsigned char)(n | 0x80);
+    return k + 1;
+}
+
+PyDoc_STRVAR(term_records_doc,
+"term_records(prefix, *term_sets)\n--\n\n"
+"(number of distinct terms, their records) of a field: Xapian 1.4's serialised term list entries (length,\n"
+"prefix + term, wdf 1, no positions) of the union of the sets of str, sorted by their UTF-8 bytes.");
+
+static PyObject *term_records(PyObject *self, PyObject *args) {
+    Py_ssize_t nargs = PyTuple_GET_SIZE(args);
+    if (nargs < 1 || !PyBytes_Check(PyTuple_GET_ITEM(args, 0))) {
+        PyErr_SetString(PyExc_TypeError, "term_records(prefix: bytes, *term_sets)");
+        return NULL;
+    }
+    PyObject *prefix = PyTuple_GET_ITEM(args, 0);
+    size_t plen = (size_t)PyBytes_GET_SIZE(prefix);
+    Py_ssize_t total = 0;
+    for (Py_ssize_t a = 1; a < nargs; a++) {
+        PyObject *set = PyTuple_GET_ITEM(args, a);
+        if (!PyAnySet_Check(set)) {
+            PyErr_SetString(PyExc_TypeError, "term sets must be sets or frozensets");
+            return NULL;
+        }
+        Py_ssize_t size = PySet_GET_SIZE(set);
+        if (size > PY_SSIZE_T_MAX / (Py_ssize_t)sizeof(Term) - total) return PyErr_NoMemory();
+        total += size;
+    }
+    Term *terms = PyMem_New(Term, total > 0 ? total : 1);
+    if (terms == NULL) return PyErr_NoMemory();
+    Py_ssize_t count = 0;
+    PyObject *out = NULL;
+    for (Py_ssize_t a = 1; a < nargs; a++) {
+        PyObject *it = PyObject_GetIter(PyTuple_GET_ITEM(args, a));
+        if (it == NULL) goto done;
+        PyObject *item;
+        while ((item = PyIter_Next(it)) != NULL) {
+            if (count >= total) { /* a set that grew meanwhile: never written past the array */
+                Py_DECREF(item);
+                Py_DECREF(it);
+                PyErr_SetString(PyExc_RuntimeError, "a term set changed size");
+                goto done;
+            }
+            if (!PyUnicode_Check(item)) {
+                Py_DECREF(item);
+                Py_DECREF(it);
+                PyErr_SetString(PyExc_TypeError, "terms must be str");
+                goto done;
+            }
+            terms[count].str = item; /* the reference PyIter_Next gave */
+            terms[count].bytes = PyUnicode_AsUTF8AndSize(item, &terms[count].len);
+            count++;
+            if (terms[count - 1].bytes == NULL) { /* a lone surrogate: as str.encode, UnicodeEncodeError */
+                Py_DECREF(it);
+                goto done;
+            }
+        }
+        Py_DECREF(it);
+        if (PyErr_Occurred()) goto done;
+    }
+    if (count > 1) qsort(terms, (size_t)count, sizeof(Term), term_cmp);
+    size_t size = 0;
+    Py_ssize_t distinct = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (i > 0 && term_cmp(&terms[i - 1], &terms[i]) == 0) continue;
+        size_t tlen = (size_t)terms[i].len;
+        if (tlen > (size_t)PY_SSIZE_T_MAX - plen) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        size_t record = encode_length(plen + tlen, NULL) + plen + tlen + 2;
+        if (record > (size_t)PY_SSIZE_T_MAX - size) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        size += record;
+        distinct++;
+    }
+    PyObject *records = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
+    if (records == NULL) goto done;
+    unsigned char *w = (unsigned char *)PyBytes_AS_STRING(records);
+    const char *p = PyBytes_AS_STRING(prefix);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (i > 0 && term_cmp(&terms[i - 1], &terms[i]) == 0) continue;
+        size_t tlen = (size_t)terms[i].len;
+        w += encode_length(plen + tlen, w);
+        memcpy(w, p, plen);
+        w += plen;
+        memcpy(w, terms[i].bytes, tlen);
+        w += tlen;
+        *w++ = 1; /* wdf 1 */
+        *w++ = 0; /* no positions */
+    }
+    out = Py_BuildValue("(nN)", distinct, records);
+done:
+    for (Py_ssize_t i = 0; i < count; i++) Py_DECREF(terms[i].str);
+    PyMem_Free(terms);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"ascii_terms", ascii_terms, METH_VARARGS, ascii_terms_doc},
     {"ascii_marks", ascii_marks, METH_VARARGS, ascii_marks_doc},
+    {"term_records", term_records, METH_VARARGS, term_records_doc},
     {NULL, NULL, 0, NULL},
 };
 

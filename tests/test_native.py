@@ -14,8 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ftsd import analysis
-from ftsd.analysis import WINDOW, Analyzer, normalise, searchable
+from ftsd.analysis import WINDOW, Analyzer, Terms, normalise, searchable
 from ftsd.settings import FtsSettings
+from ftsd.store.schema import build_document
 
 OFF = os.environ.get("FTSD_NATIVE") == "0"
 QUICK = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -121,3 +122,29 @@ def test_hostile_input() -> None:
         _native.ascii_marks("abc", 2**70, WINDOW)
     huge = _native.ascii_terms("abc-def " * 3, 3, 2**62, 2**62, True)  # steps that would overflow
     assert huge[2] == frozenset({"abc-def"})
+
+
+def test_same_document_bytes() -> None:
+    native()
+    rng = random.Random(5)
+    analyzer = Analyzer()
+    for _ in range(40):
+        text = mail_like(rng)
+        terms = {"subject": analyzer.terms(text[:80]), "from": analyzer.terms("Grüße <bob@x.org>"),
+                 "headers": analyzer.terms(text[::-1]), "body": analyzer.terms(text + " 東京都 e-mail"),
+                 "cc": Terms(frozenset(), frozenset(), frozenset())}
+        assert build_document("g", 7, terms, {"uid": 7}) == build_document("g", 7, terms, {"uid": 7}, native=False)
+    # overlapping sets (one term), lengths beyond one and two length bytes, prefixes of each other, bytes >= 0x80
+    odd = Terms(frozenset({"a", "ab", "x" * 254, "y" * 255, "z" * 20_000, "é" * 200, "\x7f", "\uffff"}),
+                frozenset({"a", "a.b", "ab."}), frozenset({"a", "é"}), frozenset({"--", "a"}))
+    assert build_document("g", 1, {"to": odd}, {}) == build_document("g", 1, {"to": odd}, {}, native=False)
+    from ftsd import _native
+    assert _native.term_records(b"S") == (0, b"")
+    assert _native.term_records(b"", frozenset({"b", "a"}), {"a"}) == (2, b"\x01a\x01\x00\x01b\x01\x00")
+    for bad in ((), (b"S", ["a"]), (b"S", frozenset({1})), ("S", frozenset({"a"}))):
+        with pytest.raises(TypeError):
+            _native.term_records(*bad)
+    with pytest.raises(UnicodeEncodeError):  # as str.encode does
+        _native.term_records(b"S", frozenset({"a\ud800"}))
+    with pytest.raises(UnicodeEncodeError):
+        build_document("g", 1, {"to": Terms(frozenset({"a\ud800"}), frozenset(), frozenset())}, {}, native=False)
