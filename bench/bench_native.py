@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from ftsd import analysis
 from ftsd.analysis import NATIVE, Analyzer, Terms
 from ftsd.indexer.pipeline import analyse_fields
 from ftsd.message import ParsedMessage, parse_message
@@ -41,6 +42,15 @@ def analyzers(settings: Settings) -> tuple[Analyzer, Analyzer]:
             Analyzer(partial=fts.partial, full=fts.full, max_word_chars=fts.max_word_chars, native=False))
 
 
+def analyse(parsed: ParsedMessage, analyzer: Analyzer) -> dict[str, Terms]:
+    """analyse_fields, with normalise/searchable (switched per process by FTSD_NATIVE) on the analyzer's path."""
+    analysis.NATIVE = analyzer.native
+    try:
+        return analyse_fields(parsed, analyzer)
+    finally:
+        analysis.NATIVE = NATIVE
+
+
 def check(maildirs: list[Path]) -> int:
     settings = Settings()
     fast, slow = analyzers(settings)
@@ -48,7 +58,7 @@ def check(maildirs: list[Path]) -> int:
     for maildir in maildirs:
         for path in message_paths(maildir):
             parsed = parse_message(path.read_bytes(), settings)
-            ours, theirs = analyse_fields(parsed, fast), analyse_fields(parsed, slow)
+            ours, theirs = analyse(parsed, fast), analyse(parsed, slow)
             messages += 1
             same = ours == theirs
             if same:
@@ -65,6 +75,7 @@ def check(maildirs: list[Path]) -> int:
 def timed(parsed: list[ParsedMessage], analyzer: Analyzer, native: bool) -> tuple[float, float]:
     clock = time.process_time
     analyse = build = 0.0
+    analysis.NATIVE = native
     for uid, message in enumerate(parsed, 1):
         t0 = clock()
         terms: dict[str, Terms] = analyse_fields(message, analyzer)
@@ -72,6 +83,7 @@ def timed(parsed: list[ParsedMessage], analyzer: Analyzer, native: bool) -> tupl
         build_document(GUID, uid, terms, {"uid": uid}, native=native)
         build += clock() - t1
         analyse += t1 - t0
+    analysis.NATIVE = NATIVE
     return analyse, build
 
 

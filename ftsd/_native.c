@@ -213,6 +213,94 @@ static PyObject *ascii_marks(PyObject *self, PyObject *args) {
     return f.marks;
 }
 
+/* ---- analysis.normalise and analysis.searchable for ASCII text ---- */
+
+/* str.isspace() of an ASCII character: what str.split() splits at */
+static int is_space(unsigned char c) {
+    return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
+}
+
+PyDoc_STRVAR(ascii_normalise_doc,
+"ascii_normalise(text)\n--\n\n"
+"ASCII text lower-cased with each run of white space as one space (analysis._collapse(text.lower())).");
+
+static PyObject *ascii_normalise(PyObject *self, PyObject *arg) {
+    Py_ssize_t n;
+    const char *s = ascii_of(arg, &n);
+    if (s == NULL) return NULL;
+    Py_ssize_t len = 0;
+    for (Py_ssize_t i = 0; i < n; i++) /* the output length first: no over-allocation */
+        if (!is_space((unsigned char)s[i]) || i == 0 || !is_space((unsigned char)s[i - 1])) len++;
+    PyObject *out = PyUnicode_New(len, 127);
+    if (out == NULL) return NULL;
+    char *w = (char *)PyUnicode_DATA(out);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (is_space(c)) {
+            if (i == 0 || !is_space((unsigned char)s[i - 1])) *w++ = ' ';
+        } else {
+            *w++ = (char)(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+        }
+    }
+    return out;
+}
+
+PyDoc_STRVAR(ascii_searchable_doc,
+"ascii_searchable(text, max_word_chars)\n--\n\n"
+"ASCII text with each run of more than max_word_chars word characters replaced by one space (the same object\n"
+"when there is none).");
+
+static PyObject *ascii_searchable(PyObject *self, PyObject *args) {
+    PyObject *text;
+    Py_ssize_t max_chars;
+    if (!PyArg_ParseTuple(args, "Un:ascii_searchable", &text, &max_chars)) return NULL;
+    Py_ssize_t n;
+    const char *s = ascii_of(text, &n);
+    if (s == NULL) return NULL;
+    if (max_chars < 0) {
+        PyErr_SetString(PyExc_ValueError, "max_word_chars must be >= 0");
+        return NULL;
+    }
+    Py_ssize_t len = 0, i = 0;
+    int blanked = 0;
+    while (i < n) { /* the output length first */
+        Py_ssize_t j = i;
+        while (j < n && IS_WORD(s[j])) j++;
+        if (j > i) {
+            if (j - i > max_chars) {
+                len += 1;
+                blanked = 1;
+            } else {
+                len += j - i;
+            }
+            i = j;
+        } else {
+            len++;
+            i++;
+        }
+    }
+    if (!blanked) return Py_NewRef(text);
+    PyObject *out = PyUnicode_New(len, 127);
+    if (out == NULL) return NULL;
+    char *w = (char *)PyUnicode_DATA(out);
+    for (i = 0; i < n;) {
+        Py_ssize_t j = i;
+        while (j < n && IS_WORD(s[j])) j++;
+        if (j > i) {
+            if (j - i > max_chars) {
+                *w++ = ' ';
+            } else {
+                memcpy(w, s + i, (size_t)(j - i));
+                w += j - i;
+            }
+            i = j;
+        } else {
+            *w++ = s[i++];
+        }
+    }
+    return out;
+}
+
 /* ---- store/schema.py: a field's term records ---- */
 
 typedef struct {
@@ -349,6 +437,8 @@ static PyMethodDef methods[] = {
     {"ascii_terms", ascii_terms, METH_VARARGS, ascii_terms_doc},
     {"ascii_marks", ascii_marks, METH_VARARGS, ascii_marks_doc},
     {"term_records", term_records, METH_VARARGS, term_records_doc},
+    {"ascii_normalise", ascii_normalise, METH_O, ascii_normalise_doc},
+    {"ascii_searchable", ascii_searchable, METH_VARARGS, ascii_searchable_doc},
     {NULL, NULL, 0, NULL},
 };
 

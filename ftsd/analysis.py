@@ -112,7 +112,7 @@ def normalise(text: str) -> str:
     """NFKD, case fold, marks and invisible format characters removed, white space collapsed: the form both text
     and queries are compared in."""
     if text.isascii():
-        return _collapse(text.lower())
+        return _native.ascii_normalise(text) if NATIVE else _collapse(text.lower())
     text = unicodedata.normalize("NFKD", text).casefold()
     text = unicodedata.normalize("NFKD", text).translate(_MARKS)
     return _collapse(text)
@@ -133,6 +133,8 @@ def _collapse(text: str) -> str:
 def searchable(norm: str, max_word_chars: int) -> str:
     """Normalised text with word-character runs longer than `max_word_chars` (base64, hex) blanked out."""
     if norm.isascii():  # most text: measure the words in C first, the regex runs only if one is too long
+        if NATIVE and max_word_chars >= 0:
+            return _native.ascii_searchable(norm, max_word_chars)
         words = norm.encode().translate(_ASCII_WORD_BYTES).split()
         if max(map(len, words), default=0) <= max_word_chars:
             return norm

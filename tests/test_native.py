@@ -148,3 +148,34 @@ def test_same_document_bytes() -> None:
         _native.term_records(b"S", frozenset({"a\ud800"}))
     with pytest.raises(UnicodeEncodeError):
         build_document("g", 1, {"to": Terms(frozenset({"a\ud800"}), frozenset(), frozenset())}, {}, native=False)
+
+
+@QUICK
+@given(st.text(alphabet=st.sampled_from(CLASSES + "AbZ\n\r\x0b\x0c\x1c\x1f\x1b\x7f"), max_size=120)
+       | st.text(alphabet=st.characters(max_codepoint=127), max_size=120)
+       | st.lists(st.sampled_from(LONG) | st.text(alphabet=st.sampled_from(CLASSES + "X\n"), max_size=4),
+                  max_size=12).map("".join),
+       st.sampled_from([0, 1, 3, 32, 59, 60, 64, 200]))
+def test_same_normalised_and_searchable_text(text: str, max_word_chars: int) -> None:
+    native()
+    from ftsd import _native
+    norm = _native.ascii_normalise(text)
+    assert norm == analysis._collapse(text.lower())
+    assert _native.ascii_searchable(text, max_word_chars) == analysis._garbage(max_word_chars).sub(" ", text)
+    assert _native.ascii_searchable(norm, max_word_chars) == analysis._garbage(max_word_chars).sub(" ", norm)
+
+
+def test_normalised_and_searchable_edges() -> None:
+    native()
+    from ftsd import _native
+    for text in ("", " ", "\t\n", "A", " A\x1c\x1fB\x0b", "x" * 65 + " " + "y" * 64, "_" * 65 + "-" + "9" * 100):
+        assert _native.ascii_normalise(text) == analysis._collapse(text.lower()), repr(text)
+        assert _native.ascii_searchable(text, 64) == analysis._garbage(64).sub(" ", text), repr(text)
+    text = "short words only"
+    assert _native.ascii_searchable(text, 64) is text  # nothing blanked: no copy
+    with pytest.raises(ValueError):
+        _native.ascii_searchable("abc", -1)
+    with pytest.raises(ValueError):
+        _native.ascii_normalise("é")
+    with pytest.raises(TypeError):
+        _native.ascii_normalise(b"abc")  # type: ignore[arg-type]
