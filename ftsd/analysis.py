@@ -226,7 +226,7 @@ class Analyzer:
     partial: int = 3
     full: int = 20
     max_word_chars: int = 64
-    native: bool = field(default=NATIVE, compare=False)  # ASCII text through ftsd._native (tests compare both)
+    native: bool = field(default=NATIVE, compare=False)  # ASCII text through ftsd._native where built and on
     # per thread: a BreakIterator reused across calls (the Analyzer is shared by a service's threads)
     _local: threading.local = field(default_factory=threading.local, init=False, repr=False, compare=False)
 
@@ -262,14 +262,14 @@ class Analyzer:
 
     def _field(self, norm: str, marks: frozenset[str] | None = None) -> Terms:
         """The terms of searchable text, with `marks` (None: the text's own)."""
-        if self.native and norm.isascii():  # the same sets as below, in one C pass
+        if self.native and NATIVE and norm.isascii():  # the same sets as below, in one C pass
             words, long_words, chunks, own = _native.ascii_terms(norm, self.partial, self._step, WINDOW, marks is None)
             return Terms(long_words, chunks, _short_grams(words, self.partial), own if marks is None else marks)
         return self._terms(norm, self._marks(norm) if marks is None else marks, chunks_of(norm, self._step))
 
     def _marks(self, norm: str) -> frozenset[str]:
         """The distinct maximal runs of non-word characters of searchable text (windows beyond WINDOW)."""
-        if self.native and norm.isascii():
+        if self.native and NATIVE and norm.isascii():
             return _native.ascii_marks(norm, self._step, WINDOW)
         found = set(_MARK.findall(norm))
         if " " in norm:  # runs of spaces only: the longest stands for all

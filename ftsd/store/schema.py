@@ -116,7 +116,7 @@ def build_document(guid: str, uid: int, terms: Mapping[str, Terms], data: Mappin
     lexicon: list[tuple[str, str]] = []
     for fieldname, field_terms in terms.items():
         prefix = FIELD_PREFIXES[fieldname]
-        if native:  # the union, sort and records in C
+        if native and NATIVE:  # the union, sort and records in C
             n, field_records = _native.term_records(prefix.encode(), field_terms.words, field_terms.chunks,
                                                      field_terms.grams, field_terms.marks)
         else:
