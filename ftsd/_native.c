@@ -3,6 +3,7 @@
    ascii_terms / ascii_marks: the words, long words (windowed), chunks and marks of searchable ASCII text, in one
    pass (analysis.py: Analyzer._terms, chunks_of, Analyzer._marks give the same sets; the short grams stay there).
    term_records: a field's serialised Xapian term records (store/schema.py: _term_records gives the same bytes).
+   ascii_normalise / ascii_searchable: analysis.normalise and analysis.searchable of ASCII text.
 
    Every function has a pure-Python twin that is the reference: tests/test_native.py holds them equal. The input is
    untrusted mail text: every index is checked against the text's length, and nothing here can overflow (lengths
