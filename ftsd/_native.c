@@ -11,6 +11,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,7 +60,53 @@ static int add_windows(PyObject *set, const char *s, Py_ssize_t len, Py_ssize_t 
     }
 }
 
+/* The words already seen, as spans of the text (open addressing): a repeated word costs a hash and a memcmp, not
+   a new str. */
 typedef struct {
+    Py_ssize_t start, len; /* len 0: a free slot */
+    uint64_t hash;
+} Span;
+
+typedef struct {
+    Span *slots;
+    size_t mask, used;
+} Spans;
+
+static uint64_t fnv1a(const char *s, Py_ssize_t len) {
+    uint64_t h = 14695981039346656037ULL;
+    for (Py_ssize_t i = 0; i < len; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* 1 if s[start:start+len] is new (now added), 0 if seen, -1 out of memory. */
+static int spans_add(Spans *t, const char *s, Py_ssize_t start, Py_ssize_t len) {
+    if (t->slots == NULL || (t->used + 1) * 2 > t->mask + 1) {
+        size_t size = t->slots == NULL ? 256 : (t->mask + 1) * 2;
+        Span *slots = PyMem_Calloc(size, sizeof(Span));
+        if (slots == NULL) return -1;
+        for (size_t i = 0; t->slots != NULL && i <= t->mask; i++) {
+            if (t->slots[i].len == 0) continue;
+            size_t k = (size_t)t->slots[i].hash & (size - 1);
+            while (slots[k].len != 0) k = (k + 1) & (size - 1);
+            slots[k] = t->slots[i];
+        }
+        PyMem_Free(t->slots);
+        t->slots = slots;
+        t->mask = size - 1;
+    }
+    uint64_t h = fnv1a(s + start, len);
+    size_t k = (size_t)h & t->mask;
+    for (; t->slots[k].len != 0; k = (k + 1) & t->mask) {
+        Span *o = &t->slots[k];
+        if (o->hash == h && o->len == len && memcmp(s + o->start, s + start, (size_t)len) == 0) return 0;
+    }
+    t->slots[k] = (Span){start, len, h};
+    t->used++;
+    return 1;
+}
+
+typedef struct {
+    Spans seen;           /* the words added so far */
     PyObject *words;      /* set: every word (the short grams are made from these) */
     PyObject *long_words; /* frozenset: words of >= partial characters, windowed */
     PyObject *chunks;     /* frozenset: cores of space-separated pieces with two words or more, windowed */
@@ -67,6 +114,8 @@ typedef struct {
 } Found;
 
 static void found_clear(Found *f) {
+    PyMem_Free(f->seen.slots);
+    f->seen.slots = NULL;
     Py_CLEAR(f->words);
     Py_CLEAR(f->long_words);
     Py_CLEAR(f->chunks);
@@ -94,7 +143,12 @@ static int scan(Found *f, const char *s, Py_ssize_t n, Py_ssize_t partial, Py_ss
                 Py_ssize_t len = j - i;
                 /* a lone "_" is a run of its own (ICU: not word-like) unless "@" joins it to a neighbour */
                 int keep = !(len == 1 && s[i] == '_') || (i > 0 && s[i - 1] == '@') || (j < n && s[j] == '@');
-                if (keep) {
+                int fresh = keep ? spans_add(&f->seen, s, i, len) : 0;
+                if (fresh < 0) {
+                    PyErr_NoMemory();
+                    return -1;
+                }
+                if (fresh) {
                     PyObject *word = ascii_str(s + i, len);
                     if (word == NULL) return -1;
                     int rc = PySet_Add(f->words, word);
@@ -179,7 +233,7 @@ static PyObject *ascii_terms(PyObject *self, PyObject *args) {
     Py_ssize_t n;
     const char *s = ascii_of(text, &n);
     if (s == NULL || check_sizes(step, window) < 0) return NULL;
-    Found f = {PySet_New(NULL), PyFrozenSet_New(NULL), PyFrozenSet_New(NULL),
+    Found f = {{NULL, 0, 0}, PySet_New(NULL), PyFrozenSet_New(NULL), PyFrozenSet_New(NULL),
                want_marks ? PyFrozenSet_New(NULL) : NULL};
     if (f.words == NULL || f.long_words == NULL || f.chunks == NULL || (want_marks && f.marks == NULL) ||
         scan(&f, s, n, partial, step, window) < 0) {
@@ -206,7 +260,7 @@ static PyObject *ascii_marks(PyObject *self, PyObject *args) {
     Py_ssize_t n;
     const char *s = ascii_of(text, &n);
     if (s == NULL || check_sizes(step, window) < 0) return NULL;
-    Found f = {NULL, NULL, NULL, PyFrozenSet_New(NULL)};
+    Found f = {{NULL, 0, 0}, NULL, NULL, NULL, PyFrozenSet_New(NULL)};
     if (f.marks == NULL || scan(&f, s, n, 0, step, window) < 0) {
         found_clear(&f);
         return NULL;
