@@ -21,7 +21,8 @@ Layers, bottom to top: a module imports only from its own layer or the ones belo
                   ftsd's own, UIDs), message.py (bytes -> fields), decoders/ (charset, HTML, attachments, sandbox),
                   doveconf.py (Dovecot's special-use folders)
     0 base        errors.py (the error tree and its exit/status table), settings.py, query.py (IMAP SEARCH ->
-                  the query AST), analysis.py (text -> normalised words and chunks; common_grams.py its data)
+                  the query AST), analysis.py (text -> normalised words and chunks; common_grams.py its data),
+                  _native.c (optional compiled twins of analysis's and store/schema's per-token loops)
 
 Data flow: maildir -> message/decoders -> analysis -> store (indexer) ; query -> search -> store -> service ->
 api/cli.

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import os
 import re
 import threading
 import unicodedata
@@ -50,6 +51,13 @@ import icu
 
 from ftsd.common_grams import COMMON_GRAMS
 from ftsd.settings import FtsSettings
+
+try:  # compiled twins of the ASCII loops below (ftsd/_native.c; setup.py builds it where a C compiler is found)
+    from ftsd import _native
+
+    NATIVE = os.environ.get("FTSD_NATIVE", "1") != "0"  # FTSD_NATIVE=0: the pure-Python code (the same terms)
+except ImportError:  # no compiler at install time: the Python code alone
+    NATIVE = False
 
 _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 # Nonspacing and enclosing marks: removed after decomposition so that "Fahrländer" ~ "fahrlander". Invisible format
@@ -104,7 +112,7 @@ def normalise(text: str) -> str:
     """NFKD, case fold, marks and invisible format characters removed, white space collapsed: the form both text
     and queries are compared in."""
     if text.isascii():
-        return _collapse(text.lower())
+        return _native.ascii_normalise(text) if NATIVE else _collapse(text.lower())
     text = unicodedata.normalize("NFKD", text).casefold()
     text = unicodedata.normalize("NFKD", text).translate(_MARKS)
     return _collapse(text)
@@ -125,6 +133,8 @@ def _collapse(text: str) -> str:
 def searchable(norm: str, max_word_chars: int) -> str:
     """Normalised text with word-character runs longer than `max_word_chars` (base64, hex) blanked out."""
     if norm.isascii():  # most text: measure the words in C first, the regex runs only if one is too long
+        if NATIVE and max_word_chars >= 0:
+            return _native.ascii_searchable(norm, max_word_chars)
         words = norm.encode().translate(_ASCII_WORD_BYTES).split()
         if max(map(len, words), default=0) <= max_word_chars:
             return norm
@@ -216,6 +226,7 @@ class Analyzer:
     partial: int = 3
     full: int = 20
     max_word_chars: int = 64
+    native: bool = field(default=NATIVE, compare=False)  # ASCII text through ftsd._native where built and on
     # per thread: a BreakIterator reused across calls (the Analyzer is shared by a service's threads)
     _local: threading.local = field(default_factory=threading.local, init=False, repr=False, compare=False)
 
@@ -234,8 +245,7 @@ class Analyzer:
 
     def terms(self, text: str) -> Terms:
         """Index mode: the words, chunks, marks and short grams of the normalised text."""
-        norm = searchable(normalise(text), self.max_word_chars)
-        return self._terms(norm, self._marks(norm), chunks_of(norm, self._step))
+        return self._field(searchable(normalise(text), self.max_word_chars))
 
     def header_and_body(self, headers: str, other_headers: str, body: str) -> tuple[Terms, Terms]:
         """Index mode for the `headers` field (words and chunks of `other_headers`; the marks of TEXT's header part)
@@ -248,12 +258,19 @@ class Analyzer:
         lead = _NON_WORD_HEAD.match(after)
         join = _trailing_non_word(head_text) + " " + (lead.group() if lead else "")
         marks = self._marks(head_text) | self._marks(join)
-        other_text = searchable(normalise(other_headers), self.max_word_chars)
-        other = self._terms(other_text, marks, chunks_of(other_text, self._step))
-        return other, self._terms(body_text, self._marks(body_text), chunks_of(body_text, self._step))
+        return self._field(searchable(normalise(other_headers), self.max_word_chars), marks), self._field(body_text)
+
+    def _field(self, norm: str, marks: frozenset[str] | None = None) -> Terms:
+        """The terms of searchable text, with `marks` (None: the text's own)."""
+        if self.native and NATIVE and norm.isascii():  # the same sets as below, in one C pass
+            words, long_words, chunks, own = _native.ascii_terms(norm, self.partial, self._step, WINDOW, marks is None)
+            return Terms(long_words, chunks, _short_grams(words, self.partial), own if marks is None else marks)
+        return self._terms(norm, self._marks(norm) if marks is None else marks, chunks_of(norm, self._step))
 
     def _marks(self, norm: str) -> frozenset[str]:
         """The distinct maximal runs of non-word characters of searchable text (windows beyond WINDOW)."""
+        if self.native and NATIVE and norm.isascii():
+            return _native.ascii_marks(norm, self._step, WINDOW)
         found = set(_MARK.findall(norm))
         if " " in norm:  # runs of spaces only: the longest stands for all
             longest = max((len(m) for m in _SPACE_RUN.findall(norm)), default=1) if "  " in norm else 1

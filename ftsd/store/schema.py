@@ -15,7 +15,10 @@ from typing import Any, NamedTuple
 
 import xapian
 
-from ftsd.analysis import Terms
+from ftsd.analysis import NATIVE, Terms
+
+if NATIVE:
+    from ftsd import _native
 
 SCHEMA_VERSION = "4"  # 1: suffix terms; 2: words + lexicon; 3: + marks (runs of non-word characters);
 # 4: chunks (text between spaces with punctuation) instead of punctuated ICU runs, common grams stored by absence
@@ -104,16 +107,23 @@ def _term_records(prefix: str, terms: frozenset[str]) -> bytes:
     return _WDF_1.join(map(bytes.__add__, heads, encoded)) + _WDF_1
 
 
-def build_document(guid: str, uid: int, terms: Mapping[str, Terms], data: Mapping[str, Any]) -> Document:
+def build_document(guid: str, uid: int, terms: Mapping[str, Terms], data: Mapping[str, Any], *,
+                   native: bool = NATIVE) -> Document:
+    """The document of one message; `native`: the term records by ftsd._native (the same bytes, tests compare)."""
     booleans = (mailbox_term(guid).encode(), id_term(guid, uid).encode())
     records = [(b[:1], encode_length(len(b)) + b + _WDF_0) for b in booleans]
     count = len(booleans)
     lexicon: list[tuple[str, str]] = []
     for fieldname, field_terms in terms.items():
         prefix = FIELD_PREFIXES[fieldname]
-        every = field_terms.all()
-        count += len(every)
-        records.append((prefix.encode(), _term_records(prefix, every)))
+        if native and NATIVE:  # the union, sort and records in C
+            n, field_records = _native.term_records(prefix.encode(), field_terms.words, field_terms.chunks,
+                                                     field_terms.grams, field_terms.marks)
+        else:
+            every = field_terms.all()
+            n, field_records = len(every), _term_records(prefix, every)
+        count += n
+        records.append((prefix.encode(), field_records))
         for kind, entries in ((WORDS, field_terms.words), (CHUNKS, field_terms.chunks), (MARKS, field_terms.marks)):
             if entries:
                 lexicon.append((kind + prefix, "\n".join(entries)))

@@ -1,0 +1,509 @@
+/* ftsd._native: the per-token loops of analysis.py and store/schema.py for the common case, in C.
+
+   ascii_terms / ascii_marks: the words, long words (windowed), chunks and marks of searchable ASCII text, in one
+   pass (analysis.py: Analyzer._terms, chunks_of, Analyzer._marks give the same sets; the short grams stay there).
+   term_records: a field's serialised Xapian term records (store/schema.py: _term_records gives the same bytes).
+   ascii_normalise / ascii_searchable: analysis.normalise and analysis.searchable of ASCII text.
+
+   Every function has a pure-Python twin that is the reference: tests/test_native.py holds them equal. The input is
+   untrusted mail text: every index is checked against the text's length, and nothing here can overflow (lengths
+   are Py_ssize_t of objects that exist; sums are checked). */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ASCII character classes: W = \w ([A-Za-z0-9_]), L = a letter or "@" (the _ASCII_RUN look-arounds), D = a digit */
+enum { W = 1, L = 2, D = 4 };
+static unsigned char cls[256];
+
+static void init_classes(void) {
+    for (int c = 0; c < 128; c++) {
+        unsigned char k = 0;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) k = W | L;
+        else if (c >= '0' && c <= '9') k = W | D;
+        else if (c == '_') k = W;
+        else if (c == '@') k = L;
+        cls[c] = k;
+    }
+}
+
+#define IS_WORD(c) (cls[(unsigned char)(c)] & W)
+
+/* A new str holding s[0:len] (ASCII). */
+static PyObject *ascii_str(const char *s, Py_ssize_t len) {
+    PyObject *out = PyUnicode_New(len, 127);
+    if (out != NULL) memcpy(PyUnicode_DATA(out), s, (size_t)len);
+    return out;
+}
+
+/* Adds s[0:len] to `set` (a new set or frozenset); 0 or -1 with an exception. */
+static int add_str(PyObject *set, const char *s, Py_ssize_t len) {
+    PyObject *str = ascii_str(s, len);
+    if (str == NULL) return -1;
+    int rc = PySet_Add(set, str);
+    Py_DECREF(str);
+    return rc;
+}
+
+/* analysis._windows: s[0:len] itself up to `window` characters, else overlapping `window`-character slices every
+   `step` characters, the last one reaching the end. */
+static int add_windows(PyObject *set, const char *s, Py_ssize_t len, Py_ssize_t step, Py_ssize_t window) {
+    if (len <= window) return add_str(set, s, len);
+    for (Py_ssize_t i = 0;;) {
+        Py_ssize_t rest = len - i;
+        if (add_str(set, s + i, rest < window ? rest : window) < 0) return -1;
+        if (window >= rest || step >= rest) return 0;
+        i += step;
+    }
+}
+
+/* The words already seen, as spans of the text (open addressing): a repeated word costs a hash and a memcmp, not
+   a new str. */
+typedef struct {
+    Py_ssize_t start, len; /* len 0: a free slot */
+    uint64_t hash;
+} Span;
+
+typedef struct {
+    Span *slots;
+    size_t mask, used;
+} Spans;
+
+static uint64_t fnv1a(const char *s, Py_ssize_t len) {
+    uint64_t h = 14695981039346656037ULL;
+    for (Py_ssize_t i = 0; i < len; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* 1 if s[start:start+len] is new (now added), 0 if seen, -1 out of memory. */
+static int spans_add(Spans *t, const char *s, Py_ssize_t start, Py_ssize_t len) {
+    if (t->slots == NULL || (t->used + 1) * 2 > t->mask + 1) {
+        size_t size = t->slots == NULL ? 256 : (t->mask + 1) * 2;
+        Span *slots = PyMem_Calloc(size, sizeof(Span));
+        if (slots == NULL) return -1;
+        for (size_t i = 0; t->slots != NULL && i <= t->mask; i++) {
+            if (t->slots[i].len == 0) continue;
+            size_t k = (size_t)t->slots[i].hash & (size - 1);
+            while (slots[k].len != 0) k = (k + 1) & (size - 1);
+            slots[k] = t->slots[i];
+        }
+        PyMem_Free(t->slots);
+        t->slots = slots;
+        t->mask = size - 1;
+    }
+    uint64_t h = fnv1a(s + start, len);
+    size_t k = (size_t)h & t->mask;
+    for (; t->slots[k].len != 0; k = (k + 1) & t->mask) {
+        Span *o = &t->slots[k];
+        if (o->hash == h && o->len == len && memcmp(s + o->start, s + start, (size_t)len) == 0) return 0;
+    }
+    t->slots[k] = (Span){start, len, h};
+    t->used++;
+    return 1;
+}
+
+typedef struct {
+    Spans seen;           /* the words added so far */
+    PyObject *words;      /* set: every word (the short grams are made from these) */
+    PyObject *long_words; /* frozenset: words of >= partial characters, windowed */
+    PyObject *chunks;     /* frozenset: cores of space-separated pieces with two words or more, windowed */
+    PyObject *marks;      /* frozenset: maximal non-word runs with a non-space, the longest space run, windowed */
+} Found;
+
+static void found_clear(Found *f) {
+    PyMem_Free(f->seen.slots);
+    f->seen.slots = NULL;
+    Py_CLEAR(f->words);
+    Py_CLEAR(f->long_words);
+    Py_CLEAR(f->chunks);
+    Py_CLEAR(f->marks);
+}
+
+/* The chunk s[first:end] of a space-separated piece, from its first to its last word character, if the piece has
+   two words or more (one word: all word characters, not a chunk). */
+static int flush_chunk(Found *f, const char *s, Py_ssize_t first, Py_ssize_t end, Py_ssize_t words,
+                       Py_ssize_t step, Py_ssize_t window) {
+    if (f->chunks == NULL || words < 2) return 0;
+    return add_windows(f->chunks, s + first, end - first, step, window);
+}
+
+/* One pass over s[0:n]: fills the sets of `f` that are not NULL. */
+static int scan(Found *f, const char *s, Py_ssize_t n, Py_ssize_t partial, Py_ssize_t step, Py_ssize_t window) {
+    Py_ssize_t chunk_first = 0, chunk_end = 0, chunk_words = 0; /* the current space-separated piece */
+    Py_ssize_t spaces = 0, longest_spaces = 0;
+    Py_ssize_t i = 0;
+    while (i < n) {
+        Py_ssize_t j = i;
+        if (IS_WORD(s[i])) {
+            while (j < n && IS_WORD(s[j])) j++;
+            if (f->words != NULL) {
+                Py_ssize_t len = j - i;
+                /* a lone "_" is a run of its own (ICU: not word-like) unless "@" joins it to a neighbour */
+                int keep = !(len == 1 && s[i] == '_') || (i > 0 && s[i - 1] == '@') || (j < n && s[j] == '@');
+                int fresh = keep ? spans_add(&f->seen, s, i, len) : 0;
+                if (fresh < 0) {
+                    PyErr_NoMemory();
+                    return -1;
+                }
+                if (fresh) {
+                    PyObject *word = ascii_str(s + i, len);
+                    if (word == NULL) return -1;
+                    int rc = PySet_Add(f->words, word);
+                    if (rc == 0 && len >= partial) {
+                        rc = len <= window ? PySet_Add(f->long_words, word)
+                                           : add_windows(f->long_words, s + i, len, step, window);
+                    }
+                    Py_DECREF(word);
+                    if (rc < 0) return -1;
+                }
+            }
+            if (chunk_words == 0) chunk_first = i;
+            chunk_words++;
+            chunk_end = j;
+            spaces = 0;
+        } else {
+            int other = 0; /* a non-space character in this non-word run */
+            for (; j < n && !IS_WORD(s[j]); j++) {
+                if (s[j] == ' ') {
+                    if (flush_chunk(f, s, chunk_first, chunk_end, chunk_words, step, window) < 0)
+                        return -1;
+                    chunk_words = 0;
+                    if (++spaces > longest_spaces) longest_spaces = spaces;
+                } else {
+                    other = 1;
+                    spaces = 0;
+                }
+            }
+            if (other && f->marks != NULL && add_windows(f->marks, s + i, j - i, step, window) < 0) return -1;
+        }
+        i = j;
+    }
+    if (flush_chunk(f, s, chunk_first, chunk_end, chunk_words, step, window) < 0) return -1;
+    if (longest_spaces > 0 && f->marks != NULL) {
+        /* runs of spaces only: the longest stands for all (a run of spaces is never longer than the text) */
+        Py_ssize_t len = longest_spaces < window ? longest_spaces : window;
+        PyObject *str = PyUnicode_New(len, 127);
+        if (str == NULL) return -1;
+        memset(PyUnicode_DATA(str), ' ', (size_t)len);
+        int rc = PySet_Add(f->marks, str);
+        Py_DECREF(str);
+        if (rc < 0) return -1;
+    }
+    return 0;
+}
+
+/* The ASCII text of `text` (a str), or NULL with TypeError/ValueError. */
+static const char *ascii_of(PyObject *text, Py_ssize_t *n) {
+    if (!PyUnicode_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "text must be a str");
+        return NULL;
+    }
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(text) < 0) return NULL;
+#endif
+    if (!PyUnicode_IS_ASCII(text)) {
+        PyErr_SetString(PyExc_ValueError, "text must be ASCII");
+        return NULL;
+    }
+    *n = PyUnicode_GET_LENGTH(text);
+    return (const char *)PyUnicode_DATA(text);
+}
+
+static int check_sizes(Py_ssize_t step, Py_ssize_t window) {
+    if (step < 1 || window < 1) {
+        PyErr_SetString(PyExc_ValueError, "step and window must be >= 1");
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(ascii_terms_doc,
+"ascii_terms(text, partial, step, window, marks)\n--\n\n"
+"(words, long words, chunks, marks) of searchable ASCII text: a set and three frozensets (marks empty unless\n"
+"`marks`).");
+
+static PyObject *ascii_terms(PyObject *self, PyObject *args) {
+    PyObject *text;
+    Py_ssize_t partial, step, window;
+    int want_marks;
+    if (!PyArg_ParseTuple(args, "Unnnp:ascii_terms", &text, &partial, &step, &window, &want_marks)) return NULL;
+    Py_ssize_t n;
+    const char *s = ascii_of(text, &n);
+    if (s == NULL || check_sizes(step, window) < 0) return NULL;
+    Found f = {{NULL, 0, 0}, PySet_New(NULL), PyFrozenSet_New(NULL), PyFrozenSet_New(NULL),
+               want_marks ? PyFrozenSet_New(NULL) : NULL};
+    if (f.words == NULL || f.long_words == NULL || f.chunks == NULL || (want_marks && f.marks == NULL) ||
+        scan(&f, s, n, partial, step, window) < 0) {
+        found_clear(&f);
+        return NULL;
+    }
+    if (!want_marks && (f.marks = PyFrozenSet_New(NULL)) == NULL) {
+        found_clear(&f);
+        return NULL;
+    }
+    PyObject *out = PyTuple_Pack(4, f.words, f.long_words, f.chunks, f.marks);
+    found_clear(&f);
+    return out;
+}
+
+PyDoc_STRVAR(ascii_marks_doc,
+"ascii_marks(text, step, window)\n--\n\n"
+"The marks of searchable ASCII text: a frozenset.");
+
+static PyObject *ascii_marks(PyObject *self, PyObject *args) {
+    PyObject *text;
+    Py_ssize_t step, window;
+    if (!PyArg_ParseTuple(args, "Unn:ascii_marks", &text, &step, &window)) return NULL;
+    Py_ssize_t n;
+    const char *s = ascii_of(text, &n);
+    if (s == NULL || check_sizes(step, window) < 0) return NULL;
+    Found f = {{NULL, 0, 0}, NULL, NULL, NULL, PyFrozenSet_New(NULL)};
+    if (f.marks == NULL || scan(&f, s, n, 0, step, window) < 0) {
+        found_clear(&f);
+        return NULL;
+    }
+    return f.marks;
+}
+
+/* ---- analysis.normalise and analysis.searchable for ASCII text ---- */
+
+/* str.isspace() of an ASCII character: what str.split() splits at */
+static int is_space(unsigned char c) {
+    return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
+}
+
+PyDoc_STRVAR(ascii_normalise_doc,
+"ascii_normalise(text)\n--\n\n"
+"ASCII text lower-cased with each run of white space as one space (analysis._collapse(text.lower())).");
+
+static PyObject *ascii_normalise(PyObject *self, PyObject *arg) {
+    Py_ssize_t n;
+    const char *s = ascii_of(arg, &n);
+    if (s == NULL) return NULL;
+    Py_ssize_t len = 0;
+    for (Py_ssize_t i = 0; i < n; i++) /* the output length first: no over-allocation */
+        if (!is_space((unsigned char)s[i]) || i == 0 || !is_space((unsigned char)s[i - 1])) len++;
+    PyObject *out = PyUnicode_New(len, 127);
+    if (out == NULL) return NULL;
+    char *w = (char *)PyUnicode_DATA(out);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (is_space(c)) {
+            if (i == 0 || !is_space((unsigned char)s[i - 1])) *w++ = ' ';
+        } else {
+            *w++ = (char)(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+        }
+    }
+    return out;
+}
+
+PyDoc_STRVAR(ascii_searchable_doc,
+"ascii_searchable(text, max_word_chars)\n--\n\n"
+"ASCII text with each run of more than max_word_chars word characters replaced by one space (the same object\n"
+"when there is none).");
+
+static PyObject *ascii_searchable(PyObject *self, PyObject *args) {
+    PyObject *text;
+    Py_ssize_t max_chars;
+    if (!PyArg_ParseTuple(args, "Un:ascii_searchable", &text, &max_chars)) return NULL;
+    Py_ssize_t n;
+    const char *s = ascii_of(text, &n);
+    if (s == NULL) return NULL;
+    if (max_chars < 0) {
+        PyErr_SetString(PyExc_ValueError, "max_word_chars must be >= 0");
+        return NULL;
+    }
+    Py_ssize_t len = 0, i = 0;
+    int blanked = 0;
+    while (i < n) { /* the output length first */
+        Py_ssize_t j = i;
+        while (j < n && IS_WORD(s[j])) j++;
+        if (j > i) {
+            if (j - i > max_chars) {
+                len += 1;
+                blanked = 1;
+            } else {
+                len += j - i;
+            }
+            i = j;
+        } else {
+            len++;
+            i++;
+        }
+    }
+    if (!blanked) return Py_NewRef(text);
+    PyObject *out = PyUnicode_New(len, 127);
+    if (out == NULL) return NULL;
+    char *w = (char *)PyUnicode_DATA(out);
+    for (i = 0; i < n;) {
+        Py_ssize_t j = i;
+        while (j < n && IS_WORD(s[j])) j++;
+        if (j > i) {
+            if (j - i > max_chars) {
+                *w++ = ' ';
+            } else {
+                memcpy(w, s + i, (size_t)(j - i));
+                w += j - i;
+            }
+            i = j;
+        } else {
+            *w++ = s[i++];
+        }
+    }
+    return out;
+}
+
+/* ---- store/schema.py: a field's term records ---- */
+
+typedef struct {
+    PyObject *str; /* a strong reference: `bytes` points into it (its cached UTF-8) */
+    const char *bytes;
+    Py_ssize_t len;
+} Term;
+
+static int term_cmp(const void *a, const void *b) {
+    const Term *x = a, *y = b;
+    size_t n = (size_t)(x->len < y->len ? x->len : y->len);
+    int c = memcmp(x->bytes, y->bytes, n);
+    if (c != 0) return c;
+    return (x->len > y->len) - (x->len < y->len);
+}
+
+/* Xapian's encode_length (api/serialise.h): one byte below 255, else 0xff and n - 255 in 7-bit groups, low first,
+   the last with its high bit set. Writes to `out` when not NULL; returns the length (at most 11 bytes). */
+static size_t encode_length(size_t n, unsigned char *out) {
+    if (n < 255) {
+        if (out) out[0] = (unsigned char)n;
+        return 1;
+    }
+    size_t k = 0;
+    if (out) out[k] = 0xff;
+    k++;
+    n -= 255;
+    while (n > 0x7f) {
+        if (out) out[k] = (unsigned char)(n & 0x7f);
+        k++;
+        n >>= 7;
+    }
+    if (out) out[k] = (unsigned char)(n | 0x80);
+    return k + 1;
+}
+
+PyDoc_STRVAR(term_records_doc,
+"term_records(prefix, *term_sets)\n--\n\n"
+"(number of distinct terms, their records) of a field: Xapian 1.4's serialised term list entries (length,\n"
+"prefix + term, wdf 1, no positions) of the union of the sets of str, sorted by their UTF-8 bytes.");
+
+static PyObject *term_records(PyObject *self, PyObject *args) {
+    Py_ssize_t nargs = PyTuple_GET_SIZE(args);
+    if (nargs < 1 || !PyBytes_Check(PyTuple_GET_ITEM(args, 0))) {
+        PyErr_SetString(PyExc_TypeError, "term_records(prefix: bytes, *term_sets)");
+        return NULL;
+    }
+    PyObject *prefix = PyTuple_GET_ITEM(args, 0);
+    size_t plen = (size_t)PyBytes_GET_SIZE(prefix);
+    Py_ssize_t total = 0;
+    for (Py_ssize_t a = 1; a < nargs; a++) {
+        PyObject *set = PyTuple_GET_ITEM(args, a);
+        if (!PyAnySet_Check(set)) {
+            PyErr_SetString(PyExc_TypeError, "term sets must be sets or frozensets");
+            return NULL;
+        }
+        Py_ssize_t size = PySet_GET_SIZE(set);
+        if (size > PY_SSIZE_T_MAX / (Py_ssize_t)sizeof(Term) - total) return PyErr_NoMemory();
+        total += size;
+    }
+    Term *terms = PyMem_New(Term, total > 0 ? total : 1);
+    if (terms == NULL) return PyErr_NoMemory();
+    Py_ssize_t count = 0;
+    PyObject *out = NULL;
+    for (Py_ssize_t a = 1; a < nargs; a++) {
+        PyObject *it = PyObject_GetIter(PyTuple_GET_ITEM(args, a));
+        if (it == NULL) goto done;
+        PyObject *item;
+        while ((item = PyIter_Next(it)) != NULL) {
+            if (count >= total) { /* a set that grew meanwhile: never written past the array */
+                Py_DECREF(item);
+                Py_DECREF(it);
+                PyErr_SetString(PyExc_RuntimeError, "a term set changed size");
+                goto done;
+            }
+            if (!PyUnicode_Check(item)) {
+                Py_DECREF(item);
+                Py_DECREF(it);
+                PyErr_SetString(PyExc_TypeError, "terms must be str");
+                goto done;
+            }
+            terms[count].str = item; /* the reference PyIter_Next gave */
+            terms[count].bytes = PyUnicode_AsUTF8AndSize(item, &terms[count].len);
+            count++;
+            if (terms[count - 1].bytes == NULL) { /* a lone surrogate: as str.encode, UnicodeEncodeError */
+                Py_DECREF(it);
+                goto done;
+            }
+        }
+        Py_DECREF(it);
+        if (PyErr_Occurred()) goto done;
+    }
+    if (count > 1) qsort(terms, (size_t)count, sizeof(Term), term_cmp);
+    size_t size = 0;
+    Py_ssize_t distinct = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (i > 0 && term_cmp(&terms[i - 1], &terms[i]) == 0) continue;
+        size_t tlen = (size_t)terms[i].len;
+        if (tlen > (size_t)PY_SSIZE_T_MAX - plen) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        size_t record = encode_length(plen + tlen, NULL) + plen + tlen + 2;
+        if (record > (size_t)PY_SSIZE_T_MAX - size) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        size += record;
+        distinct++;
+    }
+    PyObject *records = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
+    if (records == NULL) goto done;
+    unsigned char *w = (unsigned char *)PyBytes_AS_STRING(records);
+    const char *p = PyBytes_AS_STRING(prefix);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (i > 0 && term_cmp(&terms[i - 1], &terms[i]) == 0) continue;
+        size_t tlen = (size_t)terms[i].len;
+        w += encode_length(plen + tlen, w);
+        memcpy(w, p, plen);
+        w += plen;
+        memcpy(w, terms[i].bytes, tlen);
+        w += tlen;
+        *w++ = 1; /* wdf 1 */
+        *w++ = 0; /* no positions */
+    }
+    out = Py_BuildValue("(nN)", distinct, records);
+done:
+    for (Py_ssize_t i = 0; i < count; i++) Py_DECREF(terms[i].str);
+    PyMem_Free(terms);
+    return out;
+}
+
+static PyMethodDef methods[] = {
+    {"ascii_terms", ascii_terms, METH_VARARGS, ascii_terms_doc},
+    {"ascii_marks", ascii_marks, METH_VARARGS, ascii_marks_doc},
+    {"term_records", term_records, METH_VARARGS, term_records_doc},
+    {"ascii_normalise", ascii_normalise, METH_O, ascii_normalise_doc},
+    {"ascii_searchable", ascii_searchable, METH_VARARGS, ascii_searchable_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "ftsd._native",
+    "Compiled twins of ftsd's per-token loops (analysis.py, store/schema.py); the Python code is the fallback.",
+    -1, methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__native(void) {
+    init_classes();
+    return PyModule_Create(&module);
+}
