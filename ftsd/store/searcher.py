@@ -5,8 +5,9 @@ the last commit (reopened per search). Xapian errors become ftsd errors through 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,10 @@ class Searcher:
             self.db.close()
             raise SchemaVersionError(f"{where}: index schema {version}, this ftsd reads {schema.SCHEMA_VERSION}")
         self._indexed: dict[str, tuple[int, set[int]]] = {}
+        # docid -> UID (0: none read yet). A docid keeps its UID for the life of the index directory: documents are
+        # added, replaced and deleted by their id term (mailbox GUID + UID), so only new docids need reading.
+        self._uid_of: list[int] = [0]
+        self._uids_read = 0  # the table holds the UIDs of docids 1..this
         self.lexicon = lexicons.get(path, self.inode) if lexicons is not None else lexicon.Lexicon()
 
     def replaced(self) -> bool:
@@ -154,23 +159,39 @@ class Searcher:
             return 0  # the exact pass reports the error
 
     def _match(self, query: Query) -> set[int]:
-        """UIDs (value slot) of every match of a query that is already filtered to one mailbox."""
-        # The match spy collects the UID slot of every match in C++; reading it back through the raw SWIG
-        # iterator costs ~0.5 us per UID instead of ~1.4 us through the Python wrapper.
+        """UIDs of every match of a query that is already filtered to one mailbox."""
+        return set(self.matching(query))
+
+    def matching(self, query: Query) -> list[int]:
+        """UIDs of every match of a query that is already filtered to one mailbox, in docid order (UID order
+        where the mailbox was indexed in UID order, as the indexer adds new mail)."""
+        # All matches in one MSet, read by position through the raw SWIG call (~0.1 us a match), mapped through the
+        # docid -> UID table: ~3x faster than collecting the UID slot in a match spy and parsing its strings.
         for attempt in range(MODIFIED_RETRIES + 1):
-            spy = xapian.ValueCountMatchSpy(schema.SLOT_UID)
             with self._xapian("search"):
-                enquire = self._enquire(query)
-                enquire.add_matchspy(spy)
                 try:
-                    enquire.get_mset(0, 0, self.db.get_doccount())
+                    mset = self._enquire(query).get_mset(0, self.db.get_doccount())
+                    docids = _docids(mset)
+                    if docids and max(docids) >= len(self._uid_of):
+                        self._read_uids()
                 except xapian.DatabaseModifiedError:
                     if attempt == MODIFIED_RETRIES:
                         raise
                     self.db.reopen()  # the revision read was overwritten by commits: read the latest
                     continue
-            return _spy_uids(spy)
+            return list(map(self._uid_of.__getitem__, docids))
         raise StoreError(f"{self.path.parent.name}: search failed")  # not reached: the last attempt raises
+
+    def _read_uids(self) -> None:
+        """Extend the docid -> UID table to the last document: the UID value stream from the first docid not read."""
+        db, table = self.db, self._uid_of
+        last = db.get_lastdocid()
+        table.extend([0] * (last + 1 - len(table)))
+        for docid, uid in _uid_stream(db, self._uids_read + 1, last):
+            if docid > last:
+                break
+            table[docid] = uid
+        self._uids_read = last
 
     def document_data(self, guid: str, uid: int) -> dict[str, Any] | None:
         with self._xapian("reading a document"):
@@ -185,14 +206,31 @@ def _gram(prefix: str, gram: str, marker: str, absent: str) -> Query:
     return xapian.Query(xapian.Query.OP_OR, xapian.Query(prefix + gram), by_absence)
 
 
-def _spy_uids(spy: Any) -> set[int]:
-    raw = getattr(xapian, "_xapian", None)
-    if raw is None or not hasattr(raw, "ValueCountMatchSpy_values_begin"):  # other bindings: the wrapper
-        return {int(item.term) for item in spy.values()}
-    it, end = raw.ValueCountMatchSpy_values_begin(spy), raw.ValueCountMatchSpy_values_end(spy)
-    get, step, at_end = raw._TermIterator_get_term, raw._TermIterator___next__, raw._TermIterator_equals
-    out = set()
+_RAW: Any = getattr(xapian, "_xapian", None)
+_FAST = _RAW is not None and hasattr(_RAW, "MSet_get_docid") and hasattr(_RAW, "_ValueIterator_get_docid")
+
+
+def _docids(mset: Any) -> list[int]:
+    if not _FAST:  # other bindings: the wrapper
+        return [item.docid for item in mset]
+    return list(map(partial(_RAW.MSet_get_docid, mset), range(mset.size())))
+
+
+def _uid_stream(db: Any, first: int, last: int) -> Iterator[tuple[int, int]]:
+    """(docid, UID) of the documents from docid `first` on, ascending (perhaps beyond `last`)."""
+    if not _FAST:  # other bindings: one document at a time
+        for docid in range(first, last + 1):
+            try:
+                yield docid, int(db.get_document(docid).get_value(schema.SLOT_UID) or 0)
+            except xapian.DocNotFoundError:
+                continue
+        return
+    raw = _RAW
+    it, end = raw.Database_valuestream_begin(db, schema.SLOT_UID), raw.Database_valuestream_end(db, schema.SLOT_UID)
+    docid, value, step, at_end = (raw._ValueIterator_get_docid, raw._ValueIterator_get_value,
+                                  raw._ValueIterator___next__, raw._ValueIterator_equals)
+    if first > 1 and not at_end(it, end):
+        raw._ValueIterator_skip_to(it, first)
     while not at_end(it, end):
-        out.add(int(get(it)))
+        yield docid(it), int(value(it))
         step(it)
-    return out
