@@ -66,6 +66,7 @@ def _quote(s: str) -> str:
 
 def run(config: str, user: str, mailbox: str, queries: dict[str, list[str]]) -> None:
     from ftsd import service
+    from ftsd.errors import SearchTimeoutError
     from ftsd.query import parse_query
     from ftsd.runtime import Runtime
     from ftsd.settings import load_settings
@@ -80,11 +81,14 @@ def run(config: str, user: str, mailbox: str, queries: dict[str, list[str]]) -> 
     for cat, q in order:
         node = parse_query(f"TEXT {_quote(q)}")
         cpu, wall = time.process_time(), time.perf_counter()
-        results = service.search(settings, user, boxes, node, autoindex=False, runtime=runtime)
+        try:
+            results = service.search(settings, user, boxes, node, autoindex=False, runtime=runtime)
+            hits, verified = sum(len(r.uids) for r in results), sum(r.verified for r in results)
+        except SearchTimeoutError:  # limits.search_time_s: counted at its wall time, hits unknown (-1)
+            hits, verified = -1, -1
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        print(json.dumps({"cat": cat, "q": q, "hits": sum(len(r.uids) for r in results),
-                          "verified": sum(r.verified for r in results), "wall": wall * 1000, "cpu": cpu * 1000}),
-              flush=True)
+        print(json.dumps({"cat": cat, "q": q, "hits": hits, "verified": verified, "wall": wall * 1000,
+                          "cpu": cpu * 1000}), flush=True)
 
 
 def compare(args: argparse.Namespace) -> None:

@@ -17,6 +17,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from email.message import Message
 from functools import reduce
@@ -283,7 +284,7 @@ class MailboxSearch:
 
     searcher: Searcher | None
     guid: str
-    present: set[int]
+    present: AbstractSet[int]
     texts: TextSources
     settings: Settings
     user: str = ""
@@ -389,8 +390,13 @@ class MailboxSearch:
     def run(self, node: Node) -> Answer:
         present = self.present
         everything = self.searcher.indexed_uids(self.guid) if self.searcher else set()
-        # the Solr bridge passes the index's own (cached) set: no 40,000-element copies per search then
-        indexed = present if present is everything else everything & present
+        # The Solr bridge passes the index's own (cached) set, and an up-to-date mailbox has the same UIDs: no
+        # 40,000-element copies per search then (== costs no new set; unequal sizes are told at once).
+        whole = present is everything or present == everything
+        indexed = everything if whole else everything & present
+        if indexed and whole and self._all_exact(node):  # the common case: the index alone, in UID order
+            assert self.searcher is not None
+            return Answer(self.searcher.sorted_uids(self._query(node), self.guid), 0)
         if indexed and self._all_exact(node):
             assert self.searcher is not None
             sure = self.searcher.uids(self._query(node), self.guid) & indexed
@@ -400,7 +406,7 @@ class MailboxSearch:
             check = maybe - sure
         else:
             sure, check = set(), set()
-        if present is not indexed:
+        if not whole:
             check |= present - indexed  # not indexed yet: only the message's text can tell
         verified = {uid for uid in check if self._verify(uid, node)}
         return Answer(sorted(sure | verified), len(check))

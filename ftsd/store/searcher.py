@@ -5,9 +5,11 @@ the last commit (reopened per search). Xapian errors become ftsd errors through 
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from functools import partial
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +134,20 @@ class Searcher:
         if len(indexed) >= COMPLEMENT_MIN and 2 * self._estimate(filtered) > len(indexed):
             return indexed - self._match(xapian.Query(xapian.Query.OP_AND_NOT, mailbox, query))
         return self._match(filtered)
+
+    def sorted_uids(self, query: Query, guid: str) -> list[int]:
+        """uids(), ascending: the matches come in docid order, which is UID order where the mailbox was indexed in
+        UID order (sorting an ascending list is one pass)."""
+        mailbox = xapian.Query(schema.mailbox_term(guid))
+        filtered = xapian.Query(xapian.Query.OP_FILTER, query, mailbox)
+        indexed = self.indexed_uids(guid)
+        if len(indexed) >= COMPLEMENT_MIN and 2 * self._estimate(filtered) > len(indexed):
+            return sorted(indexed.difference(self.matching(xapian.Query(xapian.Query.OP_AND_NOT, mailbox, query))))
+        found = self.matching(filtered)
+        found.sort()
+        if any(map(operator.eq, found, islice(found, 1, None))):  # one UID in two documents: listed once
+            found = sorted(set(found))
+        return found
 
     def indexed_uids(self, guid: str) -> set[int]:
         """Every UID of the mailbox present in the index, cached per index revision."""
