@@ -91,6 +91,42 @@ def run(config: str, user: str, mailbox: str, queries: dict[str, list[str]]) -> 
                           "cpu": cpu * 1000}), flush=True)
 
 
+def candidates(config: str, user: str, mailbox: str, queries: dict[str, list[str]], sample: int) -> None:
+    """Per phrase: the messages the index leaves to check (maybe - sure), the index part's wall/CPU ms, and the
+    CPU ms per check measured on `sample` of them (the whole search would read them all)."""
+    from ftsd import service
+    from ftsd.query import parse_query
+    from ftsd.runtime import Runtime
+    from ftsd.search import MailboxSearch, MaildirText
+    from ftsd.settings import load_settings
+
+    settings = load_settings(Path(config))
+    rt = Runtime(settings)
+    user_obj = service.get_user(settings, user, rt)
+    (box,) = service._mailboxes(rt, user_obj, [mailbox])
+    with service.user_index(settings, user_obj, rt).reader() as searcher:
+        assert searcher is not None
+        for cat, qs in queries.items():
+            for q in qs:
+                node = parse_query(f"TEXT {_quote(q)}")
+
+                def texts(uid: int) -> MaildirText:
+                    return MaildirText(box.messages[uid], settings, rt.texts)
+
+                search = MailboxSearch(searcher, box.guid, set(box.messages), texts, settings, user=user)
+                cpu, wall = time.process_time(), time.perf_counter()
+                sure, maybe = search._sets(node, searcher.indexed_uids(box.guid))
+                index_wall, index_cpu = time.perf_counter() - wall, time.process_time() - cpu
+                check = sorted(maybe - sure)
+                picked = random.Random(3).sample(check, min(sample, len(check)))
+                cpu = time.process_time()
+                found = sum(search._verify(uid, node) for uid in picked)
+                per_check = (time.process_time() - cpu) / max(1, len(picked))
+                print(json.dumps({"cat": cat, "q": q, "check": len(check), "index_wall": index_wall * 1000,
+                                  "index_cpu": index_cpu * 1000, "check_cpu": per_check * 1000,
+                                  "sample_matches": found, "sample": len(picked)}), flush=True)
+
+
 def compare(args: argparse.Namespace) -> None:
     rows: dict[str, dict[str, list[dict[str, float]]]] = {}
     hits: dict[str, dict[str, int]] = {}
@@ -128,7 +164,7 @@ def main() -> int:
     d = sub.add_parser("draw")
     d.add_argument("corpus", type=Path)
     d.add_argument("--n", type=int, default=30)
-    for name in ("run", "compare"):
+    for name in ("run", "compare", "candidates"):
         p = sub.add_parser(name)
         p.add_argument("config", type=Path)
         p.add_argument("user")
@@ -137,11 +173,15 @@ def main() -> int:
         if name == "compare":
             p.add_argument("--root", type=Path, action="append", required=True)
             p.add_argument("--rounds", type=int, default=2)
+        if name == "candidates":
+            p.add_argument("--sample", type=int, default=40, help="candidates checked to time one check")
     args = ap.parse_args()
     if args.cmd == "draw":
         json.dump(draw(args.corpus, args.n), sys.stdout, indent=0)
     elif args.cmd == "run":
         run(str(args.config), args.user, args.mailbox, json.loads(args.queries.read_text()))
+    elif args.cmd == "candidates":
+        candidates(str(args.config), args.user, args.mailbox, json.loads(args.queries.read_text()), args.sample)
     else:
         compare(args)
     return 0
