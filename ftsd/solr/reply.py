@@ -140,7 +140,8 @@ def select(settings: Settings, params: Sequence[tuple[str, str]], runtime: Runti
     if one_box is not None and wt != "json":  # Dovecot's requests: one mailbox, XML, every match
         xml_docs = _xml_uid_docs(one_box[0], user, one_box[1], fl)
         qtime = int((time.monotonic() - started) * 1000)
-        lines = [f'<result name="response" numFound="{total}" start="{start}">', *xml_docs, "</result>"]
+        lines = [f'<result name="response" numFound="{total}" start="{start}">', *filter(None, [xml_docs]),
+                 "</result>"]
         return SolrReply(200, _response_xml(qtime, "\n".join(lines)))
     if one_box is not None:
         page = [Hit(one_box[0], uid, user) for uid in one_box[1]]
@@ -177,14 +178,19 @@ def _xml_docs(page: Sequence[Hit], fl: Sequence[str]) -> list[str]:
     return out
 
 
-def _xml_uid_docs(box: str, user: str, uids: Sequence[int], fl: Sequence[str]) -> list[str]:
-    """The `<doc>` lines of one mailbox's UIDs: the line is made once with a NUL where the UID goes (never in a
-    GUID or a valid user name), then joined per UID (Dovecot asks for every match: rows = UIDNEXT)."""
+def _xml_uid_docs(box: str, user: str, uids: Sequence[int], fl: Sequence[str]) -> str:
+    """The `<doc>` lines of one mailbox's UIDs, joined: the line is made once with a NUL where the UID goes (never
+    in a GUID or a valid user name), then the UIDs are joined with what lies between two lines (Dovecot asks for
+    every match, rows = UIDNEXT, with fl=uid,score: one UID per line)."""
     if "\0" in box + user:  # still exact, one escape per hit
-        return _xml_docs([Hit(box, uid, user) for uid in uids], fl)
+        return "\n".join(_xml_docs([Hit(box, uid, user) for uid in uids], fl))
     inner = "".join(f'<{t} name="{n}">{escape(v)}</{t}>' for t, n, v in _doc_fields(Hit(box, 0, user), fl, "\0"))
     parts = f"<doc>{inner}</doc>".split("\0")
-    return [uid.join(parts) for uid in map(str, uids)]
+    if not uids:
+        return ""
+    if len(parts) == 2:  # one join in C for the whole page
+        return parts[0] + (parts[1] + "\n" + parts[0]).join(map(str, uids)) + parts[1]
+    return "\n".join([uid.join(parts) for uid in map(str, uids)])
 
 
 def _response_xml(qtime: int, inner: str = "") -> bytes:
