@@ -47,6 +47,7 @@ class Searcher:
             self.db.close()
             raise SchemaVersionError(f"{where}: index schema {version}, this ftsd reads {schema.SCHEMA_VERSION}")
         self._indexed: dict[str, tuple[int, set[int]]] = {}
+        self._sorted: dict[str, tuple[set[int], list[int]]] = {}  # per mailbox: its indexed_uids set, ascending
         # docid -> UID (0: none read yet). A docid keeps its UID for the life of the index directory: documents are
         # added, replaced and deleted by their id term (mailbox GUID + UID), so only new docids need reading.
         self._uid_of: list[int] = [0]
@@ -142,12 +143,22 @@ class Searcher:
         filtered = xapian.Query(xapian.Query.OP_FILTER, query, mailbox)
         indexed = self.indexed_uids(guid)
         if len(indexed) >= COMPLEMENT_MIN and 2 * self._estimate(filtered) > len(indexed):
-            return sorted(indexed.difference(self.matching(xapian.Query(xapian.Query.OP_AND_NOT, mailbox, query))))
+            missing = self.matching(xapian.Query(xapian.Query.OP_AND_NOT, mailbox, query))
+            if not missing:  # every message (ALL, Dovecot's last-UID lookup): the cached ascending list
+                return list(self._indexed_sorted(guid, indexed))
+            return sorted(indexed.difference(missing))
         found = self.matching(filtered)
         found.sort()
         if any(map(operator.eq, found, islice(found, 1, None))):  # one UID in two documents: listed once
             found = sorted(set(found))
         return found
+
+    def _indexed_sorted(self, guid: str, indexed: set[int]) -> list[int]:
+        """The ascending list of `indexed` (indexed_uids(guid)), kept as long as that set is the cached one."""
+        cached = self._sorted.get(guid)
+        if cached is None or cached[0] is not indexed:
+            cached = self._sorted[guid] = (indexed, sorted(indexed))
+        return cached[1]
 
     def indexed_uids(self, guid: str) -> set[int]:
         """Every UID of the mailbox present in the index, cached per index revision."""
