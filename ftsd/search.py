@@ -290,6 +290,7 @@ class MailboxSearch:
     user: str = ""
     keep_unreadable: bool = False
     deadline: Deadline = field(default_factory=Deadline)
+    shared: bool = False  # one search of several mailboxes of this index: keys are matched once for all of them
     analyzer: Analyzer = field(init=False)
     _plans: dict[int, _Plan] = field(default_factory=dict)
 
@@ -368,10 +369,11 @@ class MailboxSearch:
         if isinstance(node, Key):
             plan = self._plan_of(node)
             self.deadline.check()
-            found = self.searcher.uids(plan.query, self.guid) & universe
+            found = self.searcher.uids(plan.query, self.guid, self.shared) & universe
             if plan.exact:
                 return found, found
-            return (self.searcher.uids(plan.sure, self.guid) & found if plan.sure is not None else set()), found
+            sure = self.searcher.uids(plan.sure, self.guid, self.shared) & found if plan.sure is not None else set()
+            return sure, found
         if isinstance(node, All):
             return universe, universe
         if isinstance(node, Where):
@@ -396,10 +398,13 @@ class MailboxSearch:
         indexed = everything if whole else everything & present
         if indexed and whole and self._all_exact(node):  # the common case: the index alone, in UID order
             assert self.searcher is not None
-            return Answer(self.searcher.sorted_uids(self._query(node), self.guid), 0)
+            found = self.searcher.sorted_uids(self._query(node), self.guid, self.shared)
+            if self.searcher.indexed_uids(self.guid) is not everything:  # reopened meanwhile: keep to `present`
+                found = [uid for uid in found if uid in present]
+            return Answer(found, 0)
         if indexed and self._all_exact(node):
             assert self.searcher is not None
-            sure = self.searcher.uids(self._query(node), self.guid) & indexed
+            sure = self.searcher.uids(self._query(node), self.guid, self.shared) & indexed
             check: set[int] = set()
         elif indexed:
             sure, maybe = self._sets(node, indexed)

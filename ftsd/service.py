@@ -292,8 +292,8 @@ def _search(settings: Settings, rt: Runtime, name: str, mailboxes: Sequence[str]
     for attempt in range(2):
         try:
             with index.reader() as searcher:
-                return [_search_box(settings, rt, name, searcher, box, query, deadline, present.get(box.name))
-                        for box in boxes]
+                return [_search_box(settings, rt, name, searcher, box, query, deadline, present.get(box.name),
+                                    len(boxes) > 1) for box in boxes]
         except UnusableIndexError as exc:  # moved aside by the reader: the mail answers, exactly
             if attempt:
                 raise
@@ -303,7 +303,7 @@ def _search(settings: Settings, rt: Runtime, name: str, mailboxes: Sequence[str]
 
 def _search_box(
     settings: Settings, rt: Runtime, name: str, searcher: Searcher | None, box: Mailbox, query: Node,
-    deadline: Deadline, present: set[int] | None = None,
+    deadline: Deadline, present: set[int] | None = None, shared: bool = False,
 ) -> MailboxResult:
     """`present`: the mailbox's UIDs when the caller has them as a set already (None: from the scan)."""
     def texts(uid: int) -> TextSource:
@@ -311,7 +311,7 @@ def _search_box(
 
     deadline.check()  # between mailboxes
     answer = MailboxSearch(searcher, box.guid, set(box.messages) if present is None else present, texts, settings,
-                           user=name, deadline=deadline).run(query)
+                           user=name, deadline=deadline, shared=shared).run(query)
     return MailboxResult(box.name, box.uidvalidity, answer.uids, answer.verified)
 
 
@@ -330,7 +330,8 @@ def search_index(
         if searcher is None:  # nothing indexed yet for this user: no hits (the last-UID lookup then means 0)
             return {}
         out: dict[str, list[int]] = {}
-        for guid in sorted(mailboxes) if mailboxes is not None else searcher.guids():
+        guids = sorted(mailboxes) if mailboxes is not None else searcher.guids()
+        for guid in guids:
             if not MAILBOX_GUID.fullmatch(guid):
                 continue
             present = searcher.indexed_uids(guid)
@@ -339,7 +340,7 @@ def search_index(
             texts = IndexTexts(searcher, guid, rt.decoders.bind(settings), rt.texts, _finder(user, guid, rt.scans))
             deadline.check()  # between mailboxes
             search = MailboxSearch(searcher, guid, present, texts, settings, user=name, keep_unreadable=True,
-                                   deadline=deadline)
+                                   deadline=deadline, shared=len(guids) > 1)
             out[guid] = search.run(query).uids
         return out
 

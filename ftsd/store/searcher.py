@@ -22,6 +22,7 @@ from ftsd.store.xerrors import store_error, translated
 
 Query = Any  # an opaque xapian.Query
 COMPLEMENT_MIN = 1000  # mailboxes smaller than this are read directly: the estimate would cost more than it saves
+SHARED_KEPT = 16  # whole-index matches kept per reader and revision (the keys of one multi-mailbox search)
 MODIFIED_RETRIES = 3  # a writer may commit (and a reader's revision vanish) several times during one match
 
 
@@ -48,6 +49,8 @@ class Searcher:
             raise SchemaVersionError(f"{where}: index schema {version}, this ftsd reads {schema.SCHEMA_VERSION}")
         self._indexed: dict[str, tuple[int, set[int]]] = {}
         self._sorted: dict[str, tuple[set[int], list[int]]] = {}  # per mailbox: its indexed_uids set, ascending
+        # revision, whole-index matches by query description, docids per mailbox GUID (see _shared)
+        self._matches: tuple[int, dict[str, list[int]], dict[str, set[int]]] = (-1, {}, {})
         # docid -> UID (0: none read yet). A docid keeps its UID for the life of the index directory: documents are
         # added, replaced and deleted by their id term (mailbox GUID + UID), so only new docids need reading.
         self._uid_of: list[int] = [0]
@@ -124,11 +127,15 @@ class Searcher:
         return xapian.Query(xapian.Query.OP_AND_NOT, xapian.Query.MatchAll, query)
 
     # -- evaluation -----------------------------------------------------------------------------------------
-    def uids(self, query: Query, guid: str) -> set[int]:
+    def uids(self, query: Query, guid: str, shared: bool = False) -> set[int]:
         """UIDs of the documents of mailbox `guid` matching `query`. Raises: StoreError.
 
         Reading a UID costs Python time per match, so when Xapian estimates that most of the mailbox matches,
-        the (smaller) complement is read instead and subtracted from the mailbox's UIDs (cached per revision)."""
+        the (smaller) complement is read instead and subtracted from the mailbox's UIDs (cached per revision).
+        `shared`: the search covers several mailboxes; the query is matched once over the whole index (see
+        _shared)."""
+        if shared:
+            return set(self._shared(query, guid))
         mailbox = xapian.Query(schema.mailbox_term(guid))
         filtered = xapian.Query(xapian.Query.OP_FILTER, query, mailbox)
         indexed = self.indexed_uids(guid)
@@ -136,22 +143,49 @@ class Searcher:
             return indexed - self._match(xapian.Query(xapian.Query.OP_AND_NOT, mailbox, query))
         return self._match(filtered)
 
-    def sorted_uids(self, query: Query, guid: str) -> list[int]:
+    def sorted_uids(self, query: Query, guid: str, shared: bool = False) -> list[int]:
         """uids(), ascending: the matches come in docid order, which is UID order where the mailbox was indexed in
         UID order (sorting an ascending list is one pass)."""
-        mailbox = xapian.Query(schema.mailbox_term(guid))
-        filtered = xapian.Query(xapian.Query.OP_FILTER, query, mailbox)
-        indexed = self.indexed_uids(guid)
-        if len(indexed) >= COMPLEMENT_MIN and 2 * self._estimate(filtered) > len(indexed):
-            missing = self.matching(xapian.Query(xapian.Query.OP_AND_NOT, mailbox, query))
-            if not missing:  # every message (ALL, Dovecot's last-UID lookup): the cached ascending list
-                return list(self._indexed_sorted(guid, indexed))
-            return sorted(indexed.difference(missing))
-        found = self.matching(filtered)
+        if shared:
+            found = self._shared(query, guid)
+        else:
+            mailbox = xapian.Query(schema.mailbox_term(guid))
+            filtered = xapian.Query(xapian.Query.OP_FILTER, query, mailbox)
+            indexed = self.indexed_uids(guid)
+            if len(indexed) >= COMPLEMENT_MIN and 2 * self._estimate(filtered) > len(indexed):
+                missing = self.matching(xapian.Query(xapian.Query.OP_AND_NOT, mailbox, query))
+                if not missing:  # every message (ALL, Dovecot's last-UID lookup): the cached ascending list
+                    return list(self._indexed_sorted(guid, indexed))
+                return sorted(indexed.difference(missing))
+            found = self.matching(filtered)
         found.sort()
         if any(map(operator.eq, found, islice(found, 1, None))):  # one UID in two documents: listed once
             found = sorted(set(found))
         return found
+
+    def _shared(self, query: Query, guid: str) -> list[int]:
+        """UIDs (docid order) of the matches of `query` in mailbox `guid`, from one match over the whole index kept
+        for this revision: a search of several mailboxes would otherwise run the same OR of lexicon entries once
+        per mailbox. Each mailbox's docids are kept as a set per revision to pick its matches in C."""
+        with self._xapian("reading the revision"):
+            revision = self.db.get_revision()
+        if self._matches[0] != revision:
+            self._matches = (revision, {}, {})
+        _, whole, boxes = self._matches
+        key = str(query)  # its description: equal queries of different mailboxes share one match
+        docids = whole.get(key)
+        if docids is None:
+            if len(whole) >= SHARED_KEPT:
+                whole.clear()
+            docids = whole[key] = self._docids_matching(query)
+        box = boxes.get(guid)
+        if box is None:
+            box = boxes[guid] = set(self._docids_matching(xapian.Query(schema.mailbox_term(guid))))
+        mine = list(filter(box.__contains__, docids))
+        if mine and max(mine) >= len(self._uid_of):
+            with self._xapian("search"):
+                self._read_uids()
+        return list(map(self._uid_of.__getitem__, mine))
 
     def _indexed_sorted(self, guid: str, indexed: set[int]) -> list[int]:
         """The ascending list of `indexed` (indexed_uids(guid)), kept as long as that set is the cached one."""
@@ -188,6 +222,18 @@ class Searcher:
     def _match(self, query: Query) -> set[int]:
         """UIDs of every match of a query that is already filtered to one mailbox."""
         return set(self.matching(query))
+
+    def _docids_matching(self, query: Query) -> list[int]:
+        """Docids of every match of a query, ascending."""
+        for attempt in range(MODIFIED_RETRIES + 1):
+            with self._xapian("search"):
+                try:
+                    return _docids(self._enquire(query).get_mset(0, self.db.get_doccount()))
+                except xapian.DatabaseModifiedError:
+                    if attempt == MODIFIED_RETRIES:
+                        raise
+                    self.db.reopen()  # the revision read was overwritten by commits: read the latest
+        raise StoreError(f"{self.path.parent.name}: search failed")  # not reached: the last attempt raises
 
     def matching(self, query: Query) -> list[int]:
         """UIDs of every match of a query that is already filtered to one mailbox, in docid order (UID order
