@@ -74,7 +74,7 @@ def run(config: str, user: str, mailbox: str, queries: dict[str, list[str]]) -> 
     settings = load_settings(Path(config))
     runtime = Runtime(settings)
     boxes = [mailbox]
-    for word in queries["rare"][:WARMUP]:
+    for word in queries.get("rare", ["warmup"])[:WARMUP]:
         service.search(settings, user, boxes, parse_query(f"TEXT {word}x"), autoindex=False, runtime=runtime)
     order = [(cat, q) for cat, qs in queries.items() for q in qs]
     random.Random(2).shuffle(order)  # categories interleaved: a load burst hits all alike
