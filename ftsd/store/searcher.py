@@ -67,6 +67,12 @@ class Searcher:
     def close(self) -> None:
         self.db.close()
 
+    def released(self) -> None:
+        """Back in the pool: drop what only the search just ended needs (its whole-index matches; the mailboxes'
+        docid sets stay, like their UID sets, until the revision changes)."""
+        revision, _, boxes = self._matches
+        self._matches = (revision, {}, boxes)
+
     def _xapian(self, doing: str) -> AbstractContextManager[None]:
         return translated(self.path, doing)
 
