@@ -37,6 +37,8 @@ def main() -> int:
     ap.add_argument("uidlist", type=Path)
     ap.add_argument("out_index", type=Path)
     ap.add_argument("--first-serial", type=int, default=1)
+    ap.add_argument("--commit-every", type=int, default=200,
+                    help="documents per commit (Xapian's add cost grows with the terms buffered since the last)")
     args = ap.parse_args()
     src = xapian.Database(str(args.src_index))
     names = sorted(p.name for sub in ("cur", "new") for p in (args.src_maildir / sub).iterdir())
@@ -54,6 +56,7 @@ def main() -> int:
     for key in src.metadata_keys(schema.META_LEXICON):
         out.set_metadata(key, src.get_metadata(key))
     uids = []
+    guid_of: dict[int, str] = {}  # source docid -> its mailbox GUID (one mailbox: read once)
     for line in lines[1:]:
         uid_text, _, name = line.partition(" :")
         m = _NAME.match(name)
@@ -62,7 +65,9 @@ def main() -> int:
         serial = int(m.group(1))
         source = names[(serial - args.first_serial) % len(names)]
         doc = src.get_document(docid_of[source])
-        old_guid = next(t.term.decode()[1:] for t in doc.termlist() if t.term.startswith(b"G"))
+        if docid_of[source] not in guid_of:
+            guid_of[docid_of[source]] = next(t.term.decode()[1:] for t in doc.termlist() if t.term.startswith(b"G"))
+        old_guid = guid_of[docid_of[source]]
         old_uid = int(doc.get_value(schema.SLOT_UID))
         doc.remove_term(schema.mailbox_term(old_guid))
         doc.remove_term(schema.id_term(old_guid, old_uid))
@@ -75,8 +80,9 @@ def main() -> int:
         doc.set_data(json.dumps(data, separators=(",", ":")))
         out.add_document(doc)
         uids.append(uid)
-        if len(uids) % 5000 == 0:
+        if len(uids) % args.commit_every == 0:
             out.commit()
+        if len(uids) % 5000 == 0:
             print(f"{len(uids)} documents", file=sys.stderr)
     out.set_metadata(f"{schema.META_MAILBOX}{guid}", json.dumps(
         {"last_uid": max(uids), "messages": len(uids), "name": "INBOX", "uidvalidity": uidvalidity}))

@@ -17,6 +17,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from email.message import Message
 from functools import reduce
@@ -283,12 +284,13 @@ class MailboxSearch:
 
     searcher: Searcher | None
     guid: str
-    present: set[int]
+    present: AbstractSet[int]
     texts: TextSources
     settings: Settings
     user: str = ""
     keep_unreadable: bool = False
     deadline: Deadline = field(default_factory=Deadline)
+    shared: bool = False  # one search of several mailboxes of this index: keys are matched once for all of them
     analyzer: Analyzer = field(init=False)
     _plans: dict[int, _Plan] = field(default_factory=dict)
 
@@ -367,10 +369,11 @@ class MailboxSearch:
         if isinstance(node, Key):
             plan = self._plan_of(node)
             self.deadline.check()
-            found = self.searcher.uids(plan.query, self.guid) & universe
+            found = self.searcher.uids(plan.query, self.guid, self.shared) & universe
             if plan.exact:
                 return found, found
-            return (self.searcher.uids(plan.sure, self.guid) & found if plan.sure is not None else set()), found
+            sure = self.searcher.uids(plan.sure, self.guid, self.shared) & found if plan.sure is not None else set()
+            return sure, found
         if isinstance(node, All):
             return universe, universe
         if isinstance(node, Where):
@@ -389,18 +392,26 @@ class MailboxSearch:
     def run(self, node: Node) -> Answer:
         present = self.present
         everything = self.searcher.indexed_uids(self.guid) if self.searcher else set()
-        # the Solr bridge passes the index's own (cached) set: no 40,000-element copies per search then
-        indexed = present if present is everything else everything & present
+        # The Solr bridge passes the index's own (cached) set, and an up-to-date mailbox has the same UIDs: no
+        # 40,000-element copies per search then (== costs no new set; unequal sizes are told at once).
+        whole = present is everything or present == everything
+        indexed = everything if whole else everything & present
+        if indexed and whole and self._all_exact(node):  # the common case: the index alone, in UID order
+            assert self.searcher is not None
+            found = self.searcher.sorted_uids(self._query(node), self.guid, self.shared)
+            if self.searcher.indexed_uids(self.guid) is not everything:  # reopened meanwhile: keep to `present`
+                found = [uid for uid in found if uid in present]
+            return Answer(found, 0)
         if indexed and self._all_exact(node):
             assert self.searcher is not None
-            sure = self.searcher.uids(self._query(node), self.guid) & indexed
+            sure = self.searcher.uids(self._query(node), self.guid, self.shared) & indexed
             check: set[int] = set()
         elif indexed:
             sure, maybe = self._sets(node, indexed)
             check = maybe - sure
         else:
             sure, check = set(), set()
-        if present is not indexed:
+        if not whole:
             check |= present - indexed  # not indexed yet: only the message's text can tell
         verified = {uid for uid in check if self._verify(uid, node)}
         return Answer(sorted(sure | verified), len(check))

@@ -272,19 +272,28 @@ def _search(settings: Settings, rt: Runtime, name: str, mailboxes: Sequence[str]
     user = get_user(settings, name, rt)
     boxes = _mailboxes(rt, user, mailboxes or ["INBOX"])
     index = user_index(settings, user, rt)
+    present: dict[str, set[int]] = {}  # up-to-date mailboxes: the index's own UID set (equal to the Maildir's)
     if settings.fts.autoindex if autoindex is None else autoindex:
         # Only take the writer when the index lags behind the Maildir; an up-to-date search never waits for it.
+        stale = []
         try:
             with index.reader() as searcher:
-                stale = [b for b in boxes if searcher is None or searcher.indexed_uids(b.guid) != set(b.messages)]
+                for b in boxes:
+                    indexed = searcher.indexed_uids(b.guid) if searcher is not None else None
+                    if indexed is not None and indexed == set(b.messages):
+                        present[b.name] = indexed  # the search's reader has it cached: no copy, no compare
+                    else:
+                        stale.append(b)
         except UnusableIndexError:  # moved aside: everything is stale
             stale = boxes
         if stale:
             _autoindex(settings, rt, user, stale)
+            present.clear()
     for attempt in range(2):
         try:
             with index.reader() as searcher:
-                return [_search_box(settings, rt, name, searcher, box, query, deadline) for box in boxes]
+                return [_search_box(settings, rt, name, searcher, box, query, deadline, present.get(box.name),
+                                    len(boxes) > 1) for box in boxes]
         except UnusableIndexError as exc:  # moved aside by the reader: the mail answers, exactly
             if attempt:
                 raise
@@ -294,14 +303,15 @@ def _search(settings: Settings, rt: Runtime, name: str, mailboxes: Sequence[str]
 
 def _search_box(
     settings: Settings, rt: Runtime, name: str, searcher: Searcher | None, box: Mailbox, query: Node,
-    deadline: Deadline,
+    deadline: Deadline, present: set[int] | None = None, shared: bool = False,
 ) -> MailboxResult:
+    """`present`: the mailbox's UIDs when the caller has them as a set already (None: from the scan)."""
     def texts(uid: int) -> TextSource:
         return MaildirText(box.messages[uid], rt.decoders.bind(settings), rt.texts)  # attachments: its sandbox
 
     deadline.check()  # between mailboxes
-    answer = MailboxSearch(searcher, box.guid, set(box.messages), texts, settings, user=name,
-                           deadline=deadline).run(query)
+    answer = MailboxSearch(searcher, box.guid, set(box.messages) if present is None else present, texts, settings,
+                           user=name, deadline=deadline, shared=shared).run(query)
     return MailboxResult(box.name, box.uidvalidity, answer.uids, answer.verified)
 
 
@@ -320,7 +330,8 @@ def search_index(
         if searcher is None:  # nothing indexed yet for this user: no hits (the last-UID lookup then means 0)
             return {}
         out: dict[str, list[int]] = {}
-        for guid in sorted(mailboxes) if mailboxes is not None else searcher.guids():
+        guids = sorted(mailboxes) if mailboxes is not None else searcher.guids()
+        for guid in guids:
             if not MAILBOX_GUID.fullmatch(guid):
                 continue
             present = searcher.indexed_uids(guid)
@@ -329,7 +340,7 @@ def search_index(
             texts = IndexTexts(searcher, guid, rt.decoders.bind(settings), rt.texts, _finder(user, guid, rt.scans))
             deadline.check()  # between mailboxes
             search = MailboxSearch(searcher, guid, present, texts, settings, user=name, keep_unreadable=True,
-                                   deadline=deadline)
+                                   deadline=deadline, shared=len(guids) > 1)
             out[guid] = search.run(query).uids
         return out
 

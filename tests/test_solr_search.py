@@ -107,6 +107,13 @@ def test_select_pages_sorts_and_formats_without_a_hit_per_match(settings_: Setti
     last = select(f"box:{BOX} AND user:{USER}", rows="1", sort="uid desc", fl="uid").body.decode()
     assert '<result name="response" numFound="30" start="0">' in last
     assert '<doc><long name="uid">30</long></doc>' in last and last.count("<doc>") == 1
+    every = select("body:word1", fq=f"+box:{BOX} +user:{USER}", rows="31", sort="uid asc", fl="uid,score")
+    lines = every.body.decode().split("\n")
+    assert lines[lines.index('<result name="response" numFound="10" start="0">') + 1 : -3] == [
+        f'<doc><long name="uid">{uid}</long><float name="score">1.0</float></doc>' for uid in range(1, 31, 3)]
+    ids = select("body:word2", fq=f"+box:{BOX} +user:{USER}", rows="2", sort="uid desc", fl="id,uid").body.decode()
+    assert [line for line in ids.split("\n") if line.startswith("<doc>")] == [
+        f'<doc><str name="id">{uid}/{BOX}/{USER}</str><long name="uid">{uid}</long></doc>' for uid in (29, 26)]
     page = select("body:word1", fq=f"+box:{BOX} +user:{USER}", rows="3", start="2", sort="uid asc",
                   fl="uid,score", wt="json")
     reply = json.loads(page.body)["response"]
@@ -121,3 +128,17 @@ def test_select_pages_sorts_and_formats_without_a_hit_per_match(settings_: Setti
                      f'<str name="user">{USER}</str></doc>' for b in sorted([BOX, other])]
     by_id = select(f"body:common AND user:{USER} AND box:{BOX}", rows="3", sort="id asc", fl="uid", wt="json")
     assert [d["uid"] for d in json.loads(by_id.body)["response"]["docs"]] == [1, 10, 11]  # id sorts as text
+
+
+def test_a_pooled_reader_sees_documents_added_replaced_and_deleted_since(settings_: Settings) -> None:
+    """The reader's docid -> UID table grows with the index: a reader kept in the pool finds later documents."""
+    rt = Runtime(settings_)
+    add(settings_, {uid: "alpha" for uid in range(1, 6)}, rt)
+    assert select_uids(settings_, "body:alpha", rt) == [1, 2, 3, 4, 5]
+    add(settings_, {3: "beta", 7: "alpha", 9: "alpha beta"}, rt)  # 3 replaced, 7 and 9 new
+    assert select_uids(settings_, "body:alpha", rt) == [1, 2, 4, 5, 7, 9]
+    assert select_uids(settings_, "body:beta", rt) == [3, 9]
+    session = solr.UpdateSession(settings_, rt)
+    session.feed(f"<delete><id>2/{BOX}/{USER}</id></delete>".encode())
+    session.close()
+    assert select_uids(settings_, "body:alpha", rt) == [1, 4, 5, 7, 9]

@@ -47,9 +47,10 @@ def _found(settings: Settings, node: Node, runtime: Runtime | None) -> tuple[str
     return scope.user, service.search_index(settings, scope.user, node, scope.mailboxes, scope.uids, runtime=runtime)
 
 
-def _one_box_page(found: dict[str, list[int]], user: str, spec: str, start: int, rows: int) -> list[Hit] | None:
-    """The page of a one-mailbox answer sorted by uid (what Dovecot asks: `uid asc`, `uid desc` for its last-UID
-    lookup), without a Hit per match; None when the sort needs them all (several mailboxes, sort on id)."""
+def _one_box_page(found: dict[str, list[int]], spec: str, start: int, rows: int) -> tuple[str, list[int]] | None:
+    """(mailbox GUID, UIDs) of the page of a one-mailbox answer sorted by uid (what Dovecot asks: `uid asc`, `uid
+    desc` for its last-UID lookup), without a Hit per match; None when the sort needs them all (several
+    mailboxes, sort on id)."""
     if len(found) > 1:
         return None
     keys = [(name, desc) for name, desc in _sort_key(spec) if name not in ("box", "user", "score")]  # constant here
@@ -57,7 +58,7 @@ def _one_box_page(found: dict[str, list[int]], user: str, spec: str, start: int,
         return None
     ((guid, uids),) = found.items() or [("", [])]
     ordered = uids[::-1] if keys and keys[0][1] else uids
-    return [Hit(guid, uid, user) for uid in ordered[start : start + rows]]
+    return guid, ordered[start : start + rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,13 +134,22 @@ def select(settings: Settings, params: Sequence[tuple[str, str]], runtime: Runti
     start, rows, spec = max(start, 0), max(rows, 0), _param(params, "sort", "uid asc")
     user, found = _found(settings, node, runtime)
     total = sum(map(len, found.values()))
-    page = _one_box_page(found, user, spec, start, rows)
-    if page is None:
+    one_box = _one_box_page(found, spec, start, rows)
+    fl = _fl(_param(params, "fl", "*"))
+    wt = _param(params, "wt", "xml")
+    if one_box is not None and wt != "json":  # Dovecot's requests: one mailbox, XML, every match
+        xml_docs = _xml_uid_docs(one_box[0], user, one_box[1], fl)
+        qtime = int((time.monotonic() - started) * 1000)
+        lines = [f'<result name="response" numFound="{total}" start="{start}">', *filter(None, [xml_docs]),
+                 "</result>"]
+        return SolrReply(200, _response_xml(qtime, "\n".join(lines)))
+    if one_box is not None:
+        page = [Hit(one_box[0], uid, user) for uid in one_box[1]]
+    else:
         hits = _sorted([Hit(guid, uid, user) for guid, uids in found.items() for uid in uids], spec)
         page = hits[start : start + rows]
-    fl = _fl(_param(params, "fl", "*"))
     qtime = int((time.monotonic() - started) * 1000)
-    if _param(params, "wt", "xml") == "json":
+    if wt == "json":
         docs = [{name: int(text) if kind == "long" else float(text) if kind == "float" else text
                  for kind, name, text in _doc_fields(h, fl)} for h in page]
         body = {"responseHeader": {"status": 0, "QTime": qtime},
@@ -166,6 +176,21 @@ def _xml_docs(page: Sequence[Hit], fl: Sequence[str]) -> list[str]:
             parts = templates[(hit.box, hit.user)] = f"<doc>{inner}</doc>".split("\0")
         out.append(str(hit.uid).join(parts))
     return out
+
+
+def _xml_uid_docs(box: str, user: str, uids: Sequence[int], fl: Sequence[str]) -> str:
+    """The `<doc>` lines of one mailbox's UIDs, joined: the line is made once with a NUL where the UID goes (never
+    in a GUID or a valid user name), then the UIDs are joined with what lies between two lines (Dovecot asks for
+    every match, rows = UIDNEXT, with fl=uid,score: one UID per line)."""
+    if "\0" in box + user:  # still exact, one escape per hit
+        return "\n".join(_xml_docs([Hit(box, uid, user) for uid in uids], fl))
+    inner = "".join(f'<{t} name="{n}">{escape(v)}</{t}>' for t, n, v in _doc_fields(Hit(box, 0, user), fl, "\0"))
+    parts = f"<doc>{inner}</doc>".split("\0")
+    if not uids:
+        return ""
+    if len(parts) == 2:  # one join in C for the whole page
+        return parts[0] + (parts[1] + "\n" + parts[0]).join(map(str, uids)) + parts[1]
+    return "\n".join([uid.join(parts) for uid in map(str, uids)])
 
 
 def _response_xml(qtime: int, inner: str = "") -> bytes:

@@ -57,6 +57,7 @@ class ReaderPool:
     def release(self, searcher: Searcher | None) -> None:
         if searcher is None:
             return
+        searcher.released()
         closing: list[Searcher] = []
         with self._lock:
             self._idle.setdefault(searcher.path, []).append(searcher)

@@ -5,8 +5,11 @@ the last commit (reopened per search). Xapian errors become ftsd errors through 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import operator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
+from functools import partial
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ from ftsd.store.xerrors import store_error, translated
 
 Query = Any  # an opaque xapian.Query
 COMPLEMENT_MIN = 1000  # mailboxes smaller than this are read directly: the estimate would cost more than it saves
+SHARED_KEPT = 16  # whole-index matches kept per reader and revision (the keys of one multi-mailbox search)
 MODIFIED_RETRIES = 3  # a writer may commit (and a reader's revision vanish) several times during one match
 
 
@@ -44,6 +48,13 @@ class Searcher:
             self.db.close()
             raise SchemaVersionError(f"{where}: index schema {version}, this ftsd reads {schema.SCHEMA_VERSION}")
         self._indexed: dict[str, tuple[int, set[int]]] = {}
+        self._sorted: dict[str, tuple[set[int], list[int]]] = {}  # per mailbox: its indexed_uids set, ascending
+        # revision, whole-index matches by query description, docids per mailbox GUID (see _shared)
+        self._matches: tuple[int, dict[str, list[int]], dict[str, set[int]]] = (-1, {}, {})
+        # docid -> UID (0: none read yet). A docid keeps its UID for the life of the index directory: documents are
+        # added, replaced and deleted by their id term (mailbox GUID + UID), so only new docids need reading.
+        self._uid_of: list[int] = [0]
+        self._uids_read = 0  # the table holds the UIDs of docids 1..this
         self.lexicon = lexicons.get(path, self.inode) if lexicons is not None else lexicon.Lexicon()
 
     def replaced(self) -> bool:
@@ -55,6 +66,12 @@ class Searcher:
 
     def close(self) -> None:
         self.db.close()
+
+    def released(self) -> None:
+        """Back in the pool: drop what only the search just ended needs (its whole-index matches; the mailboxes'
+        docid sets stay, like their UID sets, until the revision changes)."""
+        revision, _, boxes = self._matches
+        self._matches = (revision, {}, boxes)
 
     def _xapian(self, doing: str) -> AbstractContextManager[None]:
         return translated(self.path, doing)
@@ -116,17 +133,72 @@ class Searcher:
         return xapian.Query(xapian.Query.OP_AND_NOT, xapian.Query.MatchAll, query)
 
     # -- evaluation -----------------------------------------------------------------------------------------
-    def uids(self, query: Query, guid: str) -> set[int]:
+    def uids(self, query: Query, guid: str, shared: bool = False) -> set[int]:
         """UIDs of the documents of mailbox `guid` matching `query`. Raises: StoreError.
 
         Reading a UID costs Python time per match, so when Xapian estimates that most of the mailbox matches,
-        the (smaller) complement is read instead and subtracted from the mailbox's UIDs (cached per revision)."""
+        the (smaller) complement is read instead and subtracted from the mailbox's UIDs (cached per revision).
+        `shared`: the search covers several mailboxes; the query is matched once over the whole index (see
+        _shared)."""
+        if shared:
+            return set(self._shared(query, guid))
         mailbox = xapian.Query(schema.mailbox_term(guid))
         filtered = xapian.Query(xapian.Query.OP_FILTER, query, mailbox)
         indexed = self.indexed_uids(guid)
         if len(indexed) >= COMPLEMENT_MIN and 2 * self._estimate(filtered) > len(indexed):
             return indexed - self._match(xapian.Query(xapian.Query.OP_AND_NOT, mailbox, query))
         return self._match(filtered)
+
+    def sorted_uids(self, query: Query, guid: str, shared: bool = False) -> list[int]:
+        """uids(), ascending: the matches come in docid order, which is UID order where the mailbox was indexed in
+        UID order (sorting an ascending list is one pass)."""
+        if shared:
+            found = self._shared(query, guid)
+        else:
+            mailbox = xapian.Query(schema.mailbox_term(guid))
+            filtered = xapian.Query(xapian.Query.OP_FILTER, query, mailbox)
+            indexed = self.indexed_uids(guid)
+            if len(indexed) >= COMPLEMENT_MIN and 2 * self._estimate(filtered) > len(indexed):
+                missing = self.matching(xapian.Query(xapian.Query.OP_AND_NOT, mailbox, query))
+                if not missing:  # every message (ALL, Dovecot's last-UID lookup): the cached ascending list
+                    return list(self._indexed_sorted(guid, indexed))
+                return sorted(indexed.difference(missing))
+            found = self.matching(filtered)
+        found.sort()
+        if any(map(operator.eq, found, islice(found, 1, None))):  # one UID in two documents: listed once
+            found = sorted(set(found))
+        return found
+
+    def _shared(self, query: Query, guid: str) -> list[int]:
+        """UIDs (docid order) of the matches of `query` in mailbox `guid`, from one match over the whole index kept
+        for this revision: a search of several mailboxes would otherwise run the same OR of lexicon entries once
+        per mailbox. Each mailbox's docids are kept as a set per revision to pick its matches in C."""
+        with self._xapian("reading the revision"):
+            revision = self.db.get_revision()
+        if self._matches[0] != revision:
+            self._matches = (revision, {}, {})
+        _, whole, boxes = self._matches
+        key = str(query)  # its description: equal queries of different mailboxes share one match
+        docids = whole.get(key)
+        if docids is None:
+            if len(whole) >= SHARED_KEPT:
+                whole.clear()
+            docids = whole[key] = self._docids_matching(query)
+        box = boxes.get(guid)
+        if box is None:
+            box = boxes[guid] = set(self._docids_matching(xapian.Query(schema.mailbox_term(guid))))
+        mine = list(filter(box.__contains__, docids))
+        if mine and max(mine) >= len(self._uid_of):
+            with self._xapian("search"):
+                self._read_uids()
+        return list(map(self._uid_of.__getitem__, mine))
+
+    def _indexed_sorted(self, guid: str, indexed: set[int]) -> list[int]:
+        """The ascending list of `indexed` (indexed_uids(guid)), kept as long as that set is the cached one."""
+        cached = self._sorted.get(guid)
+        if cached is None or cached[0] is not indexed:
+            cached = self._sorted[guid] = (indexed, sorted(indexed))
+        return cached[1]
 
     def indexed_uids(self, guid: str) -> set[int]:
         """Every UID of the mailbox present in the index, cached per index revision."""
@@ -154,23 +226,51 @@ class Searcher:
             return 0  # the exact pass reports the error
 
     def _match(self, query: Query) -> set[int]:
-        """UIDs (value slot) of every match of a query that is already filtered to one mailbox."""
-        # The match spy collects the UID slot of every match in C++; reading it back through the raw SWIG
-        # iterator costs ~0.5 us per UID instead of ~1.4 us through the Python wrapper.
+        """UIDs of every match of a query that is already filtered to one mailbox."""
+        return set(self.matching(query))
+
+    def _docids_matching(self, query: Query) -> list[int]:
+        """Docids of every match of a query, ascending."""
         for attempt in range(MODIFIED_RETRIES + 1):
-            spy = xapian.ValueCountMatchSpy(schema.SLOT_UID)
             with self._xapian("search"):
-                enquire = self._enquire(query)
-                enquire.add_matchspy(spy)
                 try:
-                    enquire.get_mset(0, 0, self.db.get_doccount())
+                    return _docids(self._enquire(query).get_mset(0, self.db.get_doccount()))
+                except xapian.DatabaseModifiedError:
+                    if attempt == MODIFIED_RETRIES:
+                        raise
+                    self.db.reopen()  # the revision read was overwritten by commits: read the latest
+        raise StoreError(f"{self.path.parent.name}: search failed")  # not reached: the last attempt raises
+
+    def matching(self, query: Query) -> list[int]:
+        """UIDs of every match of a query that is already filtered to one mailbox, in docid order (UID order
+        where the mailbox was indexed in UID order, as the indexer adds new mail)."""
+        # All matches in one MSet, read by position through the raw SWIG call (~0.1 us a match), mapped through the
+        # docid -> UID table: ~3x faster than collecting the UID slot in a match spy and parsing its strings.
+        for attempt in range(MODIFIED_RETRIES + 1):
+            with self._xapian("search"):
+                try:
+                    mset = self._enquire(query).get_mset(0, self.db.get_doccount())
+                    docids = _docids(mset)
+                    if docids and max(docids) >= len(self._uid_of):
+                        self._read_uids()
                 except xapian.DatabaseModifiedError:
                     if attempt == MODIFIED_RETRIES:
                         raise
                     self.db.reopen()  # the revision read was overwritten by commits: read the latest
                     continue
-            return _spy_uids(spy)
+            return list(map(self._uid_of.__getitem__, docids))
         raise StoreError(f"{self.path.parent.name}: search failed")  # not reached: the last attempt raises
+
+    def _read_uids(self) -> None:
+        """Extend the docid -> UID table to the last document: the UID value stream from the first docid not read."""
+        db, table = self.db, self._uid_of
+        last = db.get_lastdocid()
+        table.extend([0] * (last + 1 - len(table)))
+        for docid, uid in _uid_stream(db, self._uids_read + 1, last):
+            if docid > last:
+                break
+            table[docid] = uid
+        self._uids_read = last
 
     def document_data(self, guid: str, uid: int) -> dict[str, Any] | None:
         with self._xapian("reading a document"):
@@ -185,14 +285,31 @@ def _gram(prefix: str, gram: str, marker: str, absent: str) -> Query:
     return xapian.Query(xapian.Query.OP_OR, xapian.Query(prefix + gram), by_absence)
 
 
-def _spy_uids(spy: Any) -> set[int]:
-    raw = getattr(xapian, "_xapian", None)
-    if raw is None or not hasattr(raw, "ValueCountMatchSpy_values_begin"):  # other bindings: the wrapper
-        return {int(item.term) for item in spy.values()}
-    it, end = raw.ValueCountMatchSpy_values_begin(spy), raw.ValueCountMatchSpy_values_end(spy)
-    get, step, at_end = raw._TermIterator_get_term, raw._TermIterator___next__, raw._TermIterator_equals
-    out = set()
+_RAW: Any = getattr(xapian, "_xapian", None)
+_FAST = _RAW is not None and hasattr(_RAW, "MSet_get_docid") and hasattr(_RAW, "_ValueIterator_get_docid")
+
+
+def _docids(mset: Any) -> list[int]:
+    if not _FAST:  # other bindings: the wrapper
+        return [item.docid for item in mset]
+    return list(map(partial(_RAW.MSet_get_docid, mset), range(mset.size())))
+
+
+def _uid_stream(db: Any, first: int, last: int) -> Iterator[tuple[int, int]]:
+    """(docid, UID) of the documents from docid `first` on, ascending (perhaps beyond `last`)."""
+    if not _FAST:  # other bindings: one document at a time
+        for docid in range(first, last + 1):
+            try:
+                yield docid, int(db.get_document(docid).get_value(schema.SLOT_UID) or 0)
+            except xapian.DocNotFoundError:
+                continue
+        return
+    raw = _RAW
+    it, end = raw.Database_valuestream_begin(db, schema.SLOT_UID), raw.Database_valuestream_end(db, schema.SLOT_UID)
+    docid, value, step, at_end = (raw._ValueIterator_get_docid, raw._ValueIterator_get_value,
+                                  raw._ValueIterator___next__, raw._ValueIterator_equals)
+    if first > 1 and not at_end(it, end):
+        raw._ValueIterator_skip_to(it, first)
     while not at_end(it, end):
-        out.add(int(get(it)))
+        yield docid(it), int(value(it))
         step(it)
-    return out
