@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""Where the indexer's memory goes, per process: runs `ftsd index` on a Maildir (a fresh index each run), samples
+every process of its tree (/proc/PID/status VmRSS and /proc/PID/smaps_rollup Pss, Private, Shared) every 0.1 s,
+and prints the peak per role: the CLI process (walker + writer + feeder), each indexer worker, the decoder sandbox's
+fork server and its per-part children (peak of their sum), and the tree's peak summed RSS / PSS.
+
+    .venv/bin/python bench/memory.py /tmp/corpus/sa/corpus-a [--runs 1] [--workers 2] [--set commit_limit=50]
+    .venv/bin/python bench/memory.py MAILDIR --env FTSD_X=1   # variants compared in one run: pass --ab
+
+With --ab GIT_REF the same run alternates this tree and a worktree of GIT_REF (made in a temp dir), so that before
+and after are measured on the same load. Standalone: not collected by pytest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from compare_common import kill_group, mail_stats, process_tree  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _status(pid: int) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for path, keys in ((f"/proc/{pid}/status", ("VmRSS:",)),
+                       (f"/proc/{pid}/smaps_rollup", ("Pss:", "Private_Clean:", "Private_Dirty:", "Shared_Clean:",
+                                                       "Shared_Dirty:"))):
+        try:
+            with open(path) as f:
+                for line in f:
+                    key = line.split(":", 1)[0] + ":"
+                    if key in keys:
+                        out[key[:-1]] = int(line.split()[1])
+        except (OSError, ValueError):
+            return {}
+    return out
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _ppid(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return int(stat[stat.rindex(b")") + 2 :].split()[1])
+    except (OSError, ValueError):
+        return 0
+
+
+class RoleSampler(threading.Thread):
+    """Peak RSS/PSS (kB) per role of the tree under `root`, and the peak of the tree's sums."""
+
+    def __init__(self, root: int, interval_s: float = 0.1) -> None:
+        super().__init__(daemon=True)
+        self.root, self.interval_s = root, interval_s
+        self.peaks: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.tree_rss = self.tree_pss = 0
+        self.stop_event = threading.Event()
+        self.roles: dict[int, str] = {}
+
+    def role(self, pid: int) -> str:
+        """A child of the CLI is a worker until it execs the sandbox server (Popen forks first): not cached."""
+        if pid == self.root:
+            return "cli (writer)"
+        if self.roles.get(_ppid(pid)) == "sandbox server":
+            return "sandbox children (sum)"
+        role = "sandbox server" if "ftsd.decoders.sandbox" in _cmdline(pid) else (
+            "workers (sum)" if _ppid(pid) == self.root else "other (sum)")
+        self.roles[pid] = role
+        return role
+
+    def run(self) -> None:
+        while not self.stop_event.wait(self.interval_s):
+            sums: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+            for pid in process_tree(self.root):
+                values = _status(pid)
+                if not values:
+                    continue
+                role = self.role(pid)
+                for key, value in values.items():
+                    sums[role][key] += value
+                    if role == "workers (sum)":
+                        sums["worker (largest)"][key] = max(sums["worker (largest)"][key], value)
+            for role, values in sums.items():
+                for key, value in values.items():
+                    self.peaks[role][key] = max(self.peaks[role][key], value)
+            self.tree_rss = max(self.tree_rss, sum(v.get("VmRSS", 0) for v in sums.values()))
+            self.tree_pss = max(self.tree_pss, sum(v.get("Pss", 0) for v in sums.values()))
+
+
+def run_once(repo: Path, maildir: Path, workers: int, extra: list[str]) -> dict[str, object]:
+    work = Path(tempfile.mkdtemp(prefix="ftsd-memory-"))
+    cfg = work / "ftsd.toml"
+    cfg.write_text(f'mail_location = "maildir:{maildir.parent}/%u:INDEX={work}/idx/%u"\n'
+                   f'[fts]\nworkers = {workers}\nautoindex_exclude = []\n' + "".join(f"{s}\n" for s in extra))
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    start = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.Popen([sys.executable, "-m", "ftsd", "index", "-c", str(cfg), "-u", maildir.name],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=repo,
+                            start_new_session=True)
+    sampler = RoleSampler(proc.pid)
+    sampler.start()
+    try:
+        _, err = proc.communicate(timeout=3600)
+    finally:
+        sampler.stop_event.set()
+        sampler.join()
+        kill_group(proc.pid)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(["rm", "-rf", str(work)], check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"ftsd index failed: {err.decode(errors='replace')[-2000:]}")
+    return {"wall_s": wall, "cpu_s": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
+            "peaks": {r: dict(v) for r, v in sampler.peaks.items()}, "tree_rss": sampler.tree_rss,
+            "tree_pss": sampler.tree_pss}
+
+
+def worktree(ref: str) -> Path:
+    path = Path(tempfile.mkdtemp(prefix="ftsd-memory-ref-"))
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(path), ref], check=True,
+                   capture_output=True)
+    return path
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("maildir", type=Path)
+    ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--set", action="append", default=[], help="an [fts] line, e.g. commit_limit=50")
+    ap.add_argument("--ab", help="also run a worktree of this git ref, alternating (before/after in one run)")
+    args = ap.parse_args()
+    maildir = args.maildir.resolve()
+    messages, _ = mail_stats(maildir)
+    trees = {"this tree": REPO}
+    if args.ab:
+        trees = {args.ab: worktree(args.ab), "this tree": REPO}
+    results: dict[str, list[dict[str, object]]] = defaultdict(list)
+    try:
+        for n in range(args.runs):
+            for name, repo in (trees.items() if n % 2 == 0 else reversed(trees.items())):
+                r = run_once(repo, maildir, args.workers, args.set)
+                results[name].append(r)
+                print(f"run {n + 1} {name}: {r['wall_s']:.1f} s, {r['cpu_s'] / messages * 1e3:.2f} ms CPU/msg, tree "
+                      f"{r['tree_rss'] / 1024:.0f} / {r['tree_pss'] / 1024:.0f} MB", file=sys.stderr)
+    finally:
+        if args.ab:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(trees[args.ab])],
+                           check=False, capture_output=True)
+    load = os.getloadavg()
+    print(f"## Peak memory per process: {maildir}, {messages:,} messages, fts.workers = {args.workers} "
+          f"{' '.join(args.set)}; max over {args.runs} run(s); load average {load[0]:.1f}\n")
+    print("| tree | role | RSS MB | PSS MB | private MB | shared MB |")
+    print("|---|---|---:|---:|---:|---:|")
+    for name, rows in results.items():
+        roles = sorted({role for r in rows for role in r["peaks"]})  # type: ignore[attr-defined]
+        for role in roles:
+            def peak(key: str, role: str = role, rows: list[dict[str, object]] = rows) -> float:
+                return max(r["peaks"].get(role, {}).get(key, 0) for r in rows) / 1024  # type: ignore[attr-defined]
+            private = max(sum(r["peaks"].get(role, {}).get(k, 0) for k in ("Private_Clean", "Private_Dirty"))  # type: ignore[attr-defined]
+                          for r in rows) / 1024
+            shared = max(sum(r["peaks"].get(role, {}).get(k, 0) for k in ("Shared_Clean", "Shared_Dirty"))  # type: ignore[attr-defined]
+                         for r in rows) / 1024
+            print(f"| {name} | {role} | {peak('VmRSS'):.0f} | {peak('Pss'):.0f} | {private:.0f} | {shared:.0f} |")
+        cpu = statistics.median(float(r["cpu_s"]) for r in rows) / messages * 1e3  # type: ignore[arg-type]
+        wall = statistics.median(float(r["wall_s"]) for r in rows)  # type: ignore[arg-type]
+        print(f"| {name} | **tree peak (sum)** | {max(int(r['tree_rss']) for r in rows) / 1024:.0f} "  # type: ignore[call-overload]
+              f"| {max(int(r['tree_pss']) for r in rows) / 1024:.0f} | | | "  # type: ignore[call-overload]
+              f"<!-- {cpu:.2f} ms CPU/msg, {messages / wall:.0f} msg/s -->")
+    for name, rows in results.items():
+        cpu = statistics.median(float(r["cpu_s"]) for r in rows) / messages * 1e3  # type: ignore[arg-type]
+        wall = statistics.median(float(r["wall_s"]) for r in rows)  # type: ignore[arg-type]
+        print(f"\n{name}: {cpu:.2f} ms CPU/msg (tree, median), {messages / wall:.0f} msg/s wall")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""The writer's commit cadence, in one process: every message of a Maildir is parsed, analysed and built into its
+document once (cached in --cache), then the same documents are written through IndexWriter (lexicon included) with
+each cadence in turn, cadences alternating over --rounds. A cadence is `n=100` (commit every 100 documents, as
+fts.commit_limit) or `terms=60000` (commit when the documents since the last commit hold that many terms, as
+fts.commit_terms) or both (`n=200,terms=60000`); `seen=100000` sets the lexicon writer's SEEN_LIMIT. Prints the
+writer's CPU ms per message (add, commit, total: medians), the peak of its own RSS growth while writing (VmRSS
+sampled), and the index size raw and after compaction.
+
+    .venv/bin/python bench/writer_cadence.py /tmp/corpus/sa/corpus-a [--rounds 3] [n=25 n=50 n=100 terms=60000 ...]
+
+Standalone: not collected by pytest. The machine's load inflates all cadences alike: compare within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import pickle
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import xapian
+
+from ftsd.analysis import Analyzer
+from ftsd.indexer.pipeline import analyse_fields
+from ftsd.message import parse_message
+from ftsd.settings import Settings
+from ftsd.store import lexicon
+from ftsd.store.schema import Document, build_document
+from ftsd.store.writer import IndexWriter
+
+GUID = "0" * 32
+SEEN_LIMIT = lexicon.SEEN_LIMIT
+
+
+def documents(maildir: Path, cache: Path | None) -> list[Document]:
+    if cache is not None and cache.exists():
+        with open(cache, "rb") as f:
+            docs: list[Document] = pickle.load(f)
+            return docs
+    files = sorted(p for p in maildir.rglob("*") if p.is_file() and p.parent.name in ("cur", "new"))
+    settings = Settings()
+    analyzer = Analyzer.of(settings.fts)
+    docs = []
+    for uid, path in enumerate(files, 1):
+        raw = path.read_bytes()
+        parsed = parse_message(raw, settings, size=len(raw))
+        parts = [dataclasses.astuple(p) for p in parsed.parts]
+        data = {"uid": uid, "file": path.name, "size": len(raw), "parts": parts}
+        docs.append(build_document(GUID, uid, analyse_fields(parsed, analyzer), data))
+    if cache is not None:
+        with open(cache, "wb") as f:
+            pickle.dump(docs, f, protocol=pickle.HIGHEST_PROTOCOL)
+    return docs
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def run(docs: list[Document], cadence: dict[str, int]) -> dict[str, float]:
+    work = Path(tempfile.mkdtemp(prefix="ftsd-cadence-"))
+    limit, terms_limit = cadence.get("n", 1 << 30), cadence.get("terms", 1 << 62)
+    lexicon.SEEN_LIMIT = cadence.get("seen", SEEN_LIMIT)
+    base = _rss_kb()
+    peak = [base]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.02):
+            peak[0] = max(peak[0], _rss_kb())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    add = commit = 0.0
+    commits = 0
+    try:
+        db = work / "db"
+        with IndexWriter(db, lock_timeout_s=5, commit_limit=1 << 30, batch_bytes=1 << 62) as writer:
+            since = 0
+            for doc in docs:
+                t0 = time.process_time()
+                writer.add(doc)
+                t1 = time.process_time()
+                add += t1 - t0
+                since += 1
+                if since >= limit or writer_terms(writer) >= terms_limit:
+                    writer.commit()
+                    commit += time.process_time() - t1
+                    commits += 1
+                    since = 0
+            t1 = time.process_time()
+        commit += time.process_time() - t1
+        stop.set()
+        sampler.join()
+        raw = dir_bytes(db)
+        out = work / "compact"
+        xapian.Database(str(db)).compact(str(out))
+        return {"add_ms": add / len(docs) * 1e3, "commit_ms": commit / len(docs) * 1e3,
+                "total_ms": (add + commit) / len(docs) * 1e3, "rss_mb": (peak[0] - base) / 1024,
+                "raw_mb": raw / 1e6, "compact_mb": dir_bytes(out) / 1e6, "commits": commits + 1}
+    finally:
+        stop.set()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def writer_terms(writer: IndexWriter) -> int:
+    """Terms of the documents added since the last commit (IndexWriter.pending_terms where it has it)."""
+    return int(getattr(writer, "pending_terms", 0))
+
+
+def parse_cadence(text: str) -> dict[str, int]:
+    return {key: int(value) for key, value in (item.split("=") for item in text.split(","))}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("maildir", type=Path)
+    ap.add_argument("cadences", nargs="*", default=["n=25", "n=50", "n=100", "n=200"])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--cache", type=Path, help="pickle of the built documents (made on the first run)")
+    args = ap.parse_intermixed_args()
+    docs = documents(args.maildir.resolve(), args.cache)
+    terms = [xapian.Document.unserialise(d.data).termlist_count() for d in docs]
+    print(f"{len(docs)} documents, {statistics.mean(terms):.0f} terms each (mean), "
+          f"{statistics.median(terms):.0f} median, max {max(terms)}", file=sys.stderr)
+    results: dict[str, list[dict[str, float]]] = {c: [] for c in args.cadences}
+    for n in range(args.rounds):
+        for cadence in (args.cadences if n % 2 == 0 else args.cadences[::-1]):
+            r = run(docs, parse_cadence(cadence))
+            results[cadence].append(r)
+            print(f"round {n + 1} {cadence}: " + ", ".join(f"{k} {v:.2f}" for k, v in r.items()), file=sys.stderr)
+    load = os.getloadavg()
+    print(f"## Writer cadence: {args.maildir}, {len(docs):,} documents, {statistics.mean(terms):.0f} terms each; "
+          f"medians of {args.rounds} rounds, cadences alternating; load average {load[0]:.1f}\n")
+    print("| cadence | commits | add ms/msg | commit ms/msg | writer ms/msg | writer RSS growth MB (max) "
+          "| index MB raw | index MB compacted |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for cadence, rows in results.items():
+        if not rows:
+            continue
+
+        def m(key: str, rows: list[dict[str, float]] = rows) -> float:
+            return statistics.median(r[key] for r in rows)
+        print(f"| {cadence} | {m('commits'):.0f} | {m('add_ms'):.2f} | {m('commit_ms'):.2f} | {m('total_ms'):.2f} "
+              f"| {max(r['rss_mb'] for r in rows):.0f} | {m('raw_mb'):.1f} | {m('compact_mb'):.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
