@@ -5,10 +5,10 @@ and prints the peak per role: the CLI process (walker + writer + feeder), each i
 fork server and its per-part children (peak of their sum), and the tree's peak summed RSS / PSS.
 
     .venv/bin/python bench/memory.py /tmp/corpus/sa/corpus-a [--runs 1] [--workers 2] [--set commit_limit=50]
-    .venv/bin/python bench/memory.py MAILDIR --env FTSD_X=1   # variants compared in one run: pass --ab
+    .venv/bin/python bench/memory.py MAILDIR --refs main,HEAD --runs 2   # before/after in one run
 
-With --ab GIT_REF the same run alternates this tree and a worktree of GIT_REF (made in a temp dir), so that before
-and after are measured on the same load. Standalone: not collected by pytest.
+With --refs the same run alternates worktrees of those git refs (made in temp dirs, removed after), so that before
+and after are measured on the same load (and the tree can be edited meanwhile). Standalone: not collected by pytest.
 """
 
 from __future__ import annotations
@@ -148,13 +148,11 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--set", action="append", default=[], help="an [fts] line, e.g. commit_limit=50")
-    ap.add_argument("--ab", help="also run a worktree of this git ref, alternating (before/after in one run)")
+    ap.add_argument("--refs", help="git refs to run instead of this tree, alternating (e.g. main,HEAD)")
     args = ap.parse_args()
     maildir = args.maildir.resolve()
     messages, _ = mail_stats(maildir)
-    trees = {"this tree": REPO}
-    if args.ab:
-        trees = {args.ab: worktree(args.ab), "this tree": REPO}
+    trees = {ref: worktree(ref) for ref in args.refs.split(",")} if args.refs else {"this tree": REPO}
     results: dict[str, list[dict[str, object]]] = defaultdict(list)
     try:
         for n in range(args.runs):
@@ -164,9 +162,10 @@ def main() -> int:
                 print(f"run {n + 1} {name}: {r['wall_s']:.1f} s, {r['cpu_s'] / messages * 1e3:.2f} ms CPU/msg, tree "
                       f"{r['tree_rss'] / 1024:.0f} / {r['tree_pss'] / 1024:.0f} MB", file=sys.stderr)
     finally:
-        if args.ab:
-            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(trees[args.ab])],
-                           check=False, capture_output=True)
+        for path in trees.values():
+            if path != REPO:
+                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(path)], check=False,
+                               capture_output=True)
     load = os.getloadavg()
     print(f"## Peak memory per process: {maildir}, {messages:,} messages, fts.workers = {args.workers} "
           f"{' '.join(args.set)}; max over {args.runs} run(s); load average {load[0]:.1f}\n")

@@ -3,7 +3,8 @@
 document once (cached in --cache), then the same documents are written through IndexWriter (lexicon included) with
 each cadence in turn, cadences alternating over --rounds. A cadence is `n=100` (commit every 100 documents, as
 fts.commit_limit) or `terms=60000` (commit when the documents since the last commit hold that many terms, as
-fts.commit_terms) or both (`n=200,terms=60000`); `seen=100000` sets the lexicon writer's SEEN_LIMIT. Prints the
+fts.commit_terms) or both (`n=200,terms=60000`); `seen=100000` sets the lexicon writer's SEEN_LIMIT;
+`ref=1` writes with the LexiconWriter of git ref --lexicon-ref (ftsd/store/lexicon.py as it was there). Prints the
 writer's CPU ms per message (add, commit, total: medians), the peak of its own RSS growth while writing (VmRSS
 sampled), and the index size raw and after compaction.
 
@@ -16,15 +17,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import os
 import pickle
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import xapian
 
@@ -33,11 +37,27 @@ from ftsd.indexer.pipeline import analyse_fields
 from ftsd.message import parse_message
 from ftsd.settings import Settings
 from ftsd.store import lexicon
+from ftsd.store import writer as writer_module
 from ftsd.store.schema import Document, build_document
 from ftsd.store.writer import IndexWriter
 
 GUID = "0" * 32
 SEEN_LIMIT = lexicon.SEEN_LIMIT
+REPO = Path(__file__).resolve().parents[1]
+OURS = lexicon.LexiconWriter
+
+
+def lexicon_of(ref: str) -> Any:
+    """The LexiconWriter class of ftsd/store/lexicon.py at git ref `ref` (loaded as a module of its own)."""
+    source = subprocess.run(["git", "-C", str(REPO), "show", f"{ref}:ftsd/store/lexicon.py"], check=True,
+                            capture_output=True, text=True).stdout
+    path = Path(tempfile.mkdtemp(prefix="ftsd-lexicon-")) / "lexicon_ref.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("lexicon_ref", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def documents(maildir: Path, cache: Path | None) -> list[Document]:
@@ -70,10 +90,11 @@ def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def run(docs: list[Document], cadence: dict[str, int]) -> dict[str, float]:
+def run(docs: list[Document], cadence: dict[str, int], ref: Any) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="ftsd-cadence-"))
     limit, terms_limit = cadence.get("n", 1 << 30), cadence.get("terms", 1 << 62)
     lexicon.SEEN_LIMIT = cadence.get("seen", SEEN_LIMIT)
+    writer_module.LexiconWriter = ref.LexiconWriter if cadence.get("ref") else OURS  # type: ignore[misc]
     base = _rss_kb()
     peak = [base]
     stop = threading.Event()
@@ -131,15 +152,17 @@ def main() -> int:
     ap.add_argument("cadences", nargs="*", default=["n=25", "n=50", "n=100", "n=200"])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--cache", type=Path, help="pickle of the built documents (made on the first run)")
+    ap.add_argument("--lexicon-ref", default="main", help="the git ref whose LexiconWriter `ref=1` uses")
     args = ap.parse_intermixed_args()
     docs = documents(args.maildir.resolve(), args.cache)
+    ref = lexicon_of(args.lexicon_ref) if any("ref=" in c for c in args.cadences) else None
     terms = [xapian.Document.unserialise(d.data).termlist_count() for d in docs]
     print(f"{len(docs)} documents, {statistics.mean(terms):.0f} terms each (mean), "
           f"{statistics.median(terms):.0f} median, max {max(terms)}", file=sys.stderr)
     results: dict[str, list[dict[str, float]]] = {c: [] for c in args.cadences}
     for n in range(args.rounds):
         for cadence in (args.cadences if n % 2 == 0 else args.cadences[::-1]):
-            r = run(docs, parse_cadence(cadence))
+            r = run(docs, parse_cadence(cadence), ref)
             results[cadence].append(r)
             print(f"round {n + 1} {cadence}: " + ", ".join(f"{k} {v:.2f}" for k, v in r.items()), file=sys.stderr)
     load = os.getloadavg()
