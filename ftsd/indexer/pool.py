@@ -42,6 +42,7 @@ from ftsd.settings import Settings
 Item = tuple[str, int, Path]  # (mailbox guid, uid, message file)
 CHUNK = 4  # messages per task: amortises the inter-process round trip
 IN_FLIGHT = 32  # messages per worker submitted ahead of the writer (bounds the memory of finished documents)
+IN_FLIGHT_BYTES = 32 << 20  # and no more submitted while the finished documents waiting for the writer hold this
 DIED = "the worker process died while indexing this message (killed, out of memory?)"
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +106,15 @@ def _work(chunk: list[Item], settings: Settings) -> list[Outcome]:
         except MemoryError:  # wherever it struck: the message costs only itself
             out.append(degraded(guid, uid, path, settings, "MemoryError: over fts.worker_memory_mb"))
     return out
+
+
+def _held(window: deque[tuple[list[Item], Future[list[Outcome]]]]) -> int:
+    """Bytes of the finished documents in `window` (what waits in this process for the writer)."""
+    held = 0
+    for _, future in window:
+        if future.done() and not future.cancelled() and future.exception() is None:
+            held += sum(len(o.document.data) for o in future.result() if o.document is not None)
+    return held
 
 
 class WorkerPool:
@@ -172,7 +182,8 @@ class WorkerPool:
             return self._executor
 
     def map(self, items: Iterable[Item]) -> Iterator[Outcome]:
-        """Outcomes in the order of `items`, with at most IN_FLIGHT documents per worker held in memory."""
+        """Outcomes in the order of `items`, with at most IN_FLIGHT documents per worker held in memory, and no
+        more submitted while the finished ones hold IN_FLIGHT_BYTES (big messages: one costs at most itself)."""
         if self._executor is None:
             for guid, uid, path in items:
                 yield index_message(guid, uid, path, self.settings)
@@ -182,6 +193,8 @@ class WorkerPool:
         executor = self._executor
 
         def fill() -> None:
+            if _held(window) > IN_FLIGHT_BYTES:  # big documents wait for the writer: no more until it caught up
+                return
             while len(window) * CHUNK < IN_FLIGHT * self.size:
                 chunk = [item for _, item in zip(range(CHUNK), pending, strict=False)]
                 if not chunk:
