@@ -8,7 +8,8 @@ fork server and its per-part children (peak of their sum), and the tree's peak s
     .venv/bin/python bench/memory.py MAILDIR --refs main,HEAD --runs 2   # before/after in one run
 
 With --refs the same run alternates worktrees of those git refs (made in temp dirs, removed after), so that before
-and after are measured on the same load (and the tree can be edited meanwhile). Standalone: not collected by pytest.
+and after are measured on the same load (and the tree can be edited meanwhile). `REF+NAME=VALUE` runs REF with that
+environment variable set (e.g. HEAD+MALLOC_MMAP_THRESHOLD_=262144). Standalone: not collected by pytest.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class RoleSampler(threading.Thread):
         if self.roles.get(_ppid(pid)) == "sandbox server":
             return "sandbox children (sum)"
         role = "sandbox server" if "ftsd.decoders.sandbox" in _cmdline(pid) else (
-            "workers (sum)" if _ppid(pid) == self.root else "other (sum)")
+            "workers (sum)" if _ppid(pid) == self.root else f"other (sum): {_cmdline(pid)[:50]}")
         self.roles[pid] = role
         return role
 
@@ -106,12 +107,12 @@ class RoleSampler(threading.Thread):
             self.tree_pss = max(self.tree_pss, sum(v.get("Pss", 0) for v in sums.values()))
 
 
-def run_once(repo: Path, maildir: Path, workers: int, extra: list[str]) -> dict[str, object]:
+def run_once(repo: Path, maildir: Path, workers: int, extra: list[str], variables: dict[str, str]) -> dict[str, object]:
     work = Path(tempfile.mkdtemp(prefix="ftsd-memory-"))
     cfg = work / "ftsd.toml"
     cfg.write_text(f'mail_location = "maildir:{maildir.parent}/%u:INDEX={work}/idx/%u"\n'
                    f'[fts]\nworkers = {workers}\nautoindex_exclude = []\n' + "".join(f"{s}\n" for s in extra))
-    env = {**os.environ, "PYTHONPATH": str(repo)}
+    env = {**os.environ, "PYTHONPATH": str(repo), **variables}
     start = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.Popen([sys.executable, "-m", "ftsd", "index", "-c", str(cfg), "-u", maildir.name],
@@ -152,17 +153,22 @@ def main() -> int:
     args = ap.parse_args()
     maildir = args.maildir.resolve()
     messages, _ = mail_stats(maildir)
-    trees = {ref: worktree(ref) for ref in args.refs.split(",")} if args.refs else {"this tree": REPO}
+    names = args.refs.split(",") if args.refs else ["this tree"]
+    refs = {name.split("+")[0] for name in names} - {"this tree"}
+    paths = {ref: worktree(ref) for ref in refs}
+    paths["this tree"] = REPO
+    trees = {name: paths[name.split("+")[0]] for name in names}
     results: dict[str, list[dict[str, object]]] = defaultdict(list)
     try:
         for n in range(args.runs):
             for name, repo in (trees.items() if n % 2 == 0 else reversed(trees.items())):
-                r = run_once(repo, maildir, args.workers, args.set)
+                variables = dict(item.split("=", 1) for item in name.split("+")[1:])
+                r = run_once(repo, maildir, args.workers, args.set, variables)
                 results[name].append(r)
                 print(f"run {n + 1} {name}: {r['wall_s']:.1f} s, {r['cpu_s'] / messages * 1e3:.2f} ms CPU/msg, tree "
                       f"{r['tree_rss'] / 1024:.0f} / {r['tree_pss'] / 1024:.0f} MB", file=sys.stderr)
     finally:
-        for path in trees.values():
+        for path in paths.values():
             if path != REPO:
                 subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(path)], check=False,
                                capture_output=True)
