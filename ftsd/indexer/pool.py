@@ -159,8 +159,8 @@ class WorkerPool:
         if method == "fork":
             # What the forked workers inherit (modules, the analyser's tables) stays shared with this process only
             # while neither writes to its pages; the garbage collector writes to every object it scans. Frozen
-            # objects are never scanned (here until the pool ends; in the workers for good): measured
-            # (bench/memory.py) it keeps ~N MB per worker shared.
+            # objects are never scanned (here until the pool ends; in the workers for good): bench/memory.py
+            # measured ~5 MB less private memory per worker (SpamAssassin 22 -> 16 MB, openbmc 32 -> 27).
             gc.freeze()
         fts = self.settings.fts
         return ProcessPoolExecutor(self.size, mp_context=context, initializer=_init,
