@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -107,7 +108,16 @@ class RoleSampler(threading.Thread):
             self.tree_pss = max(self.tree_pss, sum(v.get("Pss", 0) for v in sums.values()))
 
 
-def run_once(repo: Path, maildir: Path, workers: int, extra: list[str], variables: dict[str, str]) -> dict[str, object]:
+@dataclass
+class Run:
+    wall_s: float
+    cpu_s: float
+    peaks: dict[str, dict[str, int]]  # role -> key -> peak kB
+    tree_rss: int
+    tree_pss: int
+
+
+def run_once(repo: Path, maildir: Path, workers: int, extra: list[str], variables: dict[str, str]) -> Run:
     work = Path(tempfile.mkdtemp(prefix="ftsd-memory-"))
     cfg = work / "ftsd.toml"
     cfg.write_text(f'mail_location = "maildir:{maildir.parent}/%u:INDEX={work}/idx/%u"\n'
@@ -131,9 +141,8 @@ def run_once(repo: Path, maildir: Path, workers: int, extra: list[str], variable
     subprocess.run(["rm", "-rf", str(work)], check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"ftsd index failed: {err.decode(errors='replace')[-2000:]}")
-    return {"wall_s": wall, "cpu_s": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
-            "peaks": {r: dict(v) for r, v in sampler.peaks.items()}, "tree_rss": sampler.tree_rss,
-            "tree_pss": sampler.tree_pss}
+    return Run(wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
+               {r: dict(v) for r, v in sampler.peaks.items()}, sampler.tree_rss, sampler.tree_pss)
 
 
 def worktree(ref: str) -> Path:
@@ -158,15 +167,15 @@ def main() -> int:
     paths = {ref: worktree(ref) for ref in refs}
     paths["this tree"] = REPO
     trees = {name: paths[name.split("+")[0]] for name in names}
-    results: dict[str, list[dict[str, object]]] = defaultdict(list)
+    results: dict[str, list[Run]] = defaultdict(list)
     try:
         for n in range(args.runs):
             for name, repo in (trees.items() if n % 2 == 0 else reversed(trees.items())):
                 variables = dict(item.split("=", 1) for item in name.split("+")[1:])
                 r = run_once(repo, maildir, args.workers, args.set, variables)
                 results[name].append(r)
-                print(f"run {n + 1} {name}: {r['wall_s']:.1f} s, {r['cpu_s'] / messages * 1e3:.2f} ms CPU/msg, tree "
-                      f"{r['tree_rss'] / 1024:.0f} / {r['tree_pss'] / 1024:.0f} MB", file=sys.stderr)
+                print(f"run {n + 1} {name}: {r.wall_s:.1f} s, {r.cpu_s / messages * 1e3:.2f} ms CPU/msg, tree "
+                      f"{r.tree_rss / 1024:.0f} / {r.tree_pss / 1024:.0f} MB", file=sys.stderr)
     finally:
         for path in paths.values():
             if path != REPO:
@@ -178,23 +187,16 @@ def main() -> int:
     print("| tree | role | RSS MB | PSS MB | private MB | shared MB |")
     print("|---|---|---:|---:|---:|---:|")
     for name, rows in results.items():
-        roles = sorted({role for r in rows for role in r["peaks"]})  # type: ignore[attr-defined]
-        for role in roles:
-            def peak(key: str, role: str = role, rows: list[dict[str, object]] = rows) -> float:
-                return max(r["peaks"].get(role, {}).get(key, 0) for r in rows) / 1024  # type: ignore[attr-defined]
-            private = max(sum(r["peaks"].get(role, {}).get(k, 0) for k in ("Private_Clean", "Private_Dirty"))  # type: ignore[attr-defined]
-                          for r in rows) / 1024
-            shared = max(sum(r["peaks"].get(role, {}).get(k, 0) for k in ("Shared_Clean", "Shared_Dirty"))  # type: ignore[attr-defined]
-                         for r in rows) / 1024
-            print(f"| {name} | {role} | {peak('VmRSS'):.0f} | {peak('Pss'):.0f} | {private:.0f} | {shared:.0f} |")
-        cpu = statistics.median(float(r["cpu_s"]) for r in rows) / messages * 1e3  # type: ignore[arg-type]
-        wall = statistics.median(float(r["wall_s"]) for r in rows)  # type: ignore[arg-type]
-        print(f"| {name} | **tree peak (sum)** | {max(int(r['tree_rss']) for r in rows) / 1024:.0f} "  # type: ignore[call-overload]
-              f"| {max(int(r['tree_pss']) for r in rows) / 1024:.0f} | | | "  # type: ignore[call-overload]
-              f"<!-- {cpu:.2f} ms CPU/msg, {messages / wall:.0f} msg/s -->")
+        for role in sorted({role for r in rows for role in r.peaks}):
+            def peak(keys: tuple[str, ...], role: str = role, rows: list[Run] = rows) -> float:
+                return max(sum(r.peaks.get(role, {}).get(k, 0) for k in keys) for r in rows) / 1024
+            print(f"| {name} | {role} | {peak(('VmRSS',)):.0f} | {peak(('Pss',)):.0f} "
+                  f"| {peak(('Private_Clean', 'Private_Dirty')):.0f} | {peak(('Shared_Clean', 'Shared_Dirty')):.0f} |")
+        print(f"| {name} | **tree peak (sum)** | {max(r.tree_rss for r in rows) / 1024:.0f} "
+              f"| {max(r.tree_pss for r in rows) / 1024:.0f} | | |")
     for name, rows in results.items():
-        cpu = statistics.median(float(r["cpu_s"]) for r in rows) / messages * 1e3  # type: ignore[arg-type]
-        wall = statistics.median(float(r["wall_s"]) for r in rows)  # type: ignore[arg-type]
+        cpu = statistics.median(r.cpu_s for r in rows) / messages * 1e3
+        wall = statistics.median(r.wall_s for r in rows)
         print(f"\n{name}: {cpu:.2f} ms CPU/msg (tree, median), {messages / wall:.0f} msg/s wall")
     return 0
 
