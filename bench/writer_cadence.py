@@ -2,12 +2,12 @@
 """The writer's commit cadence, in one process: every message of a Maildir is parsed, analysed and built into its
 document once (cached in --cache), then the same documents are written through IndexWriter (lexicon included) with
 each cadence in turn, the order rotating over --rounds. A cadence is `n=100` (commit every 100 documents, as
-fts.commit_limit) or `terms=60000` (commit when the documents since the last commit hold that many terms, as
-fts.commit_terms) or both (`n=200,terms=60000`); `seen=100000` sets the lexicon writer's SEEN_LIMIT;
-`ref=1` writes with the LexiconWriter of git ref --lexicon-ref (ftsd/store/lexicon.py as it was there). Prints the
-writer's CPU ms per message (add, commit, total: medians) and the index size raw and after compaction (the RSS growth
-on stderr is only meaningful for a process's first run: later runs reuse what the first freed; bench/memory.py
-measures memory).
+fts.commit_limit) or `terms=60000` (commit when the documents since the last commit hold that many terms: a
+term-count limit, measured and not kept) or both (`n=200,terms=60000`); `seen=100000` sets the lexicon writer's
+SEEN_LIMIT; `ref=1` writes with the LexiconWriter of git ref --lexicon-ref (ftsd/store/lexicon.py as it was there).
+Prints the writer's CPU ms per message (add, commit, total: medians) and the index size raw and after compaction
+(the RSS growth on stderr is only meaningful for a process's first run: later runs reuse what the first freed;
+bench/memory.py measures memory).
 
     .venv/bin/python bench/writer_cadence.py /tmp/corpus/sa/corpus-a [--rounds 3] [n=25 n=50 n=100 terms=60000 ...]
 
@@ -91,7 +91,7 @@ def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def run(docs: list[Document], cadence: dict[str, int], ref: Any) -> dict[str, float]:
+def run(docs: list[Document], counts: list[int], cadence: dict[str, int], ref: Any) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="ftsd-cadence-"))
     limit, terms_limit = cadence.get("n", 1 << 30), cadence.get("terms", 1 << 62)
     lexicon.SEEN_LIMIT = cadence.get("seen", SEEN_LIMIT)
@@ -111,18 +111,19 @@ def run(docs: list[Document], cadence: dict[str, int], ref: Any) -> dict[str, fl
     try:
         db = work / "db"
         with IndexWriter(db, lock_timeout_s=5, commit_limit=1 << 30, batch_bytes=1 << 62) as writer:
-            since = 0
-            for doc in docs:
+            since = terms = 0
+            for doc, count in zip(docs, counts, strict=True):
                 t0 = time.process_time()
                 writer.add(doc)
                 t1 = time.process_time()
                 add += t1 - t0
                 since += 1
-                if since >= limit or writer_terms(writer) >= terms_limit:
+                terms += count
+                if since >= limit or terms >= terms_limit:
                     writer.commit()
                     commit += time.process_time() - t1
                     commits += 1
-                    since = 0
+                    since = terms = 0
             t1 = time.process_time()
         commit += time.process_time() - t1
         stop.set()
@@ -136,11 +137,6 @@ def run(docs: list[Document], cadence: dict[str, int], ref: Any) -> dict[str, fl
     finally:
         stop.set()
         shutil.rmtree(work, ignore_errors=True)
-
-
-def writer_terms(writer: IndexWriter) -> int:
-    """Terms of the documents added since the last commit (IndexWriter.pending_terms where it has it)."""
-    return int(getattr(writer, "pending_terms", 0))
 
 
 def parse_cadence(text: str) -> dict[str, int]:
@@ -163,7 +159,7 @@ def main() -> int:
     results: dict[str, list[dict[str, float]]] = {c: [] for c in args.cadences}
     for n in range(args.rounds):
         for cadence in args.cadences[n % len(args.cadences):] + args.cadences[:n % len(args.cadences)]:
-            r = run(docs, parse_cadence(cadence), ref)
+            r = run(docs, terms, parse_cadence(cadence), ref)
             results[cadence].append(r)
             print(f"round {n + 1} {cadence}: " + ", ".join(f"{k} {v:.2f}" for k, v in r.items()), file=sys.stderr)
     load = os.getloadavg()

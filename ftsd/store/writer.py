@@ -74,7 +74,6 @@ class IndexWriter:
         self.db = open_writable(path, lock_timeout_s)
         self.pending = 0
         self.pending_bytes = 0
-        self.pending_terms = 0  # terms of the documents added since the last commit (see fts.commit_terms)
         self.closed = False
         with self._xapian("starting a transaction"):
             self.lexicon = LexiconWriter(self.db)
@@ -134,15 +133,13 @@ class IndexWriter:
             self.lexicon.flush()
             self.db.commit_transaction()
             self.db.begin_transaction()
-        self.pending = self.pending_bytes = self.pending_terms = 0
+        self.pending = self.pending_bytes = 0
 
     def replace(self, guid: str, uid: int, document: schema.Document) -> None:
         """Store the document of (guid, uid), in place of the one the index may hold."""
         with self._xapian("adding a document"):
             self.lexicon.add(document.lexicon)
-            doc = xapian.Document.unserialise(document.data)
-            self.db.replace_document(schema.id_term(guid, uid), doc)
-        self.pending_terms += doc.termlist_count()
+            self.db.replace_document(schema.id_term(guid, uid), xapian.Document.unserialise(document.data))
         self._changed(len(document.data))
 
     def add(self, document: schema.Document) -> None:
@@ -150,9 +147,7 @@ class IndexWriter:
         skips replace's lookup of the unique id. Adding a UID the index holds would store it twice."""
         with self._xapian("adding a document"):
             self.lexicon.add(document.lexicon)
-            doc = xapian.Document.unserialise(document.data)
-            self.db.add_document(doc)
-        self.pending_terms += doc.termlist_count()
+            self.db.add_document(xapian.Document.unserialise(document.data))
         self._changed(len(document.data))
 
     def delete(self, guid: str, uid: int) -> None:
