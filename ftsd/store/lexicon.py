@@ -23,7 +23,7 @@ from typing import Any
 from ftsd.analysis import is_gram_form, is_mark, is_word
 from ftsd.store import schema
 
-SEEN_LIMIT = 100_000  # entries one writer session remembers exactly (two generations of half each; ~12 MB)
+SEEN_LIMIT = 200_000  # entries one writer session remembers exactly (two generations of half each; ~22 MB)
 LISTED_BITS = 1 << 25  # a fresh session's filter of every entry it listed, once it forgets some: 4 MB
 CHUNK_CHARS = 4_000_000  # a rebuilt lexicon is stored in chunks of about this size
 EXPANSIONS_KEPT = 256  # lookups remembered per lexicon (until it changes)
