@@ -58,6 +58,7 @@ def lexicon_of(ref: str) -> Any:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    shutil.rmtree(path.parent)  # loaded: the copy is no longer needed
     return module
 
 
