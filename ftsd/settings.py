@@ -71,8 +71,10 @@ class FtsSettings:
     )
     autoindex_timeout_s: float = setting(5.0, "Time budget for autoindex before a search answers (fts_index_timeout)")
     commit_limit: int = setting(
-        100, "Commit after this many documents (flatcurve: commit_limit; 100 measured 20% less CPU, half the RAM of 500"
-        ")"
+        100, "Commit after this many documents (flatcurve: commit_limit). Xapian's cost per added document grows with "
+        "the terms buffered since the last commit, and each commit has a fixed cost: 50-100 measured cheapest on "
+        "both benchmark corpora, 25 and 200 up to 10-20% more writer CPU, 500 20% more CPU and twice the RAM; a "
+        "term-count limit did no better (bench/writer_cadence.py)"
     )
     batch_bytes: int = setting(32_000_000, "Also commit after this many bytes of mail, so memory stays bounded")
     workers: int = setting(0, "Indexer worker processes; 0 = number of CPU cores")

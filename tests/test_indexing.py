@@ -11,6 +11,7 @@ import xapian
 
 from ftsd import service
 from ftsd.cli import main
+from ftsd.indexer import pool as pool_module
 from ftsd.indexer.pool import WorkerOptions
 from ftsd.query import parse_query
 from ftsd.runtime import Runtime
@@ -173,6 +174,17 @@ def test_worker_pool_sizes_agree(maildir: MailDir, make_config, workers):
     made = [maildir.deliver(subject=f"msg {i}", body=f"word{i % 3}") for i in range(10)]
     assert service.index_users(settings, [USER]).indexed == 10
     assert uids(settings, "BODY word1") == [u for i, u in enumerate(made) if i % 3 == 1]
+
+
+def test_documents_waiting_for_the_writer_bound_the_submissions(maildir: MailDir, make_config, monkeypatch):
+    """No more messages go to the workers while the finished documents waiting for the writer hold
+    IN_FLIGHT_BYTES (0 here: the tightest bound, submissions stop whenever one is done): every message still
+    comes, in order, none lost, no stall."""
+    monkeypatch.setattr(pool_module, "IN_FLIGHT_BYTES", 0)
+    settings = load_settings(make_config(fts={"workers": 2, "commit_limit": 7}))
+    made = [maildir.deliver(subject=f"msg {i}", body=f"word{i % 3}") for i in range(40)]
+    assert service.index_users(settings, [USER]).indexed == 40
+    assert uids(settings, "BODY word2") == [u for i, u in enumerate(made) if i % 3 == 2]
 
 
 def test_cached_readers_see_commits_and_optimize(maildir: MailDir, make_config):

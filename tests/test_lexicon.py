@@ -1,15 +1,21 @@
 """The lexicon (store/lexicon.py) on a real Xapian index: substring lookups through it, its growth across writer
 sessions, and its rebuild by optimize."""
 
+import random
+
+import pytest
 import xapian
 
 from ftsd import monitor, service
+from ftsd.analysis import Terms
 from ftsd.query import parse_query
 from ftsd.settings import load_settings
+from ftsd.store import lexicon
 from ftsd.store.index import index_path
 from ftsd.store.lexicon import Lexicon, Lexicons
-from ftsd.store.schema import META_LEXICON
+from ftsd.store.schema import META_LEXICON, WORDS, Document, build_document
 from ftsd.store.searcher import Searcher
+from ftsd.store.writer import IndexWriter
 from tests.maildirs import MailDir
 
 USER = "alice@example.org"
@@ -183,3 +189,36 @@ def test_chunks_settled_by_the_lexicon_phrases_checked(maildir: MailDir, make_co
     # "(e-mail) the" narrows to the messages with a chunk "e-mail" and a word "the": a and b are read
     result = service.search(settings, USER, ["INBOX"], parse_query('BODY "(e-mail) the"'), autoindex=False)[0]
     assert (result.uids, result.verified) == ([a], 2)
+
+
+@pytest.mark.parametrize("start_empty", [True, False])
+def test_a_writer_that_forgets_lists_each_stored_entry_exactly_once(tmp_path, monkeypatch, start_empty):
+    """The writer remembers only SEEN_LIMIT entries (and a fresh one a lossy filter of the rest): whatever it
+    forgot, the lexicon lists every stored entry, once. A tiny limit and filter force forgetting and collisions."""
+    monkeypatch.setattr(lexicon, "SEEN_LIMIT", 40)
+    monkeypatch.setattr(lexicon, "LISTED_BITS", 256)
+    rng = random.Random(7)
+    hot = [f"common{n}" for n in range(30)]
+    path = tmp_path / "db"
+    if not start_empty:  # a second session: the index stores entries this writer never saw
+        with IndexWriter(path, lock_timeout_s=5, commit_limit=100, batch_bytes=1 << 30) as writer:
+            writer.add(_document(0, {*hot[:10], "oldword"}))
+    with IndexWriter(path, lock_timeout_s=5, commit_limit=100, batch_bytes=1 << 30) as writer:
+        assert writer.lexicon.fresh is start_empty
+        for uid in range(1, 400):
+            words = {*rng.sample(hot, 8), f"rare{uid}", f"rare{rng.randrange(uid)}", "oldword"}
+            writer.add(_document(uid, words))
+            if uid % 37 == 0:
+                writer.commit()
+        assert writer.lexicon.listed is not None if start_empty else writer.lexicon.listed is None
+    db = xapian.Database(str(path))
+    listed: list[str] = []
+    for key in db.metadata_keys(META_LEXICON):
+        listed += db.get_metadata(key).decode().split("\n")
+    stored = lexicon.stored_entries(db, 3)[WORDS + "S"]
+    assert sorted(listed) == sorted(stored)  # each once: none missing, none twice
+    assert len(stored) == 30 + 400 + 1  # common*, rare0..rare399, oldword
+
+
+def _document(uid: int, words: set[str]) -> Document:
+    return build_document("0" * 32, uid, {"subject": Terms(frozenset(words), frozenset(), frozenset())}, {"uid": uid})

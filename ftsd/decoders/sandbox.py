@@ -5,9 +5,11 @@ In: a decoder name (or "external"), the part's bytes and content type, DecoderSe
 "memory limit", "cpu time limit", or the DecodeError message ("encrypted document", "zip bomb: ...").
 
 A fork server, `python -m ftsd.decoders.sandbox`, owned by a DecoderSandbox object (the Runtime's: one per ftsd
-process tree that owns a runtime; a child that drops root makes its own). It imports the decoder libraries once,
-listens on a Unix socket in a private 0700 directory (never an abstract socket: any local user could connect), and
-per connection (one part) forks a child in a process group of its own, with RLIMIT_AS (memory_mb), RLIMIT_CPU and
+process tree that owns a runtime; a child that drops root makes its own). It imports each decoder's library once,
+when the first part that needs it comes (before forking that part's child, so that later children inherit it; a
+library no part needs costs no memory in the server nor its children: pypdfium2 alone is ~5 MB), listens on a
+Unix socket in a private 0700 directory (never an abstract socket: any local user could connect), and per
+connection (one part) forks a child in a process group of its own, with RLIMIT_AS (memory_mb), RLIMIT_CPU and
 no core dumps; one select loop serves many parts at once. The server kills the whole group (the child and whatever
 the external command spawned) at timeout_s, and caps what it reads back. The socket's path travels down as the
 setting decoders.sandbox (DecoderSandbox.bind() fills it in): a client -- an indexer worker, a request thread --
@@ -47,7 +49,7 @@ from typing import Any
 import lxml
 
 import ftsd
-from ftsd.decoders import BY_NAME, REGISTRY, Decoded, Decoder
+from ftsd.decoders import BY_NAME, Decoded, Decoder
 from ftsd.decoders.external import run_command
 from ftsd.errors import DecodeError
 from ftsd.settings import DecoderSettings, Settings
@@ -468,6 +470,7 @@ def _accept(listener: socket.socket, parts: dict[int, _Part]) -> None:
             data = inp.read(int(request["size"]))
         if len(data) != request["size"]:
             raise ValueError("short request")
+        _load(str(request["name"]))
         part = _Part(request, data, conn=conn)
     except (OSError, ValueError, KeyError, TypeError):
         conn.close()
@@ -520,14 +523,18 @@ def _child(request: dict[str, Any], data: bytes, fd: int, decoder: Decoder | Non
         view = view[os.write(fd, view):]
 
 
-def _preload() -> None:
-    """Import every sandboxed decoder's library once, here, so that each forked child starts with it loaded."""
-    for spec in REGISTRY:
-        if spec.sandboxed:
-            try:
-                spec.load()
-            except ImportError:  # not installed: each such part is skipped with this ImportError as its reason
-                continue
+def _load(name: str) -> None:
+    """Import the library of decoder `name` here, in the server, so that this part's child and every later one
+    start with it loaded (an import per child would cost ~100 ms for pypdfium2). Imported on first use rather than
+    at start: a library no part needs takes no memory in the server nor in its children. A library that fails to
+    import is left to the child, which reports the error as the part's reason."""
+    spec = BY_NAME.get(name)
+    if spec is None or not spec.sandboxed:  # "external": nothing to import
+        return
+    try:
+        spec.load()  # imported once: later calls find the module in sys.modules
+    except Exception:  # noqa: BLE001 -- not installed, or broken: the child says why
+        return
 
 
 def main(argv: list[str]) -> None:
@@ -540,7 +547,6 @@ def main(argv: list[str]) -> None:
         alive = -1
     else:
         listener, alive = socket.socket(fileno=int(argv[0])), int(argv[1])
-    _preload()
     devnull = os.open(os.devnull, os.O_RDWR)
     for std in (0, 1):  # nothing a library prints goes anywhere
         os.dup2(devnull, std)

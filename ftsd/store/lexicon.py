@@ -23,7 +23,8 @@ from typing import Any
 from ftsd.analysis import is_gram_form, is_mark, is_word
 from ftsd.store import schema
 
-SEEN_LIMIT = 300_000  # entries remembered by one writer session (~30 MB) before the set is started afresh
+SEEN_LIMIT = 200_000  # entries one writer session remembers exactly (two generations of half each; ~22 MB)
+LISTED_BITS = 1 << 25  # a fresh session's filter of every entry it listed, once it forgets some: 4 MB
 CHUNK_CHARS = 4_000_000  # a rebuilt lexicon is stored in chunks of about this size
 EXPANSIONS_KEPT = 256  # lookups remembered per lexicon (until it changes)
 SHARED_MAX_CHARS = 256_000_000  # lexicons kept in memory by a process (least recently used dropped first)
@@ -32,16 +33,21 @@ SHARED_MAX_CHARS = 256_000_000  # lexicons kept in memory by a process (least re
 class LexiconWriter:
     """Collects the new entries of a write transaction; `flush` stores them just before the commit.
 
-    An entry is new when this writer has not seen it and the index does not store it. The check is set
-    arithmetic per (kind, field); the index is asked (term_exists) only for entries new to this writer, and not at
-    all while the writer started on an empty index: then everything stored was seen here (the first index of a
-    user, a rebuild: the big runs)."""
+    An entry is new when the index does not store it. The check is set arithmetic per (kind, field) against the
+    entries this writer saw recently (two generations of SEEN_LIMIT / 2: an entry seen again moves to the current
+    one, so the vocabulary that repeats stays, and hash-like one-off tokens age out); the index is asked
+    (term_exists) only for the rest, and only where it may store them. While the writer started on an empty index
+    (the first index of a user, a rebuild: the big runs) everything stored was listed by this writer, so an entry
+    it never listed is new without asking: `listed`, a filter of what it forgot (one bit per hash, two hashes per
+    entry, no false negatives), tells those apart from the few that need the question."""
 
     def __init__(self, db: Any) -> None:
         self.db = db
-        self.seen: dict[str, set[str]] = defaultdict(set)  # kind + field prefix -> entries
+        self.seen: dict[str, set[str]] = defaultdict(set)  # kind + field prefix -> entries (current generation)
+        self.older: dict[str, set[str]] = {}  # the previous generation
         self.seen_count = 0
-        self.fresh = db.get_doccount() == 0  # nothing stored that this writer did not see
+        self.fresh = db.get_doccount() == 0  # nothing stored that this writer did not list
+        self.listed: bytearray | None = None  # entries forgotten by a fresh writer (made at the first rotation)
         self.pending: dict[str, list[str]] = defaultdict(list)
 
     def add(self, groups: Iterable[tuple[str, str]]) -> None:
@@ -54,17 +60,47 @@ class LexiconWriter:
                 continue
             seen |= new
             self.seen_count += len(new)
-            if not self.fresh:  # stored already means listed already
-                term_exists, prefix = self.db.term_exists, kind_prefix[1:]
-                new = {entry for entry in new if not term_exists(prefix + entry)}
-            self.pending[kind_prefix] += new
-        if self.seen_count > SEEN_LIMIT:
-            self._forget()
+            older = self.older.get(kind_prefix)
+            if older:
+                new -= older  # seen in the previous generation: listed already (now in the current one)
+            if new and (self.listed is not None or not self.fresh):
+                new = self._unlisted(kind_prefix, new)
+            if new:
+                self.pending[kind_prefix] += new
+        if self.seen_count > SEEN_LIMIT // 2:
+            self._rotate()
 
-    def _forget(self) -> None:
-        self.seen.clear()
+    def _unlisted(self, kind_prefix: str, entries: set[str]) -> set[str]:
+        """Those of `entries` the index does not store (neither committed nor in this transaction)."""
+        term_exists, prefix = self.db.term_exists, kind_prefix[1:]
+        if self.listed is None:  # not fresh: anything may be stored
+            return {entry for entry in entries if not term_exists(prefix + entry)}
+        bits, mask, salt = self.listed, LISTED_BITS - 1, hash(kind_prefix)
+        out = set()
+        for entry in entries:
+            h = hash(entry) ^ salt
+            a, b = h & mask, (h >> 32) & mask
+            if (bits[a >> 3] >> (a & 7)) & (bits[b >> 3] >> (b & 7)) & 1 and term_exists(prefix + entry):
+                continue  # maybe forgotten here: the index tells
+            out.add(entry)
+        return out
+
+    def _rotate(self) -> None:
+        """The current generation becomes the older one; the older one is forgotten (into `listed` if fresh)."""
+        if self.fresh and self.older:
+            if self.listed is None:
+                self.listed = bytearray(LISTED_BITS >> 3)
+            bits, mask = self.listed, LISTED_BITS - 1
+            for kind_prefix, entries in self.older.items():
+                salt = hash(kind_prefix)
+                for entry in entries:
+                    h = hash(entry) ^ salt
+                    a, b = h & mask, (h >> 32) & mask
+                    bits[a >> 3] |= 1 << (a & 7)
+                    bits[b >> 3] |= 1 << (b & 7)
+        self.older = dict(self.seen)
+        self.seen = defaultdict(set)
         self.seen_count = 0
-        self.fresh = False  # what was stored in this session is not in `seen` any more
 
     def flush(self) -> None:
         for kind_prefix, entries in self.pending.items():
@@ -76,7 +112,11 @@ class LexiconWriter:
     def cancel(self) -> None:
         """The transaction was cancelled: what was seen in it was never stored."""
         self.pending.clear()
-        self._forget()
+        self.seen.clear()
+        self.older = {}
+        self.seen_count = 0
+        self.listed = None
+        self.fresh = False  # what was stored in this session is not remembered any more
 
 
 def stored_entries(db: Any, partial: int) -> dict[str, list[str]]:
