@@ -7,8 +7,9 @@ ftsd/analysis.py as of a git revision (`--rev`), loaded as a module of its own.
     .venv/bin/python bench/bench_analysis.py MAILDIR [--sample 1000] [--rounds 3] [--rev main]
     .venv/bin/python bench/bench_analysis.py MAILDIR [MAILDIR...] --common-grams 600 [--sample 500]
 
-`--common-grams N`: print the N 1-2 character grams of the most fields (subject, from, to, cc, headers, body) of
-the sample of each Maildir, most frequent first (how ftsd/common_grams.py was made).
+`--common-grams N`: print the 1-2 character grams that ftsd/common_grams.py lists (how it was made): every ASCII
+word-character gram ([a-z0-9_]) and any other among the N of the most fields (subject, from, to, cc, headers, body)
+of the sample of each Maildir, most frequent first, the ASCII grams never seen last.
 """
 
 from __future__ import annotations
@@ -66,8 +67,11 @@ def print_common_grams(parsed: list[ParsedMessage], n: int) -> None:
             words = {w for run in analyzer._runs(searchable(normalise(text), 64)) for w in re.findall(r"\w+", run)}
             joined = " ".join(words)
             fields.update({joined[i : i + k] for k in (1, 2) for i in range(len(joined) - k + 1)} - {" "})
-    grams = [g for g, _ in fields.most_common() if " " not in g][:n]
-    print(" ".join(grams))
+    word_chars = "abcdefghijklmnopqrstuvwxyz0123456789_"
+    ascii_grams = [*word_chars, *(a + b for a in word_chars for b in word_chars)]
+    top = [g for g, _ in fields.most_common() if " " not in g]
+    grams = [g for i, g in enumerate(top) if i < n or g.isascii()]
+    print(" ".join(grams + sorted(set(ascii_grams) - set(grams))))
 
 
 def main() -> None:

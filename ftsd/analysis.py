@@ -18,7 +18,7 @@ characters only, inside one word, so it is looked up among the words; with punct
 check: storing whole chunks ("(e-mail),") too was measured at twice the new terms for that (docs/performance.md).
 This finds what fts-xapian's all-n-grams scheme finds, and what its 20-character cap loses, with
 one term per word instead of O(l^2) (design §5; measured in docs/performance.md). Strings shorter than `partial`
-are single gram lookups (in long texts the commonest grams are stored by absence: see GRAM_GROUP). ASCII text
+are single gram lookups (the known grams stored as pattern terms: see GRAM_GROUP). ASCII text
 is cut into runs by a regex that gives ICU's runs (_ASCII_RUN), other text by ICU. Word-character runs longer
 than `max_word_chars` (base64, hex garbage) are blanked out before segmentation, on both the indexing and the
 verifying side, as Dovecot skips base64 runs of 50+ characters.
@@ -353,7 +353,7 @@ def chunks_of(norm: str, step: int) -> frozenset[str]:
 
 def _short_grams(words: set[str], partial: int) -> frozenset[str]:
     """The short-gram terms of the words: every 1..partial-1 character substring (a string shorter than `partial`
-    never spans punctuation), a group of common grams stored by absence where that is fewer terms."""
+    never spans punctuation), the known grams as one pattern term per group the text touches (GRAM_GROUP)."""
     if partial < 2:
         return frozenset()
     joined = " ".join(words)  # all words at once: the grams that contain a space are dropped
@@ -365,51 +365,56 @@ def _short_grams(words: set[str], partial: int) -> frozenset[str]:
         grams.difference_update([" " + c for c in chars], [c + " " for c in chars])
     for size in range(3, partial):
         grams.update({g for i in range(len(joined) - size + 1) if " " not in (g := joined[i : i + size])})
-    if len(grams) < ABSENT_MIN:
+    table = _gram_table(partial)
+    known = table.keys() & grams
+    if not known:
         return frozenset(grams)
-    for marker, group in _gram_groups(partial):
-        present = group.keys() & grams
-        if len(group) - len(present) + 1 < len(present):
-            grams -= present
-            grams.update(map(group.__getitem__, group.keys() - present))
-            grams.add(marker)
+    grams -= known
+    patterns: dict[str, int] = {}
+    for gram in known:
+        head, bit = table[gram]
+        patterns[head] = patterns.get(head, 0) | bit
+    grams.update(map(operator.add, patterns, map(_PATTERN_TAILS.__getitem__, patterns.values())))
     return frozenset(grams)
 
 
-# Common grams by absence. Most texts of some length contain nearly every common gram ("e", "th", "in"), so that
-# the grams are most of a document's terms. Per text, each group of GRAM_GROUP common grams (common_grams.py) is
-# stored either as usual, a term per present gram, or -- where fewer terms -- by absence: the group's marker
-# term "!!<n>" and "!<gram>" for each gram of the group the text lacks. So a text has gram g when it has the term
-# g, or the marker of g's group and not "!g" (store/searcher.py). Neither form can be another term: grams, words
-# and runs start with a word character, marks have none.
-GRAM_GROUP = 50
-ABSENT_MIN = GRAM_GROUP // 2  # fewer grams than this: no group can be worth its absence form
-ABSENT = "!"
+# Short grams as pattern terms. Most texts of some length hold most common grams ("e", "th", "in"): one term per gram
+# made the grams half of a document's terms, and the writer's cost grows with the terms per document. The known grams
+# (common_grams.py, most frequent first) form groups of GRAM_GROUP neighbours, so a group holds grams of similar
+# frequency; per text and group, ONE term names the group and, as GRAM_GROUP bits, which of its grams the text has
+# (none: no term). A text has the known gram g (group G, bit b) exactly when it has a pattern term of G with bit b
+# set (store/searcher.py ORs those the index holds); other grams stay terms of their own. A dense group collapses
+# to its all-ones term, a rare one costs nothing. The term is "!" + the group + the pattern in hexadecimal digits of
+# fixed width: never a word, chunk or gram (these start with a word character) nor a mark (it has word characters).
+# GRAM_GROUP 8 measured best (docs/performance.md): 4 or 6 leave more terms, 12 or 16 make up to 2^15 patterns
+# per group and field for a search to OR.
+GRAM_GROUP = 8
+PATTERN = "!"
+_PATTERN_TAILS = tuple(f"{n:0{(GRAM_GROUP + 3) // 4}x}" for n in range(1 << GRAM_GROUP))
 
 
 @functools.lru_cache(maxsize=4)
-def _gram_groups(partial: int) -> tuple[tuple[str, dict[str, str]], ...]:
-    """(marker, {gram: its absence term}) per group of the common grams shorter than `partial`."""
-    common = [g for g in COMMON_GRAMS if len(g) < partial]
-    return tuple((f"{ABSENT}{ABSENT}{n // GRAM_GROUP}", {g: ABSENT + g for g in common[n : n + GRAM_GROUP]})
-                 for n in range(0, len(common), GRAM_GROUP))
-
-
-@functools.lru_cache(maxsize=4)
-def _gram_markers(partial: int) -> dict[str, str]:
-    return {gram: marker for marker, group in _gram_groups(partial) for gram in group}
+def _gram_table(partial: int) -> dict[str, tuple[str, int]]:
+    """gram -> (head of its group's pattern terms, its bit) for the known grams shorter than `partial`."""
+    known = [g for g in COMMON_GRAMS if len(g) < partial]
+    width = len(f"{max(len(known) - 1, 0) // GRAM_GROUP:x}")
+    return {g: (f"{PATTERN}{n // GRAM_GROUP:0{width}x}", 1 << n % GRAM_GROUP) for n, g in enumerate(known)}
 
 
 def is_gram_form(text: str) -> bool:
-    """A marker or absence term of the common grams (not a word, run or mark: no lexicon entry)."""
-    return text[:1] == ABSENT and not is_mark(text)
+    """A pattern term of the known grams (not a word, run or mark: no lexicon entry)."""
+    return text[:1] == PATTERN and not is_mark(text)
 
 
-def gram_terms(gram: str, partial: int) -> tuple[str, str] | None:
-    """(group marker, absence term) of a common gram shorter than `partial`: a text has it when it has the term
-    `gram`, or the marker and not the absence term; None for a gram only ever stored as itself."""
-    marker = _gram_markers(partial).get(gram)
-    return (marker, ABSENT + gram) if marker else None
+@functools.lru_cache(maxsize=1024)
+def gram_patterns(gram: str, partial: int) -> tuple[str, frozenset[str]] | None:
+    """(head, tails) of a known gram shorter than `partial`: a text has it exactly when it has one of the pattern
+    terms head + tail (the patterns with its bit set); None for a gram stored as itself."""
+    found = _gram_table(partial).get(gram)
+    if found is None:
+        return None
+    head, bit = found
+    return head, frozenset(tail for n, tail in enumerate(_PATTERN_TAILS) if n & bit)
 
 
 @dataclass(frozen=True, slots=True)

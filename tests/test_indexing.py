@@ -149,11 +149,12 @@ def test_corrupt_index_is_rebuilt(maildir: MailDir, make_config):
     assert uids(settings, "SUBJECT phoenix") == [uid]
 
 
-@pytest.mark.parametrize(("version", "kept"), [("1", False), ("99", True)])
+@pytest.mark.parametrize(("version", "kept"), [("1", False), ("4", False), ("99", True)])
 def test_index_of_another_schema_is_rebuilt(maildir: MailDir, make_config, caplog, version, kept):
     # an older ftsd's index (an upgrade) is replaced quietly; a newer one's (a downgrade) is kept aside
     settings = load_settings(make_config())
     uid = maildir.deliver(subject="phoenix")
+    other = maildir.deliver(subject="quiz")
     service.index_users(settings, [USER])
     path = index_path(service.get_user(settings, USER))
     db = xapian.WritableDatabase(str(path), xapian.DB_OPEN)
@@ -161,8 +162,11 @@ def test_index_of_another_schema_is_rebuilt(maildir: MailDir, make_config, caplo
     db.commit()
     db.close()
     report = service.index_users(settings, [USER])
-    assert report.rebuilt == [USER] and report.indexed == 1 and report.failed == []
+    assert report.rebuilt == [USER] and report.indexed == 2 and report.failed == []
     assert uids(settings, "SUBJECT phoenix") == [uid]
+    # 1-2 character keys, read from the rebuilt index's gram patterns
+    assert uids(settings, 'SUBJECT "ph"') == [uid] and uids(settings, "SUBJECT z") == [other]
+    assert uids(settings, 'SUBJECT "i"') == [uid, other]
     assert bool(list(path.parent.glob("ftsd.db.broken-*"))) == kept
     levels = {r.levelname for r in caplog.records if "schema" in r.getMessage()}
     assert levels == ({"ERROR"} if kept else {"WARNING"})

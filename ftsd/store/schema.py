@@ -20,8 +20,9 @@ from ftsd.analysis import NATIVE, Terms
 if NATIVE:
     from ftsd import _native
 
-SCHEMA_VERSION = "4"  # 1: suffix terms; 2: words + lexicon; 3: + marks (runs of non-word characters);
-# 4: chunks (text between spaces with punctuation) instead of punctuated ICU runs, common grams stored by absence
+SCHEMA_VERSION = "5"  # 1: suffix terms; 2: words + lexicon; 3: + marks (runs of non-word characters);
+# 4: chunks (text between spaces with punctuation) instead of punctuated ICU runs, common grams stored by absence;
+# 5: the known 1-2 character grams as one pattern term per group of 8 (analysis.py, GRAM_GROUP)
 
 FIELD_PREFIXES = {
     "subject": "S",

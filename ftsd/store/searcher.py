@@ -15,7 +15,7 @@ from typing import Any
 
 import xapian
 
-from ftsd.analysis import gram_terms, is_mark, is_word
+from ftsd.analysis import gram_patterns, is_mark, is_word
 from ftsd.errors import NoIndexError, SchemaVersionError, StoreError
 from ftsd.store import lexicon, schema
 from ftsd.store.xerrors import store_error, translated
@@ -97,10 +97,11 @@ class Searcher:
         to `exact_chars`: longer strings are settled by checking the message)."""
         mark = is_mark(run)
         if len(run) < partial and is_word(run):
-            common = gram_terms(run, partial)
-            if common is not None:  # also where its group is stored by absence (analysis.py)
-                return self.or_([_gram(schema.FIELD_PREFIXES[name], run, *common) for name in fields])
-            terms = [schema.FIELD_PREFIXES[name] + run for name in fields]
+            patterns = gram_patterns(run, partial)
+            if patterns is None:
+                terms = [schema.FIELD_PREFIXES[name] + run for name in fields]
+            else:  # a known gram: the pattern terms of its group with its bit set (analysis.py, GRAM_GROUP)
+                terms = self._patterns([schema.FIELD_PREFIXES[name] for name in fields], *patterns)
         else:
             needle = run[:exact_chars]
             kind = schema.MARKS if mark else schema.WORDS if is_word(needle) else schema.CHUNKS
@@ -111,6 +112,16 @@ class Searcher:
         if not terms:
             return xapian.Query.MatchNothing
         return xapian.Query(xapian.Query.OP_OR, terms) if len(terms) > 1 else xapian.Query(terms[0])
+
+    def _patterns(self, prefixes: list[str], head: str, tails: frozenset[str]) -> list[str]:
+        """The pattern terms among `tails` that the index holds (usually a few of the 2^(GRAM_GROUP-1))."""
+        out = []
+        with self._xapian("reading the gram patterns"):
+            for prefix in prefixes:
+                start = len(prefix) + len(head)
+                out += [term for item in self.db.allterms(prefix + head)
+                        if (term := item.term.decode())[start:] in tails]
+        return out
 
     @staticmethod
     def all_() -> Query:
@@ -277,12 +288,6 @@ class Searcher:
             for item in self.db.postlist(schema.id_term(guid, uid)):
                 return dict(json.loads(self.db.get_document(item.docid).get_data()))
         return None
-
-
-def _gram(prefix: str, gram: str, marker: str, absent: str) -> Query:
-    """A field has a common gram: its term, or the marker of its group stored by absence and not its absence term."""
-    by_absence = xapian.Query(xapian.Query.OP_AND_NOT, xapian.Query(prefix + marker), xapian.Query(prefix + absent))
-    return xapian.Query(xapian.Query.OP_OR, xapian.Query(prefix + gram), by_absence)
 
 
 _RAW: Any = getattr(xapian, "_xapian", None)
