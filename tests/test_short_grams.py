@@ -14,8 +14,8 @@ from ftsd.analysis import GRAM_GROUP, Analyzer, gram_patterns, normalise, search
 from ftsd.common_grams import COMMON_GRAMS
 from ftsd.query import parse_query
 from ftsd.settings import load_settings
-from tests.maildirs import MailDir
 from tests.grams import decoded
+from tests.maildirs import MailDir
 from tests.reference import ReferenceIndex
 
 USER = "alice@example.org"
