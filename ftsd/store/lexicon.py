@@ -130,7 +130,7 @@ def stored_entries(db: Any, partial: int) -> dict[str, list[str]]:
         text = term[1:]
         if is_mark(text):  # marks and chunks are listed whatever their length
             kinds[schema.MARKS + term[0]].append(text)
-        elif is_gram_form(text):  # a common gram's marker or absence term: no lexicon entry
+        elif is_gram_form(text):  # a pattern term of the known short grams: no lexicon entry
             continue
         elif not is_word(text):  # chunks whatever their length ("a,")
             kinds[schema.CHUNKS + term[0]].append(text)
