@@ -406,15 +406,16 @@ def is_gram_form(text: str) -> bool:
     return text[:1] == PATTERN and not is_mark(text)
 
 
-@functools.lru_cache(maxsize=1024)
 def gram_patterns(gram: str, partial: int) -> tuple[str, frozenset[str]] | None:
     """(head, tails) of a known gram shorter than `partial`: a text has it exactly when it has one of the pattern
     terms head + tail (the patterns with its bit set); None for a gram stored as itself."""
     found = _gram_table(partial).get(gram)
-    if found is None:
-        return None
-    head, bit = found
-    return head, frozenset(tail for n, tail in enumerate(_PATTERN_TAILS) if n & bit)
+    return None if found is None else (found[0], _tails_with(found[1]))
+
+
+@functools.lru_cache(maxsize=GRAM_GROUP)
+def _tails_with(bit: int) -> frozenset[str]:
+    return frozenset(tail for n, tail in enumerate(_PATTERN_TAILS) if n & bit)
 
 
 @dataclass(frozen=True, slots=True)
