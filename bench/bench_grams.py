@@ -154,14 +154,14 @@ def search(args: argparse.Namespace) -> None:
         print("| key set | field | p50 ms | p99 ms | max ms | mean matches |")
         print("|---|---|---:|---:|---:|---:|")
         for label, subset in (("1 char", keys[:37]), ("2 chars", keys[37:])):
-            for name, fields in fields_of.items():
+            for name, names in fields_of.items():
                 times: list[float] = []
                 matches = []
                 for _ in range(args.repeat):
                     for key in subset:
                         t = time.perf_counter()
                         run = (analyzer.pieces(key).runs or (key,))[0]  # "_" alone is no ICU run: its gram
-                        query = searcher.piece(fields, run, 40, analyzer.partial)
+                        query = searcher.piece(names, run, 40, analyzer.partial)
                         matches.append(len(searcher.uids(query, guid)))
                         times.append((time.perf_counter() - t) * 1000)
                 print(f"| {label} | {name} | {pct(times, 50):.1f} | {pct(times, 99):.1f} | {max(times):.1f} | "

@@ -43,7 +43,7 @@ def test_pattern_terms_read_back_as_the_grams(partial: int) -> None:
         assert len(grams) < len(brute_grams(text, partial)) or len(grams) <= 1  # fewer terms than grams
     # every known gram: one all-ones term per group (the last group may be shorter)
     ones = {t for t in analyzer.terms(ALL).grams if t.startswith("!")}
-    groups = {head for g, (head, _) in ((g, gram_patterns(g, partial)) for g in COMMON_GRAMS if len(g) < partial)}
+    groups = {p[0] for g in COMMON_GRAMS if len(g) < partial and (p := gram_patterns(g, partial))}
     assert len(ones) == len(groups)
     assert sum(t.endswith("ff") for t in ones) >= len(groups) - 1
     # non-ASCII grams outside the known set stay terms of their own; "道" is known
