@@ -8,6 +8,7 @@ import quopri
 import re
 from email.message import Message
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,7 +24,8 @@ QUICK = settings(max_examples=200, deadline=None, suppress_health_check=[HealthC
 charsets = st.one_of(
     st.none(),
     st.sampled_from(["utf-8", "latin-1", "iso-8859-15", "gb2312", "big5", "shift_jis", "koi8-r", "utf-16",
-                     "unknown-8bit", "utf-7", "x-unknown", "ks_c_5601-1987", ""]),
+                     "unknown-8bit", "utf-7", "x-unknown", "ks_c_5601-1987", "", "undefined", "idna", "base64",
+                     "rot13", "zlib", "punycode"]),
     st.text(max_size=20),  # anything a sender may write into charset=, NUL and friends included
 )
 
@@ -32,6 +34,15 @@ charsets = st.one_of(
 @given(st.binary(max_size=2000), charsets)
 def test_decode_text_is_total(data: bytes, charset: str | None) -> None:
     assert isinstance(decode_text(data, charset), str)
+
+
+@pytest.mark.parametrize("label", ["UNDEFINED", "idna", "punycode", "base64", "hex", "rot13", "zlib", "bz2", "uu",
+                                   "quopri"])
+def test_codecs_that_are_no_charsets_never_fail_a_message(label: str) -> None:
+    # Python knows these names, but "undefined" and "idna" refuse any bytes and the rest map bytes to bytes
+    data = b"caf\xc3\xa9 \x00\xff"
+    assert decode_text(data, label) == data.decode("windows-1252", "replace")  # as an unknown label
+    assert decode_header_value(f"=?{label}?q?caf=C3=A9?= x") == "café x"
 
 
 @QUICK

@@ -26,6 +26,16 @@ _ALIASES = {
 
 
 _SINGLE_BYTE_DEFAULTS = {"ascii", "latin-1", "iso8859-1", "iso8859-15", "cp1252"}
+_NO_MAIL_CHARSETS = frozenset({"undefined", "idna", "punycode"})
+
+
+def _decoded(data: bytes, charset: str, errors: str = "strict") -> str | None:
+    """`data` in `charset`, or None where that codec fails on it (any codec error, not only UnicodeDecodeError:
+    a codec that only ever raises must never take the message down)."""
+    try:
+        return data.decode(charset, errors)
+    except (UnicodeError, LookupError):
+        return None
 
 
 def known_charset(label: str | None) -> str | None:
@@ -35,9 +45,13 @@ def known_charset(label: str | None) -> str | None:
     name = label.strip().strip("\"'").lower()
     name = _ALIASES.get(name, name)
     try:
-        return codecs.lookup(name).name
+        info = codecs.lookup(name)
     except (LookupError, ValueError):  # ValueError: a NUL inside the label ("utf\0-8"), as crafted mail has
         return None
+    # bytes-to-bytes codecs (base64, rot13, zlib...) are no charsets; "undefined" and "idna" refuse any bytes
+    if not getattr(info, "_is_text_encoding", True) or info.name in _NO_MAIL_CHARSETS:
+        return None
+    return info.name
 
 
 def _detect(data: bytes) -> str | None:
@@ -62,25 +76,24 @@ def decode_text(data: bytes, declared: str | None) -> str:
         except UnicodeDecodeError:
             pass
     if charset and charset not in ("ascii", "us-ascii"):
-        try:
-            return data.decode(charset)
-        except UnicodeDecodeError:
-            pass
+        text = _decoded(data, charset)
+        if text is not None:
+            return text
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         pass
     if charset and charset != "ascii":
         # One stray byte in otherwise good Big5/GB text: keep the declared charset rather than guess another.
-        text = data.decode(charset, errors="replace")
-        if text.count("\ufffd") <= max(2, len(text) // 200):
+        text = _decoded(data, charset, "replace")
+        if text is not None and text.count("\ufffd") <= max(2, len(text) // 200):
             return text
     detected = _detect(data)
     if detected:
-        try:
-            return data.decode(detected)
-        except UnicodeDecodeError:
-            text = data.decode(detected, errors="replace")
-            if text.count("\ufffd") <= max(2, len(text) // 200):
-                return text
-    return data.decode(charset or "windows-1252", errors="replace")
+        text = _decoded(data, detected)
+        if text is not None:
+            return text
+        text = _decoded(data, detected, "replace")
+        if text is not None and text.count("\ufffd") <= max(2, len(text) // 200):
+            return text
+    return _decoded(data, charset or "windows-1252", "replace") or data.decode("windows-1252", "replace")
