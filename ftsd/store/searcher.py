@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import operator
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from functools import partial
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import xapian
 
@@ -21,6 +21,7 @@ from ftsd.store import lexicon, schema
 from ftsd.store.xerrors import store_error, translated
 
 Query = Any  # an opaque xapian.Query
+T = TypeVar("T")
 COMPLEMENT_MIN = 1000  # mailboxes smaller than this are read directly: the estimate would cost more than it saves
 SHARED_KEPT = 16  # whole-index matches kept per reader and revision (the keys of one multi-mailbox search)
 MODIFIED_RETRIES = 3  # a writer may commit (and a reader's revision vanish) several times during one match
@@ -198,11 +199,7 @@ class Searcher:
         box = boxes.get(guid)
         if box is None:
             box = boxes[guid] = set(self._docids_matching(xapian.Query(schema.mailbox_term(guid))))
-        mine = list(filter(box.__contains__, docids))
-        if mine and max(mine) >= len(self._uid_of):
-            with self._xapian("search"):
-                self._read_uids()
-        return list(map(self._uid_of.__getitem__, mine))
+        return self._uids_of(list(filter(box.__contains__, docids)))
 
     def _indexed_sorted(self, guid: str, indexed: set[int]) -> list[int]:
         """The ascending list of `indexed` (indexed_uids(guid)), kept as long as that set is the cached one."""
@@ -242,34 +239,31 @@ class Searcher:
 
     def _docids_matching(self, query: Query) -> list[int]:
         """Docids of every match of a query, ascending."""
-        for attempt in range(MODIFIED_RETRIES + 1):
-            with self._xapian("search"):
-                try:
-                    return _docids(self._enquire(query).get_mset(0, self.db.get_doccount()))
-                except xapian.DatabaseModifiedError:
-                    if attempt == MODIFIED_RETRIES:
-                        raise
-                    self.db.reopen()  # the revision read was overwritten by commits: read the latest
-        raise StoreError(f"{self.path.parent.name}: search failed")  # not reached: the last attempt raises
+        return self._retried(lambda: _docids(self._enquire(query).get_mset(0, self.db.get_doccount())))
 
     def matching(self, query: Query) -> list[int]:
         """UIDs of every match of a query that is already filtered to one mailbox, in docid order (UID order
         where the mailbox was indexed in UID order, as the indexer adds new mail)."""
         # All matches in one MSet, read by position through the raw SWIG call (~0.1 us a match), mapped through the
         # docid -> UID table: ~3x faster than collecting the UID slot in a match spy and parsing its strings.
+        return self._uids_of(self._docids_matching(query))
+
+    def _uids_of(self, docids: list[int]) -> list[int]:
+        """The UIDs of these docids (the table extended first where they are newer than it)."""
+        if docids and max(docids) >= len(self._uid_of):
+            self._retried(self._read_uids)
+        return list(map(self._uid_of.__getitem__, docids))
+
+    def _retried(self, read: Callable[[], T]) -> T:
+        """`read()`, again on the latest revision when commits overwrote the one being read."""
         for attempt in range(MODIFIED_RETRIES + 1):
             with self._xapian("search"):
                 try:
-                    mset = self._enquire(query).get_mset(0, self.db.get_doccount())
-                    docids = _docids(mset)
-                    if docids and max(docids) >= len(self._uid_of):
-                        self._read_uids()
+                    return read()
                 except xapian.DatabaseModifiedError:
                     if attempt == MODIFIED_RETRIES:
                         raise
                     self.db.reopen()  # the revision read was overwritten by commits: read the latest
-                    continue
-            return list(map(self._uid_of.__getitem__, docids))
         raise StoreError(f"{self.path.parent.name}: search failed")  # not reached: the last attempt raises
 
     def _read_uids(self) -> None:
