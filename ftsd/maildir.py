@@ -25,6 +25,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ftsd.digits import parse_uid
 from ftsd.errors import MailboxError
 from ftsd.userdb.base import User
 
@@ -301,7 +302,8 @@ def read_uidlist(path: Path) -> Uidlist | None:
     uids: dict[str, int] = {}
     for line in lines[1:]:
         uid_text, _, rest = line.partition(" ")
-        if not uid_text.isdigit():
+        uid = parse_uid(uid_text)
+        if uid is None:  # not a UID (a planted "²", 2^32): the file stays unnamed, as if Dovecot had not seen it
             continue
         if version == "3":
             # "<uid> [ext fields] :<basename>": the name follows the first field that starts with ':'
@@ -310,7 +312,7 @@ def read_uidlist(path: Path) -> Uidlist | None:
         else:
             name = rest
         if name:
-            uids[name.split(":2,", 1)[0]] = int(uid_text)
+            uids[name.split(":2,", 1)[0]] = uid
     return Uidlist(uidvalidity, next_uid, values.get("G", ""), uids)
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ftsd import service
+from ftsd.digits import ascii_int
 from ftsd.errors import FtsdError
 from ftsd.maildir import current_uidlist, list_mailboxes, mailbox_guid, uidlist_dir
 from ftsd.privileges import describe
@@ -146,7 +147,7 @@ def _rebuild_started(path: Path, broken: list[Path]) -> float:
         return path.with_name(path.name + ".rebuilding").stat().st_mtime
     except OSError:
         stamp = broken[-1].name.rpartition("-")[2] if broken else ""
-        return int(stamp) / 1e9 if stamp.isdigit() else 0.0
+        return (ascii_int(stamp) or 0) / 1e9
 
 
 @dataclass(slots=True)

@@ -68,3 +68,18 @@ def test_unsafe_mailbox_names(maildir: MailDir, tmp_path: Path, name: str):
 def test_missing_mailbox(maildir: MailDir, tmp_path: Path):
     with pytest.raises(MailboxError, match="does not exist"):
         scan_mailbox(maildir.root, "Nope", tmp_path)
+
+
+def test_a_uidlist_line_that_is_no_uid_leaves_its_file_unnamed(maildir: MailDir, tmp_path: Path):
+    """The uidlist is the user's own file: a planted "²" (isdigit, but int() refuses it), a UID over 2^32 - 1 or
+    5,000 digits (over int()'s limit) names no message, and the scan goes on."""
+    uid = maildir.deliver(subject="kept")
+    path = maildir.root / "dovecot-uidlist"
+    header, *lines = path.read_text().splitlines()
+    for n, bad in enumerate(("\u00b2", "4294967296", "9" * 5000)):
+        name = f"17000000{n:02d}.M1P1.host"
+        (maildir.root / "cur" / f"{name}:2,").write_bytes(b"Subject: planted\n\nx\n")
+        lines.append(f"{bad} :{name}")
+    path.write_text("\n".join([header, *lines]) + "\n")
+    box = scan_mailbox(maildir.root, "INBOX", tmp_path / "state")
+    assert sorted(box.messages) == [uid] and box.pending == 3

@@ -142,3 +142,18 @@ def test_a_pooled_reader_sees_documents_added_replaced_and_deleted_since(setting
     session.feed(f"<delete><id>2/{BOX}/{USER}</id></delete>".encode())
     session.close()
     assert select_uids(settings_, "body:alpha", rt) == [1, 4, 5, 7, 9]
+
+
+@pytest.mark.parametrize("uid", ["\u00b2", "4294967296", "0", "9" * 5000])
+def test_an_update_or_delete_whose_uid_is_no_imap_uid_is_refused_as_a_bad_request(settings_: Settings,
+                                                                                   uid: str) -> None:
+    rt = Runtime(settings_)
+    add(settings_, {7: "kept words"}, rt)
+    for body in (f'<add><doc><field name="id">{uid}/{BOX}/{USER}</field><field name="body">x</field></doc></add>',
+                 f"<delete><id>{uid}/{BOX}/{USER}</id></delete>"):
+        session = solr.UpdateSession(settings_, rt)
+        with pytest.raises(QueryError, match="uid"):
+            session.feed(body.encode())
+            session.close()
+    assert select_uids(settings_, "body:kept", rt) == [7]
+    assert select_uids(settings_, f"uid:{uid}", rt) == []  # a Lucene uid that no message can have: none

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Protocol
 from xml.parsers import expat
 
+from ftsd.digits import ascii_int
 from ftsd.errors import DecodeError
 
 MAX_MEMBERS = 10_000
@@ -123,8 +124,8 @@ class _Sheet(_Text):
         if name == "c":
             value = "".join(self.value).strip()
             if self.kind == "s":
-                index = int(value) if value.isdigit() else -1
-                value = self.shared[index] if 0 <= index < len(self.shared) else ""
+                index = ascii_int(value, 9)
+                value = self.shared[index] if index is not None and index < len(self.shared) else ""
             if value and self.kind != "b":
                 self.row.append(value)
         elif name == "row" and self.row:

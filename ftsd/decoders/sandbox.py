@@ -51,6 +51,7 @@ import lxml
 import ftsd
 from ftsd.decoders import BY_NAME, Decoded, Decoder
 from ftsd.decoders.external import run_command
+from ftsd.digits import ascii_int
 from ftsd.errors import DecodeError
 from ftsd.settings import DecoderSettings, Settings
 
@@ -214,14 +215,15 @@ def _sweep_stale(parent: str) -> None:
         return
     uid = os.geteuid()
     for name in names:
-        pid, dash, _ = name.removeprefix(_DIR_PREFIX).partition("-")
-        if not name.startswith(_DIR_PREFIX) or not dash or not pid.isdigit():
+        pid_text, dash, _ = name.removeprefix(_DIR_PREFIX).partition("-")
+        pid = ascii_int(pid_text, 9)
+        if not name.startswith(_DIR_PREFIX) or not dash or not pid:
             continue
         path = os.path.join(parent, name)
         try:
             if os.lstat(path).st_uid != uid:
                 continue
-            os.kill(int(pid), 0)
+            os.kill(pid, 0)
         except ProcessLookupError:
             shutil.rmtree(path, ignore_errors=True)
         except OSError:  # gone meanwhile, or a live process of another user

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from functools import reduce
 
+from ftsd.digits import parse_uid
 from ftsd.errors import QueryError
 from ftsd.query import NOTHING, All, And, Key, Node, Not, Or, Where, conjoin, disjoin
 
@@ -38,12 +39,13 @@ def _term(name: str, value: str) -> Node:
     if name == "box":
         return Where(mailbox=value)
     uid_s, _, rest = value.partition("/")
-    if not uid_s.isdigit():
+    uid = parse_uid(uid_s)
+    if uid is None:  # no message has it
         return NOTHING
     if name == "uid":
-        return Where(uid=int(uid_s))
+        return Where(uid=uid)
     box, _, user = rest.partition("/")
-    return Where(user=user, mailbox=box, uid=int(uid_s))
+    return Where(user=user, mailbox=box, uid=uid)
 
 
 _LOCAL_PARAMS = re.compile(r"\{!([^}]*)\}")

@@ -16,6 +16,7 @@ from xml.parsers import expat
 
 from ftsd import service
 from ftsd.analysis import Analyzer
+from ftsd.digits import parse_uid
 from ftsd.errors import QueryError, TooLargeError, UnknownUserError
 from ftsd.indexer.pipeline import text_document
 from ftsd.query import MAILBOX_GUID, Node, check_cost
@@ -191,14 +192,15 @@ class UpdateSession:
         uid_s, _, rest = keys.get("id", "").partition("/")
         box_s, _, user_s = rest.partition("/")
         uid_text, box, user = keys.get("uid", uid_s), keys.get("box", box_s), keys.get("user", user_s)
-        if not uid_text.isdigit() or int(uid_text) == 0:
+        uid = parse_uid(uid_text)
+        if uid is None:
             raise QueryError(f"document without a valid uid: {keys}")
         if not MAILBOX_GUID.fullmatch(box):
             raise QueryError(f"document without a valid box (mailbox GUID): {keys}")
         if not user:
             raise QueryError("public namespaces (empty user) are not supported by ftsd's Solr endpoint")
         self._user(user)
-        return user, box, int(uid_text)
+        return user, box, uid
 
     def _end_doc(self, doc: _Doc) -> UpdateOp:
         user, guid, uid = self._identity(doc.keys)
@@ -226,10 +228,11 @@ class UpdateSession:
         if not user:  # public namespace: never indexed here, nothing to delete
             log.info("Solr delete of %r ignored: no user", text)
             return None
-        if not uid_s.isdigit() or not MAILBOX_GUID.fullmatch(guid):
+        uid = parse_uid(uid_s)
+        if uid is None or not MAILBOX_GUID.fullmatch(guid):
             raise QueryError(f"cannot delete id {text!r}: expected uid/box/user")
         self._user(user)
-        return UpdateOp("delete", user, guid, int(uid_s))
+        return UpdateOp("delete", user, guid, uid)
 
     def _delete_query(self, text: str) -> UpdateOp:
         node = check_cost(parse_lucene(text), self.settings.limits)

@@ -1,7 +1,9 @@
 """The reader pool: idle Searchers kept open between searches, per index directory.
 
 A Xapian Database object is not thread-safe, so a reader is checked out by one search at a time and given back
-afterwards (`with pool.reader(path) as searcher`); bounded by the number of idle readers (open files).
+afterwards (`with pool.reader(path) as searcher`); bounded by the number of idle readers (open files) and by the
+bytes their caches hold (a reader of a 100k-message index keeps ~1 MB of docid -> UID table and ~100 bytes per
+message of each mailbox it searched: 64 such readers would be hundreds of MB).
 """
 
 from __future__ import annotations
@@ -20,12 +22,17 @@ from ftsd.store.searcher import Searcher
 log = logging.getLogger(__name__)
 
 
-class ReaderPool:
-    """Idle readers by index path, least recently used closed first beyond `max_idle`."""
+MAX_IDLE_BYTES = 128_000_000  # caches of idle readers kept by a process
 
-    def __init__(self, lexicons: Lexicons, max_idle: int = 64) -> None:
+
+class ReaderPool:
+    """Idle readers by index path, least recently used closed first beyond `max_idle` readers or `max_bytes` of
+    their caches (the reader given back last is always kept: the next search of that user needs it most)."""
+
+    def __init__(self, lexicons: Lexicons, max_idle: int = 64, max_bytes: int = MAX_IDLE_BYTES) -> None:
         self.lexicons = lexicons
         self.max_idle = max_idle
+        self.max_bytes = max_bytes
         self._idle: OrderedDict[Path, list[Searcher]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -62,10 +69,19 @@ class ReaderPool:
         with self._lock:
             self._idle.setdefault(searcher.path, []).append(searcher)
             self._idle.move_to_end(searcher.path)
-            while sum(len(v) for v in self._idle.values()) > self.max_idle:
-                closing += self._idle.popitem(last=False)[1]
+            while self._over():
+                if len(self._idle) > 1:  # the least recently used index's readers
+                    closing += self._idle.popitem(last=False)[1]
+                elif len(readers := self._idle[searcher.path]) > 1:  # one index only: its oldest readers
+                    closing.append(readers.pop(0))
+                else:
+                    break
         for old in closing:
             old.close()
+
+    def _over(self) -> bool:
+        idle = [s for readers in self._idle.values() for s in readers]
+        return len(idle) > self.max_idle or sum(s.cache_bytes() for s in idle) > self.max_bytes
 
     @contextmanager
     def reader(self, path: Path) -> Iterator[Searcher | None]:

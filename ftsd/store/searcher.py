@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import operator
+from array import array
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from functools import partial
@@ -54,7 +55,7 @@ class Searcher:
         self._matches: tuple[int, dict[str, list[int]], dict[str, set[int]]] = (-1, {}, {})
         # docid -> UID (0: none read yet). A docid keeps its UID for the life of the index directory: documents are
         # added, replaced and deleted by their id term (mailbox GUID + UID), so only new docids need reading.
-        self._uid_of: list[int] = [0]
+        self._uid_of = array("Q", [0])  # 8 bytes a document (a list of ints: ~36)
         self._uids_read = 0  # the table holds the UIDs of docids 1..this
         self.lexicon = lexicons.get(path, self.inode) if lexicons is not None else lexicon.Lexicon()
 
@@ -67,6 +68,14 @@ class Searcher:
 
     def close(self) -> None:
         self.db.close()
+
+    def cache_bytes(self) -> int:
+        """About what this reader's caches hold (the docid -> UID table, the mailboxes' UID and docid sets and sorted
+        lists: ~100 bytes a member, ints included), for the pool's bound in bytes. Not the lexicon: shared."""
+        members = sum(len(uids) for _, uids in self._indexed.values())
+        members += sum(len(uids) for _, uids in self._sorted.values()) // 4  # a list shares the set's ints
+        members += sum(len(docids) for docids in self._matches[2].values())
+        return self._uid_of.itemsize * len(self._uid_of) + 100 * members
 
     def released(self) -> None:
         """Back in the pool: drop what only the search just ended needs (its whole-index matches; the mailboxes'
@@ -270,7 +279,8 @@ class Searcher:
         """Extend the docid -> UID table to the last document: the UID value stream from the first docid not read."""
         db, table = self.db, self._uid_of
         last = db.get_lastdocid()
-        table.extend([0] * (last + 1 - len(table)))
+        if last >= len(table):
+            table.frombytes(bytes(table.itemsize * (last + 1 - len(table))))
         for docid, uid in _uid_stream(db, self._uids_read + 1, last):
             if docid > last:
                 break

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from ftsd.digits import ascii_int
 from ftsd.errors import ConfigError, UnknownUserError, UnsafePathError
 from ftsd.settings import Settings
 
@@ -62,14 +63,16 @@ def validate_user_name(name: str) -> str:
 def to_id(value: str | None) -> int | str | None:
     """A uid/gid field as the userdb gave it: a number, a name (resolved by user_from_record), None when empty."""
     value = (value or "").strip()
-    return int(value) if value.isdigit() else value or None
+    number = ascii_int(value)
+    return number if number is not None else value or None
 
 
 def resolve_id(value: str, field: str) -> int:
     """A uid (`field` "uid") or gid as a number: digits, or a name resolved as Dovecot does (getpwnam,
     getgrnam). Raises: KeyError for a name the system does not know."""
-    if value.isdigit():
-        return int(value)
+    number = ascii_int(value)
+    if number is not None:
+        return number
     return pwd.getpwnam(value).pw_uid if field == "uid" else grp.getgrnam(value).gr_gid
 
 
