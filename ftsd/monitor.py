@@ -32,7 +32,7 @@ from ftsd.userdb import User
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
 _SEVERITY = {OK: 0, WARNING: 1, UNKNOWN: 2, CRITICAL: 3}  # the worst wins; CRITICAL beats UNKNOWN
-_DELIVERED = re.compile(r"^(\d{9,11})\.")
+_DELIVERED = re.compile(r"^([0-9]{9,11})\.")
 
 
 @dataclass(slots=True)

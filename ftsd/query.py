@@ -38,7 +38,7 @@ _ATOM = re.compile(r'[^ \t\r\n()"]+')
 _SURROGATE = re.compile("[\ud800-\udfff]")  # what surrogateescape makes of bytes that are not UTF-8
 _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"', re.S)
 _ESCAPE = re.compile(r"\\(.)", re.S)
-_LITERAL = re.compile(r"\{(\d+)\+?\}(?:\r?\n)?")
+_LITERAL = re.compile(r"\{([0-9]{1,20})\+?\}(?:\r?\n)?")  # ASCII digits; int() refuses over 4,300
 
 
 @dataclass(frozen=True, slots=True)

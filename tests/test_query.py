@@ -303,6 +303,8 @@ def test_round_trip_argv(node):
         ("TEXT {2}\r\nabc", ["literal {2}", "position 6", "does not match", "'c' at position 13"]),
         ("TEXT {3}\r\nab", ["literal {3}", "3 bytes but only 2 remain"]),
         ("TEXT {99999999999}\r\nabc", ["literal {99999999999}", "only 3 remain"]),
+        ("TEXT {" + "9" * 5000 + "}\r\nabc", ["malformed literal at position 6"]),  # over int()'s 4,300 digits
+        ("TEXT {\u0663}\r\nabc", ["malformed literal at position 6"]),  # an Arabic-Indic 3: not an IMAP number
         ("TEXT {x}\r\nabc", ["malformed literal at position 6"]),
         ("TEXT {5", ["malformed literal at position 6"]),
         # invalid UTF-8 smuggled in a str

@@ -160,7 +160,8 @@ class _Archive:
         self.inflated = 0
 
     def numbered(self, pattern: str) -> list[str]:
-        """Member names matching `pattern` (whose one group is a number), in numeric order."""
+        """Member names matching `pattern` (whose one group is a number of at most 9 ASCII digits), in numeric
+        order."""
         found = [(int(m.group(1) or 0), name) for name in self.names if (m := re.fullmatch(pattern, name))]
         return [name for _, name in sorted(found)]
 
@@ -229,7 +230,7 @@ def docx_text(data: bytes, max_chars: int) -> str:
     notes = [folder + name for name in ("footnotes.xml", "endnotes.xml", "comments.xml")]
     extra = [name for name in notes if name in archive.names]
     for kind in ("header", "footer"):
-        extra += archive.numbered(re.escape(folder) + kind + r"(\d*)\.xml")
+        extra += archive.numbered(re.escape(folder) + kind + r"([0-9]{0,9})\.xml")
     sink = _Text("t", {"p", "tr"}, {"tab": "\t", "br": "\n", "cr": "\n", "tc": "\t"}, max_chars)
     return _parse_all(archive, [main, *extra], sink)
 
@@ -237,7 +238,8 @@ def docx_text(data: bytes, max_chars: int) -> str:
 def pptx_text(data: bytes, max_chars: int) -> str:
     """PowerPoint: slides in order, then the speaker notes."""
     archive = _Archive(data)
-    names = archive.numbered(r"ppt/slides/slide(\d+)\.xml") + archive.numbered(r"ppt/notesSlides/notesSlide(\d+)\.xml")
+    names = (archive.numbered(r"ppt/slides/slide([0-9]{1,9})\.xml")
+             + archive.numbered(r"ppt/notesSlides/notesSlide([0-9]{1,9})\.xml"))
     return _parse_all(archive, names, _Text("t", {"p"}, {"br": "\n", "tab": "\t"}, max_chars))
 
 
@@ -251,7 +253,7 @@ def xlsx_text(data: bytes, max_chars: int) -> str:
     shared = _SharedStrings(max_chars)
     if "xl/sharedStrings.xml" in archive.names:
         archive.parse("xl/sharedStrings.xml", shared)
-    for name in archive.numbered(r"xl/worksheets/sheet(\d+)\.xml"):
+    for name in archive.numbered(r"xl/worksheets/sheet([0-9]{1,9})\.xml"):
         if out.full:
             break
         archive.parse(name, _Sheet(shared.strings, out))

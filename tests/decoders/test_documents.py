@@ -135,3 +135,18 @@ def test_long_text_is_cut_not_skipped() -> None:
     result = decode_attachment(mk.make_csv(rows), "text/csv", None, LIMITS, TEXT_CHARS)
     assert result.skipped is None and 1_900_000 < len(result.text) <= 2_000_000
     assert result.text.startswith("word0\t")
+
+
+def test_a_part_number_of_thousands_of_digits_is_no_part() -> None:
+    """Member names are the sender's: `slide<5,000 digits>.xml` is more than int() reads; the document's other
+    slides are still decoded."""
+    import io
+    import zipfile
+
+    source = zipfile.ZipFile(io.BytesIO(mk.make_pptx(["pptxnarwhal"])))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as target:
+        for item in source.infolist():
+            target.writestr(item, source.read(item))
+        target.writestr("ppt/slides/slide" + "9" * 5000 + ".xml", source.read("ppt/slides/slide1.xml"))
+    assert "pptxnarwhal" in decode(out.getvalue(), OOXML + "presentationml.presentation")
