@@ -169,3 +169,39 @@ def test_payload_head_is_the_start_of_the_decoded_body(data: bytes, cte: str, wi
     assert head is None or head == full[:64]
     if cte in ("base64", "7bit"):
         assert head is not None or len(text) > 128  # only long bodies with many line breaks need the whole body
+
+
+# The query languages: any text is a query or one QueryError (a 400 naming the problem), never another exception.
+_IMAP_PIECES = st.sampled_from(['TEXT', 'BODY', 'SUBJECT', 'HEADER', 'X-Spam', 'OR', 'NOT', 'ALL', 'CHARSET',
+                                'UTF-8', '(', ')', '"', '\\', '{', '}', '+', '\r\n', ' ', '{3}', '{3+}\r\n',
+                                '{99999999999}', '*', '1:5', '\u00b2', '\u0663', '\x00', '\ud800', 'caf\u00e9'])
+_LUCENE_PIECES = st.sampled_from(['body:', 'hdr:', 'subject:', 'uid:', 'box:', 'user:', 'id:', 'AND', 'OR', 'NOT',
+                                  '&&', '||', '!', '(', ')', '"', '\\', '*', '?', '~', '^', '2', '+', '-', ':', ' ',
+                                  '{!lucene q.op=AND}', '[', ']', 'TO', '{', '}', '/', '\u00b2', '\x00', '\ud800',
+                                  'caf\u00e9'])
+
+
+@QUICK
+@given(st.lists(st.one_of(_IMAP_PIECES, st.text(max_size=8)), max_size=30))
+def test_any_imap_query_text_parses_or_is_a_query_error(pieces: list[str]) -> None:
+    from ftsd.errors import QueryError
+    from ftsd.query import parse_argv, parse_query
+
+    for parse in (lambda: parse_query("".join(pieces)), lambda: parse_argv(pieces)):
+        try:
+            parse()
+        except QueryError:
+            pass
+
+
+@QUICK
+@given(st.lists(st.one_of(_LUCENE_PIECES, st.text(max_size=8)), max_size=30))
+def test_any_lucene_query_text_parses_or_is_a_query_error(pieces: list[str]) -> None:
+    from ftsd.errors import QueryError
+    from ftsd.solr.lucene import parse_lucene
+
+    for op in ("OR", "AND"):
+        try:
+            parse_lucene("".join(pieces), op)
+        except QueryError:
+            pass

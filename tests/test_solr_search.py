@@ -8,9 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from ftsd import solr
-from ftsd.errors import QueryError
+from ftsd.errors import QueryError, TooLargeError, UnknownUserError
 from ftsd.query import NOTHING, All, And, Key, Not, Or, Where
 from ftsd.runtime import Runtime
 from ftsd.settings import Settings, load_settings
@@ -157,3 +160,27 @@ def test_an_update_or_delete_whose_uid_is_no_imap_uid_is_refused_as_a_bad_reques
             session.close()
     assert select_uids(settings_, "body:kept", rt) == [7]
     assert select_uids(settings_, f"uid:{uid}", rt) == []  # a Lucene uid that no message can have: none
+
+
+_UPDATE_PIECES = st.sampled_from([
+    "<add>", "</add>", "<doc>", "</doc>", "<delete>", "</delete>", "<commit/>", "<optimize/>", "<id>", "</id>",
+    "<query>", "</query>", '<field name="id">', '<field name="uid">', '<field name="box">', '<field name="user">',
+    '<field name="body">', '<field name="subject" update="set">', '<field name="hdr" update="inc">', "</field>",
+    f"7/{BOX}/{USER}", f"{BOX}", USER, "7", "0", "\u00b2", "4294967296", "body:x", "*:*", "&amp;", "&#0;",
+    "&#xD800;", "<!DOCTYPE x>", "<![CDATA[", "]]>", "<?xml version='1.0'?>", "\x00", "caf\u00e9", " ", "<", ">"])
+
+
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.one_of(_UPDATE_PIECES, st.text(max_size=6)), max_size=25), st.integers(1, 40))
+def test_any_update_body_is_taken_or_refused_with_one_error(settings_: Settings, pieces: list[str],
+                                                            cut: int) -> None:
+    """Whatever bytes arrive, in whatever pieces the network cuts them: the update is applied or answers one
+    client error (QueryError 400, TooLargeError 413, UnknownUserError 404), never another exception."""
+    data = "".join(pieces).encode("utf-8", "surrogatepass")
+    session = solr.UpdateSession(settings_, Runtime(settings_))
+    try:
+        for start in range(0, len(data), cut):
+            session.feed(data[start : start + cut])
+        session.close()
+    except (QueryError, TooLargeError, UnknownUserError):
+        pass
