@@ -46,6 +46,19 @@ def wait_for_port(port: int, timeout_s: float, what: str, log: Path | None = Non
     raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {timeout_s}s\n{tail}")
 
 
+def wait_for_socket(path: Path, timeout_s: float, what: str, log: Path | None = None) -> None:
+    """Until the Unix socket at `path` accepts a connection."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(0.5)
+            s.connect(str(path))
+            return
+        time.sleep(0.05)
+    tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+    raise RuntimeError(f"{what} did not accept connections on {path} within {timeout_s}s\n{tail}")
+
+
 def missing_dovecot() -> str | None:
     """Why Dovecot with fts_solr cannot run here, or None."""
     if shutil.which("dovecot") is None or shutil.which("doveadm") is None:
@@ -177,12 +190,14 @@ plugin {{
 """)
 
     def start(self) -> None:
-        """Start the master in the foreground of its own process group and wait for IMAP."""
+        """Start the master in the foreground of its own process group and wait for IMAP and for the userdb
+        socket doveadm asks (under load it was refused just after IMAP listened)."""
         with open(self.root / "dovecot.stderr", "ab") as err:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(self.command("dovecot", "-F", "-c", str(self.conf)), start_new_session=True,
                                          stdout=subprocess.DEVNULL, stderr=err)
         try:
             wait_for_port(self.port, 20, "dovecot", self.log)
+            wait_for_socket(self.root / "run" / "auth-userdb", 20, "dovecot auth", self.log)
         except RuntimeError:
             self.stop()
             raise
