@@ -70,9 +70,10 @@ def _ppid(pid: int) -> int:
 class RoleSampler(threading.Thread):
     """Peak RSS/PSS (kB) per role of the tree under `root`, and the peak of the tree's sums."""
 
-    def __init__(self, root: int, interval_s: float = 0.1) -> None:
+    def __init__(self, root: int, interval_s: float = 0.1, trace: list[str] | None = None) -> None:
         super().__init__(daemon=True)
-        self.root, self.interval_s = root, interval_s
+        self.root, self.interval_s, self.trace = root, interval_s, trace
+        self.started = time.perf_counter()
         self.peaks: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.tree_rss = self.tree_pss = 0
         self.stop_event = threading.Event()
@@ -104,8 +105,16 @@ class RoleSampler(threading.Thread):
             for role, values in sums.items():
                 for key, value in values.items():
                     self.peaks[role][key] = max(self.peaks[role][key], value)
-            self.tree_rss = max(self.tree_rss, sum(v.get("VmRSS", 0) for v in sums.values()))
-            self.tree_pss = max(self.tree_pss, sum(v.get("Pss", 0) for v in sums.values()))
+            if self.trace is not None and sums:
+                elapsed = time.perf_counter() - self.started
+                if not self.trace or elapsed >= float(self.trace[-1].split(",", 1)[0]) + 2:  # every ~2 s
+                    self.trace += [f"{elapsed:.1f},{role},{v.get('VmRSS', 0) // 1024},{v.get('Pss', 0) // 1024},"
+                                   f"{(v.get('Private_Clean', 0) + v.get('Private_Dirty', 0)) // 1024}"
+                                   for role, v in sorted(sums.items())]
+            # "worker (largest)" is one of the workers again: counted once, in "workers (sum)"
+            roles = [v for role, v in sums.items() if role != "worker (largest)"]
+            self.tree_rss = max(self.tree_rss, sum(v.get("VmRSS", 0) for v in roles))
+            self.tree_pss = max(self.tree_pss, sum(v.get("Pss", 0) for v in roles))
 
 
 @dataclass
@@ -117,7 +126,8 @@ class Run:
     tree_pss: int
 
 
-def run_once(repo: Path, maildir: Path, workers: int, extra: list[str], variables: dict[str, str]) -> Run:
+def run_once(repo: Path, maildir: Path, workers: int, extra: list[str], variables: dict[str, str],
+             trace: Path | None = None) -> Run:
     work = Path(tempfile.mkdtemp(prefix="ftsd-memory-"))
     cfg = work / "ftsd.toml"
     cfg.write_text(f'mail_location = "maildir:{maildir.parent}/%u:INDEX={work}/idx/%u"\n'
@@ -128,7 +138,7 @@ def run_once(repo: Path, maildir: Path, workers: int, extra: list[str], variable
     proc = subprocess.Popen([sys.executable, "-m", "ftsd", "index", "-c", str(cfg), "-u", maildir.name],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=repo,
                             start_new_session=True)
-    sampler = RoleSampler(proc.pid)
+    sampler = RoleSampler(proc.pid, trace=[] if trace else None)
     sampler.start()
     try:
         _, err = proc.communicate(timeout=3600)
@@ -137,6 +147,8 @@ def run_once(repo: Path, maildir: Path, workers: int, extra: list[str], variable
         sampler.join()
         kill_group(proc.pid)
     wall = time.perf_counter() - start
+    if trace and sampler.trace is not None:  # seconds,role,RSS MB,PSS MB,private MB: growth over the run
+        trace.write_text("s,role,rss_mb,pss_mb,private_mb\n" + "\n".join(sampler.trace) + "\n")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run(["rm", "-rf", str(work)], check=False)
     if proc.returncode != 0:
@@ -158,6 +170,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--set", action="append", default=[], help="an [fts] line, e.g. commit_limit=50")
+    ap.add_argument("--trace", type=Path, help="write every ~2 s's per-role RSS/PSS/private (CSV) to FILE.N.csv")
     ap.add_argument("--refs", help="git refs to run instead of this tree, alternating (e.g. main,HEAD)")
     args = ap.parse_args()
     maildir = args.maildir.resolve()
@@ -172,7 +185,8 @@ def main() -> int:
         for n in range(args.runs):
             for name, repo in (trees.items() if n % 2 == 0 else reversed(trees.items())):
                 variables = dict(item.split("=", 1) for item in name.split("+")[1:])
-                r = run_once(repo, maildir, args.workers, args.set, variables)
+                trace = args.trace.with_suffix(f".{name.replace('/', '_')}.{n + 1}.csv") if args.trace else None
+                r = run_once(repo, maildir, args.workers, args.set, variables, trace)
                 results[name].append(r)
                 print(f"run {n + 1} {name}: {r.wall_s:.1f} s, {r.cpu_s / messages * 1e3:.2f} ms CPU/msg, tree "
                       f"{r.tree_rss / 1024:.0f} / {r.tree_pss / 1024:.0f} MB", file=sys.stderr)
