@@ -111,7 +111,7 @@ def candidates(config: str, user: str, mailbox: str, queries: dict[str, list[str
                 node = parse_query(f"TEXT {_quote(q)}")
 
                 def texts(uid: int) -> MaildirText:
-                    return MaildirText(box.messages[uid], settings, rt.texts)
+                    return MaildirText(Path(box.messages[uid]), settings, rt.texts)
 
                 search = MailboxSearch(searcher, box.guid, set(box.messages), texts, settings, user=user)
                 cpu, wall = time.process_time(), time.perf_counter()

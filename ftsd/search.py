@@ -268,7 +268,7 @@ class IndexTexts:
         if self._box is False:
             self._box = self._find()
         path = self._box.messages.get(uid) if isinstance(self._box, Mailbox) else None
-        return MaildirText(path, self.settings, self.cache) if path else None
+        return MaildirText(Path(path), self.settings, self.cache) if path else None
 
 
 TextSources = Callable[[int], TextSource | None]  # UID -> its text (None: not readable here)

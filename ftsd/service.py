@@ -15,6 +15,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ftsd.errors import (
@@ -307,7 +308,7 @@ def _search_box(
 ) -> MailboxResult:
     """`present`: the mailbox's UIDs when the caller has them as a set already (None: from the scan)."""
     def texts(uid: int) -> TextSource:
-        return MaildirText(box.messages[uid], rt.decoders.bind(settings), rt.texts)  # attachments: its sandbox
+        return MaildirText(Path(box.messages[uid]), rt.decoders.bind(settings), rt.texts)  # attachments: its sandbox
 
     deadline.check()  # between mailboxes
     answer = MailboxSearch(searcher, box.guid, set(box.messages) if present is None else present, texts, settings,

@@ -21,7 +21,7 @@ def test_uids_from_dovecot_uidlist(maildir: MailDir, tmp_path: Path):
     maildir.expunge("INBOX", uids[1])
     box = scan_mailbox(maildir.root, "INBOX", tmp_path / "state")
     assert sorted(box.messages) == [uids[0], uids[2], uids[3]]
-    assert box.messages[uids[2]].parent.name == "new"
+    assert Path(box.messages[uids[2]]).parent.name == "new"
     header = read_uidlist(maildir.root / "dovecot-uidlist")
     assert header is not None and box.uidvalidity == header.uidvalidity and box.guid == header.guid
     assert not (tmp_path / "state").exists()  # ftsd keeps no UIDs of its own when Dovecot has them

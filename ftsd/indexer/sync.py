@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ftsd.indexer.pool import WorkerPool
 from ftsd.maildir import Mailbox
@@ -115,7 +116,7 @@ def sync_mailbox(
         progress(len(new), 0)
     complete = True
     since_commit = batch = 0  # messages and bytes of mail since the last commit: both bound the writer's memory
-    for outcome in pool.map((guid, uid, mailbox.messages[uid]) for uid in new):
+    for outcome in pool.map((guid, uid, Path(mailbox.messages[uid])) for uid in new):
         if cancel is not None and (why := cancel.abandon()):
             report.cancelled, report.abandoned = why, True
             return False

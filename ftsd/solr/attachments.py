@@ -93,7 +93,7 @@ class AttachmentTexts:
             self._note(user, f"uid {guid} {uid}", f"{box.name} has no UID {uid} (expunged meanwhile?): indexed as "
                        "sent", guid, uid, logging.INFO)
             return None
-        return path
+        return Path(path)
 
     def _note(self, user: User, reason: str, what: str, guid: str, uid: int, level: int = logging.WARNING) -> None:
         if f"{user.name}\0{reason}" in self._said:
