@@ -6,6 +6,7 @@ fork server and its per-part children (peak of their sum), and the tree's peak s
 
     .venv/bin/python bench/memory.py /tmp/corpus/sa/corpus-a [--runs 1] [--workers 2] [--set commit_limit=50]
     .venv/bin/python bench/memory.py MAILDIR --refs main,HEAD --runs 2   # before/after in one run
+    .venv/bin/python bench/memory.py MAILDIR --trace /tmp/mem   # + /tmp/mem.<tree>.<run>.csv: per role every ~2 s
 
 With --refs the same run alternates worktrees of those git refs (made in temp dirs, removed after), so that before
 and after are measured on the same load (and the tree can be edited meanwhile). `REF+NAME=VALUE` runs REF with that
