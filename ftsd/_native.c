@@ -3,6 +3,7 @@
    ascii_terms / ascii_marks: the words (or their short grams), long words (windowed), chunks and marks of
    searchable ASCII text, in one pass (analysis.py: Analyzer._terms, chunks_of, _short_grams, Analyzer._marks give
    the same sets).
+   text_chunks / text_marks: the chunks and marks of any searchable text (analysis.chunks_of, Analyzer._marks).
    gram_table / short_grams: the 1..partial-1 character grams of any words, the known ones as pattern terms
    (analysis._short_grams gives the same set).
    term_records: a field's serialised Xapian term records (store/schema.py: _term_records gives the same bytes).
@@ -615,6 +616,142 @@ static PyObject *ascii_marks(PyObject *self, PyObject *args) {
     return f.marks;
 }
 
+/* ---- the chunks and marks of any text (the words of non-ASCII text come from ICU: analysis.Analyzer._runs) ---- */
+
+/* re's \w of a str pattern: str.isalnum() or "_" (sre: Py_UNICODE_ISALNUM). */
+static inline int is_word_cp(Py_UCS4 c) {
+    return c < 128 ? (cls[c] & W) != 0 : Py_UNICODE_ISALNUM(c);
+}
+
+/* analysis._windows of text[start:start+len], any str. */
+static int add_windows_any(PyObject *set, PyObject *text, Py_ssize_t start, Py_ssize_t len, Py_ssize_t step,
+                           Py_ssize_t window) {
+    if (len <= window) return add_substring(set, text, start, len);
+    for (Py_ssize_t i = 0;;) {
+        Py_ssize_t rest = len - i;
+        if (add_substring(set, text, start + i, rest < window ? rest : window) < 0) return -1;
+        if (window >= rest || step >= rest) return 0;
+        i += step;
+    }
+}
+
+/* A mark text[start:start+len]: lone surrogates (no UTF-8 for them) as U+FFFD, then windowed (Analyzer._marks). */
+static int add_mark_any(PyObject *set, PyObject *text, Py_ssize_t start, Py_ssize_t len, Py_ssize_t step,
+                        Py_ssize_t window) {
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    Py_ssize_t i = 0;
+    if (kind != PyUnicode_1BYTE_KIND)
+        while (i < len && !Py_UNICODE_IS_SURROGATE(PyUnicode_READ(kind, data, start + i))) i++;
+    else
+        i = len;
+    if (i == len) return add_windows_any(set, text, start, len, step, window);
+    Py_UCS4 top = 0xFFFD;
+    for (i = 0; i < len; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, start + i);
+        if (!Py_UNICODE_IS_SURROGATE(c) && c > top) top = c;
+    }
+    PyObject *mark = PyUnicode_New(len, top);
+    if (mark == NULL) return -1;
+    int mkind = PyUnicode_KIND(mark);
+    void *mdata = PyUnicode_DATA(mark);
+    for (i = 0; i < len; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, start + i);
+        PyUnicode_WRITE(mkind, mdata, i, Py_UNICODE_IS_SURROGATE(c) ? 0xFFFD : c);
+    }
+    int rc = add_windows_any(set, mark, 0, len, step, window);
+    Py_DECREF(mark);
+    return rc;
+}
+
+/* One pass over any searchable text: its chunks and marks (each set when not NULL), as scan() does for ASCII. */
+static int scan_any(PyObject *text, PyObject *chunks, PyObject *marks, Py_ssize_t step, Py_ssize_t window) {
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    Py_ssize_t chunk_first = 0, chunk_end = 0, chunk_words = 0, spaces = 0, longest_spaces = 0, i = 0;
+    while (i < n) {
+        Py_ssize_t j = i;
+        if (is_word_cp(PyUnicode_READ(kind, data, i))) {
+            while (j < n && is_word_cp(PyUnicode_READ(kind, data, j))) j++;
+            if (chunk_words == 0) chunk_first = i;
+            chunk_words++;
+            chunk_end = j;
+            spaces = 0;
+        } else {
+            int other = 0;
+            for (; j < n; j++) {
+                Py_UCS4 c = PyUnicode_READ(kind, data, j);
+                if (is_word_cp(c)) break;
+                if (c == ' ') {
+                    if (chunks != NULL && chunk_words >= 2 &&
+                        add_windows_any(chunks, text, chunk_first, chunk_end - chunk_first, step, window) < 0)
+                        return -1;
+                    chunk_words = 0;
+                    if (++spaces > longest_spaces) longest_spaces = spaces;
+                } else {
+                    other = 1;
+                    spaces = 0;
+                }
+            }
+            if (other && marks != NULL && add_mark_any(marks, text, i, j - i, step, window) < 0) return -1;
+        }
+        i = j;
+    }
+    if (chunks != NULL && chunk_words >= 2 &&
+        add_windows_any(chunks, text, chunk_first, chunk_end - chunk_first, step, window) < 0)
+        return -1;
+    if (longest_spaces > 0 && marks != NULL) {
+        Py_ssize_t len = longest_spaces < window ? longest_spaces : window;
+        PyObject *str = PyUnicode_New(len, 127);
+        if (str == NULL) return -1;
+        memset(PyUnicode_DATA(str), ' ', (size_t)len);
+        int rc = PySet_Add(marks, str);
+        Py_DECREF(str);
+        if (rc < 0) return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(text_chunks_doc,
+"text_chunks(text, step, window, marks)\n--\n\n"
+"(chunks, marks) of any searchable text: two frozensets (analysis.chunks_of and Analyzer._marks; marks empty\n"
+"unless `marks`).");
+
+static PyObject *text_chunks(PyObject *self, PyObject *args) {
+    PyObject *text;
+    Py_ssize_t step, window;
+    int want_marks;
+    if (!PyArg_ParseTuple(args, "Unnp:text_chunks", &text, &step, &window, &want_marks)) return NULL;
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(text) < 0) return NULL;
+#endif
+    if (check_sizes(step, window) < 0) return NULL;
+    PyObject *chunks = PyFrozenSet_New(NULL), *marks = PyFrozenSet_New(NULL), *out = NULL;
+    if (chunks != NULL && marks != NULL && scan_any(text, chunks, want_marks ? marks : NULL, step, window) == 0)
+        out = PyTuple_Pack(2, chunks, marks);
+    Py_XDECREF(chunks);
+    Py_XDECREF(marks);
+    return out;
+}
+
+PyDoc_STRVAR(text_marks_doc,
+"text_marks(text, step, window)\n--\n\n"
+"The marks of any searchable text: a frozenset (Analyzer._marks).");
+
+static PyObject *text_marks(PyObject *self, PyObject *args) {
+    PyObject *text;
+    Py_ssize_t step, window;
+    if (!PyArg_ParseTuple(args, "Unn:text_marks", &text, &step, &window)) return NULL;
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(text) < 0) return NULL;
+#endif
+    if (check_sizes(step, window) < 0) return NULL;
+    PyObject *marks = PyFrozenSet_New(NULL);
+    if (marks != NULL && scan_any(text, NULL, marks, step, window) < 0) Py_CLEAR(marks);
+    return marks;
+}
+
 /* ---- analysis.normalise and analysis.searchable for ASCII text ---- */
 
 /* str.isspace() of an ASCII character: what str.split() splits at */
@@ -838,6 +975,8 @@ done:
 static PyMethodDef methods[] = {
     {"ascii_terms", ascii_terms, METH_VARARGS, ascii_terms_doc},
     {"ascii_marks", ascii_marks, METH_VARARGS, ascii_marks_doc},
+    {"text_chunks", text_chunks, METH_VARARGS, text_chunks_doc},
+    {"text_marks", text_marks, METH_VARARGS, text_marks_doc},
     {"gram_table", gram_table, METH_VARARGS, gram_table_doc},
     {"short_grams", short_grams, METH_VARARGS, short_grams_doc},
     {"term_records", term_records, METH_VARARGS, term_records_doc},

@@ -268,12 +268,17 @@ class Analyzer:
                                                                  table)
             return Terms(long_words, chunks, grams if isinstance(grams, frozenset) else frozenset(),  # set: no table
                          own if marks is None else marks)
+        if self.native and NATIVE:  # other text: the words from ICU here, the chunks and marks in C
+            chunks, own = _native.text_chunks(norm, self._step, WINDOW, marks is None)
+            return self._terms(norm, own if marks is None else marks, chunks)
         return self._terms(norm, self._marks(norm) if marks is None else marks, chunks_of(norm, self._step))
 
     def _marks(self, norm: str) -> frozenset[str]:
         """The distinct maximal runs of non-word characters of searchable text (windows beyond WINDOW)."""
-        if self.native and NATIVE and norm.isascii():
-            return _native.ascii_marks(norm, self._step, WINDOW)
+        if self.native and NATIVE:
+            if norm.isascii():
+                return _native.ascii_marks(norm, self._step, WINDOW)
+            return _native.text_marks(norm, self._step, WINDOW)
         found = set(_MARK.findall(norm))
         if " " in norm:  # runs of spaces only: the longest stands for all
             longest = max((len(m) for m in _SPACE_RUN.findall(norm)), default=1) if "  " in norm else 1

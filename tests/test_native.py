@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import string
 
 import pytest
@@ -97,11 +98,47 @@ def test_same_terms_on_mail_like_text() -> None:
         assert_same(mail_like(rng))
 
 
-def test_non_ascii_text_takes_the_python_path() -> None:
+def test_non_ascii_text_words_from_icu_chunks_and_marks_in_c() -> None:
     native()
     fast, slow = pair()
-    for text in ("Grüße aus Köln, e-mail", "東京都に住んでいます", "a\u00adb", "x" * 70 + "é"):
+    for text in ("Grüße aus Köln, e-mail", "東京都に住んでいます", "a\u00adb", "x" * 70 + "é", "é—" * 50 + " a-b",
+                 "\ud800-\udc00 x", "ж " * 100 + "—" * 70, "a\u0903b c\u0903 \u0903", "٣.٤ ١,٢"):
         assert fast.terms(text) == slow.terms(text)
+        assert_same_field(text)
+
+
+def assert_same_field(text: str) -> None:
+    fast, slow = pair()
+    for norm in {text, searchable(normalise(text), 64)}:  # raw text too: any str is safe
+        assert fast._field(norm) == slow._field(norm), repr(norm)
+        assert fast._marks(norm) == slow._marks(norm), repr(norm)
+
+
+# non-ASCII text of every kind: letters, digits, spacing marks (not \w, though ICU joins them), punctuation, CJK,
+# astral, lone surrogates, spaces
+UNICODE = "aé_ж道😀\u0903\u2014\u00a0 .-@٣\ud800\udfff"
+
+
+@QUICK
+@given(st.text(alphabet=st.sampled_from(UNICODE), max_size=80) | st.text(max_size=80)
+       | st.lists(st.sampled_from(LONG + ["é" * 61, "—" * 61, "\ud800" * 3]) | st.text(max_size=4), max_size=8)
+       .map("".join))
+def test_same_terms_of_any_text(text: str) -> None:
+    native()
+    assert_same_field(text)
+
+
+def test_word_characters_are_res_for_every_code_point() -> None:
+    """text_chunks classifies \\w as re does, for every code point: "a<c>a" is a chunk exactly when c is no word
+    character (and a mark too)."""
+    native()
+    from ftsd import _native
+    for start in range(0, 0x110000, 0x10000):
+        chars = "".join(chr(c) for c in range(start, start + 0x10000)).replace(" ", "")
+        other = set(re.findall(r"\W", chars))
+        chunks, marks = _native.text_chunks(" ".join(f"a{c}a" for c in chars), 1, 1000, True)
+        assert chunks == {f"a{c}a" for c in other}, hex(start)
+        assert marks == {"\ufffd" if "\ud800" <= c <= "\udfff" else c for c in other} | {" "}, hex(start)
 
 
 def test_hostile_input() -> None:
@@ -120,6 +157,11 @@ def test_hostile_input() -> None:
         _native.ascii_terms("abc", 3, 20, -1, False)
     with pytest.raises(TypeError):
         _native.ascii_terms(b"abc", 3, 20, WINDOW, True)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        _native.text_chunks(b"abc", 20, WINDOW, True)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        _native.text_marks("é", 0, WINDOW)
+    assert _native.text_chunks("é-b " * 10, 1, 1, True) == (frozenset({"é", "-", "b"}), frozenset({"-", " "}))
     with pytest.raises(OverflowError):
         _native.ascii_marks("abc", 2**70, WINDOW)
     huge = _native.ascii_terms("abc-def " * 3, 3, 2**62, 2**62, True)  # steps that would overflow
