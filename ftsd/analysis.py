@@ -114,8 +114,21 @@ def normalise(text: str) -> str:
     if text.isascii():
         return _native.ascii_normalise(text) if NATIVE else _collapse(text.lower())
     text = unicodedata.normalize("NFKD", text).casefold()
-    text = unicodedata.normalize("NFKD", text).translate(_MARKS)
-    return _collapse(text)
+    return _collapse(_drop_marks(unicodedata.normalize("NFKD", text)))
+
+
+def _drop_marks(text: str) -> str:
+    """`text` without its Mn/Me/Cf characters: text.translate(_MARKS), which costs a dict look-up per character;
+    a text has few distinct ones, each removed by one str.replace (a C scan), up to _DROP_REPLACES of them."""
+    drop = [c for c in set(text) if _MARKS[ord(c)] is None]
+    if len(drop) > _DROP_REPLACES:  # bounded passes over the text, whatever it holds
+        return text.translate(_MARKS)
+    for c in drop:
+        text = text.replace(c, "")
+    return text
+
+
+_DROP_REPLACES = 8
 
 
 def _collapse(text: str) -> str:
