@@ -44,7 +44,7 @@ import os
 import re
 import threading
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import icu
@@ -114,8 +114,21 @@ def normalise(text: str) -> str:
     if text.isascii():
         return _native.ascii_normalise(text) if NATIVE else _collapse(text.lower())
     text = unicodedata.normalize("NFKD", text).casefold()
-    text = unicodedata.normalize("NFKD", text).translate(_MARKS)
-    return _collapse(text)
+    return _collapse(_drop_marks(unicodedata.normalize("NFKD", text)))
+
+
+def _drop_marks(text: str) -> str:
+    """`text` without its Mn/Me/Cf characters: text.translate(_MARKS), which costs a dict look-up per character;
+    a text has few distinct ones, each removed by one str.replace (a C scan), up to _DROP_REPLACES of them."""
+    drop = [c for c in set(text) if _MARKS[ord(c)] is None]
+    if len(drop) > _DROP_REPLACES:  # bounded passes over the text, whatever it holds
+        return text.translate(_MARKS)
+    for c in drop:
+        text = text.replace(c, "")
+    return text
+
+
+_DROP_REPLACES = 8
 
 
 def _collapse(text: str) -> str:
@@ -263,14 +276,22 @@ class Analyzer:
     def _field(self, norm: str, marks: frozenset[str] | None = None) -> Terms:
         """The terms of searchable text, with `marks` (None: the text's own)."""
         if self.native and NATIVE and norm.isascii():  # the same sets as below, in one C pass
-            words, long_words, chunks, own = _native.ascii_terms(norm, self.partial, self._step, WINDOW, marks is None)
-            return Terms(long_words, chunks, _short_grams(words, self.partial), own if marks is None else marks)
+            table = _native_grams(self.partial) if self.partial >= 2 else None  # the short grams made there too
+            grams, long_words, chunks, own = _native.ascii_terms(norm, self.partial, self._step, WINDOW, marks is None,
+                                                                 table)
+            return Terms(long_words, chunks, grams if isinstance(grams, frozenset) else frozenset(),  # set: no table
+                         own if marks is None else marks)
+        if self.native and NATIVE:  # other text: the words from ICU here, the chunks and marks in C
+            chunks, own = _native.text_chunks(norm, self._step, WINDOW, marks is None)
+            return self._terms(norm, own if marks is None else marks, chunks)
         return self._terms(norm, self._marks(norm) if marks is None else marks, chunks_of(norm, self._step))
 
     def _marks(self, norm: str) -> frozenset[str]:
         """The distinct maximal runs of non-word characters of searchable text (windows beyond WINDOW)."""
-        if self.native and NATIVE and norm.isascii():
-            return _native.ascii_marks(norm, self._step, WINDOW)
+        if self.native and NATIVE:
+            if norm.isascii():
+                return _native.ascii_marks(norm, self._step, WINDOW)
+            return _native.text_marks(norm, self._step, WINDOW)
         found = set(_MARK.findall(norm))
         if " " in norm:  # runs of spaces only: the longest stands for all
             longest = max((len(m) for m in _SPACE_RUN.findall(norm)), default=1) if "  " in norm else 1
@@ -310,7 +331,7 @@ class Analyzer:
         long_words = {w for w in words if len(w) >= partial}
         if max(map(len, long_words), default=0) > WINDOW:
             long_words = {piece for w in long_words for piece in _windows(w, step)}
-        return Terms(frozenset(long_words), chunks, _short_grams(words, partial), marks)
+        return Terms(frozenset(long_words), chunks, _short_grams(words, partial, self.native), marks)
 
     def pieces(self, query: str) -> QueryPieces:
         """Query mode: the normalised query string, its lookup keys, and whether the index can settle it alone."""
@@ -351,19 +372,22 @@ def chunks_of(norm: str, step: int) -> frozenset[str]:
     return frozenset(out)
 
 
-def _short_grams(words: set[str], partial: int) -> frozenset[str]:
-    """The short-gram terms of the words: every 1..partial-1 character substring (a string shorter than `partial`
-    never spans punctuation), the known grams as one pattern term per group the text touches (GRAM_GROUP)."""
+def _short_grams(words: Iterable[str], partial: int, native: bool = True) -> frozenset[str]:
+    """The short-gram terms of the words: every 1..partial-1 character substring without a space (a string shorter
+    than `partial` never spans punctuation), the known grams as one pattern term per group the text touches
+    (GRAM_GROUP). `native`: through ftsd._native where built (the same terms)."""
     if partial < 2:
         return frozenset()
+    if native and NATIVE:
+        return _native.short_grams(_native_grams(partial), words)
     joined = " ".join(words)  # all words at once: the grams that contain a space are dropped
     chars = set(joined)
     chars.discard(" ")
     grams = set(chars)
     if partial > 2:  # pairs of neighbours in C: map over the text and the text shifted by one
         grams.update(map(operator.add, joined, joined[1:]))
-        grams.difference_update([" " + c for c in chars], [c + " " for c in chars])
-    for size in range(3, partial):
+        grams.difference_update([" " + c for c in chars], [c + " " for c in chars], ["  "])
+    for size in range(3, min(partial, len(joined) + 1)):
         grams.update({g for i in range(len(joined) - size + 1) if " " not in (g := joined[i : i + size])})
     table = _gram_table(partial)
     known = table.keys() & grams
@@ -394,11 +418,27 @@ _PATTERN_TAILS = tuple(f"{n:0{(GRAM_GROUP + 3) // 4}x}" for n in range(1 << GRAM
 
 
 @functools.lru_cache(maxsize=4)
+def _gram_groups(partial: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the known grams shorter than `partial`, the head of each group's pattern terms): gram n is bit
+    n % GRAM_GROUP of the group n // GRAM_GROUP."""
+    known = tuple(g for g in COMMON_GRAMS if len(g) < partial)
+    groups = max(len(known) - 1, 0) // GRAM_GROUP + 1
+    width = len(f"{groups - 1:x}")
+    return known, tuple(f"{PATTERN}{n:0{width}x}" for n in range(groups))
+
+
+@functools.lru_cache(maxsize=4)
 def _gram_table(partial: int) -> dict[str, tuple[str, int]]:
     """gram -> (head of its group's pattern terms, its bit) for the known grams shorter than `partial`."""
-    known = [g for g in COMMON_GRAMS if len(g) < partial]
-    width = len(f"{max(len(known) - 1, 0) // GRAM_GROUP:x}")
-    return {g: (f"{PATTERN}{n // GRAM_GROUP:0{width}x}", 1 << n % GRAM_GROUP) for n, g in enumerate(known)}
+    known, heads = _gram_groups(partial)
+    return {g: (heads[n // GRAM_GROUP], 1 << n % GRAM_GROUP) for n, g in enumerate(known)}
+
+
+@functools.lru_cache(maxsize=4)
+def _native_grams(partial: int) -> object:
+    """_gram_table for ftsd._native (partial >= 2; a table made once, read-only)."""
+    known, heads = _gram_groups(partial)
+    return _native.gram_table(known, GRAM_GROUP, heads, _PATTERN_TAILS, partial)
 
 
 def is_gram_form(text: str) -> bool:

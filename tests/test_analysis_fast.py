@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ftsd.analysis import Analyzer, _collapse, _garbage, normalise, runs, searchable, word_breaker
+from ftsd.analysis import _MARKS, Analyzer, _collapse, _drop_marks, _garbage, normalise, runs, searchable, word_breaker
 from ftsd.message import parse_message
 from ftsd.settings import Settings
 
@@ -59,6 +59,17 @@ def test_long_word_check_is_the_regex(parts: list[str]) -> None:
     text = normalise("".join(parts))
     assert searchable(text, 64) == re.sub(r"\w{65,}", " ", text)
     assert _garbage(64).sub(" ", text) == re.sub(r"\w{65,}", " ", text)
+
+
+# combining marks (Mn, Me), format characters (Cf), letters that decompose into marks, and others
+MARKED = ("e\u0301\u0308\u20dd\u00ad\u200b\ufeff\u0903 aé道ﬁ\U000e0041\U0001d167"
+          + "".join(map(chr, range(0x300, 0x320))))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(MARKED), max_size=60) | st.text(max_size=60))
+def test_drop_marks_is_the_translate_table(text: str) -> None:
+    assert _drop_marks(text) == text.translate(_MARKS)  # few distinct marks (replace) or many (translate)
 
 
 def test_breaker_per_thread_same_terms() -> None:
