@@ -71,12 +71,12 @@ def frame(entries: Sequence[str]) -> bytes:
     return "\n".join(entries).encode("utf-8", "surrogatepass")
 
 
-def encode(blocks: Sequence[bytes]) -> tuple[bytes, list[bytes]]:
+def encode(blocks: Sequence[bytes], page_pairs: int = PAGE_PAIRS) -> tuple[bytes, list[bytes]]:
     """(directory, pages) of a segment of these blocks (as stored, unframed)."""
     pairs = array("Q")
     pairs.frombytes(block_pairs([b"\n" + block + b"\n" for block in blocks]))
-    pages = [zlib.compress(pairs[i : i + PAGE_PAIRS].tobytes(), 1) for i in range(0, len(pairs), PAGE_PAIRS)]
-    bounds = array("Q", pairs[::PAGE_PAIRS])
+    pages = [zlib.compress(pairs[i : i + page_pairs].tobytes(), 1) for i in range(0, len(pairs), page_pairs)]
+    bounds = array("Q", pairs[::page_pairs])
     if sys.byteorder != "little":
         bounds.byteswap()
     return _HEADER.pack(len(blocks)) + bounds.tobytes(), pages

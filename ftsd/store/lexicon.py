@@ -249,8 +249,13 @@ def rebuild(db: Any, partial: int) -> int:
         for key in list(db.metadata_keys(prefix)):
             db.set_metadata(key, b"")
     for kind_prefix, entries in kinds.items():
-        store_segments(db, kind_prefix, _cut(lexgrams.frame(entries)))
+        store_entries(db, kind_prefix, entries)
     return sum(map(len, kinds.values()))
+
+
+def store_entries(db: Any, kind_prefix: str, entries: Sequence[str]) -> None:
+    """Store these entries of a kp as segments (what rebuild does per kp)."""
+    store_segments(db, kind_prefix, _cut(lexgrams.frame(entries)))
 
 
 @dataclass(frozen=True, slots=True)
