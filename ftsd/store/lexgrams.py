@@ -34,7 +34,8 @@ BLOCK_BYTES = 32_768  # entries per block, about (a block is what a lookup fetch
 SEGMENT_BLOCKS = 128  # blocks per segment (at most 256: the block number is 8 bits)
 PAGE_PAIRS = 2_048  # pairs per page (16 KB, about 5 KB compressed)
 GRAMS_LOOKED_UP = 3  # 4-byte windows of a needle tested (first, middle, last): each costs a page per segment
-_HEADER = struct.Struct("<I")  # a directory: its block count, then the first pair of each page (little-endian)
+_HEADER = "<I"  # a directory: its block count, then the first pair of each page (little-endian)
+_HEADER_SIZE = 4
 
 
 def py_block_pairs(blocks: Sequence[bytes]) -> bytes:
@@ -79,13 +80,13 @@ def encode(blocks: Sequence[bytes], page_pairs: int = PAGE_PAIRS) -> tuple[bytes
     bounds = array("Q", pairs[::page_pairs])
     if sys.byteorder != "little":
         bounds.byteswap()
-    return _HEADER.pack(len(blocks)) + bounds.tobytes(), pages
+    return struct.pack(_HEADER, len(blocks)) + bounds.tobytes(), pages
 
 
 def decode(segment_id: str, directory: bytes) -> Segment:
-    (blocks,) = _HEADER.unpack_from(directory)
+    (blocks,) = struct.unpack_from(_HEADER, directory)
     bounds = array("Q")
-    bounds.frombytes(directory[_HEADER.size :])
+    bounds.frombytes(directory[_HEADER_SIZE:])
     if sys.byteorder != "little":
         bounds.byteswap()
     return Segment(segment_id, blocks, bounds)
