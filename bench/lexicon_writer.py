@@ -70,8 +70,8 @@ def main() -> int:
     from ftsd.store import lexicon
 
     folding = lexicon.TAIL_BYTES
-    print("| source | messages | new entry chars / msg | variant | CPU ms / msg (median of rounds) | segments "
-          "| database MB |\n|---|---:|---:|---|---:|---:|---:|")
+    print("| source | messages | entry chars / msg (before the dedup) | variant | CPU ms / msg (median of rounds) "
+          "| segments | database MB |\n|---|---:|---:|---|---:|---:|---:|")
     for src in args.source:
         per_message = source_entries(src, args.work)
         chars = sum(len(e) - 1 for entries in per_message for e in entries) / len(per_message)

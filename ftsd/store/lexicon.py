@@ -322,10 +322,9 @@ class Lexicon:
         """Catch these (kind + field prefix; None: every one stored) up with `db` (never going back: readers of
         older revisions share it; one that needs what a newer revision moved is told to reopen, see _fetch)."""
         revision = db.get_revision()
-        if kind_prefixes is None:
-            kind_prefixes = set()
-            for meta in (schema.META_LEXICON, schema.META_LEXSEG):
-                kind_prefixes |= {key[len(meta) : len(meta) + 2].decode() for key in db.metadata_keys(meta)}
+        if kind_prefixes is None:  # (listing the stored keys would walk every block)
+            kind_prefixes = [kind + prefix for kind in (schema.WORDS, schema.CHUNKS, schema.MARKS)
+                             for prefix in schema.FIELD_PREFIXES.values()]
         with self._lock:
             stale = [kp for kp in kind_prefixes if kp not in self.fields or self.fields[kp].revision < revision]
             if stale:
