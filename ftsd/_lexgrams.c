@@ -10,13 +10,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* LSD radix sort of the low 40 bits (a 32-bit gram and an 8-bit block), 8 bits per pass, then duplicates out. */
+/* LSD radix sort of the gram bits (8..39), 11 bits per pass: the pairs come block by block, in ascending block
+   number, and each pass is stable, so pairs of one gram stay in block order and equal pairs end up adjacent. */
 static Py_ssize_t sort_unique(uint64_t *a, uint64_t *tmp, Py_ssize_t n, uint64_t **sorted) {
-    for (int shift = 0; shift < 40; shift += 8) {
-        Py_ssize_t count[257] = {0};
-        for (Py_ssize_t i = 0; i < n; i++) count[((a[i] >> shift) & 0xFF) + 1]++;
-        for (int k = 0; k < 256; k++) count[k + 1] += count[k];
-        for (Py_ssize_t i = 0; i < n; i++) tmp[count[(a[i] >> shift) & 0xFF]++] = a[i];
+    static const int shifts[3] = {8, 19, 30};
+    for (int p = 0; p < 3; p++) {
+        int shift = shifts[p];
+        Py_ssize_t count[2049] = {0};
+        for (Py_ssize_t i = 0; i < n; i++) count[((a[i] >> shift) & 0x7FF) + 1]++;
+        for (int k = 0; k < 2048; k++) count[k + 1] += count[k];
+        for (Py_ssize_t i = 0; i < n; i++) tmp[count[(a[i] >> shift) & 0x7FF]++] = a[i];
         uint64_t *swap = a;
         a = tmp;
         tmp = swap;
