@@ -77,7 +77,8 @@ def test_optimize_rebuilds_the_lexicon_without_expunged_words(maildir: MailDir, 
     assert lexicon.expand("w", ["X"], "zeppelin") == []
     assert lexicon.expand("w", ["X"], "ardva") == ["Xaardvark"]
     # after the rebuild every (kind, field) is segments, no tail
-    assert all(f.segments and not f.tail_keys for f in lexicon.lexicon.fields.values())
+    fields = lexicon.lexicon.fields.values()
+    assert not any(f.tail_keys for f in fields) and sum(len(f.segments) for f in fields) >= 4
     assert uids(settings, "BODY ardva") == [keep]
 
 

@@ -133,11 +133,11 @@ class LexiconWriter:
         self.pending.clear()
 
     def _fold(self, kind_prefix: str, keys: list[str]) -> None:
-        """Move these tail blocks into segments (same transaction: readers see the tail or the segment)."""
-        text = b"\n".join(value for key in keys if (value := self.db.get_metadata(key)))
+        """Move these tail blocks into segments (same transaction: readers see the tail or the segment). Read one
+        at a time: the first write to an index of the earlier layout folds all of its lexicon."""
+        store_segments(self.db, kind_prefix, _recut(self.db, keys))
         for key in keys:
             self.db.set_metadata(key, b"")
-        store_segments(self.db, kind_prefix, _cut(text))
 
     def cancel(self) -> None:
         """The transaction was cancelled: what was seen in it was never stored."""
@@ -171,6 +171,21 @@ def _cut(text: bytes) -> Iterator[bytes]:
         if end > start:
             yield text[start:end]
         start = end + 1
+
+
+def _recut(db: Any, keys: list[str]) -> Iterator[bytes]:
+    """The entries of these blocks, in blocks of about BLOCK_BYTES (small per-commit blocks joined)."""
+    held = b""
+    for key in keys:
+        value = db.get_metadata(key)
+        if not value:
+            continue
+        held = held + b"\n" + value if held else value
+        if len(held) >= BLOCK_BYTES:
+            pieces = list(_cut(held))
+            held = pieces.pop() if pieces else b""
+            yield from pieces
+    yield from _cut(held)
 
 
 def store_segments(db: Any, kind_prefix: str, blocks: Iterable[bytes]) -> None:
