@@ -1,7 +1,7 @@
 /* ftsd._lexgrams: the gram pairs of a lexicon segment (store/lexgrams.py: py_block_pairs gives the same bytes).
 
-   block_pairs(blocks): for block number b (< 256) and every 4-byte window g of blocks[b] (read big-endian), the
-   pair (g << 8) | b; returned as the sorted distinct pairs, native-endian uint64, as bytes. The blocks are
+   block_pairs(blocks): for block number b (< 256) and every 4-byte window g of blocks[b] (read big-endian) with
+   no newline in its first three bytes, the pair (g << 8) | b; returned as the sorted distinct pairs, native-endian uint64, as bytes. The blocks are
    lexicon text (untrusted mail words): only lengths of existing objects are used, and their sum is checked. */
 
 #define PY_SSIZE_T_CLEAN
@@ -70,6 +70,7 @@ static PyObject *block_pairs(PyObject *self, PyObject *arg) {
         uint32_t g = ((uint32_t)s[0] << 16) | ((uint32_t)s[1] << 8) | s[2];
         for (Py_ssize_t i = 3; i < len; i++) {
             g = (g << 8) | s[i];
+            if (s[i - 3] == '\n' || s[i - 2] == '\n' || s[i - 1] == '\n') continue; /* no needle starts there */
             a[n++] = ((uint64_t)g << 8) | (uint64_t)b;
         }
     }

@@ -1,13 +1,13 @@
 """Gram pages: which blocks of a lexicon segment (store/lexicon.py) may hold a given substring.
 
-A segment is up to SEGMENT_BLOCKS blocks of entries (about BLOCK_BYTES each, newline-joined UTF-8). Its gram index
-is every distinct pair (g << 8) | b, where g is a 4-byte window of block b read with a newline before and after it
-(big-endian: pairs of grams that share their first three bytes are adjacent), sorted and cut into pages of
-PAGE_PAIRS pairs, each stored as byte planes, zlib-compressed; the segment's directory keeps the first pair of
-each page. A needle
-of four bytes or more can only be in a block that has each of its 4-byte windows; a needle of three bytes is
-followed in its entry by a byte or the newline, so its block has a window that starts with it. Shorter needles
-read every block. No false negatives by construction: a needle in a block always has its windows in that block.
+A segment is up to SEGMENT_BLOCKS blocks of entries (about BLOCK_BYTES each, newline-joined UTF-8). Its gram
+index is every distinct pair (g << 8) | b, where g is a 4-byte window of block b followed by a newline, with no
+newline in its first three bytes (big-endian: pairs of grams that share their first three bytes are adjacent),
+sorted and cut into pages of PAGE_PAIRS pairs, each stored as byte planes, zlib-compressed; the segment's
+directory keeps the first pair of each page. A needle of four bytes or more can only be in a block that has each
+of its 4-byte windows; a needle of three bytes is followed in its entry by a byte or the newline, so its block has
+a window that starts with it. Shorter needles read every block. No false negatives by construction: a needle in a
+block always has its windows in that block.
 
 Why on disk: on real mail most of the lexicon is signature pieces and message ids (random strings), whose 4-grams
 are as many as their characters. A filter per block that is small enough to load at open passes most blocks; this
@@ -40,7 +40,8 @@ _HEADER_SIZE = 4
 
 
 def py_block_pairs(blocks: Sequence[bytes]) -> bytes:
-    """The sorted distinct pairs (4-byte window of blocks[b], big-endian) << 8 | b, as native uint64 bytes."""
+    """The sorted distinct pairs (4-byte window of blocks[b], big-endian) << 8 | b, as native uint64 bytes; not
+    the windows with a newline in their first three bytes (no needle starts there: 10 % of the pairs)."""
     pairs: set[int] = set()
     for b, text in enumerate(blocks):
         for k in range(4):  # the windows at k, k + 4, ...: one array of whole 4-byte words each
@@ -48,7 +49,7 @@ def py_block_pairs(blocks: Sequence[bytes]) -> bytes:
             words.frombytes(text[k : k + (len(text) - k) // 4 * 4])
             if sys.byteorder == "little":
                 words.byteswap()
-            pairs.update((g << 8) | b for g in words)
+            pairs.update((g << 8) | b for g in words if 10 not in ((g >> 24) & 255, (g >> 16) & 255, (g >> 8) & 255))
     return array("Q", sorted(pairs)).tobytes()
 
 
@@ -76,7 +77,7 @@ def frame(entries: Sequence[str]) -> bytes:
 def encode(blocks: Sequence[bytes], page_pairs: int = PAGE_PAIRS) -> tuple[bytes, list[bytes]]:
     """(directory, pages) of a segment of these blocks (as stored, unframed)."""
     pairs = array("Q")
-    pairs.frombytes(block_pairs([b"\n" + block + b"\n" for block in blocks]))
+    pairs.frombytes(block_pairs([block + b"\n" for block in blocks]))
     if sys.byteorder != "little":
         pairs.byteswap()  # pages and bounds are stored little-endian
     raw = pairs.tobytes()
