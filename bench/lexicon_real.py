@@ -253,7 +253,7 @@ def main() -> int:
     text_mb = [x for r in runs for x in r["fetched"]["text"]]  # type: ignore[index]
     body_mb = [x for r in runs for x in r["fetched"]["body"]]  # type: ignore[index]
     after = [float(r["after_rss_mb"]) for r in runs]  # type: ignore[arg-type]
-    chars = float(stats["chars"])  # type: ignore[arg-type]
+    chars = float(stats["chars"])
     la = os.getloadavg()
     lines = [
         f"## bench/lexicon_real.py {args.label} (layout {args.layout}, "
