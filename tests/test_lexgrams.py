@@ -176,6 +176,7 @@ def test_a_reader_behind_a_fold_reopens(tmp_path, small):
 
 def test_the_block_cache_is_bounded(tmp_path, monkeypatch):
     monkeypatch.setattr(lexicon, "BLOCK_BYTES", 2000)
+    monkeypatch.setattr(lexicon, "TAIL_BYTES", 1000)  # rebuilt as a segment, not as one tail block
     rng = random.Random(5)
     path = tmp_path / "db"
     with IndexWriter(path, lock_timeout_s=5, commit_limit=1000, batch_bytes=1 << 30) as writer:

@@ -7,7 +7,7 @@ writer stores one *tail* block per commit and kp with the entries the index did 
 tail passes TAIL_BYTES, the writer folds it, in the same transaction, into a *segment*: blocks of about BLOCK_BYTES
 (id "s" + segment id + "." + number), a directory (META_LEXSEG) and gram pages (META_LEXGRAM) that tell which of
 its blocks may hold a substring (store/lexgrams.py). optimize rebuilds the whole lexicon as segments from Xapian's
-term list. Entries of expunged messages stay until then: the lexicon is a superset of the stored entries, and an
+term list (a kp of at most TAIL_BYTES as one tail block). Entries of expunged messages stay until then: the lexicon is a superset of the stored entries, and an
 entry without documents costs a lookup, never a wrong answer. An index of the layout before segments (blocks of
 any size, no segment) is all tail: read as such, folded by its next write, rebuilt by optimize. A reader without
 segments (an older ftsd) reads every block under META_LEXICON, segment blocks included: still exact.
@@ -36,7 +36,10 @@ from ftsd.store.lexgrams import BLOCK_BYTES, SEGMENT_BLOCKS
 
 SEEN_LIMIT = 200_000  # entries one writer session remembers exactly (two generations of half each; ~22 MB)
 LISTED_BITS = 1 << 25  # a fresh session's filter of every entry it listed, once it forgets some: 4 MB
-TAIL_BYTES = 1_048_576  # a kp's tail blocks beyond this are folded into a segment by the writer
+# A kp's tail beyond this is folded into a segment by the writer; a kp up to this size is rebuilt as one tail block.
+# Gram pages cost ~1.4 bytes on disk per lexicon byte: below a few MB a tail in memory (scanned in ~1-3 ms) is the
+# better trade, and readers then hold at most about this per kp (~4 big kps for a TEXT search: within 20 MB).
+TAIL_BYTES = 4_194_304
 CACHE_BYTES = 8_388_608  # fetched blocks and pages kept per lexicon (least recently used dropped first)
 EXPANSIONS_KEPT = 256  # lookups remembered per lexicon (until it changes)
 SHARED_MAX_BYTES = 256_000_000  # lexicons kept in memory by a process (least recently used dropped first)
@@ -258,7 +261,7 @@ def missing(db: Any, partial: int) -> tuple[int, int]:
 
 def rebuild(db: Any, partial: int) -> int:
     """Replace the lexicon of a writable `db` by the entries its term list holds now (drops entries of expunged
-    messages), stored as segments; returns the number of entries. The caller commits."""
+    messages), stored by store_entries; returns the number of entries. The caller commits."""
     kinds = stored_entries(db, partial)
     for prefix in (schema.META_LEXICON, schema.META_LEXSEG, schema.META_LEXGRAM):
         for key in list(db.metadata_keys(prefix)):
@@ -269,8 +272,12 @@ def rebuild(db: Any, partial: int) -> int:
 
 
 def store_entries(db: Any, kind_prefix: str, entries: Sequence[str]) -> None:
-    """Store these entries of a kp as segments (what rebuild does per kp)."""
-    store_segments(db, kind_prefix, _cut(lexgrams.frame(entries)))
+    """Store these entries of a kp (what rebuild does per kp): one tail block up to TAIL_BYTES, else segments."""
+    framed = lexgrams.frame(entries)
+    if len(framed) <= TAIL_BYTES:
+        db.set_metadata(f"{schema.META_LEXICON}{kind_prefix}.00000000", framed)
+    else:
+        store_segments(db, kind_prefix, _cut(framed))
 
 
 @dataclass(frozen=True, slots=True)
