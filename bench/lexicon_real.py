@@ -10,12 +10,14 @@ pieces, Message-IDs, hashes, rare words) becomes a new entry of the same shape (
 replaced, length and punctuation kept). So the vocabulary grows per message as the source's one-message
 entries do -- an upper bound: some of those are rare words a real 100k mailbox would repeat.
 
-The entries are stored in a fresh Xapian database exactly as store/lexicon.rebuild() stores them (chunks of
-CHUNK_CHARS; with `--filter`, hash-like words -- 16+ ASCII letters and digits, two of each at least -- are
+The entries are stored in a fresh Xapian database exactly as store/lexicon.rebuild() stores them (segments with
+gram pages; `--layout chunks`: the layout before them, one value per ~4 M characters, which the reader reads as
+an unfolded tail; with `--filter`, hash-like words -- 16+ ASCII letters and digits, two of each at least -- are
 left out: the trade measured in bench/results/lexicon-real-100k.md, not taken by ftsd), then read with the
 current ftsd.store.lexicon.Lexicon: load time and RSS growth of a first load (fresh process per measurement),
-total characters, and the time of uncached lookups (`expand`) of in-word substrings and rare words drawn from the
-sources, over the 7 TEXT fields and over BODY alone.
+the time of uncached lookups (`expand`, the block cache emptied before each) of in-word substrings and rare words
+drawn from the sources, over the 7 TEXT fields and over BODY alone, the bytes each fetched, and the RSS after all
+lookups (the cache is bounded). CPU time is given beside wall time: the machine may be loaded.
 
     .venv/bin/python bench/lexicon_real.py --source /tmp/corpus/openbmc/corpus-openbmc:13 \\
         --source /tmp/corpus/sa/corpus-a:10 --work /tmp/lexbench [--filter] [--output FILE.md]
@@ -90,7 +92,8 @@ def mutate(text: str, copy: int) -> str:
                    for c in text)
 
 
-def build(sources: list[tuple[Path, int]], work: Path, db_path: Path, use_filter: bool) -> dict[str, object]:
+def build(sources: list[tuple[Path, int]], work: Path, db_path: Path, use_filter: bool,
+          layout: str, entries_from: Path | None = None) -> dict[str, object]:
     import xapian
 
     from ftsd.store import lexicon, schema
@@ -98,7 +101,12 @@ def build(sources: list[tuple[Path, int]], work: Path, db_path: Path, use_filter
     kinds: dict[str, list[str]] = defaultdict(list)
     stats: dict[str, object] = {}
     messages = 0
-    for src, copies in sources:
+    if entries_from is not None:  # the entries of a database an earlier run built, sorted as a rebuild lists them
+        source = xapian.Database(str(entries_from))
+        kinds.update({kp: sorted(e for e in entries if e) for kp, entries in lexicon.listed_entries(source).items()})
+        source.close()
+        messages = sum(len(source_entries(src, work)) * copies for src, copies in sources)
+    for src, copies in sources if entries_from is None else ():
         per_message = source_entries(src, work)
         df: Counter[str] = Counter()
         for entries in per_message:
@@ -122,24 +130,32 @@ def build(sources: list[tuple[Path, int]], work: Path, db_path: Path, use_filter
         shutil.rmtree(db_path)
     db = xapian.WritableDatabase(str(db_path), xapian.DB_CREATE)
     db.set_metadata(schema.META_SCHEMA, schema.SCHEMA_VERSION)
-    stored = 0
+    stored = chars = 0
+    cpu = time.process_time()
     for kind_prefix, all_entries in kinds.items():
         listed = all_entries
         if use_filter:
             listed = [e for e in all_entries if kind_prefix[0] != schema.WORDS or not hash_like(e)]
         stored += len(listed)
+        chars += sum(map(len, listed)) + len(listed)
+        if layout == "segments":
+            lexicon.store_entries(db, kind_prefix, listed)
+            continue
         chunk: list[str] = []
         size = n = 0
         for entry in listed:
             chunk.append(entry)
             size += len(entry) + 1
-            if size >= lexicon.CHUNK_CHARS:
+            if size >= 4_000_000:
                 db.set_metadata(f"{schema.META_LEXICON}{kind_prefix}.{n:08d}", "\n".join(chunk))
                 chunk, size, n = [], 0, n + 1
         if chunk:
             db.set_metadata(f"{schema.META_LEXICON}{kind_prefix}.{n:08d}", "\n".join(chunk))
     db.commit()
     db.close()
+    stats["store cpu s"] = round(time.process_time() - cpu, 1)
+    stats["chars"] = chars
+    stats["disk MB"] = round(sum(f.stat().st_size for f in db_path.iterdir()) / 1e6, 1)
     stats["messages"] = messages
     stats["entries stored"] = stored
     stats["entries before filter"] = sum(map(len, kinds.values()))
@@ -160,22 +176,29 @@ lex = lexicon.Lexicon()
 lex.refresh(db, [schema.WORDS + "X"])  # what a BODY search loads (each field on its first lookup)
 body_load = time.perf_counter() - t
 body_grown = rss() - before
-lex.refresh(db)  # every field: what TEXT needs
+lex.refresh(db)  # every kind of every field: the most a TEXT search reads
 load = time.perf_counter() - t
 grown = rss() - before
 text_fields = [schema.FIELD_PREFIXES[n] for n in ("subject", "from", "to", "cc", "bcc", "headers", "body")]
 scans = {"text": [], "body": []}
+cpu = {"text": [], "body": []}
+fetched = {"text": [], "body": []}
 hits = []
 for needle in needles:
     for name, prefixes in (("text", text_fields), ("body", ["X"])):
-        t = time.perf_counter()
-        found = lex.expand(schema.WORDS, prefixes, needle)
+        lex.cache.clear()
+        lex._expanded = {}
+        t, c = time.perf_counter(), time.process_time()
+        found = lex.expand(db, schema.WORDS, prefixes, needle)
         scans[name].append((time.perf_counter() - t) * 1000)
+        cpu[name].append((time.process_time() - c) * 1000)
+        fetched[name].append(lex.cache.bytes / 1e6)
         if name == "text":
             hits.append(len(found))
 print(json.dumps({"load_ms": load * 1000, "rss_mb": grown / 1e6, "body_load_ms": body_load * 1000,
-                  "body_rss_mb": body_grown / 1e6, "chars": lex.size(), "scans": scans,
-                  "hits": hits, "by_kind": {k: len(v) for k, v in lex.text.items()}}))
+                  "body_rss_mb": body_grown / 1e6, "held_mb": lex.size() / 1e6, "scans": scans, "cpu": cpu,
+                  "fetched": fetched, "hits": hits, "after_rss_mb": (rss() - before) / 1e6,
+                  "by_kind": {k: f.size() for k, f in lex.fields.items()}}))
 """
 
 
@@ -193,6 +216,10 @@ def main() -> int:
     ap.add_argument("--source", action="append", required=True, help="MAILDIR:COPIES")
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--filter", action="store_true", help="leave hash-like words out (see hash_like)")
+    ap.add_argument("--layout", choices=("segments", "chunks"), default="segments")
+    ap.add_argument("--reuse", action="store_true", help="measure the database a previous run built")
+    ap.add_argument("--entries-from", type=Path, help="take the entries from this lexicon database (any layout) "
+                    "instead of making them from the sources (minutes)")
     ap.add_argument("--runs", type=int, default=3, help="fresh processes measuring load and scans")
     ap.add_argument("--queries", type=int, default=30, help="needles per category")
     ap.add_argument("--output", type=Path)
@@ -200,9 +227,14 @@ def main() -> int:
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     sources = [(Path(s.rsplit(":", 1)[0]), int(s.rsplit(":", 1)[1])) for s in args.source]
-    db_path = args.work / ("lexicon-filtered.db" if args.filter else "lexicon.db")
+    db_path = args.work / f"lexicon-{args.layout}{'-filtered' if args.filter else ''}.db"
     t = time.perf_counter()
-    stats = build(sources, args.work, db_path, args.filter)
+    saved = db_path.with_suffix(".json")
+    if args.reuse and saved.exists() and db_path.exists():
+        stats = json.loads(saved.read_text())
+    else:
+        stats = build(sources, args.work, db_path, args.filter, args.layout, args.entries_from)
+        saved.write_text(json.dumps(stats))
     print(f"built in {time.perf_counter() - t:.0f} s: {json.dumps(stats)}", file=sys.stderr)
     needles: list[str] = []
     for src, _ in sources:
@@ -216,25 +248,37 @@ def main() -> int:
     found = [float(h) for h in runs[0]["hits"]]  # type: ignore[attr-defined]
     text = [x for r in runs for x in r["scans"]["text"]]  # type: ignore[index]
     body = [x for r in runs for x in r["scans"]["body"]]  # type: ignore[index]
-    chars = float(runs[0]["chars"])  # type: ignore[arg-type]
+    text_cpu = [x for r in runs for x in r["cpu"]["text"]]  # type: ignore[index]
+    body_cpu = [x for r in runs for x in r["cpu"]["body"]]  # type: ignore[index]
+    text_mb = [x for r in runs for x in r["fetched"]["text"]]  # type: ignore[index]
+    body_mb = [x for r in runs for x in r["fetched"]["body"]]  # type: ignore[index]
+    after = [float(r["after_rss_mb"]) for r in runs]  # type: ignore[arg-type]
+    chars = float(stats["chars"])
     la = os.getloadavg()
     lines = [
-        f"## bench/lexicon_real.py {args.label} ({'hash-like words left out' if args.filter else 'every entry'})",
+        f"## bench/lexicon_real.py {args.label} (layout {args.layout}, "
+        f"{'hash-like words left out' if args.filter else 'every entry'})",
         "",
         f"Sources {', '.join(f'{s} x{c}' for s, c in sources)} = {stats['messages']:,} messages; "
-        f"{stats['entries stored']:,} entries stored of {stats['entries before filter']:,}; load average "
+        f"{stats['entries stored']:,} entries stored of {stats['entries before filter']:,}; stored in "
+        f"{stats['store cpu s']} s CPU, {stats['disk MB']} MB on disk; load average "
         f"{la[0]:.1f} / {la[1]:.1f} / {la[2]:.1f} on 2 CPUs. {len(needles)} needles (in-word substrings and rare "
-        f"words), uncached, {args.runs} fresh processes.",
+        f"words), block cache emptied before each, {args.runs} fresh processes.",
         "",
         "| lexicon M chars | load ms, every field / BODY's words only (median of runs) | RSS growth MB, every "
-        "field / BODY only | scan TEXT (7 fields) p50 / p99 ms | scan BODY p50 / p99 ms | median entries found |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "field / BODY only | RSS growth after all lookups MB | scan TEXT (7 fields) p50 / p99 ms (CPU p50 / p99) "
+        "| scan BODY p50 / p99 ms (CPU p50 / p99) | MB fetched per lookup TEXT / BODY p50 / p99 "
+        "| median entries found |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
         f"| {chars / 1e6:.1f} | {statistics.median(load):.0f} / {statistics.median(body_load):.0f} "
-        f"| {statistics.median(rss):.0f} / {statistics.median(body_rss):.0f} "
-        f"| {statistics.median(text):.1f} / {pct(text, 99):.1f} | {statistics.median(body):.1f} / {pct(body, 99):.1f} "
-        f"| {statistics.median(found):.0f} |",
+        f"| {statistics.median(rss):.0f} / {statistics.median(body_rss):.0f} | {statistics.median(after):.0f} "
+        f"| {statistics.median(text):.1f} / {pct(text, 99):.1f} ({statistics.median(text_cpu):.1f} / "
+        f"{pct(text_cpu, 99):.1f}) | {statistics.median(body):.1f} / {pct(body, 99):.1f} "
+        f"({statistics.median(body_cpu):.1f} / {pct(body_cpu, 99):.1f}) "
+        f"| {statistics.median(text_mb):.2f} / {pct(text_mb, 99):.2f}, {statistics.median(body_mb):.2f} / "
+        f"{pct(body_mb, 99):.2f} | {statistics.median(found):.0f} |",
         "",
-        "By kind and field (M chars): " + ", ".join(
+        "Held per kind and field after the load (MB): " + ", ".join(
             f"{k} {v / 1e6:.2f}" for k, v in sorted(runs[0]["by_kind"].items())),  # type: ignore[attr-defined]
         "",
     ]

@@ -2,13 +2,20 @@
 looked up as a *substring* of stored words (analysis.py). It lives in Xapian metadata, written in the same
 transaction as the documents, so a reader never sees a document whose words the lexicon lacks.
 
-Layout: META_LEXICON + kind + field prefix + "." + chunk id -> the entries, one per line. The writer appends one
-chunk per commit and (kind, field) with the entries the index did not have yet. Entries of expunged messages stay
-until optimize rebuilds the lexicon from Xapian's term list: the lexicon is a superset of the stored entries, and
-an entry without documents costs a lookup, never a wrong answer.
+Layout, per kind + field prefix (kp): blocks META_LEXICON + kp + "." + id -> entries, one per line (UTF-8). The
+writer stores one *tail* block per commit and kp with the entries the index did not have yet (id: hex). When a kp's
+tail passes TAIL_BYTES, the writer folds it, in the same transaction, into a *segment*: blocks of about BLOCK_BYTES
+(id "s" + segment id + "." + number), a directory (META_LEXSEG) and gram pages (META_LEXGRAM) that tell which of
+its blocks may hold a substring (store/lexgrams.py). optimize rebuilds the whole lexicon as segments from Xapian's
+term list (a kp of at most TAIL_BYTES as one tail block). Entries of expunged messages stay until then: the lexicon is a superset of the stored entries, and an
+entry without documents costs a lookup, never a wrong answer. An index of the layout before segments (blocks of
+any size, no segment) is all tail: read as such, folded by its next write, rebuilt by optimize. A reader without
+segments (an older ftsd) reads every block under META_LEXICON, segment blocks included: still exact.
 
-The reader loads a (kind, field) when a lookup first needs it, keeps it as one newline-separated UTF-8 byte string
-and scans it with bytes.find (memory speed: ~1 ms per MB); each hit's line is an entry containing the query string.
+The reader keeps per kp the segment directories (a few KB) and the tail (one newline-separated byte string, at most
+about TAIL_BYTES), scanned with bytes.find. A lookup reads, per segment, the pages of up to three of the needle's
+4-byte windows and fetches and scans only the blocks that have them all; fetched blocks and pages stay in a
+bytes-bounded LRU (CACHE_BYTES). Memory per open index: directories + tails + that cache, not the lexicon.
 """
 
 from __future__ import annotations
@@ -16,18 +23,27 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import xapian
+
 from ftsd.analysis import is_gram_form, is_mark, is_word
-from ftsd.store import schema
+from ftsd.store import lexgrams, schema
+from ftsd.store.lexgrams import BLOCK_BYTES, SEGMENT_BLOCKS
 
 SEEN_LIMIT = 200_000  # entries one writer session remembers exactly (two generations of half each; ~22 MB)
 LISTED_BITS = 1 << 25  # a fresh session's filter of every entry it listed, once it forgets some: 4 MB
-CHUNK_CHARS = 4_000_000  # a rebuilt lexicon is stored in chunks of about this size
+# A kp's tail beyond this is folded into a segment by the writer; a kp up to this size is rebuilt as one tail block.
+# Gram pages cost ~1.2-1.4 bytes on disk per lexicon byte (openbmc's 3,000 messages: +0.27x the mail): below this
+# a tail in memory, scanned whole (~3 ms per 16 MB), is the better trade; above it the memory is what matters (real
+# list mail at 100k messages: 126 MB of header chunks alone).
+TAIL_BYTES = 16_777_216
+CACHE_BYTES = 8_388_608  # fetched blocks and pages kept per lexicon (least recently used dropped first)
 EXPANSIONS_KEPT = 256  # lookups remembered per lexicon (until it changes)
-SHARED_MAX_CHARS = 256_000_000  # lexicons kept in memory by a process (least recently used dropped first)
+SHARED_MAX_BYTES = 256_000_000  # lexicons kept in memory by a process (least recently used dropped first)
 
 
 class LexiconWriter:
@@ -49,6 +65,7 @@ class LexiconWriter:
         self.fresh = db.get_doccount() == 0  # nothing stored that this writer did not list
         self.listed: bytearray | None = None  # entries forgotten by a fresh writer (made at the first rotation)
         self.pending: dict[str, list[str]] = defaultdict(list)
+        self.tails: dict[str, list[tuple[str, int]]] = {}  # kp -> its tail blocks (key, bytes), read at first flush
 
     def add(self, groups: Iterable[tuple[str, str]]) -> None:
         """The entries of a document about to be added: (kind + field prefix, newline-joined entries)."""
@@ -106,17 +123,103 @@ class LexiconWriter:
         for kind_prefix, entries in self.pending.items():
             if not entries:
                 continue
-            self.db.set_metadata(f"{schema.META_LEXICON}{kind_prefix}.{uuid.uuid4().hex[:16]}", "\n".join(entries))
+            tail = self.tails.get(kind_prefix)
+            if tail is None:  # the first flush of this kp in this session: the tail stored so far
+                tail = self.tails[kind_prefix] = [(k, len(self.db.get_metadata(k)))
+                                                  for k in _tail_keys(self.db, kind_prefix)]
+            key = f"{schema.META_LEXICON}{kind_prefix}.{uuid.uuid4().hex[:16]}"
+            value = lexgrams.frame(entries)
+            self.db.set_metadata(key, value)
+            tail.append((key, len(value)))
+            if sum(size for _, size in tail) > TAIL_BYTES:
+                self._fold(kind_prefix, [k for k, _ in tail])
+                tail.clear()
         self.pending.clear()
+
+    def _fold(self, kind_prefix: str, keys: list[str]) -> None:
+        """Move these tail blocks into segments (same transaction: readers see the tail or the segment). Read one
+        at a time: the first write to an index of the earlier layout folds all of its lexicon."""
+        store_segments(self.db, kind_prefix, _recut(self.db, keys))
+        for key in keys:
+            self.db.set_metadata(key, b"")
 
     def cancel(self) -> None:
         """The transaction was cancelled: what was seen in it was never stored."""
         self.pending.clear()
+        self.tails.clear()
         self.seen.clear()
         self.older = {}
         self.seen_count = 0
         self.listed = None
         self.fresh = False  # what was stored in this session is not remembered any more
+
+
+def _tail_keys(db: Any, kind_prefix: str) -> list[str]:
+    """Keys of the tail blocks of a kp (ids in hex or digits, sorted before the segment blocks' "s")."""
+    prefix = f"{schema.META_LEXICON}{kind_prefix}."
+    out = []
+    for key in db.metadata_keys(prefix):
+        if key[len(prefix) :][:1] >= b"s":
+            break
+        out.append(key.decode())
+    return out
+
+
+def _cut(text: bytes) -> Iterator[bytes]:
+    """Newline-joined entries cut at newlines into blocks of about BLOCK_BYTES."""
+    start = 0
+    while start < len(text):
+        end = text.find(b"\n", start + BLOCK_BYTES)
+        if end < 0:
+            end = len(text)
+        if end > start:
+            yield text[start:end]
+        start = end + 1
+
+
+def _recut(db: Any, keys: list[str]) -> Iterator[bytes]:
+    """The entries of these blocks, in blocks of about BLOCK_BYTES (small per-commit blocks joined)."""
+    held = b""
+    for key in keys:
+        value = db.get_metadata(key)
+        if not value:
+            continue
+        held = held + b"\n" + value if held else value
+        if len(held) >= BLOCK_BYTES:
+            pieces = list(_cut(held))
+            held = pieces.pop() if pieces else b""
+            yield from pieces
+    yield from _cut(held)
+
+
+def store_segments(db: Any, kind_prefix: str, blocks: Iterable[bytes]) -> None:
+    """Store these blocks (newline-joined entries) of a kp as segments of up to SEGMENT_BLOCKS blocks."""
+    group: list[bytes] = []
+    for block in blocks:
+        group.append(block)
+        if len(group) == SEGMENT_BLOCKS:
+            _store_segment(db, kind_prefix, group)
+            group = []
+    if group:
+        _store_segment(db, kind_prefix, group)
+
+
+def _store_segment(db: Any, kind_prefix: str, blocks: list[bytes]) -> None:
+    segment = uuid.uuid4().hex[:12]
+    for n, block in enumerate(blocks):
+        db.set_metadata(_block_key(kind_prefix, segment, n), block)
+    directory, pages = lexgrams.encode(blocks)
+    for n, data in enumerate(pages):
+        db.set_metadata(_page_key(kind_prefix, segment, n), data)
+    db.set_metadata(f"{schema.META_LEXSEG}{kind_prefix}.{segment}", directory)
+
+
+def _block_key(kind_prefix: str, segment: str, n: int) -> str:
+    return f"{schema.META_LEXICON}{kind_prefix}.s{segment}.{n:03d}"
+
+
+def _page_key(kind_prefix: str, segment: str, n: int) -> str:
+    return f"{schema.META_LEXGRAM}{kind_prefix}.{segment}.{n:05d}"
 
 
 def stored_entries(db: Any, partial: int) -> dict[str, list[str]]:
@@ -139,11 +242,19 @@ def stored_entries(db: Any, partial: int) -> dict[str, list[str]]:
     return kinds
 
 
+def listed_entries(db: Any) -> dict[str, set[str]]:
+    """kind + field prefix -> every entry the lexicon lists (tail and segment blocks alike)."""
+    listed: dict[str, set[str]] = defaultdict(set)
+    start = len(schema.META_LEXICON)
+    for key in db.metadata_keys(schema.META_LEXICON):
+        if value := db.get_metadata(key):
+            listed[key[start : start + 2].decode()].update(value.decode("utf-8", "replace").split("\n"))
+    return listed
+
+
 def missing(db: Any, partial: int) -> tuple[int, int]:
     """(entries the index stores but its lexicon lacks, entries stored): a search would miss the former."""
-    lexicon = Lexicon()
-    lexicon.refresh(db)
-    listed = {kp: set(text.decode("utf-8", "replace").split("\n")) for kp, text in lexicon.text.items()}
+    listed = listed_entries(db)
     stored = stored_entries(db, partial)
     lacking = sum(len(set(entries) - listed.get(kp, set())) for kp, entries in stored.items())
     return lacking, sum(map(len, stored.values()))
@@ -151,84 +262,128 @@ def missing(db: Any, partial: int) -> tuple[int, int]:
 
 def rebuild(db: Any, partial: int) -> int:
     """Replace the lexicon of a writable `db` by the entries its term list holds now (drops entries of expunged
-    messages, merges chunks); returns the number of entries. The caller commits."""
+    messages), stored by store_entries; returns the number of entries. The caller commits."""
     kinds = stored_entries(db, partial)
-    for key in [k for k in db.metadata_keys(schema.META_LEXICON)]:
-        db.set_metadata(key, b"")
+    for prefix in (schema.META_LEXICON, schema.META_LEXSEG, schema.META_LEXGRAM):
+        for key in list(db.metadata_keys(prefix)):
+            db.set_metadata(key, b"")
     for kind_prefix, entries in kinds.items():
-        for n, chunk in enumerate(_chunks(entries)):
-            db.set_metadata(f"{schema.META_LEXICON}{kind_prefix}.{n:08d}", "\n".join(chunk))
+        store_entries(db, kind_prefix, entries)
     return sum(map(len, kinds.values()))
 
 
-def _chunks(entries: list[str]) -> Iterable[list[str]]:
-    chunk: list[str] = []
-    size = 0
-    for entry in entries:
-        chunk.append(entry)
-        size += len(entry) + 1
-        if size >= CHUNK_CHARS:
-            yield chunk
-            chunk, size = [], 0
-    if chunk:
-        yield chunk
+def store_entries(db: Any, kind_prefix: str, entries: Sequence[str]) -> None:
+    """Store these entries of a kp (what rebuild does per kp): one tail block up to TAIL_BYTES, else segments."""
+    framed = lexgrams.frame(entries)
+    if len(framed) <= TAIL_BYTES:
+        db.set_metadata(f"{schema.META_LEXICON}{kind_prefix}.00000000", framed)
+    else:
+        store_segments(db, kind_prefix, _cut(framed))
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    """A kp as a reader knows it at `revision`: its segments and its tail (b"\n" + entries + b"\n", or b"")."""
+
+    revision: int
+    segments: tuple[lexgrams.Segment, ...]
+    tail_keys: frozenset[str]
+    tail: bytes
+
+    def size(self) -> int:
+        return len(self.tail) + sum(segment.size() for segment in self.segments)
+
+
+class _Cache:
+    """Fetched blocks and pages, least recently used dropped beyond `max_bytes` (both are immutable under their
+    key: a block or page is written once, and deleted, never changed)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._items: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Any:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            self._items.move_to_end(key)
+            return item[0]
+
+    def put(self, key: str, value: Any, size: int) -> None:
+        with self._lock:
+            if key in self._items or size > self.max_bytes:
+                return
+            self._items[key] = (value, size)
+            self.bytes += size
+            while self.bytes > self.max_bytes:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self.bytes -= dropped
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self.bytes = 0
 
 
 class Lexicon:
-    """Reader side: the lexicon of one open database. Each (kind, field) is loaded on its first lookup and caught
-    up when the database's revision moved: a SUBJECT or BODY search never loads the headers' words, which on real
-    mail (signatures, message ids) are most of it. Kept as UTF-8 bytes, as stored: no decoding at load, one byte per
-    ASCII character, and a UTF-8 needle found in UTF-8 text is a substring of the text. Shared by the threads that
-    search one index: `text` is replaced, never changed in place, so a lookup scans a consistent snapshot outside
-    the lock."""
+    """Reader side: the lexicon of one open database. A kp is read on its first lookup and caught up when the
+    database's revision moved: a SUBJECT or BODY search never reads the headers' words. Kept as UTF-8 bytes, as
+    stored: a UTF-8 needle found in UTF-8 text is a substring of the text. Shared by the threads that search one
+    index: `fields` is replaced, never changed in place, so a lookup scans a consistent snapshot outside the lock."""
 
-    def __init__(self) -> None:
-        self.loaded: dict[str, tuple[int, frozenset[bytes]]] = {}  # kind + field prefix -> (revision, chunk keys)
-        self.text: dict[str, bytes] = {}  # kind + field prefix -> b"\n" + entries + b"\n"
+    def __init__(self, cache_bytes: int = CACHE_BYTES) -> None:
+        self.fields: dict[str, _Field] = {}
+        self.cache = _Cache(cache_bytes)
         # the same string is often looked up again: per mailbox of one search, or a webmail paging
         self._expanded: dict[tuple[str, tuple[str, ...], str], list[str]] = {}
         self._lock = threading.Lock()
 
     def refresh(self, db: Any, kind_prefixes: Iterable[str] | None = None) -> None:
         """Catch these (kind + field prefix; None: every one stored) up with `db` (never going back: readers of
-        older revisions share it, and a lexicon only grows between rebuilds, which optimize does in a new
-        directory)."""
+        older revisions share it; one that needs what a newer revision moved is told to reopen, see _fetch)."""
         revision = db.get_revision()
-        if kind_prefixes is None:
-            start = len(schema.META_LEXICON)
-            kind_prefixes = {key[start : start + 2].decode() for key in db.metadata_keys(schema.META_LEXICON)}
+        if kind_prefixes is None:  # (listing the stored keys would walk every block)
+            kind_prefixes = [kind + prefix for kind in (schema.WORDS, schema.CHUNKS, schema.MARKS)
+                             for prefix in schema.FIELD_PREFIXES.values()]
         with self._lock:
-            stale = [kp for kp in kind_prefixes if self.loaded.get(kp, (-1,))[0] < revision]
+            stale = [kp for kp in kind_prefixes if kp not in self.fields or self.fields[kp].revision < revision]
             if stale:
                 self._refresh(db, revision, stale)
 
     def _refresh(self, db: Any, revision: int, kind_prefixes: list[str]) -> None:
-        text = dict(self.text)
-        loaded = dict(self.loaded)
+        fields = dict(self.fields)
         for kind_prefix in kind_prefixes:
-            keys = frozenset(db.metadata_keys(f"{schema.META_LEXICON}{kind_prefix}."))
-            had = loaded.get(kind_prefix, (-1, frozenset[bytes]()))[1]
-            if not had <= keys:  # rebuilt: start afresh
-                had = frozenset()
-                text.pop(kind_prefix, None)
-            chunks = [value for key in sorted(keys - had) if (value := db.get_metadata(key))]
-            if chunks:
-                text[kind_prefix] = text.get(kind_prefix, b"\n") + b"\n".join(chunks) + b"\n"
-            if keys != had:
+            old = fields.get(kind_prefix)
+            meta = f"{schema.META_LEXSEG}{kind_prefix}."
+            ids = [key[len(meta) :].decode() for key in db.metadata_keys(meta)]
+            known = {segment.id: segment for segment in old.segments} if old else {}
+            if not known.keys() <= set(ids):  # rebuilt: start afresh
+                known, old = {}, None
+            segments = tuple(known.get(i) or lexgrams.decode(i, db.get_metadata(meta + i)) for i in ids)
+            tail_keys = frozenset(_tail_keys(db, kind_prefix))
+            if old is not None and old.tail_keys <= tail_keys:
+                tail = _joined(db, sorted(tail_keys - old.tail_keys), old.tail)
+            else:  # folded (or first read)
+                tail = _joined(db, sorted(tail_keys), b"")
+            if old is None or tail_keys != old.tail_keys or len(segments) != len(old.segments):
                 self._expanded = {}
-            loaded[kind_prefix] = (revision, keys)
-        self.loaded, self.text = loaded, text
+            fields[kind_prefix] = _Field(revision, segments, tail_keys, tail)
+        self.fields = fields
 
-    def expand(self, kind: str, prefixes: Sequence[str], needle: str) -> list[str]:
+    def expand(self, db: Any, kind: str, prefixes: Sequence[str], needle: str) -> list[str]:
         """Terms (prefix + entry) of the entries of these fields that contain `needle` (no newline); refresh()
-        those fields first."""
+        those fields first. Raises xapian.DatabaseModifiedError when `db` is older than what the lexicon knows
+        and lacks a block it needs: reopen and retry."""
         key = (kind, tuple(prefixes), needle)
         with self._lock:
             cached = self._expanded.get(key)
-            text, expanded = self.text, self._expanded
+            fields, expanded = self.fields, self._expanded
         if cached is not None:
             return cached
-        found = self._scan(text, kind, prefixes, needle.encode("utf-8", "surrogatepass"))
+        found = self._scan(db, fields, kind, prefixes, needle.encode("utf-8", "surrogatepass"))
         with self._lock:
             if self._expanded is expanded:  # not refreshed meanwhile: the answer is still current
                 if len(expanded) >= EXPANSIONS_KEPT:
@@ -236,31 +391,85 @@ class Lexicon:
                 expanded[key] = found
         return found
 
-    @staticmethod
-    def _scan(texts: dict[str, bytes], kind: str, prefixes: Sequence[str], needle: bytes) -> list[str]:
+    def _scan(self, db: Any, fields: dict[str, _Field], kind: str, prefixes: Sequence[str],
+              needle: bytes) -> list[str]:
         out: list[str] = []
+        ranges = lexgrams.ranges(needle)
         for prefix in prefixes:
-            text = texts.get(kind + prefix)
-            if not text:
+            kind_prefix = kind + prefix
+            field = fields.get(kind_prefix)
+            if field is None:
                 continue
-            find, rfind = text.find, text.rfind
-            pos = find(needle)
-            while pos >= 0:
-                end = find(b"\n", pos)
-                out.append(prefix + text[rfind(b"\n", 0, pos) + 1 : end].decode("utf-8", "replace"))
-                pos = find(needle, end)
-        return list(dict.fromkeys(out))  # chunks of different commits may repeat an entry
+            _find(field.tail, needle, prefix, out)
+            for segment in field.segments:
+                mask = self._candidates(db, field, kind_prefix, segment, ranges)
+                while mask:
+                    low = mask & -mask
+                    n = low.bit_length() - 1
+                    mask ^= low
+                    key = _block_key(kind_prefix, segment.id, n)
+                    text = self.cache.get(key)
+                    if text is None:
+                        text = b"\n" + self._fetch(db, field, key) + b"\n"
+                        self.cache.put(key, text, len(text))
+                    _find(text, needle, prefix, out)
+        return list(dict.fromkeys(out))  # blocks of different commits may repeat an entry
+
+    def _candidates(self, db: Any, field: _Field, kind_prefix: str, segment: lexgrams.Segment,
+                    ranges: list[tuple[int, int]] | None) -> int:
+        """Bit set of the blocks of `segment` that may hold a needle with these pair ranges."""
+        mask = (1 << segment.blocks) - 1
+        for lo, hi in ranges or ():
+            has = 0
+            for n in lexgrams.pages_of(segment, lo, hi):
+                key = _page_key(kind_prefix, segment.id, n)
+                pairs = self.cache.get(key)
+                if pairs is None:
+                    pairs = lexgrams.page(self._fetch(db, field, key))
+                    self.cache.put(key, pairs, 8 * len(pairs) + 64)
+                has |= lexgrams.blocks_in(pairs, lo, hi)
+            mask &= has
+            if not mask:
+                break
+        return mask
+
+    @staticmethod
+    def _fetch(db: Any, field: _Field, key: str) -> bytes:
+        value: bytes = db.get_metadata(key)
+        if not value and db.get_revision() < field.revision:
+            raise xapian.DatabaseModifiedError(f"{key}: the lexicon moved on since revision {db.get_revision()}")
+        return value
 
     def size(self) -> int:
-        return sum(map(len, self.text.values()))
+        """Bytes held: directories, tails, cached blocks and pages."""
+        return sum(field.size() for field in self.fields.values()) + self.cache.bytes
+
+
+def _joined(db: Any, keys: list[str], before: bytes) -> bytes:
+    values = [value for key in keys if (value := db.get_metadata(key))]
+    if not values:
+        return before
+    return (before or b"\n") + b"\n".join(values) + b"\n"
+
+
+def _find(text: bytes, needle: bytes, prefix: str, out: list[str]) -> None:
+    """Append prefix + each entry of `text` (b"\n" + entries + b"\n") that contains `needle`."""
+    if not text:
+        return
+    find, rfind = text.find, text.rfind
+    pos = find(needle)
+    while pos >= 0:
+        end = find(b"\n", pos)
+        out.append(prefix + text[rfind(b"\n", 0, pos) + 1 : end].decode("utf-8", "replace"))
+        pos = find(needle, end)
 
 
 class Lexicons:
     """The lexicons of a process, one per index directory (path, inode: a compacted copy is another index)
-    however many readers are open on it; the least recently used are dropped beyond `max_chars`."""
+    however many readers are open on it; the least recently used are dropped beyond `max_bytes`."""
 
-    def __init__(self, max_chars: int = SHARED_MAX_CHARS) -> None:
-        self.max_chars = max_chars
+    def __init__(self, max_bytes: int = SHARED_MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
         self._items: OrderedDict[tuple[Path, int], Lexicon] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -271,7 +480,7 @@ class Lexicons:
             if lexicon is None:
                 lexicon = self._items[key] = Lexicon()
             self._items.move_to_end(key)
-            while len(self._items) > 1 and sum(lex.size() for lex in self._items.values()) > self.max_chars:
+            while len(self._items) > 1 and sum(lex.size() for lex in self._items.values()) > self.max_bytes:
                 self._items.popitem(last=False)
             return lexicon
 

@@ -39,7 +39,9 @@ SLOT_UID = 0
 
 META_SCHEMA = "ftsd.schema"
 META_MAILBOX = "ftsd.mailbox."  # + guid -> JSON {name, uidvalidity, last_uid, messages}
-META_LEXICON = "ftsd.lexicon."  # + kind + field prefix + "." + chunk id -> newline-separated entries
+META_LEXICON = "ftsd.lexicon."  # + kind + field prefix + "." + block id -> newline-separated entries
+META_LEXSEG = "ftsd.lexseg."  # + kind + field prefix + "." + segment id -> its directory (store/lexgrams.py)
+META_LEXGRAM = "ftsd.lexgram."  # + kind + field prefix + "." + segment id + "." + page -> gram pairs
 WORDS, CHUNKS, MARKS = "w", "c", "p"  # lexicon kinds: word characters only / with punctuation / no word character
 
 

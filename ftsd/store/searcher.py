@@ -116,12 +116,15 @@ class Searcher:
             needle = run[:exact_chars]
             kind = schema.MARKS if mark else schema.WORDS if is_word(needle) else schema.CHUNKS
             prefixes = [schema.FIELD_PREFIXES[name] for name in fields]
-            with self._xapian("reading the lexicon"):
-                self.lexicon.refresh(self.db, [kind + prefix for prefix in prefixes])
-            terms = self.lexicon.expand(kind, prefixes, needle)
+            terms = self._retried(lambda: self._expand(kind, prefixes, needle))
         if not terms:
             return xapian.Query.MatchNothing
         return xapian.Query(xapian.Query.OP_OR, terms) if len(terms) > 1 else xapian.Query(terms[0])
+
+    def _expand(self, kind: str, prefixes: list[str], needle: str) -> list[str]:
+        """The lexicon's terms of `needle` (caught up with this reader's revision first)."""
+        self.lexicon.refresh(self.db, [kind + prefix for prefix in prefixes])
+        return self.lexicon.expand(self.db, kind, prefixes, needle)
 
     def _patterns(self, prefixes: list[str], head: str, tails: frozenset[str]) -> list[str]:
         """The pattern terms among `tails` that the index holds (usually a few of the 2^(GRAM_GROUP-1))."""

@@ -1,0 +1,3 @@
+from collections.abc import Sequence
+
+def block_pairs(blocks: Sequence[bytes], /) -> bytes: ...
