@@ -64,7 +64,8 @@ def test_substrings_found_through_the_lexicon_across_sessions(maildir: MailDir, 
 @pytest.mark.parametrize("tail_bytes", [1 << 22, 10])
 def test_optimize_rebuilds_the_lexicon_without_expunged_words(maildir: MailDir, make_config, monkeypatch,
                                                               tail_bytes):
-    monkeypatch.setattr("ftsd.store.lexicon.TAIL_BYTES", tail_bytes)  # small (kept as one tail block) or large (segments)
+    # small (kept as one tail block) or large (segments)
+    monkeypatch.setattr("ftsd.store.lexicon.TAIL_BYTES", tail_bytes)
     settings = load_settings(make_config(fts={"commit_limit": 1}))
     keep = maildir.deliver(subject="kept", body="aardvark")
     gone = maildir.deliver(subject="gone", body="zeppelinesque")

@@ -6,11 +6,12 @@ Layout, per kind + field prefix (kp): blocks META_LEXICON + kp + "." + id -> ent
 writer stores one *tail* block per commit and kp with the entries the index did not have yet (id: hex). When a kp's
 tail passes TAIL_BYTES, the writer folds it, in the same transaction, into a *segment*: blocks of about BLOCK_BYTES
 (id "s" + segment id + "." + number), a directory (META_LEXSEG) and gram pages (META_LEXGRAM) that tell which of
-its blocks may hold a substring (store/lexgrams.py). optimize rebuilds the whole lexicon as segments from Xapian's
-term list (a kp of at most TAIL_BYTES as one tail block). Entries of expunged messages stay until then: the lexicon is a superset of the stored entries, and an
-entry without documents costs a lookup, never a wrong answer. An index of the layout before segments (blocks of
-any size, no segment) is all tail: read as such, folded by its next write, rebuilt by optimize. A reader without
-segments (an older ftsd) reads every block under META_LEXICON, segment blocks included: still exact.
+its blocks may hold a substring (store/lexgrams.py). optimize rebuilds the whole lexicon from Xapian's term list:
+a kp of at most TAIL_BYTES as one tail block, a larger one as segments. Entries of expunged messages stay until
+then: the lexicon is a superset of the stored entries, and an entry without documents costs a lookup, never a
+wrong answer. An index of the layout before segments (blocks of any size, no segment) is all tail: read as such,
+folded by its next write, rebuilt by optimize. A reader without segments (an older ftsd) reads every block under
+META_LEXICON, segment blocks included: still exact.
 
 The reader keeps per kp the segment directories (a few KB) and the tail (one newline-separated byte string, at most
 about TAIL_BYTES), scanned with bytes.find. A lookup reads, per segment, the pages of up to three of the needle's

@@ -20,7 +20,7 @@ INTERVAL = 0.02
 PROCESSING = b"HTTP/1.1 102 Processing\r\n\r\n"
 
 
-def _body(guid: str, docs: int = 20) -> bytes:
+def _body(guid: str, docs: int = 60) -> bytes:
     rng = random.Random(16)
     words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 11))) for _ in range(4000)]
     parts = []
