@@ -9,7 +9,7 @@ import re
 from email.message import Message
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from ftsd.decoders.charset import decode_text
@@ -86,9 +86,22 @@ _MARKUP = st.recursive(_LEAVES, lambda kids: st.builds(
 @QUICK
 @given(st.lists(_MARKUP, max_size=5))
 def test_html_to_text_gives_the_words_of_the_event_stream(parts: list[str]) -> None:
-    """libxml2's tree walk and the stdlib event stream (the fallback past libxml2's depth) give the same words."""
+    """libxml2's tree walk and the stdlib event stream (the fallback past libxml2's depth) give the same words,
+    but where a script or style opens inside a raw-text element (below: there the walk gives what a browser does)."""
     markup = "".join(parts)
+    assume(not _SCRIPT_IN_RAW_TEXT.search(markup))
     assert html_to_text(markup).split() == _stream_text(markup).split()
+
+
+_SCRIPT_IN_RAW_TEXT = re.compile(r"<(iframe|textarea)\b[^>]*>(?:(?!</\1>).)*<(?:script|style)\b", re.S)
+
+
+def test_a_script_opened_inside_a_raw_text_element_ends_with_it() -> None:
+    """HTML5: an iframe's content is raw text up to the first </iframe>, so a `<script>` in it hides nothing after
+    that end tag (found by the property above: the event stream, which knows no raw-text iframe, hid "alpha")."""
+    markup = "<iframe><script><iframe></iframe>alpha</script></iframe> beta"
+    assert html_to_text(markup).split() == ["alpha", "beta"]
+    assert _stream_text(markup).split() == ["beta"]
 
 
 _HEADER_LINES = st.lists(st.sampled_from([
