@@ -3,6 +3,7 @@ in a block is always among the candidates, the compiled pairs equal the Python t
 commits, folds and a rebuild, the layout before segments is read and folded, and the block cache stays bounded."""
 
 import random
+import zlib
 
 import pytest
 import xapian
@@ -211,3 +212,17 @@ def test_lookups_through_a_real_database_match_brute_force(tmp_path_factory, ent
         if probe:
             assert sorted(reader.expand(db, WORDS, ["S"], probe)) == sorted({"S" + e for e in entries if probe in e})
     db.close()
+
+
+def test_a_damaged_page_or_directory_is_a_corrupt_index_not_a_crash():
+    """Damage is a DatabaseCorruptError (the searcher's translation makes it CorruptIndexError: the index is set
+    aside and rebuilt), and a page never inflates past a page's size."""
+    directory, pages = lexgrams.encode([lexgrams.frame(["alpha", "beta"])])
+    assert len(lexgrams.page(pages[0]))
+    bomb = zlib.compress(b"\0" * 50_000_000)
+    for bad in (b"not zlib", bomb, zlib.compress(b"1234")):
+        with pytest.raises(xapian.DatabaseCorruptError):
+            lexgrams.page(bad)
+    for bad in (b"", b"\1\0", directory + b"\0"):
+        with pytest.raises(xapian.DatabaseCorruptError):
+            lexgrams.decode("s1", bad)

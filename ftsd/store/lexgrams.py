@@ -24,6 +24,8 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import xapian
+
 try:  # the compiled twin of py_block_pairs (ftsd/_lexgrams.c; setup.py builds it where a C compiler is found)
     from ftsd import _lexgrams
 
@@ -95,6 +97,10 @@ def _planes(raw: bytes) -> bytes:
 
 
 def decode(segment_id: str, directory: bytes) -> Segment:
+    """A stored directory. Raises xapian.DatabaseCorruptError for one that is damaged (the index is then set aside
+    and rebuilt from the mail, as for any damaged table)."""
+    if len(directory) < _HEADER_SIZE or (len(directory) - _HEADER_SIZE) % 8:
+        raise xapian.DatabaseCorruptError(f"lexicon segment {segment_id}: damaged directory")
     (blocks,) = struct.unpack_from(_HEADER, directory)
     bounds = array("Q")
     bounds.frombytes(directory[_HEADER_SIZE:])
@@ -103,9 +109,15 @@ def decode(segment_id: str, directory: bytes) -> Segment:
     return Segment(segment_id, blocks, bounds)
 
 
-def page(data: bytes) -> array:  # type: ignore[type-arg]
-    """The pairs of a stored page."""
-    planes = zlib.decompress(data)
+def page(data: bytes, page_pairs: int = PAGE_PAIRS) -> array:  # type: ignore[type-arg]
+    """The pairs of a stored page, inflated to at most the size a page can have. Raises xapian.DatabaseCorruptError
+    for a damaged one."""
+    try:
+        planes = zlib.decompressobj().decompress(data, 5 * page_pairs + 1)
+    except zlib.error as exc:
+        raise xapian.DatabaseCorruptError(f"lexicon gram page: {exc}") from None
+    if len(planes) % 5 or len(planes) > 5 * page_pairs:
+        raise xapian.DatabaseCorruptError("lexicon gram page: damaged")
     n = len(planes) // 5
     raw = bytearray(8 * n)
     for k in range(5):
