@@ -74,8 +74,12 @@ def tcp_socket(settings: Settings) -> socket.socket | None:
         log.warning("listening on %s, which is not loopback: every TCP request needs the token",
                     settings.server.listen)
     family, address = _addresses(host, port)[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on accepted sockets of that proto. Without it, a
+    # keep-alive client (Dovecot's fts_solr, httpx) waited ~40 ms per response: uvicorn writes the headers and the
+    # body separately, and Nagle held the body until the client's delayed ACK of the headers.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited by accepted sockets on Linux too
     try:
         sock.bind(address)
     except OSError as exc:
