@@ -281,7 +281,7 @@ def _search(settings: Settings, rt: Runtime, name: str, mailboxes: Sequence[str]
             with index.reader() as searcher:
                 for b in boxes:
                     indexed = searcher.indexed_uids(b.guid) if searcher is not None else None
-                    if indexed is not None and indexed == set(b.messages):
+                    if indexed is not None and b.messages.keys() == indexed:  # set equality, no 40k-element copy
                         present[b.name] = indexed  # the search's reader has it cached: no copy, no compare
                     else:
                         stale.append(b)
