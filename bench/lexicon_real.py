@@ -132,6 +132,7 @@ def build(sources: list[tuple[Path, int]], work: Path, db_path: Path, use_filter
     db.set_metadata(schema.META_SCHEMA, schema.SCHEMA_VERSION)
     stored = chars = 0
     cpu = time.process_time()
+    every: dict[str, list[str]] = {}
     for kind_prefix, all_entries in kinds.items():
         listed = all_entries
         if use_filter:
@@ -139,7 +140,7 @@ def build(sources: list[tuple[Path, int]], work: Path, db_path: Path, use_filter
         stored += len(listed)
         chars += sum(map(len, listed)) + len(listed)
         if layout == "segments":
-            lexicon.store_entries(db, kind_prefix, listed)
+            every[kind_prefix] = listed
             continue
         chunk: list[str] = []
         size = n = 0
@@ -151,6 +152,8 @@ def build(sources: list[tuple[Path, int]], work: Path, db_path: Path, use_filter
                 chunk, size, n = [], 0, n + 1
         if chunk:
             db.set_metadata(f"{schema.META_LEXICON}{kind_prefix}.{n:08d}", "\n".join(chunk))
+    if every:
+        lexicon.store_kinds(db, every)  # as rebuild() stores them
     db.commit()
     db.close()
     stats["store cpu s"] = round(time.process_time() - cpu, 1)

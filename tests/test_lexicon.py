@@ -10,7 +10,7 @@ from ftsd import monitor, service
 from ftsd.analysis import Terms
 from ftsd.query import parse_query
 from ftsd.settings import load_settings
-from ftsd.store import lexicon
+from ftsd.store import lexblock, lexicon
 from ftsd.store.index import index_path
 from ftsd.store.lexicon import Lexicon, Lexicons
 from ftsd.store.schema import META_LEXICON, WORDS, Document, build_document
@@ -233,7 +233,7 @@ def test_a_writer_that_forgets_lists_each_stored_entry_exactly_once(tmp_path, mo
     db = xapian.Database(str(path))
     listed: list[str] = []
     for key in db.metadata_keys(META_LEXICON):
-        listed += db.get_metadata(key).decode().split("\n")
+        listed += lexblock.unpack(db.get_metadata(key)).decode().split("\n")
     stored = lexicon.stored_entries(db, 3)[WORDS + "S"]
     assert sorted(listed) == sorted(stored)  # each once: none missing, none twice
     assert len(stored) == 30 + 400 + 1  # common*, rare0..rare399, oldword

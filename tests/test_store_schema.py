@@ -5,7 +5,7 @@ must list each entry that is new to the index exactly once."""
 import xapian
 
 from ftsd.analysis import Analyzer, Terms
-from ftsd.store import schema
+from ftsd.store import lexblock, schema
 from ftsd.store.lexicon import LexiconWriter
 from ftsd.store.writer import IndexWriter
 
@@ -80,6 +80,7 @@ def test_lexicon_lists_what_the_index_lacks_once(tmp_path):
         writer.add(schema.build_document(GUID, 4, more, {}))
         assert _pending(writer.lexicon) == {"wS": ["gamma"], "cS": ["c.d"]}
     db = xapian.Database(str(path))
-    listed = [e for k in db.metadata_keys(schema.META_LEXICON) for e in db.get_metadata(k).decode().split("\n")]
+    listed = [e for k in db.metadata_keys(schema.META_LEXICON)
+              for e in lexblock.unpack(db.get_metadata(k)).decode().split("\n")]
     assert sorted(listed) == ["a.b", "alpha", "beta", "c.d", "gamma"]  # each once
     assert db.get_doccount() == 4

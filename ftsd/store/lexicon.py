@@ -2,21 +2,22 @@
 looked up as a *substring* of stored words (analysis.py). It lives in Xapian metadata, written in the same
 transaction as the documents, so a reader never sees a document whose words the lexicon lacks.
 
-Layout, per kind + field prefix (kp): blocks META_LEXICON + kp + "." + id -> entries, one per line (UTF-8). The
-writer stores one *tail* block per commit and kp with the entries the index did not have yet (id: hex). When a kp's
-tail passes TAIL_BYTES, the writer folds it, in the same transaction, into a *segment*: blocks of about BLOCK_BYTES
-(id "s" + segment id + "." + number), a directory (META_LEXSEG) and gram pages (META_LEXGRAM) that tell which of
-its blocks may hold a substring (store/lexgrams.py). optimize rebuilds the whole lexicon from Xapian's term list:
-a kp of at most TAIL_BYTES as one tail block, a larger one as segments. Entries of expunged messages stay until
-then: the lexicon is a superset of the stored entries, and an entry without documents costs a lookup, never a
-wrong answer. An index of the layout before segments (blocks of any size, no segment) is all tail: read as such,
-folded by its next write, rebuilt by optimize. A reader without segments (an older ftsd) reads every block under
-META_LEXICON, segment blocks included: still exact.
+Layout, per kind + field prefix (kp): blocks META_LEXICON + kp + "." + id -> entries, one per line (UTF-8),
+compressed (store/lexblock.py; an index of schema 5 has plain blocks, read as they are). The writer stores per
+commit and kp a *tail* block (id: hex; cut at about TAIL_BLOCK_BYTES) with the entries the index did not have yet.
+When the tails of all kps together pass TAIL_BYTES, the writer folds the largest, in the same transaction, into a
+*segment*: blocks of about BLOCK_BYTES (id "s" + segment id + "." + number), a directory (META_LEXSEG) and gram pages
+(META_LEXGRAM) that tell which of its blocks may hold a substring (store/lexgrams.py). optimize rebuilds the whole
+lexicon from Xapian's term list: the smallest kps as tails while they fit in TAIL_BYTES together, the others as
+segments. Entries of expunged messages stay until then: the lexicon is a superset of the stored entries, and an
+entry without documents costs a lookup, never a wrong answer. An index of the layout before segments (blocks of
+any size, no segment) is all tail: read as such, folded by its next write, rebuilt by optimize.
 
-The reader keeps per kp the segment directories (a few KB) and the tail (one newline-separated byte string, at most
-about TAIL_BYTES), scanned with bytes.find. A lookup reads, per segment, the pages of up to three of the needle's
-4-byte windows and fetches and scans only the blocks that have them all; fetched blocks and pages stay in a
-bytes-bounded LRU (CACHE_BYTES). Memory per open index: directories + tails + that cache, not the lexicon.
+The reader keeps per kp the segment directories (a few KB) and the tail (one newline-separated byte string: all
+tails together at most about TAIL_BYTES), scanned with bytes.find. A lookup reads, per segment, the pages of up to
+three of the needle's 4-byte windows and fetches, inflates and scans only the blocks that have them all; fetched
+blocks and pages stay in a bytes-bounded LRU (CACHE_BYTES). Memory per open index: directories + tails + that
+cache, not the lexicon.
 """
 
 from __future__ import annotations
@@ -32,16 +33,18 @@ from typing import Any
 import xapian
 
 from ftsd.analysis import is_gram_form, is_mark, is_word
-from ftsd.store import lexgrams, schema
+from ftsd.store import lexblock, lexgrams, schema
 from ftsd.store.lexgrams import BLOCK_BYTES, SEGMENT_BLOCKS
 
 SEEN_LIMIT = 200_000  # entries one writer session remembers exactly (two generations of half each; ~22 MB)
 LISTED_BITS = 1 << 25  # a fresh session's filter of every entry it listed, once it forgets some: 4 MB
-# A kp's tail beyond this is folded into a segment by the writer; a kp up to this size is rebuilt as one tail block.
-# Gram pages cost ~1.2-1.4 bytes on disk per lexicon byte (openbmc's 3,000 messages: +0.27x the mail): below this
-# a tail in memory, scanned whole (~3 ms per 16 MB), is the better trade; above it the memory is what matters (real
-# list mail at 100k messages: 126 MB of header chunks alone).
+# The tails of all kps of an index together hold at most this; past it the writer folds the largest tail into a
+# segment, and a rebuild keeps the smallest kps as tails up to it. Gram pages cost ~1.2-1.4 bytes on disk per
+# lexicon byte (openbmc's 3,000 messages: +0.27x the mail): below this a tail in memory, scanned whole (~3 ms per
+# 16 MB), is the better trade; above it the memory and the load are what matter (real list mail at 100k messages:
+# 126 MB of header chunks alone, and the body's chunks and words 24 MB).
 TAIL_BYTES = 16_777_216
+TAIL_BLOCK_BYTES = 1_048_576  # tail blocks are cut at about this (each is compressed on its own: lexblock.py)
 CACHE_BYTES = 8_388_608  # fetched blocks and pages kept per lexicon (least recently used dropped first)
 EXPANSIONS_KEPT = 256  # lookups remembered per lexicon (until it changes)
 SHARED_MAX_BYTES = 256_000_000  # lexicons kept in memory by a process (least recently used dropped first)
@@ -121,21 +124,26 @@ class LexiconWriter:
         self.seen_count = 0
 
     def flush(self) -> None:
+        if not any(self.pending.values()):
+            self.pending.clear()
+            return
+        if not self.tails:  # the first flush of this session: the tails stored so far, every kp
+            self.tails = _tail_sizes(self.db)
         for kind_prefix, entries in self.pending.items():
             if not entries:
                 continue
-            tail = self.tails.get(kind_prefix)
-            if tail is None:  # the first flush of this kp in this session: the tail stored so far
-                tail = self.tails[kind_prefix] = [(k, len(self.db.get_metadata(k)))
-                                                  for k in _tail_keys(self.db, kind_prefix)]
-            key = f"{schema.META_LEXICON}{kind_prefix}.{uuid.uuid4().hex[:16]}"
-            value = lexgrams.frame(entries)
-            self.db.set_metadata(key, value)
-            tail.append((key, len(value)))
-            if sum(size for _, size in tail) > TAIL_BYTES:
-                self._fold(kind_prefix, [k for k, _ in tail])
-                tail.clear()
+            tail = self.tails.setdefault(kind_prefix, [])
+            for text in _cut(lexgrams.frame(entries), TAIL_BLOCK_BYTES):
+                key = f"{schema.META_LEXICON}{kind_prefix}.{uuid.uuid4().hex[:16]}"
+                self.db.set_metadata(key, lexblock.pack(text))
+                tail.append((key, len(text)))
         self.pending.clear()
+        total = {kp: sum(size for _, size in tail) for kp, tail in self.tails.items()}
+        while sum(total.values()) > TAIL_BYTES:  # fold the largest tails until the rest fits
+            largest = max(total, key=total.__getitem__)
+            self._fold(largest, [k for k, _ in self.tails[largest]])
+            self.tails[largest] = []
+            total[largest] = 0
 
     def _fold(self, kind_prefix: str, keys: list[str]) -> None:
         """Move these tail blocks into segments (same transaction: readers see the tail or the segment). Read one
@@ -166,11 +174,25 @@ def _tail_keys(db: Any, kind_prefix: str) -> list[str]:
     return out
 
 
-def _cut(text: bytes) -> Iterator[bytes]:
-    """Newline-joined entries cut at newlines into blocks of about BLOCK_BYTES."""
+def _tail_sizes(db: Any) -> dict[str, list[tuple[str, int]]]:
+    """kp -> its tail blocks (key, bytes of text), of every kp of `db`."""
+    out: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    start = len(schema.META_LEXICON)
+    for raw in db.metadata_keys(schema.META_LEXICON):
+        key = raw.decode()
+        if key[start + 3 : start + 4] >= "s":  # a segment block
+            continue
+        if value := db.get_metadata(key):
+            out[key[start : start + 2]].append((key, lexblock.stored_size(value)))
+    return out
+
+
+def _cut(text: bytes, size: int | None = None) -> Iterator[bytes]:
+    """Newline-joined entries cut at newlines into blocks of about `size` (None: BLOCK_BYTES)."""
+    size = BLOCK_BYTES if size is None else size
     start = 0
     while start < len(text):
-        end = text.find(b"\n", start + BLOCK_BYTES)
+        end = text.find(b"\n", start + size)
         if end < 0:
             end = len(text)
         if end > start:
@@ -182,7 +204,7 @@ def _recut(db: Any, keys: list[str]) -> Iterator[bytes]:
     """The entries of these blocks, in blocks of about BLOCK_BYTES (small per-commit blocks joined)."""
     held = b""
     for key in keys:
-        value = db.get_metadata(key)
+        value = lexblock.unpack(db.get_metadata(key))
         if not value:
             continue
         held = held + b"\n" + value if held else value
@@ -193,22 +215,22 @@ def _recut(db: Any, keys: list[str]) -> Iterator[bytes]:
     yield from _cut(held)
 
 
-def store_segments(db: Any, kind_prefix: str, blocks: Iterable[bytes]) -> None:
+def store_segments(db: Any, kind_prefix: str, blocks: Iterable[bytes], level: int = lexblock.LEVEL_FAST) -> None:
     """Store these blocks (newline-joined entries) of a kp as segments of up to SEGMENT_BLOCKS blocks."""
     group: list[bytes] = []
     for block in blocks:
         group.append(block)
         if len(group) == SEGMENT_BLOCKS:
-            _store_segment(db, kind_prefix, group)
+            _store_segment(db, kind_prefix, group, level)
             group = []
     if group:
-        _store_segment(db, kind_prefix, group)
+        _store_segment(db, kind_prefix, group, level)
 
 
-def _store_segment(db: Any, kind_prefix: str, blocks: list[bytes]) -> None:
+def _store_segment(db: Any, kind_prefix: str, blocks: list[bytes], level: int) -> None:
     segment = uuid.uuid4().hex[:12]
     for n, block in enumerate(blocks):
-        db.set_metadata(_block_key(kind_prefix, segment, n), block)
+        db.set_metadata(_block_key(kind_prefix, segment, n), lexblock.pack(block, level))
     directory, pages = lexgrams.encode(blocks)
     for n, data in enumerate(pages):
         db.set_metadata(_page_key(kind_prefix, segment, n), data)
@@ -248,7 +270,7 @@ def listed_entries(db: Any) -> dict[str, set[str]]:
     listed: dict[str, set[str]] = defaultdict(set)
     start = len(schema.META_LEXICON)
     for key in db.metadata_keys(schema.META_LEXICON):
-        if value := db.get_metadata(key):
+        if value := lexblock.unpack(db.get_metadata(key)):
             listed[key[start : start + 2].decode()].update(value.decode("utf-8", "replace").split("\n"))
     return listed
 
@@ -263,23 +285,29 @@ def missing(db: Any, partial: int) -> tuple[int, int]:
 
 def rebuild(db: Any, partial: int) -> int:
     """Replace the lexicon of a writable `db` by the entries its term list holds now (drops entries of expunged
-    messages), stored by store_entries; returns the number of entries. The caller commits."""
+    messages), stored by store_kinds; returns the number of entries. The caller commits."""
     kinds = stored_entries(db, partial)
     for prefix in (schema.META_LEXICON, schema.META_LEXSEG, schema.META_LEXGRAM):
         for key in list(db.metadata_keys(prefix)):
             db.set_metadata(key, b"")
-    for kind_prefix, entries in kinds.items():
-        store_entries(db, kind_prefix, entries)
+    store_kinds(db, kinds)
     return sum(map(len, kinds.values()))
 
 
-def store_entries(db: Any, kind_prefix: str, entries: Sequence[str]) -> None:
-    """Store these entries of a kp (what rebuild does per kp): one tail block up to TAIL_BYTES, else segments."""
-    framed = lexgrams.frame(entries)
-    if len(framed) <= TAIL_BYTES:
-        db.set_metadata(f"{schema.META_LEXICON}{kind_prefix}.00000000", framed)
-    else:
-        store_segments(db, kind_prefix, _cut(framed))
+def store_kinds(db: Any, kinds: dict[str, list[str]]) -> None:
+    """Store the entries of these kps (into a lexicon without them): the smallest kps as tails while all tails
+    together stay within TAIL_BYTES, the rest as segments."""
+    framed = {kind_prefix: lexgrams.frame(entries) for kind_prefix, entries in kinds.items() if entries}
+    held = 0
+    for kind_prefix in sorted(framed, key=lambda kp: len(framed[kp])):
+        text = framed.pop(kind_prefix)
+        if held + len(text) <= TAIL_BYTES:
+            held += len(text)
+            for n, block in enumerate(_cut(text, TAIL_BLOCK_BYTES)):
+                db.set_metadata(f"{schema.META_LEXICON}{kind_prefix}.{n:08x}",
+                                lexblock.pack(block, lexblock.LEVEL_REBUILD))
+        else:
+            store_segments(db, kind_prefix, _cut(text), lexblock.LEVEL_REBUILD)
 
 
 @dataclass(frozen=True, slots=True)
@@ -411,7 +439,7 @@ class Lexicon:
                     key = _block_key(kind_prefix, segment.id, n)
                     text = self.cache.get(key)
                     if text is None:
-                        text = b"\n" + self._fetch(db, field, key) + b"\n"
+                        text = b"\n" + lexblock.unpack(self._fetch(db, field, key)) + b"\n"
                         self.cache.put(key, text, len(text))
                     _find(text, needle, prefix, out)
         return list(dict.fromkeys(out))  # blocks of different commits may repeat an entry
@@ -447,7 +475,7 @@ class Lexicon:
 
 
 def _joined(db: Any, keys: list[str], before: bytes) -> bytes:
-    values = [value for key in keys if (value := db.get_metadata(key))]
+    values = [value for key in keys if (value := lexblock.unpack(db.get_metadata(key)))]
     if not values:
         return before
     return (before or b"\n") + b"\n".join(values) + b"\n"

@@ -20,9 +20,12 @@ from ftsd.analysis import NATIVE, Terms
 if NATIVE:
     from ftsd import _native
 
-SCHEMA_VERSION = "5"  # 1: suffix terms; 2: words + lexicon; 3: + marks (runs of non-word characters);
+SCHEMA_VERSION = "6"  # 1: suffix terms; 2: words + lexicon; 3: + marks (runs of non-word characters);
 # 4: chunks (text between spaces with punctuation) instead of punctuated ICU runs, common grams stored by absence;
-# 5: the known 1-2 character grams as one pattern term per group of 8 (analysis.py, GRAM_GROUP)
+# 5: the known 1-2 character grams as one pattern term per group of 8 (analysis.py, GRAM_GROUP);
+# 6: lexicon blocks compressed (store/lexblock.py). An ftsd of schema 5 would scan them as text and miss entries,
+# so it must refuse a 6; this one reads a 5 as it is (its blocks are plain text) and marks it 6 at its first write.
+READS = frozenset({"5", SCHEMA_VERSION})  # schema versions read and written without a rebuild
 
 FIELD_PREFIXES = {
     "subject": "S",

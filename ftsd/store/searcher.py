@@ -46,7 +46,7 @@ class Searcher:
             raise StoreError(f"{where}: {exc.strerror}") from exc
         except xapian.Error as exc:
             raise store_error(exc, path, "opening the index") from exc
-        if version and version != schema.SCHEMA_VERSION:
+        if version and version not in schema.READS:
             self.db.close()
             raise SchemaVersionError(f"{where}: index schema {version}, this ftsd reads {schema.SCHEMA_VERSION}")
         self._indexed: dict[str, tuple[int, set[int]]] = {}

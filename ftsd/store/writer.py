@@ -48,12 +48,13 @@ def open_writable(path: Path, lock_timeout_s: float) -> Any:
             raise store_error(exc, path, "opening the index for writing") from exc
     try:
         version = db.get_metadata(schema.META_SCHEMA).decode()
-        if not version:
+        if not version or (version in schema.READS and version != schema.SCHEMA_VERSION):
+            # (an earlier layout this ftsd reads: marked as this one's before anything of its own is committed)
             db.set_metadata(schema.META_SCHEMA, schema.SCHEMA_VERSION)
     except xapian.Error as exc:
         db.close()
         raise store_error(exc, path, "reading the schema version") from exc
-    if version and version != schema.SCHEMA_VERSION:
+    if version and version not in schema.READS:
         db.close()
         older = version.isdigit() and int(version) < int(schema.SCHEMA_VERSION)
         raise (OutdatedIndexError if older else SchemaVersionError)(
