@@ -192,3 +192,23 @@ def test_the_tails_of_all_fields_share_one_budget(tmp_path, monkeypatch):
     assert sorted(reader.expand(db, WORDS, ["X"], "word19x")) == _brute(db, "word19x", "X")
     assert lexicon.missing(db, 3)[0] == 0
     db.close()
+
+
+def test_a_reader_keeps_a_tail_in_few_pieces_across_commits(tmp_path):
+    """Each commit stores a small tail block; a reader catching up after each joins them instead of holding one
+    piece per commit, and finds entries at the edges of its pieces."""
+    path = tmp_path / "db"
+    reader = Lexicon()
+    with _writer(path) as writer:
+        for uid in range(1, 41):
+            writer.add(_document(uid, {f"edge{uid}word", f"{uid}start"}))
+            writer.commit()
+            db = xapian.Database(str(path))
+            reader.refresh(db, [WORDS + "S"])
+            assert len(reader.fields[WORDS + "S"].tail) == 1
+            for needle in (f"edge{uid}w", f"{uid}sta", "dge", "word"):
+                assert sorted(reader.expand(db, WORDS, ["S"], needle)) == _brute(db, needle), needle
+            db.close()
+    db = xapian.Database(str(path))
+    assert len(lexicon._tail_keys(db, WORDS + "S")) == 40
+    db.close()

@@ -45,6 +45,7 @@ LISTED_BITS = 1 << 25  # a fresh session's filter of every entry it listed, once
 # 126 MB of header chunks alone, and the body's chunks and words 24 MB).
 TAIL_BYTES = 16_777_216
 TAIL_BLOCK_BYTES = 1_048_576  # tail blocks are cut at about this (each is compressed on its own: lexblock.py)
+PIECE_BYTES = 262_144  # a reader joins the tail blocks smaller than this (per-commit ones) into pieces
 CACHE_BYTES = 8_388_608  # fetched blocks and pages kept per lexicon (least recently used dropped first)
 EXPANSIONS_KEPT = 256  # lookups remembered per lexicon (until it changes)
 SHARED_MAX_BYTES = 256_000_000  # lexicons kept in memory by a process (least recently used dropped first)
@@ -312,15 +313,15 @@ def store_kinds(db: Any, kinds: dict[str, list[str]]) -> None:
 
 @dataclass(frozen=True, slots=True)
 class _Field:
-    """A kp as a reader knows it at `revision`: its segments and its tail (b"\n" + entries + b"\n", or b"")."""
+    """A kp as a reader knows it at `revision`: its segments and its tail, as pieces of newline-joined entries."""
 
     revision: int
     segments: tuple[lexgrams.Segment, ...]
     tail_keys: frozenset[str]
-    tail: bytes
+    tail: tuple[bytes, ...]
 
     def size(self) -> int:
-        return len(self.tail) + sum(segment.size() for segment in self.segments)
+        return sum(map(len, self.tail)) + sum(segment.size() for segment in self.segments)
 
 
 class _Cache:
@@ -394,9 +395,9 @@ class Lexicon:
             segments = tuple(known.get(i) or lexgrams.decode(i, db.get_metadata(meta + i)) for i in ids)
             tail_keys = frozenset(_tail_keys(db, kind_prefix))
             if old is not None and old.tail_keys <= tail_keys:
-                tail = _joined(db, sorted(tail_keys - old.tail_keys), old.tail)
+                tail = _pieces(db, sorted(tail_keys - old.tail_keys), old.tail)
             else:  # folded (or first read)
-                tail = _joined(db, sorted(tail_keys), b"")
+                tail = _pieces(db, sorted(tail_keys), ())
             if old is None or tail_keys != old.tail_keys or len(segments) != len(old.segments):
                 self._expanded = {}
             fields[kind_prefix] = _Field(revision, segments, tail_keys, tail)
@@ -429,7 +430,8 @@ class Lexicon:
             field = fields.get(kind_prefix)
             if field is None:
                 continue
-            _find(field.tail, needle, prefix, out)
+            for piece in field.tail:
+                _find(piece, needle, prefix, out)
             for segment in field.segments:
                 mask = self._candidates(db, field, kind_prefix, segment, ranges)
                 while mask:
@@ -439,7 +441,7 @@ class Lexicon:
                     key = _block_key(kind_prefix, segment.id, n)
                     text = self.cache.get(key)
                     if text is None:
-                        text = b"\n" + lexblock.unpack(self._fetch(db, field, key)) + b"\n"
+                        text = lexblock.unpack(self._fetch(db, field, key))
                         self.cache.put(key, text, len(text))
                     _find(text, needle, prefix, out)
         return list(dict.fromkeys(out))  # blocks of different commits may repeat an entry
@@ -474,21 +476,30 @@ class Lexicon:
         return sum(field.size() for field in self.fields.values()) + self.cache.bytes
 
 
-def _joined(db: Any, keys: list[str], before: bytes) -> bytes:
-    values = [value for key in keys if (value := lexblock.unpack(db.get_metadata(key)))]
-    if not values:
-        return before
-    return (before or b"\n") + b"\n".join(values) + b"\n"
+def _pieces(db: Any, keys: list[str], before: tuple[bytes, ...]) -> tuple[bytes, ...]:
+    """A tail's pieces: `before` and the entries of these blocks, as they were inflated (no copy of MBs), the small
+    ones (a commit's) joined into pieces of at least PIECE_BYTES (a lookup scans each piece with one call)."""
+    out = list(before)
+    small = [out.pop()] if out and len(out[-1]) < PIECE_BYTES else []
+    for key in keys:
+        if value := lexblock.unpack(db.get_metadata(key)):
+            if len(value) < PIECE_BYTES:
+                small.append(value)
+            else:
+                out.append(value)
+    if small:
+        out.append(b"\n".join(small))
+    return tuple(out)
 
 
 def _find(text: bytes, needle: bytes, prefix: str, out: list[str]) -> None:
-    """Append prefix + each entry of `text` (b"\n" + entries + b"\n") that contains `needle`."""
-    if not text:
-        return
+    """Append prefix + each entry of `text` (newline-joined entries) that contains `needle` (no newline)."""
     find, rfind = text.find, text.rfind
     pos = find(needle)
     while pos >= 0:
         end = find(b"\n", pos)
+        if end < 0:
+            end = len(text)
         out.append(prefix + text[rfind(b"\n", 0, pos) + 1 : end].decode("utf-8", "replace"))
         pos = find(needle, end)
 
