@@ -20,7 +20,7 @@ drawn from the sources, over the 7 TEXT fields and over BODY alone, the bytes ea
 lookups (the cache is bounded). CPU time is given beside wall time: the machine may be loaded.
 
     .venv/bin/python bench/lexicon_real.py --source /tmp/corpus/openbmc/corpus-openbmc:13 \\
-        --source /tmp/corpus/sa/corpus-a:10 --work /tmp/lexbench [--filter] [--output FILE.md]
+        --source /tmp/corpus/sa/corpus-a:10 --work /tmp/lexbench [--filter] [--tail-bytes N] [--output FILE.md]
 
 Per-message entries are cached in WORK (entries-*.pickle) and reused by later runs. Not collected by pytest.
 """
@@ -227,12 +227,19 @@ def main() -> int:
                     "instead of making them from the sources (minutes)")
     ap.add_argument("--runs", type=int, default=3, help="fresh processes measuring load and scans")
     ap.add_argument("--queries", type=int, default=30, help="needles per category")
+    ap.add_argument("--tail-bytes", type=int, help="lexicon.TAIL_BYTES for this build (the database is named "
+                    "after it)")
     ap.add_argument("--output", type=Path)
     ap.add_argument("--label", default="")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     sources = [(Path(s.rsplit(":", 1)[0]), int(s.rsplit(":", 1)[1])) for s in args.source]
-    db_path = args.work / f"lexicon-{args.layout}{'-filtered' if args.filter else ''}.db"
+    tail = f"-tail{args.tail_bytes}" if args.tail_bytes else ""
+    db_path = args.work / f"lexicon-{args.layout}{'-filtered' if args.filter else ''}{tail}.db"
+    if args.tail_bytes:
+        from ftsd.store import lexicon
+
+        lexicon.TAIL_BYTES = args.tail_bytes
     t = time.perf_counter()
     saved = db_path.with_suffix(".json")
     if args.reuse and saved.exists() and db_path.exists():
@@ -262,7 +269,7 @@ def main() -> int:
     chars = float(stats["chars"])
     la = os.getloadavg()
     lines = [
-        f"## bench/lexicon_real.py {args.label} (layout {args.layout}, "
+        f"## bench/lexicon_real.py {args.label} (layout {args.layout}{tail}, "
         f"{'hash-like words left out' if args.filter else 'every entry'})",
         "",
         f"Sources {', '.join(f'{s} x{c}' for s, c in sources)} = {stats['messages']:,} messages; "
