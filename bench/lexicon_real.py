@@ -153,7 +153,7 @@ def build(sources: list[tuple[Path, int]], work: Path, db_path: Path, use_filter
         if chunk:
             db.set_metadata(f"{schema.META_LEXICON}{kind_prefix}.{n:08d}", "\n".join(chunk))
     if every:
-        lexicon.store_kinds(db, every)  # as rebuild() stores them
+        lexicon.store_kinds(db, every, messages)  # as rebuild() stores them in an index of that many messages
     db.commit()
     db.close()
     stats["store cpu s"] = round(time.process_time() - cpu, 1)

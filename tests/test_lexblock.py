@@ -212,3 +212,34 @@ def test_a_reader_keeps_a_tail_in_few_pieces_across_commits(tmp_path):
     db = xapian.Database(str(path))
     assert len(lexicon._tail_keys(db, WORDS + "S")) == 40
     db.close()
+
+
+def test_a_field_whose_pages_are_cheap_beside_the_index_leaves_memory(tmp_path, monkeypatch):
+    """Within the budget, a field of at least SEGMENT_MIN_BYTES gets segments when it holds at most
+    PAGED_BYTES_PER_DOCUMENT per document (its pages are a small part of the index), by the writer and by a
+    rebuild; a field with more bytes per document stays a tail."""
+    monkeypatch.setattr(lexicon, "TAIL_BYTES", 1 << 30)
+    monkeypatch.setattr(lexicon, "BLOCK_BYTES", 200)
+    monkeypatch.setattr(lexicon, "SEGMENT_MIN_BYTES", 1000)
+    monkeypatch.setattr(lexicon, "PAGED_BYTES_PER_DOCUMENT", 12)
+    path = tmp_path / "db"
+    with _writer(path) as writer:
+        for uid in range(1, 301):  # subject: ~6 new bytes a document; body: ~50
+            body = frozenset(f"bw{uid}x{k}" for k in range(6))
+            writer.add(_document(uid, {f"s{uid}"}, body))
+            if uid % 50 == 0:
+                writer.commit()
+    for rebuilt in (False, True):
+        if rebuilt:
+            writable = xapian.WritableDatabase(str(path), xapian.DB_OPEN)
+            lexicon.rebuild(writable, 3)
+            writable.commit()
+            writable.close()
+        db = xapian.Database(str(path))
+        assert list(db.metadata_keys(META_LEXSEG + WORDS + "S.")), rebuilt  # cheap pages: segments
+        assert not list(db.metadata_keys(META_LEXSEG + WORDS + "X.")), rebuilt  # the body stays a tail
+        reader = Lexicon()
+        reader.refresh(db)
+        assert sorted(reader.expand(db, WORDS, ["S"], "s29")) == _brute(db, "s29")
+        assert sorted(reader.expand(db, WORDS, ["X"], "w29x")) == _brute(db, "w29x", "X")
+        db.close()

@@ -5,15 +5,16 @@ transaction as the documents, so a reader never sees a document whose words the 
 Layout, per kind + field prefix (kp): blocks META_LEXICON + kp + "." + id -> entries, one per line (UTF-8),
 compressed (store/lexblock.py; an index of schema 5 has plain blocks, read as they are). The writer stores per
 commit and kp a *tail* block (id: hex; cut at about TAIL_BLOCK_BYTES) with the entries the index did not have yet.
-When the tails of all kps together pass TAIL_BYTES, the writer folds the largest, in the same transaction, into a
-*segment*: blocks of about BLOCK_BYTES (id "s" + segment id + "." + number), a directory (META_LEXSEG) and gram pages
-(META_LEXGRAM) that tell which of its blocks may hold a substring (store/lexgrams.py). optimize rebuilds the whole
-lexicon from Xapian's term list: the smallest kps as tails while they fit in TAIL_BYTES together, the others as
-segments. Entries of expunged messages stay until then: the lexicon is a superset of the stored entries, and an
-entry without documents costs a lookup, never a wrong answer. An index of the layout before segments (blocks of
-any size, no segment) is all tail: read as such, folded by its next write, rebuilt by optimize.
+When the tails of all kps together pass TAIL_BYTES, the writer folds the largest (and any whose pages are cheap
+beside the index: SEGMENT_MIN_BYTES), in the same transaction, into a *segment*: blocks of about BLOCK_BYTES (id "s"
++ segment id + "." + number), a directory (META_LEXSEG) and gram pages (META_LEXGRAM) that tell which of its blocks
+may hold a substring (store/lexgrams.py). optimize rebuilds the whole lexicon from Xapian's term list: the smallest
+kps as tails while they fit in TAIL_BYTES together, the others (and those whose pages are cheap) as segments.
+Entries of expunged messages stay until then: the lexicon is a superset of the stored entries, and an entry without
+documents costs a lookup, never a wrong answer. An index of the layout before segments (blocks of any size, no
+segment) is all tail: read as such, folded by its next write, rebuilt by optimize.
 
-The reader keeps per kp the segment directories (a few KB) and the tail (one newline-separated byte string: all
+The reader keeps per kp the segment directories (a few KB) and the tail (newline-separated entries in pieces: all
 tails together at most about TAIL_BYTES), scanned with bytes.find. A lookup reads, per segment, the pages of up to
 three of the needle's 4-byte windows and fetches, inflates and scans only the blocks that have them all; fetched
 blocks and pages stay in a bytes-bounded LRU (CACHE_BYTES). Memory per open index: directories + tails + that
@@ -45,6 +46,13 @@ LISTED_BITS = 1 << 25  # a fresh session's filter of every entry it listed, once
 # 126 MB of header chunks alone, and the body's chunks and words 24 MB).
 TAIL_BYTES = 16_777_216
 TAIL_BLOCK_BYTES = 1_048_576  # tail blocks are cut at about this (each is compressed on its own: lexblock.py)
+# A kp of at least SEGMENT_MIN_BYTES gets segments even within TAIL_BYTES when its gram pages (~1.3 bytes per byte)
+# would cost little beside the index, i.e. when it holds at most PAGED_BYTES_PER_DOCUMENT per document (an index
+# takes 5-20 KB per document: ~3 % of it at most): the body's words of a large mailbox (7.8 MB at 100k real
+# messages: 78 bytes a document) leave memory, openbmc's header chunks at 3,000 messages (3.1 KB a document:
+# pages of 20 % of its index) stay a tail.
+SEGMENT_MIN_BYTES = 4_194_304
+PAGED_BYTES_PER_DOCUMENT = 256
 PIECE_BYTES = 262_144  # a reader joins the tail blocks smaller than this (per-commit ones) into pieces
 CACHE_BYTES = 8_388_608  # fetched blocks and pages kept per lexicon (least recently used dropped first)
 EXPANSIONS_KEPT = 256  # lookups remembered per lexicon (until it changes)
@@ -140,6 +148,12 @@ class LexiconWriter:
                 tail.append((key, len(text)))
         self.pending.clear()
         total = {kp: sum(size for _, size in tail) for kp, tail in self.tails.items()}
+        paged = PAGED_BYTES_PER_DOCUMENT * self.db.get_doccount()
+        for kind_prefix, size in total.items():
+            if SEGMENT_MIN_BYTES <= size <= paged:  # pages cheap beside the index: out of memory
+                self._fold(kind_prefix, [k for k, _ in self.tails[kind_prefix]])
+                self.tails[kind_prefix] = []
+                total[kind_prefix] = 0
         while sum(total.values()) > TAIL_BYTES:  # fold the largest tails until the rest fits
             largest = max(total, key=total.__getitem__)
             self._fold(largest, [k for k, _ in self.tails[largest]])
@@ -295,14 +309,16 @@ def rebuild(db: Any, partial: int) -> int:
     return sum(map(len, kinds.values()))
 
 
-def store_kinds(db: Any, kinds: dict[str, list[str]]) -> None:
+def store_kinds(db: Any, kinds: dict[str, list[str]], documents: int | None = None) -> None:
     """Store the entries of these kps (into a lexicon without them): the smallest kps as tails while all tails
-    together stay within TAIL_BYTES, the rest as segments."""
+    together stay within TAIL_BYTES, the rest as segments, and so are those whose pages are cheap beside the index
+    of `documents` documents (None: db's; see SEGMENT_MIN_BYTES)."""
     framed = {kind_prefix: lexgrams.frame(entries) for kind_prefix, entries in kinds.items() if entries}
+    paged = PAGED_BYTES_PER_DOCUMENT * (db.get_doccount() if documents is None else documents)
     held = 0
     for kind_prefix in sorted(framed, key=lambda kp: len(framed[kp])):
         text = framed.pop(kind_prefix)
-        if held + len(text) <= TAIL_BYTES:
+        if held + len(text) <= TAIL_BYTES and not SEGMENT_MIN_BYTES <= len(text) <= paged:
             held += len(text)
             for n, block in enumerate(_cut(text, TAIL_BLOCK_BYTES)):
                 db.set_metadata(f"{schema.META_LEXICON}{kind_prefix}.{n:08x}",
