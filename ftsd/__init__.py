@@ -16,7 +16,7 @@ Layers, bottom to top: a module imports only from its own layer or the ones belo
     3 work        search.py (the one evaluator: query AST -> exact UIDs), indexer/ (pipeline of one message,
                   worker pool, sync of one mailbox)
     2 store       store/: the only package importing xapian -- UserIndex (index_path, readers, writer, repair),
-                  schema, lexicon (+ lexgrams: its gram pages; _lexgrams.c their compiled pairs), writer,
+                  schema, lexicon (+ lexgrams: its gram pages, _lexgrams.c their pairs; lexblock: its blocks), writer,
                   searcher, reader pool, maintenance, the Xapian error table
     1 mail        userdb/ (users from static, passwd-file, dovecot, ldap), maildir.py (folders, uidlists and
                   ftsd's own, UIDs), message.py (bytes -> fields), decoders/ (charset, HTML, attachments, sandbox),

@@ -35,7 +35,7 @@ def _writer(path):
 def _version(path) -> str:
     db = xapian.Database(str(path))
     try:
-        return db.get_metadata(schema.META_SCHEMA).decode()
+        return str(db.get_metadata(schema.META_SCHEMA).decode())
     finally:
         db.close()
 
