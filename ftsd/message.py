@@ -129,6 +129,8 @@ class ParsedMessage:
     other_headers: str = ""  # the same with the values of subject/from/to/cc/bcc left out (indexed on their own)
     body: str = ""
     parts: list[PartInfo] = field(default_factory=list)
+    # (name, decoded value) of the headers in `headers`, in order (the texts kept with fts.store_texts)
+    header_items: list[tuple[str, str]] = field(default_factory=list)
 
     def header_field(self, name: str) -> str:
         return {"subject": self.subject, "from": self.from_, "to": self.to, "cc": self.cc, "bcc": self.bcc}[name]
@@ -472,6 +474,7 @@ def _parsed_headers(msg: Message, settings: Settings) -> ParsedMessage:
     for name, values in fields.items():
         setattr(parsed, "from_" if name == "from" else name, "\n".join(values))
     parsed.headers = "\n".join(f"{name}: {value}" for name, _, value in items)
+    parsed.header_items = [(name, value) for name, _, value in items]
     parsed.other_headers = "\n".join(f"{name}:" if low in own else f"{name}: {value}" for name, low, value in items)
     return parsed
 

@@ -6,7 +6,8 @@ entries that contain it (see analysis.py). What it cannot settle alone -- phrase
 longer strings, headers that are not indexed on their own, and messages not indexed yet -- is narrowed by the
 index to candidates (messages that hold every piece) and then checked against the message's text.
 Each node evaluates to (sure, maybe) UID sets; only `maybe - sure` is checked, one message at a time, against a
-TextSource: the message file in the Maildir (MaildirText), or the field texts a Solr document keeps (StoredText).
+TextSource: the message file in the Maildir (MaildirText), the normalised texts ftsd's indexer kept in the document
+(KeptText, fts.store_texts), or the field texts a Solr document keeps (StoredText).
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ from pathlib import Path
 from typing import Protocol
 
 from ftsd.analysis import Analyzer, QueryPieces, normalise, searchable
-from ftsd.errors import SearchTimeoutError
+from ftsd.errors import SearchTimeoutError, UnusableIndexError
 from ftsd.maildir import Mailbox, read_message
 from ftsd.message import ParsedMessage, decode_header_value, header_indexed, parse_headers, parse_message
 from ftsd.query import All, And, Key, Node, Not, Or, Where
 from ftsd.settings import Settings
 from ftsd.store.searcher import Query, Searcher
+from ftsd.store.texts import KeptTexts
 
 log = logging.getLogger(__name__)
 
@@ -249,10 +251,44 @@ class StoredText:
         return bool(self.fields.get(name.lower()))
 
 
+class NoText(Exception):
+    """The message has no text here to check a key against (kept texts that lack it, and no message file)."""
+
+
+class KeptText:
+    """The texts ftsd's indexer kept in a document (fts.store_texts, store/texts.py): already normalised, so a
+    check is a string search. HEADER keys on a header left out of the index (fts.header_excludes) are not in them:
+    those read the message file (`file()`; None: not readable here)."""
+
+    def __init__(self, kept: KeptTexts, settings: Settings, file: Callable[[], TextSource | None]) -> None:
+        self.kept, self.settings, self._file = kept, settings, file
+        self._source: TextSource | None = None
+
+    def _kept(self, name: str) -> bool:
+        return name in _OWN_FIELD_HEADERS or header_indexed(name, self.settings)
+
+    def _fallback(self) -> TextSource:
+        if self._source is None:
+            self._source = self._file()
+            if self._source is None:
+                raise NoText("a header not kept, and no message file")
+        return self._source
+
+    def field(self, key: Key) -> str:
+        if key.field in ("text", "body", "headers"):
+            return self.kept.field(key.field)
+        name = key.field if key.field != "header" else (key.header or "").lower()
+        return self.kept.header(name) if self._kept(name) else self._fallback().field(key)
+
+    def has_header(self, name: str) -> bool:
+        name = name.lower()
+        return self.kept.has_header(name) if self._kept(name) else self._fallback().has_header(name)
+
+
 class IndexTexts:
-    """Per UID of one mailbox of an index (the Solr bridge's TextSources): the texts the document keeps (Solr
-    documents), else the message file when this host has the Maildir (documents of ftsd's own indexer keep no
-    text). `find_mailbox` is called once, on the first such document."""
+    """Per UID of one mailbox of an index: the texts its document keeps (ftsd's own with fts.store_texts, already
+    normalised; a Solr document's fields), else the message file when this host has the Maildir. `find_mailbox`
+    is called once, on the first document that needs the file."""
 
     def __init__(self, searcher: Searcher, guid: str, settings: Settings, cache: TextCache,
                  find_mailbox: Callable[[], Mailbox | None]) -> None:
@@ -261,10 +297,15 @@ class IndexTexts:
         self._box: Mailbox | None | bool = False  # False: not looked for yet
 
     def __call__(self, uid: int) -> TextSource | None:
-        data = self.searcher.document_data(self.guid, uid)
-        fields = data.get("fields") if data else None
+        got = self.searcher.message_texts(self.guid, uid, self.settings)
+        if isinstance(got, KeptTexts):
+            return KeptText(got, self.settings, lambda: self.file(uid))
+        fields = got.get("fields") if got else None
         if isinstance(fields, dict):
             return StoredText(fields, self.settings.fts.max_word_chars)
+        return self.file(uid)
+
+    def file(self, uid: int) -> TextSource | None:
         if self._box is False:
             self._box = self._find()
         path = self._box.messages.get(uid) if isinstance(self._box, Mailbox) else None
@@ -428,6 +469,12 @@ class MailboxSearch:
         except FileNotFoundError as exc:  # expunged since the scan: it is no longer a match
             log.info("%s UID %d vanished during the search: %s", self.guid, uid, exc)
             return False
+        except NoText as exc:
+            log.info("%s %s UID %d: %s, %s", self.user, self.guid, uid, exc,
+                     "kept" if self.keep_unreadable else "left out")
+            return self.keep_unreadable
+        except UnusableIndexError:  # a damaged kept text: the index is set aside, the search answers from the mail
+            raise
         except Exception as exc:  # one unreadable message costs only itself, never the search
             log.warning("%s %s UID %d could not be checked (not a match): %s: %s", self.user, self.guid, uid,
                         type(exc).__name__, exc)

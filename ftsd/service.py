@@ -307,8 +307,13 @@ def _search_box(
     deadline: Deadline, present: set[int] | None = None, shared: bool = False,
 ) -> MailboxResult:
     """`present`: the mailbox's UIDs when the caller has them as a set already (None: from the scan)."""
-    def texts(uid: int) -> TextSource:
-        return MaildirText(Path(box.messages[uid]), rt.decoders.bind(settings), rt.texts)  # attachments: its sandbox
+    bound = rt.decoders.bind(settings)  # attachments: its sandbox
+    texts: Callable[[int], TextSource | None]
+    if searcher is not None:  # the texts a document keeps (fts.store_texts), else the message file
+        texts = IndexTexts(searcher, box.guid, bound, rt.texts, lambda: box)
+    else:
+        def texts(uid: int) -> TextSource | None:
+            return MaildirText(Path(box.messages[uid]), bound, rt.texts)
 
     deadline.check()  # between mailboxes
     answer = MailboxSearch(searcher, box.guid, set(box.messages) if present is None else present, texts, settings,

@@ -17,6 +17,7 @@ from ftsd.analysis import Analyzer, Terms
 from ftsd.maildir import HEAD_BYTES, read_message
 from ftsd.message import ParsedMessage, parse_message, raw_message
 from ftsd.settings import Settings
+from ftsd.store import texts
 from ftsd.store.schema import Document, build_document
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def index_message(guid: str, uid: int, path: Path, settings: Settings) -> Outcom
         return degraded(guid, uid, path, settings, "MemoryError: the message needs more than fts.worker_memory_mb")
     try:
         parsed = parse_message(message.data, settings, size=message.size)
-        outcome = _outcome(guid, uid, path, message.size, parsed, settings)
+        outcome = _outcome(guid, uid, path, message.size, parsed, settings, keep=True)
         raw = next((p.skipped for p in parsed.parts if p.decoder == "raw"), None)
         return dataclasses.replace(outcome, note=f"indexed as raw text: {raw}") if raw else outcome
     except Exception as exc:  # a parser or analyser bug (or MemoryError under the worker's limit)
@@ -85,12 +86,18 @@ def degraded(guid: str, uid: int, path: Path, settings: Settings, reason: str) -
         return Outcome(uid, failed=f"{reason}; then {type(exc).__name__}: {exc}"[:300])
 
 
-def _outcome(guid: str, uid: int, path: Path, size: int, parsed: ParsedMessage, settings: Settings) -> Outcome:
+def _outcome(guid: str, uid: int, path: Path, size: int, parsed: ParsedMessage, settings: Settings,
+             keep: bool = False) -> Outcome:
+    """`keep`: keep its texts (fts.store_texts) -- only for the parse a search of the message file would make too
+    (not a degraded document, nor one indexed as raw text, whose head a search reads differently)."""
     analyzer = Analyzer.of(settings.fts)
     terms = analyse_fields(parsed, analyzer)
     parts = [dataclasses.astuple(p) for p in parsed.parts]
     data = {"uid": uid, "file": path.name, "size": size, "parts": parts}
-    return Outcome(uid, build_document(guid, uid, terms, data), size=size)
+    kept = None
+    if keep and settings.fts.store_texts and not any(p.decoder == "raw" for p in parsed.parts):
+        kept = texts.encode(parsed.header_items, parsed.body, settings)
+    return Outcome(uid, build_document(guid, uid, terms, data, texts=kept), size=size)
 
 
 def text_document(guid: str, uid: int, fields: Mapping[str, str], data: Mapping[str, Any],

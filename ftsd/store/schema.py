@@ -39,6 +39,7 @@ FIELD_PREFIXES = {
 MAILBOX_PREFIX = "G"
 ID_PREFIX = "Q"
 SLOT_UID = 0
+SLOT_TEXTS = 1  # the message's kept texts (fts.store_texts, store/texts.py); absent: checks read the message file
 
 META_SCHEMA = "ftsd.schema"
 META_MAILBOX = "ftsd.mailbox."  # + guid -> JSON {name, uidvalidity, last_uid, messages}
@@ -114,8 +115,9 @@ def _term_records(prefix: str, terms: frozenset[str]) -> bytes:
 
 
 def build_document(guid: str, uid: int, terms: Mapping[str, Terms], data: Mapping[str, Any], *,
-                   native: bool = NATIVE) -> Document:
-    """The document of one message; `native`: the term records by ftsd._native (the same bytes, tests compare)."""
+                   native: bool = NATIVE, texts: bytes | None = None) -> Document:
+    """The document of one message; `native`: the term records by ftsd._native (the same bytes, tests compare);
+    `texts`: its kept texts (store/texts.py) for value slot SLOT_TEXTS."""
     booleans = (mailbox_term(guid).encode(), id_term(guid, uid).encode())
     records = [(b[:1], encode_length(len(b)) + b + _WDF_0) for b in booleans]
     count = len(booleans)
@@ -135,7 +137,10 @@ def build_document(guid: str, uid: int, terms: Mapping[str, Terms], data: Mappin
                 lexicon.append((kind + prefix, "\n".join(entries)))
     records.sort()  # by prefix: the whole term list in Xapian's order
     value = str(uid).encode()
-    out = [_SHORT[1], encode_length(SLOT_UID), encode_length(len(value)), value, encode_length(count)]
+    out = [_SHORT[2 if texts else 1], encode_length(SLOT_UID), encode_length(len(value)), value]
+    if texts:  # values in slot order
+        out += [encode_length(SLOT_TEXTS), encode_length(len(texts)), texts]
+    out.append(encode_length(count))
     out += [record for _, record in records]
     out.append(json.dumps(data, separators=(",", ":")).encode())
     return Document(b"".join(out), tuple(lexicon))
@@ -145,13 +150,14 @@ def serialisation_works() -> bool:
     """True if this Xapian reads build_document's bytes as the document its own API builds (checked by each
     writer: a Xapian with another serialisation must not index nonsense)."""
     terms = {"subject": Terms(frozenset({"word", "w\u00f6rd" * 40}), frozenset({"a.b"}), frozenset({"w"}))}
-    ours = xapian.Document.unserialise(build_document("g", 1, terms, {"uid": 1}).data)
+    ours = xapian.Document.unserialise(build_document("g", 1, terms, {"uid": 1}, texts=b"\x00t" * 200).data)
     theirs = xapian.Document()
     for term in terms["subject"].all():
         theirs.add_term("S" + term)
     theirs.add_boolean_term(mailbox_term("g"))
     theirs.add_boolean_term(id_term("g", 1))
     theirs.add_value(SLOT_UID, "1")
+    theirs.add_value(SLOT_TEXTS, b"\x00t" * 200)
     theirs.set_data('{"uid":1}')
     return bytes(ours.serialise()) == bytes(theirs.serialise())
 

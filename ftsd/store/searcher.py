@@ -18,7 +18,8 @@ import xapian
 
 from ftsd.analysis import gram_patterns, is_mark, is_word
 from ftsd.errors import NoIndexError, SchemaVersionError, StoreError
-from ftsd.store import lexicon, schema
+from ftsd.settings import Settings
+from ftsd.store import lexicon, schema, texts
 from ftsd.store.xerrors import store_error, translated
 
 Query = Any  # an opaque xapian.Query
@@ -289,6 +290,19 @@ class Searcher:
                 break
             table[docid] = uid
         self._uids_read = last
+
+    def message_texts(self, guid: str, uid: int, settings: Settings) -> texts.KeptTexts | dict[str, Any] | None:
+        """What a document keeps to check a match against: its kept texts (fts.store_texts), else its data
+        (a Solr document's `fields` are in it); None: no such document. Raises: CorruptIndexError (a kept blob
+        that does not unpack), StoreError."""
+        def read() -> texts.KeptTexts | dict[str, Any] | None:
+            for item in self.db.postlist(schema.id_term(guid, uid)):
+                doc = self.db.get_document(item.docid)
+                blob = doc.get_value(schema.SLOT_TEXTS)
+                kept = texts.decode(blob, settings) if blob else None
+                return kept if kept is not None else dict(json.loads(doc.get_data()))
+            return None
+        return self._retried(read)
 
     def document_data(self, guid: str, uid: int) -> dict[str, Any] | None:
         with self._xapian("reading a document"):

@@ -1,0 +1,207 @@
+"""Kept texts (fts.store_texts): a message's field texts as the per-message check compares them, normalised at
+indexing time and kept in its document (value slot schema.SLOT_TEXTS), so that a phrase or another key the index
+cannot settle alone is checked without reading, parsing, decoding and normalising the message file again.
+
+The check looks into searchable(normalise(x)) of a field's text x (search.py, MaildirText): "text" is the header
+lines + "\\n" + the body, "headers" the lines "Name: value", SUBJECT/FROM/.../HEADER name the values of that header
+joined by "\\n". All of them are pieces of one sequence of *segments* joined by white space: per header line its
+"Name:" and its value, then the body. Normalising collapses white space, and blanking long words (searchable)
+replaces word runs, which never hold white space: so the text of segments s1..sn joined by white space is the
+space-joined *cores* (a segment's normalised text without its one leading and trailing space, blanked) of the
+segments that have any, with a space before it when s1 is empty or starts with white space, and after it when sn
+is empty or ends with it. The cores of all segments, joined, are one string T; text, headers and body are slices
+of T, a header's values the join of their cores. tests/test_kept_texts.py holds every field equal to what the
+message file gives.
+
+Layout: version, a fingerprint of the settings that shape the texts, the (kind, space before, space after, start,
+end) of text/headers/body, then zlib(T + "\\n" + JSON of the header values' names and segments). A document whose
+fingerprint differs (settings changed since it was indexed) is checked against the message file. A blob that
+does not unpack, or inflates beyond the bound, is a damaged index (DatabaseCorruptError, like a damaged table).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import xapian
+
+from ftsd.analysis import normalise, searchable
+from ftsd.settings import Settings
+
+VERSION = 1
+_HEAD = struct.Struct("<BI" + "BII" * 3)
+_EMPTY, _SPACE, _TOKENS = 0, 1, 2  # a segment's or a field's kind: "" / " " / cores (with spaces around)
+_HEAD_CHARS = 1 << 20  # header lines kept at most (message.py reads at most 1 MiB of a header block as such)
+LEVEL = 6
+
+
+class Segment(NamedTuple):
+    kind: int
+    before: bool  # normalised text starts with a space
+    after: bool  # ... ends with one
+    start: int  # the core: T[start:end]
+    end: int
+
+
+_NONE = Segment(_EMPTY, False, False, 0, 0)
+
+
+def fingerprint(settings: Settings) -> int:
+    """The settings the kept texts depend on (besides the analysis itself, tied to the schema version)."""
+    fts, dec = settings.fts, settings.decoders
+    shape = (fts.max_word_chars, fts.max_text_chars, fts.max_message_bytes, sorted(fts.header_excludes),
+             sorted(fts.header_includes), dec.attachments, dec.max_part_bytes, dec.command, sorted(dec.command_types))
+    return zlib.crc32(repr(shape).encode())
+
+
+def limit(settings: Settings) -> int:
+    """Most bytes a message's texts may inflate to (UTF-8: at most 4 bytes a character), beyond which a message's
+    texts are not kept and a kept blob is damage."""
+    return 4 * (settings.fts.max_text_chars + 2 * _HEAD_CHARS)
+
+
+def _joined(segments: Sequence[Segment]) -> Segment:
+    """The field of segments joined by white space, as one Segment over T (their tokened cores are contiguous)."""
+    if len(segments) == 1:
+        return segments[0]
+    if not segments:
+        return _NONE
+    tokened = [s for s in segments if s.kind == _TOKENS]
+    if not tokened:
+        return Segment(_SPACE, True, True, 0, 0)
+    first, last = segments[0], segments[-1]
+    return Segment(_TOKENS, first.kind != _TOKENS or first.before, last.kind != _TOKENS or last.after,
+                   tokened[0].start, tokened[-1].end)
+
+
+def encode(header_items: Sequence[tuple[str, str]], body: str, settings: Settings) -> bytes | None:
+    """The kept texts of one message: its header lines (name, decoded value) and its body. None when they are
+    larger than limit() (the message is then checked against its file)."""
+    mwc = settings.fts.max_word_chars
+    cores: list[str] = []
+    at = 0
+
+    def segment(text: str) -> Segment:
+        nonlocal at
+        norm = normalise(text)
+        if not norm or norm == " ":
+            return Segment(_SPACE if norm else _EMPTY, bool(norm), bool(norm), at, at)
+        before, after = norm[0] == " ", norm[-1] == " "
+        core = searchable(norm[before : len(norm) - after], mwc)
+        start = at + 1 if cores else at
+        cores.append(core)
+        at = start + len(core)
+        return Segment(_TOKENS, before, after, start, at)
+
+    heads: list[Segment] = []
+    values: list[list[object]] = []
+    for name, value in header_items:
+        heads.append(segment(name + ":"))
+        seg = segment(value)
+        heads.append(seg)
+        values.append([name.lower(), *seg])
+    headers = _joined(heads) if heads else _NONE
+    body_seg = segment(body)
+    text = _joined([*(heads or [_NONE]), body_seg])
+    payload = " ".join(cores).encode("utf-8", "surrogatepass") + b"\n" + json.dumps(values).encode()
+    if len(payload) > limit(settings):
+        return None
+    head = [VERSION, fingerprint(settings)]
+    for seg in (text, headers, body_seg):
+        head += [seg.kind | seg.before << 2 | seg.after << 3, seg.start, seg.end]
+    return _HEAD.pack(*head) + zlib.compress(payload, LEVEL)
+
+
+def _render(t: str, seg: Segment) -> str:
+    if seg.kind != _TOKENS:
+        return " " if seg.kind == _SPACE else ""
+    core = t[seg.start : seg.end]
+    return (" " if seg.before else "") + core + (" " if seg.after else "") if seg.before or seg.after else core
+
+
+def _damaged(why: str) -> xapian.DatabaseCorruptError:
+    return xapian.DatabaseCorruptError(f"kept texts of a document: {why}")
+
+
+class KeptTexts:
+    """The texts of one document, unpacked (decode())."""
+
+    __slots__ = ("t", "_fields", "_table", "_values")
+
+    def __init__(self, t: str, fields: dict[str, Segment], table: bytes) -> None:
+        self.t = t
+        self._fields = fields
+        self._table = table
+        self._values: dict[str, list[Segment]] | None = None
+
+    def field(self, name: str) -> str:
+        """"text", "body" or "headers"."""
+        return _render(self.t, self._fields[name])
+
+    def values(self) -> dict[str, list[Segment]]:
+        """Header name (lower case) -> the segments of its values. Raises xapian.DatabaseCorruptError."""
+        if self._values is None:
+            out: dict[str, list[Segment]] = {}
+            try:
+                for name, kind, before, after, start, end in json.loads(self._table):
+                    if not (isinstance(name, str) and 0 <= start <= end <= len(self.t) and kind in (0, 1, 2)):
+                        raise ValueError(name)
+                    out.setdefault(name, []).append(Segment(kind, bool(before), bool(after), start, end))
+            except (ValueError, TypeError) as exc:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+                raise _damaged(f"header table ({type(exc).__name__})") from None
+            self._values = out
+        return self._values
+
+    def header(self, name: str) -> str:
+        """The values of header `name` (lower case) joined by "\\n", normalised ("" when it has none)."""
+        segments = self.values().get(name, [])
+        if len(segments) < 2:
+            return _render(self.t, segments[0]) if segments else ""
+        whole = _joined(segments)
+        if whole.kind != _TOKENS:
+            return _render(self.t, whole)
+        core = " ".join(self.t[s.start : s.end] for s in segments if s.kind == _TOKENS)
+        return (" " if whole.before else "") + core + (" " if whole.after else "")
+
+    def has_header(self, name: str) -> bool:
+        return name in self.values()
+
+
+def decode(blob: bytes, settings: Settings) -> KeptTexts | None:
+    """The texts kept in a document's value; None when they were kept under other settings (then the message
+    file answers). Raises xapian.DatabaseCorruptError for a blob that does not unpack or inflates beyond
+    limit()."""
+    if len(blob) < _HEAD.size or blob[0] != VERSION:
+        if blob[:1] and blob[0] > VERSION:  # a later ftsd's layout: the message file answers
+            return None
+        raise _damaged("header")
+    head = _HEAD.unpack_from(blob)
+    if head[1] != fingerprint(settings):
+        return None
+    bound = limit(settings)
+    try:
+        inflater = zlib.decompressobj()
+        payload = inflater.decompress(blob[_HEAD.size :], bound + 1)
+    except zlib.error as exc:
+        raise _damaged(str(exc)) from None
+    if len(payload) > bound or inflater.unconsumed_tail or not inflater.eof:
+        raise _damaged("larger than the bound, or cut short")
+    cut = payload.find(b"\n")
+    if cut < 0:
+        raise _damaged("no header table")
+    try:
+        t = payload[:cut].decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        raise _damaged("not UTF-8") from None
+    fields = {}
+    for name, i in (("text", 2), ("headers", 5), ("body", 8)):
+        flags, start, end = head[i : i + 3]
+        kind = flags & 3
+        if kind > _TOKENS or flags > 15 or not start <= end <= len(t):
+            raise _damaged(f"{name} bounds")
+        fields[name] = Segment(kind, bool(flags & 4), bool(flags & 8), start, end)
+    return KeptTexts(t, fields, payload[cut + 1 :])
