@@ -3,7 +3,8 @@
 of a mailbox (bench/realmail.py's output), with the replica's UIDs, so that search latency can be measured at
 40k messages on a loaded machine in a minute instead of an hour. Each copy gets the terms of its source message
 (as `make-maildir.py replicate` would: the lexicon does not grow); the Maildir and its uidlist are the real ones,
-so the JSON API's autoindex finds the mailbox up to date. For latency, not for lexicon sizes.
+so the JSON API's autoindex finds the mailbox up to date. For latency, not for lexicon sizes. A document is
+copied whole: its values too, so the texts a source indexed with fts.store_texts keeps (slot 1) come along.
 
     .venv/bin/python bench/replica_index.py SRC_INDEX SRC_MAILDIR UIDLIST OUT_INDEX [--first-serial 1]
 
@@ -53,7 +54,7 @@ def main() -> int:
         shutil.rmtree(args.out_index)
     out = xapian.WritableDatabase(str(args.out_index), xapian.DB_CREATE)
     out.set_metadata(schema.META_SCHEMA, schema.SCHEMA_VERSION)
-    for key in src.metadata_keys(schema.META_LEXICON):
+    for key in src.metadata_keys("ftsd.lex"):  # the lexicon, whatever its layout (blocks, segments, pages)
         out.set_metadata(key, src.get_metadata(key))
     uids = []
     guid_of: dict[int, str] = {}  # source docid -> its mailbox GUID (one mailbox: read once)

@@ -8,10 +8,15 @@ ftsd.service.search with one warm Runtime (as `ftsd serve` keeps it), autoindex 
     .venv/bin/python bench/search_latency.py run CONFIG USER MAILBOX /tmp/q.json   # one pass, JSON lines out
     .venv/bin/python bench/search_latency.py compare CONFIG USER MAILBOX /tmp/q.json --root /work/main --root . \\
         --rounds 2                                                                 # alternating, markdown out
+    .venv/bin/python bench/search_latency.py compare OFF.toml USER MAILBOX /tmp/q.json --root . \\
+        --also-config ON.toml             # two indexes of the same mail (fts.store_texts off / on), alternating
 
 `compare` runs `run` in a fresh process per (round, root), roots alternating, each with ROOT/.venv/bin/python
-(so each root's ftsd), and prints per root and category p50/p99 of wall and CPU ms, median hits and messages
-read from the Maildir to settle the answer (`verified`). Words are drawn from CORPUS (a source Maildir is faster
+(so each root's ftsd; with --also-config, each config too), and prints per variant and category p50/p99 of wall
+and CPU ms, median hits, messages checked to settle the answer (`verified`) and, of those, read from the Maildir
+(`read`: the rest were checked against the texts the index keeps, fts.store_texts). Categories beyond words:
+two-word phrases, hyphenated strings, punctuation at an edge (`word,`), strings over 40 characters and HEADER
+keys of headers without a field of their own, all checked against the message after the index. Words are drawn from CORPUS (a source Maildir is faster
 to read than the big one). Not collected by pytest.
 """
 
@@ -34,30 +39,49 @@ from compare_common import _text_of, build_queries, med, message_files, pct  # n
 
 _WORDS = re.compile(r"[a-z]{3,12}")
 _HYPHEN = re.compile(r"\b[a-z]{1,8}-[a-z]{2,10}\b")
+_EDGE = re.compile(r"(?<!\S)[a-z]{3,10}[,;:)](?!\S)")  # punctuation at a key's edge: left to the check
+# a word of a header that has no field of its own: its HEADER key is looked up in the shared pool, then checked
+_HEADER_WORD = re.compile(r"^(x-mailer|user-agent|list-id|in-reply-to|content-language): .*?\b([a-z]{4,12})\b",
+                          re.I | re.M)
 WARMUP = 5
 
 
 def draw(corpus: Path, n: int, seed: int = 1) -> dict[str, list[str]]:
+    """Per category the strings of `TEXT "..."` keys; `header-*` categories hold whole IMAP keys."""
     base = build_queries(corpus, n, seed)
     pairs: Counter[str] = Counter()
     hyph: Counter[str] = Counter()
+    edges: Counter[str] = Counter()
+    lines: list[str] = []
+    headers: list[str] = []
     for path in message_files(corpus):
-        text = _text_of(path.read_bytes()).lower()
+        raw = path.read_bytes()
+        text = _text_of(raw).lower()
         seen: set[str] = set()
         for line in text.splitlines():
             words = line.split()
             for a, b in zip(words, words[1:], strict=False):
                 if _WORDS.fullmatch(a) and _WORDS.fullmatch(b):
                     seen.add(f"{a} {b}")
+            if len(line) >= 60 and line.isascii() and len(lines) < 5000:
+                lines.append(" ".join(words))
         pairs.update(seen)
         hyph.update(set(_HYPHEN.findall(text)))
+        edges.update(set(_EDGE.findall(text)))
+        head = raw.split(b"\n\n", 1)[0].decode("ascii", "replace")
+        for m in _HEADER_WORD.finditer(head):
+            headers.append(f'HEADER {m.group(1).lower()} "{m.group(2).lower()}"')
     rng = random.Random(seed)
     by_freq = [p for p, _ in pairs.most_common(300)]
     rare = sorted(p for p, c in pairs.items() if 2 <= c <= 5)
+    longs = [line[:45] for line in rng.sample(lines, min(n, len(lines)))]  # > 40 characters: always checked
     return {"rare": base.rare, "common": base.common, "substring": base.substrings,
             "phrase-common": rng.sample(by_freq, min(n, len(by_freq))),
             "phrase-rare": rng.sample(rare, min(n, len(rare))),
-            "hyphenated": rng.sample([h for h, _ in hyph.most_common(200)], min(n, len(hyph)))}
+            "hyphenated": rng.sample([h for h, _ in hyph.most_common(200)], min(n, len(hyph))),
+            "edge": rng.sample([e for e, _ in edges.most_common(300)], min(n, len(edges))),
+            "long": longs,
+            "header-shared": rng.sample(sorted(set(headers)), min(n, len(set(headers))))}
 
 
 def _quote(s: str) -> str:
@@ -79,15 +103,16 @@ def run(config: str, user: str, mailbox: str, queries: dict[str, list[str]]) -> 
     order = [(cat, q) for cat, qs in queries.items() for q in qs]
     random.Random(2).shuffle(order)  # categories interleaved: a load burst hits all alike
     for cat, q in order:
-        node = parse_query(f"TEXT {_quote(q)}")
+        node = parse_query(q if cat.startswith("header") else f"TEXT {_quote(q)}")
         cpu, wall = time.process_time(), time.perf_counter()
         try:
             results = service.search(settings, user, boxes, node, autoindex=False, runtime=runtime)
             hits, verified = sum(len(r.uids) for r in results), sum(r.verified for r in results)
+            read = sum(getattr(r, "read", r.verified) for r in results)  # an older ftsd reads every check
         except SearchTimeoutError:  # limits.search_time_s: counted at its wall time, hits unknown (-1)
-            hits, verified = -1, -1
+            hits, verified, read = -1, -1, -1
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        print(json.dumps({"cat": cat, "q": q, "hits": hits, "verified": verified, "wall": wall * 1000,
+        print(json.dumps({"cat": cat, "q": q, "hits": hits, "verified": verified, "read": read, "wall": wall * 1000,
                           "cpu": cpu * 1000}), flush=True)
 
 
@@ -131,31 +156,36 @@ def compare(args: argparse.Namespace) -> None:
     rows: dict[str, dict[str, list[dict[str, float]]]] = {}
     hits: dict[str, dict[str, int]] = {}
     script = Path(__file__).resolve()
+    configs = [args.config, *(args.also_config or [])]
     for rnd in range(args.rounds):
         for root in args.root:
-            root = root.resolve()
-            cmd = [str(root / ".venv/bin/python"), str(script), "run", str(args.config), args.user, args.mailbox,
-                   str(args.queries)]
-            out = subprocess.run(cmd, cwd=root, check=True, capture_output=True, text=True).stdout
-            for line in out.splitlines():
-                r = json.loads(line)
-                rows.setdefault(str(root), {}).setdefault(r["cat"], []).append(r)
-                prev = hits.setdefault(r["q"], r["hits"])
-                if prev != r["hits"]:
-                    print(f"MISMATCH {r['q']!r}: {prev} vs {r['hits']} ({root})", file=sys.stderr)
-            print(f"round {rnd + 1} {root} done, load {os.getloadavg()[0]:.1f}", file=sys.stderr)
+            for config in configs:
+                root = root.resolve()
+                label = f"{root} {config.name}" if len(configs) > 1 else str(root)
+                cmd = [str(root / ".venv/bin/python"), str(script), "run", str(config), args.user, args.mailbox,
+                       str(args.queries)]
+                out = subprocess.run(cmd, cwd=root, check=True, capture_output=True, text=True).stdout
+                for line in out.splitlines():
+                    r = json.loads(line)
+                    rows.setdefault(label, {}).setdefault(r["cat"], []).append(r)
+                    prev = hits.setdefault(r["q"], r["hits"])
+                    if prev != r["hits"] and -1 not in (prev, r["hits"]):
+                        print(f"MISMATCH {r['q']!r}: {prev} vs {r['hits']} ({label})", file=sys.stderr)
+                print(f"round {rnd + 1} {label} done, load {os.getloadavg()[0]:.1f}", file=sys.stderr)
     load = os.getloadavg()
     print(f"Load average at the end {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (2 CPUs); {args.rounds} rounds, "
-          "roots alternating; every query of a category once per round.\n")
+          "variants alternating; every query of a category once per round.\n")
     print("| ftsd | category | queries | wall p50 ms | wall p99 ms | CPU p50 ms | CPU p99 ms | median hits | "
-          "median / max messages read |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-    for root, cats in rows.items():
+          "median / max checked | median / max read from the Maildir | timed out |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for label, cats in rows.items():
         for cat, rs in cats.items():
             wall, cpu = [r["wall"] for r in rs], [r["cpu"] for r in rs]
-            ver = [r["verified"] for r in rs]
-            print(f"| {root} | {cat} | {len(rs)} | {med(wall):.1f} | {pct(wall, 99):.1f} | {med(cpu):.1f} | "
-                  f"{pct(cpu, 99):.1f} | {med([r['hits'] for r in rs]):.0f} | {med(ver):.0f} / {max(ver):.0f} |")
+            done = [r for r in rs if r["hits"] >= 0]
+            ver, read = [r["verified"] for r in done] or [0], [r.get("read", r["verified"]) for r in done] or [0]
+            print(f"| {label} | {cat} | {len(rs)} | {med(wall):.1f} | {pct(wall, 99):.1f} | {med(cpu):.1f} | "
+                  f"{pct(cpu, 99):.1f} | {med([r['hits'] for r in rs]):.0f} | {med(ver):.0f} / {max(ver):.0f} | "
+                  f"{med(read):.0f} / {max(read):.0f} | {len(rs) - len(done)} |")
 
 
 def main() -> int:
@@ -173,6 +203,8 @@ def main() -> int:
         if name == "compare":
             p.add_argument("--root", type=Path, action="append", required=True)
             p.add_argument("--rounds", type=int, default=2)
+            p.add_argument("--also-config", type=Path, action="append",
+                           help="another config (e.g. an index with fts.store_texts), alternating with CONFIG")
         if name == "candidates":
             p.add_argument("--sample", type=int, default=40, help="candidates checked to time one check")
     args = ap.parse_args()

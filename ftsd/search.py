@@ -75,7 +75,8 @@ class MailboxResult:
     mailbox: str
     uidvalidity: int
     uids: list[int]
-    verified: int = 0  # messages read from the Maildir to settle the answer
+    verified: int = 0  # messages checked to settle the answer (against kept texts or the message file)
+    read: int = 0  # of those, messages whose file was read from the Maildir
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +296,7 @@ class IndexTexts:
         self.searcher, self.guid, self.settings, self.cache = searcher, guid, settings, cache
         self._find = find_mailbox
         self._box: Mailbox | None | bool = False  # False: not looked for yet
+        self.files = 0  # message files handed out (the checks that read the Maildir)
 
     def __call__(self, uid: int) -> TextSource | None:
         got = self.searcher.message_texts(self.guid, uid, self.settings)
@@ -309,7 +311,10 @@ class IndexTexts:
         if self._box is False:
             self._box = self._find()
         path = self._box.messages.get(uid) if isinstance(self._box, Mailbox) else None
-        return MaildirText(Path(path), self.settings, self.cache) if path else None
+        if not path:
+            return None
+        self.files += 1
+        return MaildirText(Path(path), self.settings, self.cache)
 
 
 TextSources = Callable[[int], TextSource | None]  # UID -> its text (None: not readable here)

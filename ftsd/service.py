@@ -318,7 +318,8 @@ def _search_box(
     deadline.check()  # between mailboxes
     answer = MailboxSearch(searcher, box.guid, set(box.messages) if present is None else present, texts, settings,
                            user=name, deadline=deadline, shared=shared).run(query)
-    return MailboxResult(box.name, box.uidvalidity, answer.uids, answer.verified)
+    read = texts.files if isinstance(texts, IndexTexts) else answer.verified
+    return MailboxResult(box.name, box.uidvalidity, answer.uids, answer.verified, read)
 
 
 def search_index(

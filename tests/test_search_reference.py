@@ -4,11 +4,14 @@ below 1% of the queries."""
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ftsd import service
 from ftsd.query import format_query, parse_query
+from ftsd.settings import load_settings
+from tests.conftest import to_toml
 from tests.querygen import generate_queries
 from tests.reference import ReferenceIndex
 
@@ -22,9 +25,27 @@ def reference(corpus_dir: Path) -> ReferenceIndex:
     return ReferenceIndex(corpus_dir, workers=2)
 
 
+@pytest.fixture(scope="module")
+def corpus_index_kept(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, str]:
+    """The searched mailboxes of the corpus indexed with fts.store_texts: checks read the kept texts."""
+    work = tmp_path_factory.mktemp("corpus-kept")
+    cfg = work / "ftsd.toml"
+    cfg.write_text(to_toml({
+        "mail_location": f"maildir:{corpus_dir.parent}/%u:INDEX={work}/index/%u",
+        "fts": {"autoindex_exclude": [], "store_texts": True},
+        "server": {"socket": str(work / "ftsd.sock"), "state_dir": str(work / "state")},
+    }))
+    settings = load_settings(cfg)
+    report = service.index_users(settings, [corpus_dir.name], mailboxes=MAILBOXES)
+    assert report.failed == [], report.failed[:5]
+    return settings, corpus_dir.name
+
+
 @pytest.mark.parametrize("seed", SEEDS)
-def test_reference_agreement(corpus_index, reference: ReferenceIndex, seed: int):
-    settings, user = corpus_index
+@pytest.mark.parametrize("index", ["corpus_index", pytest.param("corpus_index_kept", marks=pytest.mark.slow)])
+def test_reference_agreement(index: str, request: pytest.FixtureRequest, reference: ReferenceIndex, seed: int):
+    """Also with fts.store_texts (the checked keys read the texts the documents keep instead of the files)."""
+    settings, user = request.getfixturevalue(index)
     queries = generate_queries(reference, seed=seed, n=240)
     assert len(queries) >= 200
     wrong = []
