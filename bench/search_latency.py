@@ -16,8 +16,8 @@ ftsd.service.search with one warm Runtime (as `ftsd serve` keeps it), autoindex 
 and CPU ms, median hits, messages checked to settle the answer (`verified`) and, of those, read from the Maildir
 (`read`: the rest were checked against the texts the index keeps, fts.store_texts). Categories beyond words:
 two-word phrases, hyphenated strings, punctuation at an edge (`word,`), strings over 40 characters and HEADER
-keys of headers without a field of their own, all checked against the message after the index. Words are drawn from CORPUS (a source Maildir is faster
-to read than the big one). Not collected by pytest.
+keys of headers without a field of their own, all checked against the message after the index. Words are drawn
+from CORPUS (a source Maildir is faster to read than the big one). Not collected by pytest.
 """
 
 from __future__ import annotations

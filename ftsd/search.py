@@ -32,7 +32,7 @@ from ftsd.message import ParsedMessage, decode_header_value, header_indexed, par
 from ftsd.query import All, And, Key, Node, Not, Or, Where
 from ftsd.settings import Settings
 from ftsd.store.searcher import Query, Searcher
-from ftsd.store.texts import KeptTexts
+from ftsd.store.texts import KeptTexts, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -297,9 +297,10 @@ class IndexTexts:
         self._find = find_mailbox
         self._box: Mailbox | None | bool = False  # False: not looked for yet
         self.files = 0  # message files handed out (the checks that read the Maildir)
+        self._mark = fingerprint(settings)
 
     def __call__(self, uid: int) -> TextSource | None:
-        got = self.searcher.message_texts(self.guid, uid, self.settings)
+        got = self.searcher.message_texts(self.guid, uid, self.settings, self._mark)
         if isinstance(got, KeptTexts):
             return KeptText(got, self.settings, lambda: self.file(uid))
         fields = got.get("fields") if got else None

@@ -291,15 +291,17 @@ class Searcher:
             table[docid] = uid
         self._uids_read = last
 
-    def message_texts(self, guid: str, uid: int, settings: Settings) -> texts.KeptTexts | dict[str, Any] | None:
+    def message_texts(self, guid: str, uid: int, settings: Settings, mark: int | None = None,
+                      ) -> texts.KeptTexts | dict[str, Any] | None:
         """What a document keeps to check a match against: its kept texts (fts.store_texts), else its data
-        (a Solr document's `fields` are in it); None: no such document. Raises: CorruptIndexError (a kept blob
+        (a Solr document's `fields` are in it); None: no such document. `mark`: texts.fingerprint(settings), if
+        the caller has it. Raises: CorruptIndexError (a kept blob
         that does not unpack), StoreError."""
         def read() -> texts.KeptTexts | dict[str, Any] | None:
             for item in self.db.postlist(schema.id_term(guid, uid)):
                 doc = self.db.get_document(item.docid)
                 blob = doc.get_value(schema.SLOT_TEXTS)
-                kept = texts.decode(blob, settings) if blob else None
+                kept = texts.decode(blob, settings, mark) if blob else None
                 return kept if kept is not None else dict(json.loads(doc.get_data()))
             return None
         return self._retried(read)
