@@ -190,7 +190,7 @@ def test_an_index_with_and_without_kept_texts(maildir: MailDir, make_config: Cal
 
 
 def _damage(blob: bytes, how: str, settings: Settings) -> bytes:
-    head = blob[: texts._HEAD.size]
+    head = blob[: texts.HEAD_SIZE]
     if how == "garbage":
         return head + random.Random(1).randbytes(200)
     if how == "cut short":

@@ -48,7 +48,8 @@ lz4_block: Any = _lz4()
 
 VERSION = 1
 ZLIB, LZ4 = 1, 2  # codecs
-_HEAD = struct.Struct("<BBI" + "BII" * 3)
+_HEAD = "<BBI" + "BII" * 3
+HEAD_SIZE = struct.calcsize(_HEAD)
 _EMPTY, _SPACE, _TOKENS = 0, 1, 2  # a segment's or a field's kind: "" / " " / cores (with spaces around)
 _HEAD_CHARS = 1 << 20  # header lines kept at most (message.py reads at most 1 MiB of a header block as such)
 LEVEL = 6
@@ -60,9 +61,6 @@ class Segment(NamedTuple):
     after: bool  # ... ends with one
     start: int  # the core: T[start:end]
     end: int
-
-
-_NONE = Segment(_EMPTY, False, False, 0, 0)
 
 
 def fingerprint(settings: Settings) -> int:
@@ -84,7 +82,7 @@ def _joined(segments: Sequence[Segment]) -> Segment:
     if len(segments) == 1:
         return segments[0]
     if not segments:
-        return _NONE
+        return Segment(_EMPTY, False, False, 0, 0)
     tokened = [s for s in segments if s.kind == _TOKENS]
     if not tokened:
         return Segment(_SPACE, True, True, 0, 0)
@@ -119,9 +117,9 @@ def encode(header_items: Sequence[tuple[str, str]], body: str, settings: Setting
         seg = segment(value)
         heads.append(seg)
         values.append([name.lower(), *seg])
-    headers = _joined(heads) if heads else _NONE
+    headers = _joined(heads)
     body_seg = segment(body)
-    text = _joined([*(heads or [_NONE]), body_seg])
+    text = _joined([*(heads or [Segment(_EMPTY, False, False, 0, 0)]), body_seg])
     payload = " ".join(cores).encode("utf-8", "surrogatepass") + b"\n" + json.dumps(values).encode()
     if len(payload) > limit(settings):
         return None
@@ -130,7 +128,7 @@ def encode(header_items: Sequence[tuple[str, str]], body: str, settings: Setting
     for seg in (text, headers, body_seg):
         head += [seg.kind | seg.before << 2 | seg.after << 3, seg.start, seg.end]
     packed = lz4_block.compress(payload) if lz4_block is not None else zlib.compress(payload, LEVEL)
-    return _HEAD.pack(*head) + packed
+    return struct.pack(_HEAD, *head) + packed
 
 
 def _render(t: str, seg: Segment) -> str:
@@ -212,14 +210,14 @@ def decode(blob: bytes, settings: Settings, mark: int | None = None) -> KeptText
     """The texts kept in a document's value; None when they were kept under other settings or by a codec this
     ftsd lacks (then the message file answers). `mark`: fingerprint(settings), if the caller has it. Raises
     xapian.DatabaseCorruptError for a blob that does not unpack or inflates beyond limit()."""
-    if len(blob) < _HEAD.size or blob[0] != VERSION or blob[1] not in (ZLIB, LZ4):
+    if len(blob) < HEAD_SIZE or blob[0] != VERSION or blob[1] not in (ZLIB, LZ4):
         if blob[:1] and blob[0] > VERSION:  # a later ftsd's layout: the message file answers
             return None
         raise _damaged("header")
-    head = _HEAD.unpack_from(blob)
+    head = struct.unpack_from(_HEAD, blob)
     if head[2] != (fingerprint(settings) if mark is None else mark) or (head[1] == LZ4 and lz4_block is None):
         return None
-    payload = _inflate(head[1], blob[_HEAD.size :], limit(settings))
+    payload = _inflate(head[1], blob[HEAD_SIZE:], limit(settings))
     cut = payload.find(b"\n")
     if cut < 0:
         raise _damaged("no header table")
