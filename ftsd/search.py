@@ -17,7 +17,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from email.message import Message
@@ -50,6 +50,7 @@ _TEXT_MARK_FIELDS = ("headers", "body")  # analysis.Analyzer.header_and_body
 # Every header line: the `headers` field of a Solr document holds them all; ftsd's own indexer keeps the values
 # of the headers above out of it (they have fields of their own), so those are candidates too.
 _HEADER_LINES = ("headers", *_OWN_FIELD_HEADERS)
+CHECK_BATCH = 256  # messages whose kept texts are read at once (a few MB at most: they stay packed until checked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,8 +299,18 @@ class IndexTexts:
         self._box: Mailbox | None | bool = False  # False: not looked for yet
         self.files = 0  # message files handed out (the checks that read the Maildir)
         self._mark = fingerprint(settings)
+        self._blobs: dict[int, bytes] = {}  # prefetch()ed kept texts, still packed
+
+    def prefetch(self, uids: Sequence[int]) -> None:
+        """Read the kept texts of these UIDs at once (the next batch of checks), in place of the last batch's."""
+        self._blobs = self.searcher.kept_blobs(self.guid, uids)
 
     def __call__(self, uid: int) -> TextSource | None:
+        blob = self._blobs.pop(uid, None)
+        if blob is not None:
+            kept = self.searcher.kept(blob, self.settings, self._mark)
+            if kept is not None:
+                return KeptText(kept, self.settings, lambda: self.file(uid))
         got = self.searcher.message_texts(self.guid, uid, self.settings, self._mark)
         if isinstance(got, KeptTexts):
             return KeptText(got, self.settings, lambda: self.file(uid))
@@ -460,7 +471,14 @@ class MailboxSearch:
             sure, check = set(), set()
         if not whole:
             check |= present - indexed  # not indexed yet: only the message's text can tell
-        verified = {uid for uid in check if self._verify(uid, node)}
+        verified: set[int] = set()
+        prefetch = getattr(self.texts, "prefetch", None)  # IndexTexts: kept texts read a batch at a time
+        ordered = sorted(check)
+        for start in range(0, len(ordered), CHECK_BATCH):
+            batch = ordered[start : start + CHECK_BATCH]
+            if prefetch is not None:
+                prefetch(batch)
+            verified.update(uid for uid in batch if self._verify(uid, node))
         return Answer(sorted(sure | verified), len(check))
 
     def _verify(self, uid: int, node: Node) -> bool:

@@ -52,6 +52,7 @@ class Searcher:
             raise SchemaVersionError(f"{where}: index schema {version}, this ftsd reads {schema.SCHEMA_VERSION}")
         self._indexed: dict[str, tuple[int, set[int]]] = {}
         self._sorted: dict[str, tuple[set[int], list[int]]] = {}  # per mailbox: its indexed_uids set, ascending
+        self._docid_maps: dict[str, tuple[int, dict[int, int]]] = {}  # per mailbox: revision, UID -> docid
         # revision, whole-index matches by query description, docids per mailbox GUID (see _shared)
         self._matches: tuple[int, dict[str, list[int]], dict[str, set[int]]] = (-1, {}, {})
         # docid -> UID (0: none read yet). A docid keeps its UID for the life of the index directory: documents are
@@ -76,6 +77,7 @@ class Searcher:
         members = sum(len(uids) for _, uids in self._indexed.values())
         members += sum(len(uids) for _, uids in self._sorted.values()) // 4  # a list shares the set's ints
         members += sum(len(docids) for docids in self._matches[2].values())
+        members += sum(len(docid_of) for _, docid_of in self._docid_maps.values())
         return self._uid_of.itemsize * len(self._uid_of) + 100 * members
 
     def released(self) -> None:
@@ -290,6 +292,53 @@ class Searcher:
                 break
             table[docid] = uid
         self._uids_read = last
+
+    def kept_blobs(self, guid: str, uids: Sequence[int]) -> dict[int, bytes]:
+        """The kept texts (value slot SLOT_TEXTS, fts.store_texts) of those of `uids` (of mailbox `guid`) whose
+        documents have them, still packed (decode with kept()): read in docid order from the slot's value stream,
+        without a look-up of each UID's id term and document."""
+        docid_of = self._docid_map(guid)
+        docids = sorted(d for uid in uids if (d := docid_of.get(uid)) is not None)
+        return self._retried(lambda: self._values(docids, schema.SLOT_TEXTS))
+
+    def _values(self, docids: list[int], slot: int) -> dict[int, bytes]:
+        """UID -> the value in `slot` of each of these docids (ascending) that has one."""
+        out: dict[int, bytes] = {}
+        if not docids:
+            return out
+        if not _FAST:  # other bindings: one document at a time
+            for docid in docids:
+                value = self.db.get_document(docid).get_value(slot)
+                if value:
+                    out[self._uid_of[docid]] = value
+            return out
+        raw, db = _RAW, self.db
+        it, end = raw.Database_valuestream_begin(db, slot), raw.Database_valuestream_end(db, slot)
+        at_end, skip_to, docid_at, value = (raw._ValueIterator_equals, raw._ValueIterator_skip_to,
+                                            raw._ValueIterator_get_docid, raw._ValueIterator_get_value)
+        for docid in docids:
+            if at_end(it, end):
+                break
+            skip_to(it, docid)
+            if not at_end(it, end) and docid_at(it) == docid:
+                out[self._uid_of[docid]] = value(it)
+        return out
+
+    def _docid_map(self, guid: str) -> dict[int, int]:
+        """UID -> docid of the mailbox's documents, cached per revision (like indexed_uids)."""
+        with self._xapian("reading the revision"):
+            revision = self.db.get_revision()
+        cached = self._docid_maps.get(guid)
+        if cached is None or cached[0] != revision:
+            docids = self._docids_matching(xapian.Query(schema.mailbox_term(guid)))
+            docid_of = dict(zip(self._uids_of(docids), docids, strict=True))
+            cached = self._docid_maps[guid] = (self.db.get_revision(), docid_of)  # the match may have reopened
+        return cached[1]
+
+    def kept(self, blob: bytes, settings: Settings, mark: int | None = None) -> texts.KeptTexts | None:
+        """A blob of kept_blobs() unpacked (texts.decode). Raises: CorruptIndexError for a damaged one."""
+        with self._xapian("reading kept texts"):
+            return texts.decode(blob, settings, mark)
 
     def message_texts(self, guid: str, uid: int, settings: Settings, mark: int | None = None,
                       ) -> texts.KeptTexts | dict[str, Any] | None:

@@ -186,7 +186,7 @@ class KeptTexts:
         return name in self.values()
 
 
-def _inflate(codec: int, data: bytes, bound: int) -> bytes:
+def _inflate(codec: int, data: memoryview, bound: int) -> bytes:
     if codec == LZ4:
         size = int.from_bytes(data[:4], "little")  # LZ4's size prefix: checked before it allocates that much
         if len(data) < 4 or size > bound:
@@ -217,7 +217,7 @@ def decode(blob: bytes, settings: Settings, mark: int | None = None) -> KeptText
     head = struct.unpack_from(_HEAD, blob)
     if head[2] != (fingerprint(settings) if mark is None else mark) or (head[1] == LZ4 and lz4_block is None):
         return None
-    payload = _inflate(head[1], blob[HEAD_SIZE:], limit(settings))
+    payload = _inflate(head[1], memoryview(blob)[HEAD_SIZE:], limit(settings))
     cut = payload.find(b"\n")
     if cut < 0:
         raise _damaged("no header table")
