@@ -17,7 +17,8 @@ Layers, bottom to top: a module imports only from its own layer or the ones belo
                   worker pool, sync of one mailbox)
     2 store       store/: the only package importing xapian -- UserIndex (index_path, readers, writer, repair),
                   schema, lexicon (+ lexgrams: its gram pages, _lexgrams.c their pairs; lexblock: its blocks), writer,
-                  searcher, reader pool, maintenance, the Xapian error table
+                  searcher, texts (kept normalised texts, fts.store_texts), reader pool, maintenance, the Xapian
+                  error table
     1 mail        userdb/ (users from static, passwd-file, dovecot, ldap), maildir.py (folders, uidlists and
                   ftsd's own, UIDs), message.py (bytes -> fields), decoders/ (charset, HTML, attachments, sandbox),
                   doveconf.py (Dovecot's special-use folders)
