@@ -351,12 +351,19 @@ class MailboxSearch:
     shared: bool = False  # one search of several mailboxes of this index: keys are matched once for all of them
     analyzer: Analyzer = field(init=False)
     _plans: dict[int, _Plan] = field(default_factory=dict)
+    _pieces: dict[str, QueryPieces] = field(default_factory=dict)  # per key string: analysed once, not per check
 
     def __post_init__(self) -> None:
         self.analyzer = Analyzer.of(self.settings.fts)
 
+    def pieces(self, value: str) -> QueryPieces:
+        found = self._pieces.get(value)
+        if found is None:
+            found = self._pieces[value] = self.analyzer.pieces(value)
+        return found
+
     def plan(self, key: Key) -> _Plan:
-        pieces = self.analyzer.pieces(key.value)
+        pieces = self.pieces(key.value)
         fields_, own = _fields(key, self.settings)
         if not pieces.text:  # "" matches every message; HEADER name "" those that have the header (RFC 3501)
             everything = Searcher.all_()
@@ -489,7 +496,7 @@ class MailboxSearch:
                 log.info("%s %s UID %d: no text to check the match against, %s", self.user, self.guid, uid,
                          "kept" if self.keep_unreadable else "left out")
                 return self.keep_unreadable
-            return evaluate(node, text, self.analyzer.pieces, (self.user, self.guid, uid))
+            return evaluate(node, text, self.pieces, (self.user, self.guid, uid))
         except FileNotFoundError as exc:  # expunged since the scan: it is no longer a match
             log.info("%s UID %d vanished during the search: %s", self.guid, uid, exc)
             return False
