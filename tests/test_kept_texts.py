@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from ftsd import service
 from ftsd.analysis import normalise, searchable
+from ftsd.errors import CorruptIndexError
 from ftsd.maildir import read_message
 from ftsd.message import parse_message
 from ftsd.query import Key, parse_query
@@ -199,11 +200,16 @@ def _damage(blob: bytes, how: str, settings: Settings) -> bytes:
         return head[:1] + bytes([texts.ZLIB]) + head[2:] + zlib.compress(b"a" * (texts.limit(settings) + 1), 1)
     if how == "inflates beyond the bound (lz4)":  # its size prefix says so: refused before it allocates
         return head[:1] + bytes([texts.LZ4]) + head[2:] + (texts.limit(settings) + 1).to_bytes(4, "little") + b"a"
+    if how == "header table cut short":  # inflates well
+        kept = texts.decode(blob, settings)
+        assert kept is not None
+        payload = kept.t.encode("utf-8", "surrogatepass") + b"\n" + kept._table[: len(kept._table) // 2]
+        return head[:1] + bytes([texts.ZLIB]) + head[2:] + zlib.compress(payload)
     return blob[:5]  # no header
 
 
 @pytest.mark.parametrize("how", ["garbage", "cut short", "inflates beyond the bound (zlib)",
-                                 "inflates beyond the bound (lz4)", "no header"])
+                                 "inflates beyond the bound (lz4)", "no header", "header table cut short"])
 def test_a_damaged_kept_text_is_a_damaged_index(how: str, maildir: MailDir,
                                                 make_config: Callable[..., Path]) -> None:
     settings = load_settings(make_config(fts={"workers": 1, "store_texts": True}))
@@ -225,3 +231,18 @@ def test_a_damaged_kept_text_is_a_damaged_index(how: str, maildir: MailDir,
     assert len(index.broken_copies()) == 1  # set aside, rebuilt by the next run
     assert not service.index_users(settings, [USER]).failed
     assert {text: uids for text, (uids, _) in _answers(settings).items()} == expected
+
+
+def test_a_damaged_header_row_is_found_when_read() -> None:
+    """The header table's rows are parsed when a HEADER key needs them (outside the store's error translation):
+    a row out of bounds, or that is not one, is a CorruptIndexError (the search sets the index aside)."""
+    settings = _kept_settings()
+    kept = texts.decode(texts.encode([("X-Tag", "a b"), ("Subject", "c")], "body", settings) or b"", settings)
+    assert kept is not None and kept.header("x-tag") == "a b" and kept.header("subject") == "c"
+    for table in (b'[["x-tag", 2, false, true, 0, 99999999]]', b'[["x-tag", 2, false]]', b'[["x-tag", 2]]]'):
+        damaged = texts.KeptTexts(kept.t, kept._fields, table)
+        with pytest.raises(CorruptIndexError):
+            damaged.header("x-tag")
+        with pytest.raises(CorruptIndexError):
+            damaged.values()
+

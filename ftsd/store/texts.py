@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 import xapian
 
 from ftsd.analysis import normalise, searchable
+from ftsd.errors import CorruptIndexError
 from ftsd.settings import Settings
 
 
@@ -142,6 +143,17 @@ def _damaged(why: str) -> xapian.DatabaseCorruptError:
     return xapian.DatabaseCorruptError(f"kept texts of a document: {why}")
 
 
+def _table_damaged(exc: Exception) -> CorruptIndexError:
+    """The header table is parsed when a key needs it, outside the searcher's Xapian error translation."""
+    return CorruptIndexError(f"damaged index (kept texts of a document: header table, {type(exc).__name__})")
+
+
+def _plain(name: str) -> bool:
+    """A header name JSON writes as is (json.dumps escapes only quotes, backslashes and what is not printable
+    ASCII)."""
+    return name.isascii() and name.isprintable() and '"' not in name and "\\" not in name
+
+
 class KeptTexts:
     """The texts of one document, unpacked (decode())."""
 
@@ -157,23 +169,48 @@ class KeptTexts:
         """"text", "body" or "headers"."""
         return _render(self.t, self._fields[name])
 
+    def _row(self, row: object) -> tuple[str, Segment]:
+        """One [name, kind, before, after, start, end] row of the header table, checked."""
+        if not isinstance(row, list) or len(row) != 6:
+            raise ValueError("row")
+        name, kind, before, after, start, end = row
+        if not (isinstance(name, str) and isinstance(start, int) and isinstance(end, int)
+                and 0 <= start <= end <= len(self.t) and kind in (0, 1, 2)):
+            raise ValueError("row")
+        return name, Segment(kind, bool(before), bool(after), start, end)
+
     def values(self) -> dict[str, list[Segment]]:
-        """Header name (lower case) -> the segments of its values. Raises xapian.DatabaseCorruptError."""
+        """Header name (lower case) -> the segments of its values. Raises CorruptIndexError."""
         if self._values is None:
             out: dict[str, list[Segment]] = {}
             try:
-                for name, kind, before, after, start, end in json.loads(self._table):
-                    if not (isinstance(name, str) and 0 <= start <= end <= len(self.t) and kind in (0, 1, 2)):
-                        raise ValueError(name)
-                    out.setdefault(name, []).append(Segment(kind, bool(before), bool(after), start, end))
+                rows = json.loads(self._table)
+                for name, seg in map(self._row, rows if isinstance(rows, list) else [None]):
+                    out.setdefault(name, []).append(seg)
             except (ValueError, TypeError) as exc:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
-                raise _damaged(f"header table ({type(exc).__name__})") from None
+                raise _table_damaged(exc) from None
             self._values = out
         return self._values
 
+    def _segments(self, name: str) -> list[Segment]:
+        """The segments of header `name`'s values: only its rows parsed, where the name is written as is."""
+        if self._values is not None or not _plain(name):
+            return self.values().get(name, [])
+        needle, table, out = b'["' + name.encode() + b'", ', self._table, []
+        at = table.find(needle)
+        try:
+            while at >= 0:
+                end = table.index(b"]", at + len(needle))
+                out.append(self._row(json.loads(table[at : end + 1]))[1])
+                at = table.find(needle, end)
+        except (ValueError, TypeError) as exc:
+            raise _table_damaged(exc) from None
+        return out
+
     def header(self, name: str) -> str:
-        """The values of header `name` (lower case) joined by "\\n", normalised ("" when it has none)."""
-        segments = self.values().get(name, [])
+        """The values of header `name` (lower case) joined by "\\n", normalised ("" when it has none). Raises
+        CorruptIndexError."""
+        segments = self._segments(name)
         if len(segments) < 2:
             return _render(self.t, segments[0]) if segments else ""
         whole = _joined(segments)
@@ -183,7 +220,8 @@ class KeptTexts:
         return (" " if whole.before else "") + core + (" " if whole.after else "")
 
     def has_header(self, name: str) -> bool:
-        return name in self.values()
+        """Raises CorruptIndexError."""
+        return bool(self._segments(name))
 
 
 def _inflate(codec: int, data: memoryview, bound: int) -> bytes:
@@ -232,4 +270,7 @@ def decode(blob: bytes, settings: Settings, mark: int | None = None) -> KeptText
         if kind > _TOKENS or flags > 15 or not start <= end <= len(t):
             raise _damaged(f"{name} bounds")
         fields[name] = Segment(kind, bool(flags & 4), bool(flags & 8), start, end)
-    return KeptTexts(t, fields, payload[cut + 1 :])
+    table = payload[cut + 1 :]
+    if not (table == b"[]" or table.endswith(b"]]")):  # its rows are parsed only when a key needs them
+        raise _damaged("header table cut short")
+    return KeptTexts(t, fields, table)
