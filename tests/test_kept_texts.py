@@ -10,6 +10,7 @@ import random
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import xapian
@@ -41,7 +42,7 @@ QUERIES = ['BODY "widget harbour"', 'TEXT "saffron lantern orbit"', 'SUBJECT "co
 FIELDS = ("text", "body", "headers", "subject", "from", "to", "cc", "bcc")
 
 
-def _kept_settings(**fts: object) -> Settings:
+def _kept_settings(**fts: Any) -> Settings:
     base = Settings()
     return dataclasses.replace(base, fts=dataclasses.replace(base.fts, store_texts=True, **fts))
 
