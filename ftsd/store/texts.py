@@ -15,45 +15,33 @@ message file gives.
 
 Layout: version, codec, a fingerprint of the settings that shape the texts, the (kind, space before, space after,
 start, end) of text/headers/body, then T + "\\n" + JSON of the header values' names and segments, compressed
-with LZ4 (its block format, size first) where the lz4 module is installed, else zlib. A document whose
+with LZ4 (its block format, size first: it inflates ~7x faster than zlib, for ~1.5x the bytes, and inflating is
+most of a check's cost; bench/results/phrases-s7.md). A document whose
 fingerprint differs (settings changed since it was indexed) is checked against the message file. A blob that
 does not unpack, or inflates beyond the bound, is a damaged index (DatabaseCorruptError, like a damaged table).
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import struct
 import zlib
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
+import lz4.block as lz4_block
 import xapian
 
 from ftsd.analysis import normalise, searchable
 from ftsd.errors import CorruptIndexError
 from ftsd.settings import Settings
 
-
-def _lz4() -> Any:
-    """LZ4 inflates ~4x faster than zlib (the search's cost per checked message), at ~1.5x the bytes. Not
-    installed: zlib (every ftsd reads both; an LZ4 blob without lz4: the message file answers)."""
-    try:
-        return importlib.import_module("lz4.block")
-    except ImportError:
-        return None
-
-
-lz4_block: Any = _lz4()
-
 VERSION = 1
-ZLIB, LZ4 = 1, 2  # codecs
+LZ4 = 2  # the codec byte (1 was zlib in development: never written by a release)
 _HEAD = "<BBI" + "BII" * 3
 HEAD_SIZE = struct.calcsize(_HEAD)
 _EMPTY, _SPACE, _TOKENS = 0, 1, 2  # a segment's or a field's kind: "" / " " / cores (with spaces around)
 _HEAD_CHARS = 1 << 20  # header lines kept at most (message.py reads at most 1 MiB of a header block as such)
-LEVEL = 6
 
 
 class Segment(NamedTuple):
@@ -124,11 +112,10 @@ def encode(header_items: Sequence[tuple[str, str]], body: str, settings: Setting
     payload = " ".join(cores).encode("utf-8", "surrogatepass") + b"\n" + json.dumps(values).encode()
     if len(payload) > limit(settings):
         return None
-    codec = LZ4 if lz4_block is not None else ZLIB
-    head = [VERSION, codec, fingerprint(settings)]
+    head = [VERSION, LZ4, fingerprint(settings)]
     for seg in (text, headers, body_seg):
         head += [seg.kind | seg.before << 2 | seg.after << 3, seg.start, seg.end]
-    packed = lz4_block.compress(payload) if lz4_block is not None else zlib.compress(payload, LEVEL)
+    packed: bytes = lz4_block.compress(payload)
     return struct.pack(_HEAD, *head) + packed
 
 
@@ -224,38 +211,28 @@ class KeptTexts:
         return bool(self._segments(name))
 
 
-def _inflate(codec: int, data: memoryview, bound: int) -> bytes:
-    if codec == LZ4:
-        size = int.from_bytes(data[:4], "little")  # LZ4's size prefix: checked before it allocates that much
-        if len(data) < 4 or size > bound:
-            raise _damaged("larger than the bound")
-        try:
-            out: bytes = lz4_block.decompress(data)
-        except lz4_block.LZ4BlockError as exc:
-            raise _damaged(str(exc)) from None
-        return out
+def _inflate(data: memoryview, bound: int) -> bytes:
+    if len(data) < 4 or int.from_bytes(data[:4], "little") > bound:  # LZ4's size prefix: checked before it allocates
+        raise _damaged("larger than the bound")
     try:
-        inflater = zlib.decompressobj()
-        payload = inflater.decompress(data, bound + 1)
-    except zlib.error as exc:
+        out: bytes = lz4_block.decompress(data)
+    except lz4_block.LZ4BlockError as exc:
         raise _damaged(str(exc)) from None
-    if len(payload) > bound or inflater.unconsumed_tail or not inflater.eof:
-        raise _damaged("larger than the bound, or cut short")
-    return payload
+    return out
 
 
 def decode(blob: bytes, settings: Settings, mark: int | None = None) -> KeptTexts | None:
-    """The texts kept in a document's value; None when they were kept under other settings or by a codec this
+    """The texts kept in a document's value; None when they were kept under other settings or by a layout this
     ftsd lacks (then the message file answers). `mark`: fingerprint(settings), if the caller has it. Raises
     xapian.DatabaseCorruptError for a blob that does not unpack or inflates beyond limit()."""
-    if len(blob) < HEAD_SIZE or blob[0] != VERSION or blob[1] not in (ZLIB, LZ4):
+    if len(blob) < HEAD_SIZE or blob[0] != VERSION or blob[1] != LZ4:
         if blob[:1] and blob[0] > VERSION:  # a later ftsd's layout: the message file answers
             return None
         raise _damaged("header")
     head = struct.unpack_from(_HEAD, blob)
-    if head[2] != (fingerprint(settings) if mark is None else mark) or (head[1] == LZ4 and lz4_block is None):
+    if head[2] != (fingerprint(settings) if mark is None else mark):
         return None
-    payload = _inflate(head[1], memoryview(blob)[HEAD_SIZE:], limit(settings))
+    payload = _inflate(memoryview(blob)[HEAD_SIZE:], limit(settings))
     cut = payload.find(b"\n")
     if cut < 0:
         raise _damaged("no header table")
