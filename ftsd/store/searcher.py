@@ -351,15 +351,27 @@ class Searcher:
                 doc = self.db.get_document(item.docid)
                 blob = doc.get_value(schema.SLOT_TEXTS)
                 kept = texts.decode(blob, settings, mark) if blob else None
-                return kept if kept is not None else dict(json.loads(doc.get_data()))
+                return kept if kept is not None else _data(doc)
             return None
         return self._retried(read)
 
     def document_data(self, guid: str, uid: int) -> dict[str, Any] | None:
         with self._xapian("reading a document"):
             for item in self.db.postlist(schema.id_term(guid, uid)):
-                return dict(json.loads(self.db.get_document(item.docid).get_data()))
+                return _data(self.db.get_document(item.docid))
         return None
+
+
+def _data(doc: Any) -> dict[str, Any]:
+    """A document's data (JSON, written by ftsd). Raises xapian.DatabaseCorruptError for anything else: a
+    damaged record table is a damaged index (set aside and rebuilt), not a message that silently never matches."""
+    try:
+        data = json.loads(doc.get_data())
+    except ValueError:  # JSONDecodeError, or bytes that are not UTF-8
+        data = None
+    if not isinstance(data, dict):
+        raise xapian.DatabaseCorruptError("document data is not ftsd's JSON")
+    return data
 
 
 _RAW: Any = getattr(xapian, "_xapian", None)
