@@ -46,6 +46,7 @@ def writer(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(ROOT / "bench"))
     import xapian
     from bench_analysis import analysis_at
+    from compare_common import timed_writes
 
     import ftsd.analysis
     from ftsd.indexer.pipeline import analyse_fields
@@ -78,19 +79,9 @@ def writer(args: argparse.Namespace) -> None:
     for _ in range(args.rounds):
         for name in modules:
             work = Path(tempfile.mkdtemp(prefix="ftsd-bench-grams-"))
-            db = xapian.WritableDatabase(str(work / "db"), xapian.DB_CREATE_OR_OPEN)
-            start = time.process_time()
-            adding = 0.0
-            for i, data in enumerate(docs[name], 1):
-                t = time.process_time()
-                db.add_document(xapian.Document.unserialise(data))
-                adding += time.process_time() - t
-                if i % 100 == 0:
-                    db.commit()
-            db.commit()
-            total_s[name].append(time.process_time() - start)
+            total, adding = timed_writes(work / "db", docs[name], 100)
+            total_s[name].append(total)
             add_s[name].append(adding)
-            db.close()
             xapian.Database(str(work / "db")).compact(str(work / "compact"))
             size[name] = sum(p.stat().st_size for p in (work / "compact").iterdir())
             shutil.rmtree(work)

@@ -19,16 +19,19 @@ import random
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import xapian
 
-from ftsd.analysis import Analyzer
-from ftsd.indexer.pipeline import analyse_fields
-from ftsd.message import parse_message
-from ftsd.settings import Settings
-from ftsd.store.schema import build_document
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from compare_common import timed_writes  # noqa: E402
+
+from ftsd.analysis import Analyzer  # noqa: E402
+from ftsd.indexer.pipeline import analyse_fields  # noqa: E402
+from ftsd.message import parse_message  # noqa: E402
+from ftsd.settings import Settings  # noqa: E402
+from ftsd.store.schema import build_document  # noqa: E402
 
 
 def documents(maildir: Path, sample: int) -> tuple[list[bytes], int]:
@@ -53,17 +56,7 @@ def size(path: Path, prefix: str = "") -> int:
 def write(docs: list[bytes], mail: int, flags: int) -> str:
     work = Path(tempfile.mkdtemp(prefix="ftsd-termlist-"))
     try:
-        db = xapian.WritableDatabase(str(work / "db"), xapian.DB_CREATE | flags)
-        start, adding = time.process_time(), 0.0
-        for n, data in enumerate(docs, 1):
-            t = time.process_time()
-            db.add_document(xapian.Document.unserialise(data))
-            adding += time.process_time() - t
-            if n % 200 == 0:
-                db.commit()
-        db.commit()
-        db.close()
-        total = time.process_time() - start
+        total, adding = timed_writes(work / "db", docs, 200, flags)
         xapian.Database(str(work / "db")).compact(str(work / "compact"), xapian.Compactor.FULLER)
         raw, compact = size(work / "db"), size(work / "compact")
         termlist = size(work / "compact", "termlist")
