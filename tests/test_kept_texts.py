@@ -239,7 +239,11 @@ def test_a_damaged_header_row_is_found_when_read() -> None:
     settings = _kept_settings()
     kept = texts.decode(texts.encode([("X-Tag", "a b"), ("Subject", "c")], "body", settings) or b"", settings)
     assert kept is not None and kept.header("x-tag") == "a b" and kept.header("subject") == "c"
-    for table in (b'[["x-tag", 2, false, true, 0, 99999999]]', b'[["x-tag", 2, false]]', b'[["x-tag", 2]]]'):
+    nested = b"[" * 100_000 + b"]" * 100_000  # parsing it recurses past Python's limit
+    with pytest.raises(CorruptIndexError):
+        texts.KeptTexts(kept.t, kept._fields, nested).values()
+    for table in (b'[["x-tag", 2, false, true, 0, 99999999]]', b'[["x-tag", 2, false]]', b'[["x-tag", 2]]]',
+                  b'[["x-tag", ' + nested + b"]]"):
         damaged = texts.KeptTexts(kept.t, kept._fields, table)
         with pytest.raises(CorruptIndexError):
             damaged.header("x-tag")

@@ -174,7 +174,7 @@ class KeptTexts:
                 rows = json.loads(self._table)
                 for name, seg in map(self._row, rows if isinstance(rows, list) else [None]):
                     out.setdefault(name, []).append(seg)
-            except (ValueError, TypeError) as exc:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+            except (ValueError, TypeError, RecursionError) as exc:  # RecursionError: JSON nested thousands deep
                 raise _table_damaged(exc) from None
             self._values = out
         return self._values
@@ -190,7 +190,7 @@ class KeptTexts:
                 end = table.index(b"]", at + len(needle))
                 out.append(self._row(json.loads(table[at : end + 1]))[1])
                 at = table.find(needle, end)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, RecursionError) as exc:
             raise _table_damaged(exc) from None
         return out
 
