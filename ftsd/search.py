@@ -265,6 +265,7 @@ class KeptText:
     def __init__(self, kept: KeptTexts, settings: Settings, file: Callable[[], TextSource | None]) -> None:
         self.kept, self.settings, self._file = kept, settings, file
         self._source: TextSource | None = None
+        self._fields: dict[str, str] = {}  # rendered once per field, however many keys of the query look at it
 
     def _kept(self, name: str) -> bool:
         return name in _OWN_FIELD_HEADERS or header_indexed(name, self.settings)
@@ -278,9 +279,15 @@ class KeptText:
 
     def field(self, key: Key) -> str:
         if key.field in ("text", "body", "headers"):
-            return self.kept.field(key.field)
+            if key.field not in self._fields:
+                self._fields[key.field] = self.kept.field(key.field)
+            return self._fields[key.field]
         name = key.field if key.field != "header" else (key.header or "").lower()
-        return self.kept.header(name) if self._kept(name) else self._fallback().field(key)
+        if not self._kept(name):
+            return self._fallback().field(key)
+        if (cached := "header:" + name) not in self._fields:  # "header:": a header may be called "body"
+            self._fields[cached] = self.kept.header(name)
+        return self._fields[cached]
 
     def has_header(self, name: str) -> bool:
         name = name.lower()

@@ -297,6 +297,8 @@ class Searcher:
         """The kept texts (value slot SLOT_TEXTS, fts.store_texts) of those of `uids` (of mailbox `guid`) whose
         documents have them, still packed (decode with kept()): read in docid order from the slot's value stream,
         without a look-up of each UID's id term and document."""
+        if not self._retried(lambda: self.db.get_value_freq(schema.SLOT_TEXTS)):  # none kept: no match, no stream
+            return {}
         docid_of = self._docid_map(guid)
         docids = sorted(d for uid in uids if (d := docid_of.get(uid)) is not None)
         return self._retried(lambda: self._values(docids, schema.SLOT_TEXTS))
@@ -367,7 +369,7 @@ def _data(doc: Any) -> dict[str, Any]:
     damaged record table is a damaged index (set aside and rebuilt), not a message that silently never matches."""
     try:
         data = json.loads(doc.get_data())
-    except ValueError:  # JSONDecodeError, or bytes that are not UTF-8
+    except (ValueError, RecursionError):  # JSONDecodeError, bytes that are not UTF-8, JSON nested thousands deep
         data = None
     if not isinstance(data, dict):
         raise xapian.DatabaseCorruptError("document data is not ftsd's JSON")
