@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -445,7 +446,17 @@ def message_status(
         raise MailboxError(f"{name}: {mailbox} UID {uid} is not in the index")
     keys = ("part", "content_type", "filename", "size", "decoder", "chars", "skipped")
     data["parts"] = [dict(zip(keys, p, strict=False)) for p in data.get("parts", [])]
-    return data
+    # the file as it is now (documents of earlier ftsd versions also kept its name and size)
+    file = box.messages.get(uid)
+    now = {"file": Path(file).name, "size": _file_size(file)} if file else {}
+    return {**data, "uid": uid, **now}
+
+
+def _file_size(file: str) -> int | None:
+    try:
+        return os.stat(file).st_size
+    except OSError:  # expunged since the scan
+        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,7 +62,7 @@ def index_message(guid: str, uid: int, path: Path, settings: Settings) -> Outcom
         return degraded(guid, uid, path, settings, "MemoryError: the message needs more than fts.worker_memory_mb")
     try:
         parsed = parse_message(message.data, settings, size=message.size)
-        outcome = _outcome(guid, uid, path, message.size, parsed, settings, keep=True)
+        outcome = _outcome(guid, uid, message.size, parsed, settings, keep=True)
         raw = next((p.skipped for p in parsed.parts if p.decoder == "raw"), None)
         return dataclasses.replace(outcome, note=f"indexed as raw text: {raw}") if raw else outcome
     except Exception as exc:  # a parser or analyser bug (or MemoryError under the worker's limit)
@@ -78,7 +78,7 @@ def degraded(guid: str, uid: int, path: Path, settings: Settings, reason: str) -
     try:
         head = read_message(path, min(HEAD_BYTES, settings.fts.max_message_bytes))
         parsed = raw_message(head.data, settings, reason)
-        outcome = _outcome(guid, uid, path, head.size, parsed, settings)
+        outcome = _outcome(guid, uid, head.size, parsed, settings)
         return dataclasses.replace(outcome, note=f"indexed as raw text only: {reason}")
     except FileNotFoundError:
         return Outcome(uid, skipped="file vanished (expunged or moved during the run)")
@@ -86,14 +86,15 @@ def degraded(guid: str, uid: int, path: Path, settings: Settings, reason: str) -
         return Outcome(uid, failed=f"{reason}; then {type(exc).__name__}: {exc}"[:300])
 
 
-def _outcome(guid: str, uid: int, path: Path, size: int, parsed: ParsedMessage, settings: Settings,
+def _outcome(guid: str, uid: int, size: int, parsed: ParsedMessage, settings: Settings,
              keep: bool = False) -> Outcome:
     """`keep`: keep its texts (fts.store_texts) -- only for the parse a search of the message file would make too
     (not a degraded document, nor one indexed as raw text, whose head a search reads differently)."""
     analyzer = Analyzer.of(settings.fts)
     terms = analyse_fields(parsed, analyzer)
     parts = [dataclasses.astuple(p) for p in parsed.parts]
-    data = {"uid": uid, "file": path.name, "size": size, "parts": parts}
+    # the UID is in its value slot, the file and its size are the Maildir's to tell (message_status): not repeated
+    data = {"parts": parts}
     kept = None
     if keep and settings.fts.store_texts and not any(p.decoder == "raw" for p in parsed.parts):
         kept = texts.encode(parsed.header_items, parsed.body, settings)

@@ -153,13 +153,17 @@ def test_trash_is_not_bulk_indexed_but_searchable(server: Server, mail: dict[str
         assert wait_job(client, job)["state"] == "done"
 
 
-def test_message_status(server: Server, mail: dict[str, int]) -> None:
+def test_message_status(server: Server, mail: dict[str, int], tmp_path: Path) -> None:
     with server.tcp() as client:
         assert error_of(client.get(f"/v1/users/{ALICE}/status", params={"uid": mail["invoice"]}), 404) \
             == "unknown_mailbox"  # not indexed yet
         wait_job(client, client.post(f"/v1/users/{ALICE}/index").json()["job"])
         info = client.get(f"/v1/users/{ALICE}/status", params={"mailbox": "INBOX", "uid": mail["invoice"]}).json()
         assert info["parts"] and info["parts"][0]["content_type"].startswith("text/plain")
+        # the UID and the file come from the Maildir as it is now, not from the document
+        assert info["uid"] == mail["invoice"]
+        files = {p.name: p.stat().st_size for p in (tmp_path / "vmail" / "example.org" / "alice").glob("*/*")}
+        assert files[info["file"]] == info["size"]
         assert error_of(client.get(f"/v1/users/{ALICE}/status", params={"uid": 0}), 422) == "invalid_request"
 
 
