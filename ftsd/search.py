@@ -159,6 +159,10 @@ class TextSource(Protocol):
         """The normalised text `key` looks into."""
         ...
 
+    def contains(self, key: Key, needle: str) -> bool:
+        """`needle in self.field(key)` (a source may find it without building the field's text)."""
+        ...
+
     def has_header(self, name: str) -> bool:
         """Whether the message has this header (what `HEADER name ""` asks)."""
         ...
@@ -228,6 +232,9 @@ class MaildirText:
                 self._store.added(self._key, len(self._cache[name]))
         return self._cache[name]
 
+    def contains(self, key: Key, needle: str) -> bool:
+        return needle in self.field(key)
+
 
 class StoredText:
     """The field texts a Solr document keeps (Solr names: body, hdr, subject, from, to, cc, bcc)."""
@@ -249,6 +256,9 @@ class StoredText:
             self._norm[name] = searchable(normalise(self._raw(key)), self.max_word_chars)
         return self._norm[name]
 
+    def contains(self, key: Key, needle: str) -> bool:
+        return needle in self.field(key)
+
     def has_header(self, name: str) -> bool:
         return bool(self.fields.get(name.lower()))
 
@@ -262,13 +272,19 @@ class KeptText:
     check is a string search. HEADER keys on a header left out of the index (fts.header_excludes) are not in them:
     those read the message file (`file()`; None: not readable here)."""
 
-    def __init__(self, kept: KeptTexts, settings: Settings, file: Callable[[], TextSource | None]) -> None:
+    def __init__(self, kept: KeptTexts, settings: Settings, file: Callable[[], TextSource | None],
+                 indexed: dict[str, bool] | None = None) -> None:
+        """`indexed`: header name -> whether its values are kept, shared by the checks of one search."""
         self.kept, self.settings, self._file = kept, settings, file
         self._source: TextSource | None = None
         self._fields: dict[str, str] = {}  # rendered once per field, however many keys of the query look at it
+        self._indexed = {} if indexed is None else indexed
 
     def _kept(self, name: str) -> bool:
-        return name in _OWN_FIELD_HEADERS or header_indexed(name, self.settings)
+        kept = self._indexed.get(name)
+        if kept is None:
+            kept = self._indexed[name] = name in _OWN_FIELD_HEADERS or header_indexed(name, self.settings)
+        return kept
 
     def _fallback(self) -> TextSource:
         if self._source is None:
@@ -289,6 +305,11 @@ class KeptText:
             self._fields[cached] = self.kept.header(name)
         return self._fields[cached]
 
+    def contains(self, key: Key, needle: str) -> bool:
+        if key.field in ("text", "body", "headers"):  # found in place: no copy of the field's text per check
+            return self.kept.holds(key.field, needle)
+        return needle in self.field(key)
+
     def has_header(self, name: str) -> bool:
         name = name.lower()
         return self.kept.has_header(name) if self._kept(name) else self._fallback().has_header(name)
@@ -307,6 +328,7 @@ class IndexTexts:
         self.files = 0  # message files handed out (the checks that read the Maildir)
         self._mark = fingerprint(settings)
         self._blobs: dict[int, bytes] = {}  # prefetch()ed kept texts, still packed
+        self._indexed: dict[str, bool] = {}  # header name -> kept (KeptText._kept)
 
     def prefetch(self, uids: Sequence[int]) -> None:
         """Read the kept texts of these UIDs at once (the next batch of checks), in place of the last batch's."""
@@ -317,7 +339,7 @@ class IndexTexts:
         if blob is not None:
             kept = self.searcher.kept(blob, self.settings, self._mark)
             if kept is not None:
-                return KeptText(kept, self.settings, lambda: self.file(uid))
+                return KeptText(kept, self.settings, lambda: self.file(uid), self._indexed)
         got = self.searcher.message_texts(self.guid, uid, self.settings, self._mark)
         if isinstance(got, KeptTexts):
             return KeptText(got, self.settings, lambda: self.file(uid))
@@ -526,7 +548,7 @@ def evaluate(node: Node, text: TextSource, pieces: Callable[[str], QueryPieces],
         wanted = pieces(node.value)
         if not wanted.text and node.field == "header":
             return text.has_header(node.header or "")
-        return wanted.runs is not None and wanted.text in text.field(node)
+        return wanted.runs is not None and text.contains(node, wanted.text)
     if isinstance(node, All):
         return True
     if isinstance(node, Where):

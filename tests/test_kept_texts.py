@@ -203,7 +203,7 @@ def _damage(blob: bytes, how: str, settings: Settings) -> bytes:
     if how == "header table cut short":  # inflates well
         kept = texts.decode(blob, settings)
         assert kept is not None
-        payload = kept.t.encode("utf-8", "surrogatepass") + b"\n" + kept._table[: len(kept._table) // 2]
+        payload = kept.t.encode("utf-8", "surrogatepass") + b"\n" + kept.table[: len(kept.table) // 2]
         return head + bytes(lz4.block.compress(payload))
     return blob[:5]  # no header
 
@@ -233,6 +233,12 @@ def test_a_damaged_kept_text_is_a_damaged_index(how: str, maildir: MailDir,
     assert {text: uids for text, (uids, _) in _answers(settings).items()} == expected
 
 
+def _with_table(kept: texts.KeptTexts, table: bytes) -> texts.KeptTexts:
+    """`kept` with another header table."""
+    t = kept.t.encode("utf-8", "surrogatepass")
+    return texts.KeptTexts(t + b"\n" + table, len(t), None if t.isascii() else kept.t, kept._fields)
+
+
 def test_a_damaged_header_row_is_found_when_read() -> None:
     """The header table's rows are parsed when a HEADER key needs them (outside the store's error translation):
     a row out of bounds, or that is not one, is a CorruptIndexError (the search sets the index aside)."""
@@ -241,10 +247,10 @@ def test_a_damaged_header_row_is_found_when_read() -> None:
     assert kept is not None and kept.header("x-tag") == "a b" and kept.header("subject") == "c"
     nested = b"[" * 100_000 + b"]" * 100_000  # parsing it recurses past Python's limit
     with pytest.raises(CorruptIndexError):
-        texts.KeptTexts(kept.t, kept._fields, nested).values()
+        _with_table(kept, nested).values()
     for table in (b'[["x-tag", 2, false, true, 0, 99999999]]', b'[["x-tag", 2, false]]', b'[["x-tag", 2]]]',
                   b'[["x-tag", ' + nested + b"]]"):
-        damaged = texts.KeptTexts(kept.t, kept._fields, table)
+        damaged = _with_table(kept, table)
         with pytest.raises(CorruptIndexError):
             damaged.header("x-tag")
         with pytest.raises(CorruptIndexError):

@@ -119,10 +119,10 @@ def encode(header_items: Sequence[tuple[str, str]], body: str, settings: Setting
     return struct.pack(_HEAD, *head) + packed
 
 
-def _render(t: str, seg: Segment) -> str:
+def _render(core: str, seg: Segment) -> str:
+    """The text of a field or value: `core` (its slice of T) with the spaces around it."""
     if seg.kind != _TOKENS:
         return " " if seg.kind == _SPACE else ""
-    core = t[seg.start : seg.end]
     return (" " if seg.before else "") + core + (" " if seg.after else "") if seg.before or seg.after else core
 
 
@@ -142,19 +142,50 @@ def _plain(name: str) -> bool:
 
 
 class KeptTexts:
-    """The texts of one document, unpacked (decode())."""
+    """The texts of one document, inflated (decode()). T stays bytes while it is ASCII (most mail: its byte offsets
+    are then its character offsets, and a key is looked for in place, bytes.find within the field's range, without
+    decoding or slicing ~20 KB per check); T not ASCII is decoded once (decode() must check it is UTF-8 anyway)."""
 
-    __slots__ = ("t", "_fields", "_table", "_values")
+    __slots__ = ("_payload", "_cut", "_t", "_fields", "_values")
 
-    def __init__(self, t: str, fields: dict[str, Segment], table: bytes) -> None:
-        self.t = t
+    def __init__(self, payload: bytes, cut: int, t: str | None, fields: dict[str, Segment]) -> None:
+        self._payload = payload  # T + "\n" + the header table
+        self._cut = cut
+        self._t = t  # None: T is ASCII
         self._fields = fields
-        self._table = table
         self._values: dict[str, list[Segment]] | None = None
+
+    @property
+    def t(self) -> str:
+        if self._t is None:
+            self._t = self._payload[: self._cut].decode("ascii")
+        return self._t
+
+    @property
+    def table(self) -> bytes:
+        """The header table (JSON), as kept."""
+        return self._payload[self._cut + 1 :]
+
+    def _core(self, seg: Segment) -> str:
+        if self._t is None:
+            return self._payload[seg.start : seg.end].decode("ascii")
+        return self._t[seg.start : seg.end]
 
     def field(self, name: str) -> str:
         """"text", "body" or "headers"."""
-        return _render(self.t, self._fields[name])
+        seg = self._fields[name]
+        return _render(self._core(seg) if seg.kind == _TOKENS else "", seg)
+
+    def holds(self, name: str, needle: str) -> bool:
+        """Whether field `name` ("text", "body", "headers") contains `needle`: `needle in field(name)`, found in
+        place. Without a space at its edges, a needle is in the field iff it is in the field's core (the spaces
+        around it are single), so only the core's range is searched."""
+        seg = self._fields[name]
+        if seg.kind != _TOKENS or needle[:1] == " " or needle[-1:] == " ":
+            return needle in self.field(name)
+        if self._t is None:
+            return self._payload.find(needle.encode("utf-8", "surrogatepass"), seg.start, seg.end) >= 0
+        return self._t.find(needle, seg.start, seg.end) >= 0
 
     def _row(self, row: object) -> tuple[str, Segment]:
         """One [name, kind, before, after, start, end] row of the header table, checked."""
@@ -162,16 +193,19 @@ class KeptTexts:
             raise ValueError("row")
         name, kind, before, after, start, end = row
         if not (isinstance(name, str) and isinstance(start, int) and isinstance(end, int)
-                and 0 <= start <= end <= len(self.t) and kind in (0, 1, 2)):
+                and 0 <= start <= end <= self._length() and kind in (0, 1, 2)):
             raise ValueError("row")
         return name, Segment(kind, bool(before), bool(after), start, end)
+
+    def _length(self) -> int:
+        return self._cut if self._t is None else len(self._t)
 
     def values(self) -> dict[str, list[Segment]]:
         """Header name (lower case) -> the segments of its values. Raises CorruptIndexError."""
         if self._values is None:
             out: dict[str, list[Segment]] = {}
             try:
-                rows = json.loads(self._table)
+                rows = json.loads(self.table)
                 for name, seg in map(self._row, rows if isinstance(rows, list) else [None]):
                     out.setdefault(name, []).append(seg)
             except (ValueError, TypeError, RecursionError) as exc:  # RecursionError: JSON nested thousands deep
@@ -183,8 +217,8 @@ class KeptTexts:
         """The segments of header `name`'s values: only its rows parsed, where the name is written as is."""
         if self._values is not None or not _plain(name):
             return self.values().get(name, [])
-        needle, table, out = b'["' + name.encode() + b'", ', self._table, []
-        at = table.find(needle)
+        needle, table, out = b'["' + name.encode() + b'", ', self._payload, []
+        at = table.find(needle, self._cut + 1)
         try:
             while at >= 0:
                 end = table.index(b"]", at + len(needle))
@@ -199,11 +233,11 @@ class KeptTexts:
         CorruptIndexError."""
         segments = self._segments(name)
         if len(segments) < 2:
-            return _render(self.t, segments[0]) if segments else ""
+            return _render(self._core(segments[0]), segments[0]) if segments else ""
         whole = _joined(segments)
         if whole.kind != _TOKENS:
-            return _render(self.t, whole)
-        core = " ".join(self.t[s.start : s.end] for s in segments if s.kind == _TOKENS)
+            return _render("", whole)
+        core = " ".join(self._core(s) for s in segments if s.kind == _TOKENS)
         return (" " if whole.before else "") + core + (" " if whole.after else "")
 
     def has_header(self, name: str) -> bool:
@@ -236,18 +270,21 @@ def decode(blob: bytes, settings: Settings, mark: int | None = None) -> KeptText
     cut = payload.find(b"\n")
     if cut < 0:
         raise _damaged("no header table")
-    try:
-        t = payload[:cut].decode("utf-8", "surrogatepass")
-    except UnicodeDecodeError:
-        raise _damaged("not UTF-8") from None
+    t: str | None = None  # ASCII (the table always is: JSON's escapes): T is valid UTF-8 and as long in characters
+    if not payload.isascii():
+        try:
+            t = payload[:cut].decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError:
+            raise _damaged("not UTF-8") from None
+    length = cut if t is None else len(t)
     fields = {}
     for name, i in (("text", 3), ("headers", 6), ("body", 9)):
         flags, start, end = head[i : i + 3]
         kind = flags & 3
-        if kind > _TOKENS or flags > 15 or not start <= end <= len(t):
+        if kind > _TOKENS or flags > 15 or not start <= end <= length:
             raise _damaged(f"{name} bounds")
         fields[name] = Segment(kind, bool(flags & 4), bool(flags & 8), start, end)
-    table = payload[cut + 1 :]
-    if not (table == b"[]" or table.endswith(b"]]")):  # its rows are parsed only when a key needs them
+    # the table's rows are parsed only when a key needs them; "]]" ends a table of rows (len(table) >= 2 then)
+    if not (payload.endswith(b"]]") or len(payload) == cut + 3 and payload.endswith(b"[]")):
         raise _damaged("header table cut short")
-    return KeptTexts(t, fields, table)
+    return KeptTexts(payload, cut, t, fields)
