@@ -256,3 +256,61 @@ def test_a_damaged_header_row_is_found_when_read() -> None:
         with pytest.raises(CorruptIndexError):
             damaged.values()
 
+
+
+# Keys a check finds in place (KeptTexts.holds: bytes.find within a field's range while T is ASCII, else str.find
+# with character bounds): T with and without non-ASCII text before a field's start (character offsets are not
+# byte offsets then), keys that a byte test over all of T would find outside their field (BODY on a header's
+# words, the join of two values of one header; HEADERS, which has no IMAP key: the property test below), case
+# and white space the key normalises away, spaces at a key's edges, and NOT / OR shapes.
+IN_PLACE_MAIL = [
+    b"Subject: Caf\xc3\xa9 cobalt meadow\nX-Tag: alpha\nX-Tag: beta gamma\n\nwidget harbour, saffron\n",
+    b"Subject: cobalt meadow\nX-Tag: alpha beta\n\nWidget  Harbour\tsaffron lantern caf\xc3\xa9\n",
+    b"Subject: plain\nX-Tag: beta\n\ntrailing cobalt meadow \n",
+    b"Subject: \xe2\x80\x94 orbit velvet\n\nsaffron\n",
+    b"X-Tag: widget harbour\n\nnothing\n",
+    b"Subject: cobalt meadow, widget harbour\n\nmeadow and cobalt; harbour and widget\n",  # candidates of BODY
+    b"Subject: " + "жи".encode() * 6 + b" x\n\ncobalt meadow at the start, then widget\n",
+    b"Subject: orbit velvet\nX-Tag: velvet\nX-Tag: orbit\n\nvelvet orbit\n",
+]
+IN_PLACE_QUERIES = [
+    'BODY "widget harbour"', 'BODY "cobalt meadow"', 'HEADER x-tag "widget harbour"', 'TEXT "widget harbour"',
+    'TEXT "WIDGET   harbour"', 'SUBJECT "cobalt meadow"', 'HEADER x-tag "alpha beta"', 'HEADER x-tag "beta gamma"',
+    'BODY " cobalt"', 'BODY "meadow "', 'TEXT "café widget"', 'TEXT "café cobalt"', 'BODY "café"',
+    'SUBJECT "café"', 'BODY "— orbit"', 'TEXT "— orbit velvet"', 'NOT BODY "widget harbour"',
+    'OR BODY "cobalt meadow" SUBJECT "widget harbour"', 'NOT OR BODY "saffron lantern" TEXT "orbit velvet"',
+    'TEXT "harbour,"', 'BODY "meadow x-tag"', 'HEADER x-tag "orbit velvet"', 'BODY "orbit velvet"',
+    'NOT BODY "cobalt meadow"', 'BODY "then widget"', 'TEXT "meadow x-tag"', 'TEXT "gamma widget"',
+    'BODY "gamma widget"',
+]
+
+
+def test_keys_found_in_place_answer_like_the_reference(maildir: MailDir, make_config: Callable[..., Path]) -> None:
+    settings = load_settings(make_config(fts={"workers": 1, "store_texts": True}))
+    for raw in IN_PLACE_MAIL:
+        maildir.deliver("INBOX", raw=raw)
+    assert not service.index_users(settings, [USER]).failed
+    assert _kept_count(settings) == (len(IN_PLACE_MAIL), len(IN_PLACE_MAIL))
+    reference = ReferenceIndex(maildir.root)
+    for path in (maildir.root / "cur").iterdir():  # checked against the kept texts only
+        path.write_bytes(b"Subject: gone\n\nnothing here\n")
+    for query in IN_PLACE_QUERIES:
+        node = parse_query(query)
+        (result,) = service.search(settings, USER, ["INBOX"], node, autoindex=False)
+        assert result.uids == reference.search("INBOX", node), query
+        assert result.read == 0, query
+
+
+_NEEDLE = st.lists(st.sampled_from(["a", "b", "é", " ", ":", "x", "ǅ", "\u200b", "\ud800"]), min_size=1,
+                   max_size=4).map("".join)
+
+
+@examples(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(["Subject", "X-a"]), _TEXT), max_size=3), _TEXT, _NEEDLE)
+def test_a_field_holds_what_its_text_contains(items: list[tuple[str, str]], body: str, needle: str) -> None:
+    """holds() (in place, in bytes or with character bounds) is `needle in field()` for any needle."""
+    settings = _kept_settings(max_word_chars=8)
+    kept = texts.decode(texts.encode(items, body, settings) or b"", settings)
+    assert kept is not None
+    for name in ("text", "body", "headers"):
+        assert kept.holds(name, needle) == (needle in kept.field(name)), (name, needle)
