@@ -334,6 +334,30 @@ class IndexTexts:
         """Read the kept texts of these UIDs at once (the next batch of checks), in place of the last batch's."""
         self._blobs = self.searcher.kept_blobs(self.guid, uids)
 
+    def settle(self, uids: Sequence[int], judge: Callable[[KeptTexts], bool],
+               check: Callable[[], None]) -> dict[int, bool]:
+        """`judge` on the kept texts of those of `uids` (prefetch()ed) that have usable ones: one loop without a
+        TextSource per message. The others (no kept texts, other settings, a judge that failed) are left to
+        __call__. `check`: the deadline, before each. Raises: CorruptIndexError (a damaged blob)."""
+        out: dict[int, bool] = {}
+        blobs, kept_of, settings, mark = self._blobs, self.searcher.kept, self.settings, self._mark
+        for uid in uids:
+            blob = blobs.get(uid)
+            if blob is None:
+                continue
+            check()
+            kept = kept_of(blob, settings, mark)
+            if kept is None:
+                continue
+            try:
+                out[uid] = judge(kept)
+            except UnusableIndexError:
+                raise
+            except Exception:  # noqa: BLE001 -- __call__'s check logs it and answers for this message alone
+                continue
+            del blobs[uid]
+        return out
+
     def __call__(self, uid: int) -> TextSource | None:
         blob = self._blobs.pop(uid, None)
         if blob is not None:
@@ -509,13 +533,37 @@ class MailboxSearch:
             check |= present - indexed  # not indexed yet: only the message's text can tell
         verified: set[int] = set()
         prefetch = getattr(self.texts, "prefetch", None)  # IndexTexts: kept texts read a batch at a time
+        settle = getattr(self.texts, "settle", None) if self._on_kept(node) else None
         ordered = sorted(check)
         for start in range(0, len(ordered), CHECK_BATCH):
             batch = ordered[start : start + CHECK_BATCH]
             if prefetch is not None:
                 prefetch(batch)
+            if settle is not None:  # the kept texts answer the whole query: no TextSource per message
+                done: dict[int, bool] = settle(batch, self._judge(node), self.deadline.check)
+                verified.update(uid for uid, yes in done.items() if yes)
+                batch = [uid for uid in batch if uid not in done]
             verified.update(uid for uid in batch if self._verify(uid, node))
         return Answer(sorted(sure | verified), len(check))
+
+    def _on_kept(self, node: Node) -> bool:
+        """Whether kept texts alone answer `node` (evaluate_kept): no Where key, no header left out of them."""
+        if isinstance(node, Key):
+            if node.field != "header":
+                return True
+            name = (node.header or "").lower()
+            return name in _OWN_FIELD_HEADERS or header_indexed(name, self.settings)
+        if isinstance(node, All):
+            return True
+        if isinstance(node, And):
+            return all(map(self._on_kept, node.items))
+        if isinstance(node, Or):
+            return self._on_kept(node.left) and self._on_kept(node.right)
+        return isinstance(node, Not) and self._on_kept(node.item)
+
+    def _judge(self, node: Node) -> Callable[[KeptTexts], bool]:
+        pieces = self.pieces
+        return lambda kept: evaluate_kept(node, kept, pieces)
 
     def _verify(self, uid: int, node: Node) -> bool:
         self.deadline.check()
@@ -539,6 +587,32 @@ class MailboxSearch:
             log.warning("%s %s UID %d could not be checked (not a match): %s: %s", self.user, self.guid, uid,
                         type(exc).__name__, exc)
             return False
+
+
+def evaluate_kept(node: Node, kept: KeptTexts, pieces: Callable[[str], QueryPieces]) -> bool:
+    """evaluate() on kept texts directly (no Where key, every header kept: MailboxSearch._on_kept), found in
+    place. Raises CorruptIndexError (a damaged header table)."""
+    if isinstance(node, Key):
+        wanted = pieces(node.value)
+        field_ = node.field
+        if field_ == "header":
+            name = (node.header or "").lower()
+            if not wanted.text:
+                return kept.has_header(name)
+            return wanted.runs is not None and wanted.text in kept.header(name)
+        if wanted.runs is None:
+            return False
+        if field_ in ("text", "body", "headers"):
+            return kept.holds(field_, wanted.text)
+        return wanted.text in kept.header(field_)
+    if isinstance(node, All):
+        return True
+    if isinstance(node, And):
+        return all(evaluate_kept(n, kept, pieces) for n in node.items)
+    if isinstance(node, Or):
+        return evaluate_kept(node.left, kept, pieces) or evaluate_kept(node.right, kept, pieces)
+    assert isinstance(node, Not)
+    return not evaluate_kept(node.item, kept, pieces)
 
 
 def evaluate(node: Node, text: TextSource, pieces: Callable[[str], QueryPieces],

@@ -281,7 +281,7 @@ IN_PLACE_QUERIES = [
     'OR BODY "cobalt meadow" SUBJECT "widget harbour"', 'NOT OR BODY "saffron lantern" TEXT "orbit velvet"',
     'TEXT "harbour,"', 'BODY "meadow x-tag"', 'HEADER x-tag "orbit velvet"', 'BODY "orbit velvet"',
     'NOT BODY "cobalt meadow"', 'BODY "then widget"', 'TEXT "meadow x-tag"', 'TEXT "gamma widget"',
-    'BODY "gamma widget"',
+    'BODY "gamma widget"', 'HEADER x-tag ""', 'NOT HEADER x-tag ""', 'OR HEADER x-tag "" BODY "then widget"',
 ]
 
 
