@@ -267,7 +267,7 @@ def decode(blob: bytes, settings: Settings, mark: int | None = None) -> KeptText
     if head[2] != (fingerprint(settings) if mark is None else mark):
         return None
     payload = _inflate(memoryview(blob)[HEAD_SIZE:], limit(settings))
-    cut = payload.find(b"\n")
+    cut = payload.rfind(b"\n")  # T has none (normalised), the JSON table none either: a scan of the table only
     if cut < 0:
         raise _damaged("no header table")
     t: str | None = None  # ASCII (the table always is: JSON's escapes): T is valid UTF-8 and as long in characters
