@@ -236,7 +236,7 @@ def test_a_damaged_kept_text_is_a_damaged_index(how: str, maildir: MailDir,
 def _with_table(kept: texts.KeptTexts, table: bytes) -> texts.KeptTexts:
     """`kept` with another header table."""
     t = kept.t.encode("utf-8", "surrogatepass")
-    return texts.KeptTexts(t + b"\n" + table, len(t), None if t.isascii() else kept.t, kept._fields)
+    return texts.KeptTexts(t + b"\n" + table, len(t), None if t.isascii() else kept.t, kept._head)
 
 
 def test_a_damaged_header_row_is_found_when_read() -> None:

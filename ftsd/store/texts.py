@@ -27,6 +27,7 @@ import json
 import struct
 import zlib
 from collections.abc import Sequence
+from types import MappingProxyType
 from typing import NamedTuple
 
 import lz4.block as lz4_block
@@ -41,6 +42,7 @@ LZ4 = 2  # the codec byte (1 was zlib in development: never written by a release
 _HEAD = "<BBI" + "BII" * 3
 HEAD_SIZE = struct.calcsize(_HEAD)
 _EMPTY, _SPACE, _TOKENS = 0, 1, 2  # a segment's or a field's kind: "" / " " / cores (with spaces around)
+_FIELD_AT = MappingProxyType({"text": 3, "headers": 6, "body": 9})  # each field's (flags, start, end) in the header
 _HEAD_CHARS = 1 << 20  # header lines kept at most (message.py reads at most 1 MiB of a header block as such)
 
 
@@ -146,13 +148,14 @@ class KeptTexts:
     are then its character offsets, and a key is looked for in place, bytes.find within the field's range, without
     decoding or slicing ~20 KB per check); T not ASCII is decoded once (decode() must check it is UTF-8 anyway)."""
 
-    __slots__ = ("_payload", "_cut", "_t", "_fields", "_values")
+    __slots__ = ("_payload", "_cut", "_t", "_head", "_values")
 
-    def __init__(self, payload: bytes, cut: int, t: str | None, fields: dict[str, Segment]) -> None:
+    def __init__(self, payload: bytes, cut: int, t: str | None, head: tuple[int, ...]) -> None:
+        """`head`: the unpacked layout header (decode() checked its fields' bounds)."""
         self._payload = payload  # T + "\n" + the header table
         self._cut = cut
         self._t = t  # None: T is ASCII
-        self._fields = fields
+        self._head = head
         self._values: dict[str, list[Segment]] | None = None
 
     @property
@@ -160,6 +163,11 @@ class KeptTexts:
         if self._t is None:
             self._t = self._payload[: self._cut].decode("ascii")
         return self._t
+
+    def _field(self, name: str) -> Segment:
+        """"text", "body" or "headers" (made when asked: three Segments per check cost ~4 us)."""
+        flags, start, end = self._head[_FIELD_AT[name] : _FIELD_AT[name] + 3]
+        return Segment(flags & 3, bool(flags & 4), bool(flags & 8), start, end)
 
     @property
     def table(self) -> bytes:
@@ -173,19 +181,20 @@ class KeptTexts:
 
     def field(self, name: str) -> str:
         """"text", "body" or "headers"."""
-        seg = self._fields[name]
+        seg = self._field(name)
         return _render(self._core(seg) if seg.kind == _TOKENS else "", seg)
 
     def holds(self, name: str, needle: str) -> bool:
         """Whether field `name` ("text", "body", "headers") contains `needle`: `needle in field(name)`, found in
         place. Without a space at its edges, a needle is in the field iff it is in the field's core (the spaces
         around it are single), so only the core's range is searched."""
-        seg = self._fields[name]
-        if seg.kind != _TOKENS or needle[:1] == " " or needle[-1:] == " ":
+        at = _FIELD_AT[name]
+        flags, start, end = self._head[at : at + 3]
+        if flags & 3 != _TOKENS or needle[:1] == " " or needle[-1:] == " ":
             return needle in self.field(name)
         if self._t is None:
-            return self._payload.find(needle.encode("utf-8", "surrogatepass"), seg.start, seg.end) >= 0
-        return self._t.find(needle, seg.start, seg.end) >= 0
+            return self._payload.find(needle.encode("utf-8", "surrogatepass"), start, end) >= 0
+        return self._t.find(needle, start, end) >= 0
 
     def _row(self, row: object) -> tuple[str, Segment]:
         """One [name, kind, before, after, start, end] row of the header table, checked."""
@@ -277,14 +286,11 @@ def decode(blob: bytes, settings: Settings, mark: int | None = None) -> KeptText
         except UnicodeDecodeError:
             raise _damaged("not UTF-8") from None
     length = cut if t is None else len(t)
-    fields = {}
-    for name, i in (("text", 3), ("headers", 6), ("body", 9)):
+    for name, i in _FIELD_AT.items():
         flags, start, end = head[i : i + 3]
-        kind = flags & 3
-        if kind > _TOKENS or flags > 15 or not start <= end <= length:
+        if flags & 3 > _TOKENS or flags > 15 or not start <= end <= length:
             raise _damaged(f"{name} bounds")
-        fields[name] = Segment(kind, bool(flags & 4), bool(flags & 8), start, end)
     # the table's rows are parsed only when a key needs them; "]]" ends a table of rows (len(table) >= 2 then)
     if not (payload.endswith(b"]]") or len(payload) == cut + 3 and payload.endswith(b"[]")):
         raise _damaged("header table cut short")
-    return KeptTexts(payload, cut, t, fields)
+    return KeptTexts(payload, cut, t, head)
