@@ -563,6 +563,11 @@ class MailboxSearch:
 
     def _judge(self, node: Node) -> Callable[[KeptTexts], bool]:
         pieces = self.pieces
+        if isinstance(node, Key) and node.field in ("text", "body", "headers"):  # the usual shape: one key, in place
+            wanted = pieces(node.value)
+            if wanted.runs is not None:
+                name, needle = node.field, wanted.text
+                return lambda kept: kept.holds(name, needle)
         return lambda kept: evaluate_kept(node, kept, pieces)
 
     def _verify(self, uid: int, node: Node) -> bool:
