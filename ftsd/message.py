@@ -28,6 +28,7 @@ from email.message import Message
 from ftsd.decoders import decode_attachment, find_decoder, wants_command
 from ftsd.decoders.charset import decode_text
 from ftsd.decoders.html import html_to_text
+from ftsd.mimeparse import parse_text
 from ftsd.settings import DecoderSettings, Settings
 
 ADDRESS_FIELDS = ("from", "to", "cc", "bcc")
@@ -66,14 +67,12 @@ class _BoundedParser(FeedParser):
 
 
 def parse_bytes(raw: bytes, headersonly: bool = False) -> Message:
-    """Parse message bytes like email.parser.BytesParser (compat32), within the limits of _BoundedParser.
+    """Parse message bytes like email.parser.BytesParser (compat32), within the limits of _BoundedParser: the
+    same Message, from slices of the text where mimeparse can (most mail), else by the FeedParser.
     Raises: MimeTooComplex."""
     text = raw.decode("ascii", "surrogateescape")
-    if not headersonly:
-        single = _single_part(text)
-        if single is not None:
-            return single
-    return _feed(text, headersonly)
+    fast = parse_text(text, Message, headersonly)
+    return fast if fast is not None else _feed(text, headersonly)
 
 
 def _feed(text: str, headersonly: bool) -> Message:
@@ -82,25 +81,6 @@ def _feed(text: str, headersonly: bool) -> Message:
         parser._set_headersonly()  # type: ignore[attr-defined]
     parser.feed(text)
     return parser.close()
-
-
-# The blank line that ends a header block, in any of the line endings the FeedParser knows (CR LF, CR, LF).
-_HEADER_END = re.compile(r"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
-
-
-def _single_part(text: str) -> Message | None:
-    """A message that is not multipart (a patch, most mail): the FeedParser reads only its header block and the
-    body is set as one slice, as the FeedParser would have joined it from its lines (it reads a body line by
-    line, ~40 % of the parse time on list mail). None for anything else: multipart and message/* parts, a header
-    block the FeedParser would end early (a line that is no header), no blank line."""
-    end = _HEADER_END.search(text, 0, _MAX_HEAD)
-    if end is None:
-        return None
-    msg = _feed(text[: end.end()], headersonly=True)
-    if getattr(msg, "_payload", None) or msg.get_content_maintype() in ("multipart", "message"):
-        return None
-    msg.set_payload(text[end.end():])
-    return msg
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from ftsd.decoders.charset import decode_text
 from ftsd.decoders.html import _stream_text, html_to_text
 from ftsd.maildir import decode_mutf7, encode_mutf7
 from ftsd.message import _feed, _payload_head, decode_header_value, parse_bytes, parse_message, split_base64
+from ftsd.mimeparse import parse_text
 from ftsd.settings import Settings
 
 SETTINGS = Settings()
@@ -124,7 +125,8 @@ def test_parse_message_is_total(headers: list[bytes], body: bytes, nesting: int)
 
 def _shape(msg: Message) -> object:
     payload = msg._payload  # type: ignore[attr-defined]  # as stored: get_payload() decodes (and may raise)
-    return msg.items(), msg.get_unixfrom(), [_shape(p) for p in payload] if isinstance(payload, list) else payload
+    return (msg.items(), msg.get_unixfrom(), msg.preamble, msg.epilogue, [type(d) for d in msg.defects],
+            msg.get_default_type(), [_shape(p) for p in payload] if isinstance(payload, list) else payload)
 
 
 _LINE_ENDS = st.sampled_from([b"\n", b"\r\n", b"\r"])
@@ -139,6 +141,57 @@ def test_single_part_fast_path_parses_like_the_feedparser(headers, body, end, fr
     head = ([b"From sender Mon Jan 1 00:00:00 2024"] if from_line else []) + headers
     raw = end.join(head) + end + end + b"".join(line + e for e, line in body)
     assert _shape(parse_bytes(raw)) == _shape(_feed(raw.decode("ascii", "surrogateescape"), False))
+
+
+_PART_LINES = st.sampled_from([b"", b"text", b"Content-Type: text/plain", b"Content-Type: text/html; charset=utf-8",
+                                b"Content-Type: multipart/alternative; boundary=in", b"Content-Type: message/rfc822",
+                                b"Content-Type: multipart/digest; boundary=in", b"--out", b"--out--", b"--in",
+                                b"--in--  ", b"--in-- x", b"--outer", b"From me", b" folded", b"X-B: --in",
+                                b"Content-Transfer-Encoding: base64", b"\xff\xfe", b"--in:x", b":no name"])
+
+
+def _render(tree: object, boundary: bytes, depth: int = 0) -> list[bytes]:
+    """Lines of a MIME entity: a leaf is a list of body lines, a multipart a (preamble, parts, epilogue, close)."""
+    if isinstance(tree, list):
+        return [b"Content-Type: text/plain", b"", *tree]
+    preamble, parts, epilogue, close = tree  # type: ignore[misc]
+    inner = boundary + b"-%d" % depth if depth % 2 else b"in"
+    lines = [b"Content-Type: multipart/mixed; boundary=\"" + inner + b"\"", b"", *preamble]
+    for part in parts:
+        lines += [b"--" + inner, *_render(part, boundary, depth + 1)]
+    return lines + ([b"--" + inner + b"--"] if close else []) + epilogue
+
+
+_LINES = st.lists(_PART_LINES, max_size=3)
+_TREES = st.recursive(_LINES, lambda sub: st.tuples(_LINES, st.lists(sub, min_size=1, max_size=3), _LINES,
+                                                    st.booleans() | st.just(True)), max_leaves=8)
+
+
+@QUICK
+@given(_TREES, st.sampled_from([b"out", b"in", b"o-u+t", b""]), st.sampled_from([b"\n", b"\r\n"]),
+       st.lists(st.tuples(st.integers(0, 60), _PART_LINES, _LINE_ENDS), max_size=2), st.booleans(), st.booleans())
+def test_multipart_fast_path_parses_like_the_feedparser(tree, boundary, end, noise, from_line, headersonly):
+    """Multipart messages cut at their boundary lines give the FeedParser's Message: nesting, preambles and
+    epilogues, missing or doubled boundaries, boundary-like header lines, mixed line endings."""
+    lines = ([b"From sender Mon Jan 1 00:00:00 2024"] if from_line else []) + [b"Subject: s"] + _render(
+        ([], [tree], [], True), boundary)
+    for at, line, line_end in noise:
+        lines.insert(min(at, len(lines)), line + (line_end if line_end != end else b""))
+    raw = end.join(lines) + end
+    assert _shape(parse_bytes(raw, headersonly)) == _shape(_feed(raw.decode("ascii", "surrogateescape"), headersonly))
+
+
+def test_multipart_fast_path_takes_plain_nesting() -> None:
+    """The shapes of real mail are parsed by mimeparse itself (not handed to the FeedParser), like the FeedParser."""
+    raw = (b"Subject: s\r\nContent-Type: multipart/mixed; boundary=out\r\n\r\npre\r\n--out\r\n"
+           b"Content-Type: multipart/alternative; boundary=in\r\n\r\n--in\r\n\r\nplain\r\n--in\r\n"
+           b"Content-Type: text/html\r\n\r\n<p>x</p>\r\n--in--\r\nin-epilogue\r\n--out\r\n"
+           b"Content-Type: image/png\r\n\r\niVBORw0KGgo=\r\n--out--\r\nepilogue\r\n")
+    text = raw.decode("ascii", "surrogateescape")
+    fast = parse_text(text, Message)
+    assert fast is not None and _shape(fast) == _shape(_feed(text, False))
+    assert [p.get_content_type() for p in fast.walk()] == ["multipart/mixed", "multipart/alternative", "text/plain",
+                                                          "text/html", "image/png"]
 
 
 _BASE64_LINE = re.compile(rb"[A-Za-z0-9+/]*(=*)")

@@ -1,0 +1,190 @@
+"""A fast path for the compat32 FeedParser: the same `email.message.Message` tree, built from slices of the text.
+
+The FeedParser reads a message line by line in Python (a deque of lines, a stack of boundary predicates called on
+every line): on list mail that is most of the parse time. Here a header block is one regex match and split into
+fields with another; a multipart body is cut at its boundary lines, found by one regex search per part. The result
+is the Message the FeedParser builds: the same headers, unixfrom, payloads, preambles, epilogues and defects (the
+tests compare the two on generated and real mail).
+
+Only the plain shapes are taken: anything the FeedParser treats in a special way returns None and the caller uses
+the FeedParser itself. That is: a lone CR as a line ending (in the header block; anywhere in a multipart
+message), a header block ended by a line that is no header and not blank, a continuation or `:` line first, an
+envelope `From ` line other than the first, message/* and multipart/digest, a multipart without a boundary or
+without its start or close boundary, a part ended by an enclosing boundary, two boundary lines in a row, a
+boundary line inside a part's header block, nesting past _MAX_DEPTH or more than _MAX_PARTS parts (the FeedParser
+then applies the parser's limits and raises).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from email import errors
+from email.message import Message
+
+# The header lines of a block as the FeedParser's headerRE takes them (a field name and `:`, or a continuation),
+# each up to and including its LF (or the end of the text). A CR before the LF stays in the line.
+_BLOCK = re.compile(r"(?:(?:[\041-\071\073-\176]+:|[\t ])[^\n]*(?:\n|\Z))*")
+_FIELD = re.compile(r"^[\041-\071\073-\176]+:", re.MULTILINE)
+_EOL = re.compile(r"(?:\r\n|\r|\n)\Z")
+_MAX_DEPTH = 32
+_MAX_PARTS = 1_000
+
+
+def _lone_cr(text: str) -> bool:
+    return "\r" in text and text.count("\r") != text.count("\r\n")
+
+
+def _strip_eol(text: str) -> str:
+    m = _EOL.search(text)
+    return text[: m.start()] if m else text
+
+
+class _Giveup(Exception):
+    """The message is outside the fast path: the FeedParser reads it."""
+
+
+class _Builder:
+    def __init__(self, text: str, factory: Callable[[], Message]) -> None:
+        self.text = text
+        self.factory = factory
+        self.parts = 0
+
+    def headers(self, start: int, end: int) -> tuple[Message, int]:
+        """A new Message with the header block at text[start:end] (end: where the part ends); the offset of its
+        body (after the blank line)."""
+        self.parts += 1
+        if self.parts > _MAX_PARTS:
+            raise _Giveup
+        text = self.text
+        msg = self.factory()
+        pos = start
+        if text.startswith("From ", start):
+            eol = text.find("\n", start, end)
+            if eol < 0:
+                raise _Giveup
+            line = text[start:eol + 1]
+            if _lone_cr(line):
+                raise _Giveup
+            msg.set_unixfrom(_strip_eol(line))
+            pos = eol + 1
+        m = _BLOCK.match(text, pos, end)
+        assert m is not None  # the pattern matches the empty string
+        block_end = m.end()
+        block = text[pos:block_end]
+        if block[:1] in (" ", "\t") or _lone_cr(block):
+            raise _Giveup
+        if text.startswith("\n", block_end, end):
+            body = block_end + 1
+        elif text.startswith("\r\n", block_end, end):
+            body = block_end + 2
+        elif block_end == len(text) and end == len(text):
+            body = block_end  # headers up to the end of the message, no body
+        else:
+            raise _Giveup
+        fields = [m.start() for m in _FIELD.finditer(block)]
+        if fields and fields[0] != 0:
+            raise _Giveup
+        fields.append(len(block))
+        raw = msg._headers  # type: ignore[attr-defined]
+        for i in range(len(fields) - 1):
+            name, value = block[fields[i]:fields[i + 1]].split(":", 1)
+            raw.append((name, value.lstrip(" \t").rstrip("\r\n")))
+        return msg, body
+
+
+def parse_text(text: str, factory: Callable[[], Message], headersonly: bool = False) -> Message | None:
+    """The Message the FeedParser makes of `text` (with `headersonly`: the headers, and all after the blank line
+    as the payload); None outside the fast path."""
+    builder = _Builder(text, factory)
+    try:
+        msg, body = builder.headers(0, len(text))
+        maintype = msg.get_content_maintype()
+        if headersonly or maintype not in ("multipart", "message"):
+            msg.set_payload(text[body:])
+            return msg
+        if _lone_cr(text):
+            return None
+        _entity_body(builder, msg, body, len(text), [], 0)
+    except _Giveup:
+        return None
+    return msg
+
+
+def _boundary_line(boundaries: list[str]) -> re.Pattern[str]:
+    """A line the FeedParser's boundary predicate of any of `boundaries` matches (no lone CR in the text)."""
+    alternatives = "|".join(re.escape(b) for b in boundaries)
+    return re.compile(r"^--(?:" + alternatives + r")(?:--)?[ \t]*(?:\r?\n|\Z)", re.MULTILINE)
+
+
+def _which(line: str, boundary: str) -> str | None:
+    """'sep' or 'end' when `line` (without its line break) is a boundary line of `boundary`, else None."""
+    rest = line.rstrip("\r\n")
+    if not rest.startswith("--" + boundary):
+        return None
+    tail = rest[len(boundary) + 2:]
+    end = tail.startswith("--")
+    if end:
+        tail = tail[2:]
+    if tail.strip(" \t"):
+        return None
+    return "end" if end else "sep"
+
+
+def _entity(b: _Builder, start: int, end: int, outer: list[str], depth: int) -> Message:
+    """The part at text[start:end]; `end` is the start of the line that ends it (a boundary line of an enclosing
+    multipart)."""
+    msg, body = b.headers(start, end)
+    _entity_body(b, msg, body, end, outer, depth)
+    return msg
+
+
+def _entity_body(b: _Builder, msg: Message, body: int, end: int, outer: list[str], depth: int) -> None:
+    maintype = msg.get_content_maintype()
+    if maintype == "message" or msg.get_content_type() == "multipart/digest":
+        raise _Giveup
+    if maintype != "multipart":
+        msg.set_payload(b.text[body:end])
+        return
+    if depth >= _MAX_DEPTH:
+        raise _Giveup
+    boundary = msg.get_boundary()
+    if boundary is None or "\n" in boundary or "\r" in boundary:
+        raise _Giveup
+    if str(msg.get("content-transfer-encoding", "8bit")).lower() not in ("7bit", "8bit", "binary"):
+        msg.defects.append(errors.InvalidMultipartContentTransferEncodingDefect())
+    _multipart_body(b, msg, boundary, body, end, outer, depth)
+
+
+def _multipart_body(b: _Builder, msg: Message, boundary: str, body: int, end: int, outer: list[str],
+                    depth: int) -> None:
+    text = b.text
+    stack = [*outer, boundary]
+    lines = _boundary_line(stack)
+    m = lines.search(text, body, end)
+    if m is None or _which(m.group(), boundary) != "sep" or any(_which(m.group(), o) for o in outer):
+        raise _Giveup  # no start boundary (or the close one first, or an enclosing one)
+    preamble = text[body:m.start()]
+    if preamble:
+        msg.preamble = _strip_eol(preamble)
+    while True:
+        part_start = m.end()
+        m = lines.search(text, part_start, end)
+        if m is None or any(_which(m.group(), o) for o in outer):
+            raise _Giveup  # the close boundary is missing
+        kind = _which(m.group(), boundary)
+        if m.start() == part_start:
+            raise _Giveup  # two boundary lines in a row: the FeedParser skips the second
+        part = _entity(b, part_start, m.start(), stack, depth + 1)
+        msg.attach(part)
+        if part.get_content_maintype() == "multipart":
+            epilogue = part.epilogue
+            part.epilogue = None if epilogue == "" else _strip_eol(epilogue) if epilogue is not None else None
+        else:
+            payload = part._payload  # type: ignore[attr-defined]
+            if isinstance(payload, str):
+                part._payload = _strip_eol(payload)  # type: ignore[attr-defined]
+        if kind == "end":
+            break
+    # the rest up to the enclosing boundary line (found by the caller) or the end of the text
+    msg.epilogue = text[m.end():end]
