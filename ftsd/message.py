@@ -28,7 +28,7 @@ from email.message import Message
 from ftsd.decoders import decode_attachment, find_decoder, wants_command
 from ftsd.decoders.charset import decode_text
 from ftsd.decoders.html import html_to_text
-from ftsd.mimeparse import parse_text
+from ftsd.mimeparse import Part, parse_text
 from ftsd.settings import DecoderSettings, Settings
 
 ADDRESS_FIELDS = ("from", "to", "cc", "bcc")
@@ -53,7 +53,7 @@ class _BoundedParser(FeedParser):
     the recursion of the stdlib parser can reach Python's limit."""
 
     def __init__(self, max_depth: int = _MAX_PARSE_DEPTH, max_parts: int = _MAX_PARTS) -> None:
-        super().__init__()
+        super().__init__(Part)
         self._max_depth = max_depth
         self._parts_left = max_parts
 
@@ -71,7 +71,7 @@ def parse_bytes(raw: bytes, headersonly: bool = False) -> Message:
     same Message, from slices of the text where mimeparse can (most mail), else by the FeedParser.
     Raises: MimeTooComplex."""
     text = raw.decode("ascii", "surrogateescape")
-    fast = parse_text(text, Message, headersonly)
+    fast = parse_text(text, Part, headersonly)
     return fast if fast is not None else _feed(text, headersonly)
 
 
@@ -241,8 +241,21 @@ def _filename(part: Message) -> str | None:
     return decode_header_value(name) if name else None
 
 
+def _raw_items(msg: Message) -> list[tuple[str, str]]:
+    """(name, value) of every header as parsed. msg.items() wraps each value with 8-bit bytes in a Header whose one
+    chunk is this same text (what _raw_value reads back): decoding the raw text gives the same string."""
+    return msg._headers  # type: ignore[attr-defined,no-any-return]
+
+
+def _decoded(value: str) -> str:
+    """decode_header_value of a parsed value; plain ASCII without an encoded word or line break is itself."""
+    if value.isascii() and "=?" not in value and "\n" not in value and "\r" not in value:
+        return value
+    return decode_header_value(value)
+
+
 def _header_lines(msg: Message) -> str:
-    return "\n".join(f"{name}: {decode_header_value(value)}" for name, value in msg.items())
+    return "\n".join(f"{name}: {_decoded(value)}" for name, value in _raw_items(msg))
 
 
 class _Walker:
@@ -445,8 +458,9 @@ def _parsed_headers(msg: Message, settings: Settings) -> ParsedMessage:
     parsed = ParsedMessage()
     own = ("subject", *ADDRESS_FIELDS)
     # each value decoded once, for its own field, `headers` and `other_headers`
-    items = [(n, n.lower(), decode_header_value(v)) for n, v in msg.items()
-             if n.lower() in own or header_indexed(n, settings)]
+    everything = not settings.fts.header_excludes
+    items = [(n, low, _decoded(v)) for n, v in _raw_items(msg)
+             if (low := n.lower()) in own or everything or header_indexed(n, settings)]
     fields: dict[str, list[str]] = {name: [] for name in own}
     for _, low, value in items:
         if low in fields:

@@ -21,12 +21,13 @@ import re
 from collections.abc import Callable
 from email import errors
 from email.message import Message
+from typing import Any
 
 # The header lines of a block as the FeedParser's headerRE takes them (a field name and `:`, or a continuation),
 # each up to and including its LF (or the end of the text). A CR before the LF stays in the line.
 _BLOCK = re.compile(r"(?:(?:[\041-\071\073-\176]+:|[\t ])[^\n]*(?:\n|\Z))*")
-_FIELD = re.compile(r"^[\041-\071\073-\176]+:", re.MULTILINE)
-_EOL = re.compile(r"(?:\r\n|\r|\n)\Z")
+# The line break before each field's first line (a leading literal: the regex engine skips to each LF in C).
+_FIELD = re.compile(r"\n(?=[\041-\071\073-\176]+:)")
 _MAX_DEPTH = 32
 _MAX_PARTS = 1_000
 
@@ -36,8 +37,80 @@ def _lone_cr(text: str) -> bool:
 
 
 def _strip_eol(text: str) -> str:
-    m = _EOL.search(text)
-    return text[: m.start()] if m else text
+    """`text` without one line break at its end (the FeedParser's NLCRE_eol)."""
+    if text.endswith("\r\n"):
+        return text[:-2]
+    return text[:-1] if text.endswith(("\n", "\r")) else text
+
+
+_NO_HEADER = object()
+
+
+class Part(Message):
+    """A compat32 Message that finds a header by name in a dict, not by lowering every name in turn, and parses a
+    header's parameters (Content-Type, Content-Disposition) once, not on every get_param: the walk of a part asks
+    for its type, charset and file name several times. Every method that changes the headers drops both
+    caches; the answers are Message's own."""
+
+    _header_list: list[tuple[str, Any]]
+    _first: dict[str, tuple[str, Any]] | None
+    _params: dict[str, Any]
+
+    @property  # type: ignore[override]
+    def _headers(self) -> list[tuple[str, Any]]:
+        return self._header_list
+
+    @_headers.setter
+    def _headers(self, headers: list[tuple[str, Any]]) -> None:
+        self._header_list = headers
+        self._changed()
+
+    def _changed(self) -> None:
+        self._first = None
+        self._params = {}
+
+    def _first_of(self) -> dict[str, tuple[str, Any]]:
+        first = self._first
+        if first is None:
+            first = {}
+            for k, v in self._header_list:
+                first.setdefault(k.lower(), (k, v))
+            self._first = first
+        return first
+
+    def get(self, name: str, failobj: Any = None) -> Any:
+        found = self._first_of().get(name.lower())
+        return failobj if found is None else self.policy.header_fetch_parse(*found)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._first_of()
+
+    def _get_params_preserve(self, failobj: Any, header: str) -> Any:
+        key = header.lower()
+        if key not in self._params:
+            self._params[key] = super()._get_params_preserve(_NO_HEADER, header)  # type: ignore[misc]
+        params = self._params[key]
+        return failobj if params is _NO_HEADER else params
+
+    def __setitem__(self, name: str, val: Any) -> None:
+        super().__setitem__(name, val)
+        self._changed()
+
+    def __delitem__(self, name: str) -> None:
+        super().__delitem__(name)
+        self._changed()
+
+    def set_raw(self, name: str, value: Any) -> None:
+        super().set_raw(name, value)
+        self._changed()
+
+    def replace_header(self, _name: str, _value: Any) -> None:
+        super().replace_header(_name, _value)
+        self._changed()
+
+    def set_boundary(self, boundary: str) -> None:
+        super().set_boundary(boundary)
+        self._changed()
 
 
 class _Giveup(Exception):
@@ -82,14 +155,12 @@ class _Builder:
             body = block_end  # headers up to the end of the message, no body
         else:
             raise _Giveup
-        fields = [m.start() for m in _FIELD.finditer(block)]
-        if fields and fields[0] != 0:
-            raise _Giveup
-        fields.append(len(block))
-        raw = msg._headers  # type: ignore[attr-defined]
+        fields = [0, *(m.end() for m in _FIELD.finditer(block)), len(block)] if block else [0]
+        raw = []
         for i in range(len(fields) - 1):
             name, value = block[fields[i]:fields[i + 1]].split(":", 1)
             raw.append((name, value.lstrip(" \t").rstrip("\r\n")))
+        msg._headers = raw  # type: ignore[attr-defined]
         return msg, body
 
 
@@ -112,14 +183,17 @@ def parse_text(text: str, factory: Callable[[], Message], headersonly: bool = Fa
 
 
 def _boundary_line(boundaries: list[str]) -> re.Pattern[str]:
-    """A line the FeedParser's boundary predicate of any of `boundaries` matches (no lone CR in the text)."""
+    """A line the FeedParser's boundary predicate of any of `boundaries` matches (no lone CR in the text), with the
+    line break before it (a leading literal: the regex engine skips to each LF in C). Searched from the LF that
+    ends the line before the first one to look at."""
     alternatives = "|".join(re.escape(b) for b in boundaries)
-    return re.compile(r"^--(?:" + alternatives + r")(?:--)?[ \t]*(?:\r?\n|\Z)", re.MULTILINE)
+    return re.compile(r"\n--(?:" + alternatives + r")(?:--)?[ \t]*(?:\r?\n|\Z)")
 
 
 def _which(line: str, boundary: str) -> str | None:
-    """'sep' or 'end' when `line` (without its line break) is a boundary line of `boundary`, else None."""
-    rest = line.rstrip("\r\n")
+    """'sep' or 'end' when `line` (a match of _boundary_line: LF, the line, its line break) is a boundary line of
+    `boundary`, else None."""
+    rest = line[1:].rstrip("\r\n")
     if not rest.startswith("--" + boundary):
         return None
     tail = rest[len(boundary) + 2:]
@@ -161,21 +235,21 @@ def _multipart_body(b: _Builder, msg: Message, boundary: str, body: int, end: in
     text = b.text
     stack = [*outer, boundary]
     lines = _boundary_line(stack)
-    m = lines.search(text, body, end)
+    m = lines.search(text, body - 1, end)  # text[body - 1] is the LF of the blank line
     if m is None or _which(m.group(), boundary) != "sep" or any(_which(m.group(), o) for o in outer):
         raise _Giveup  # no start boundary (or the close one first, or an enclosing one)
-    preamble = text[body:m.start()]
+    preamble = text[body:m.start() + 1]
     if preamble:
         msg.preamble = _strip_eol(preamble)
     while True:
         part_start = m.end()
-        m = lines.search(text, part_start, end)
+        m = lines.search(text, part_start - 1, end)
         if m is None or any(_which(m.group(), o) for o in outer):
             raise _Giveup  # the close boundary is missing
         kind = _which(m.group(), boundary)
-        if m.start() == part_start:
+        if m.start() + 1 == part_start:
             raise _Giveup  # two boundary lines in a row: the FeedParser skips the second
-        part = _entity(b, part_start, m.start(), stack, depth + 1)
+        part = _entity(b, part_start, m.start() + 1, stack, depth + 1)
         msg.attach(part)
         if part.get_content_maintype() == "multipart":
             epilogue = part.epilogue
