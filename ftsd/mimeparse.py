@@ -56,7 +56,7 @@ class Part(Message):
     _first: dict[str, tuple[str, Any]] | None
     _params: dict[str, Any]
 
-    @property  # type: ignore[override]
+    @property
     def _headers(self) -> list[tuple[str, Any]]:
         return self._header_list
 
