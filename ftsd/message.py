@@ -248,9 +248,9 @@ def _raw_items(msg: Message) -> list[tuple[str, str]]:
 
 
 def _decoded(value: str) -> str:
-    """decode_header_value of a parsed value; plain ASCII without an encoded word or line break is itself."""
-    if value.isascii() and "=?" not in value and "\n" not in value and "\r" not in value:
-        return value
+    """decode_header_value of a parsed value; plain ASCII without an encoded word is itself, unfolded."""
+    if value.isascii() and "=?" not in value:  # unfolded: every CR and LF goes (see decode_header_value)
+        return value.replace("\n", "").replace("\r", "") if "\n" in value or "\r" in value else value
     return decode_header_value(value)
 
 

@@ -26,8 +26,9 @@ from typing import Any
 # The header lines of a block as the FeedParser's headerRE takes them (a field name and `:`, or a continuation),
 # each up to and including its LF (or the end of the text). A CR before the LF stays in the line.
 _BLOCK = re.compile(r"(?:(?:[\041-\071\073-\176]+:|[\t ])[^\n]*(?:\n|\Z))*")
-# The line break before each field's first line (a leading literal: the regex engine skips to each LF in C).
-_FIELD = re.compile(r"\n(?=[\041-\071\073-\176]+:)")
+# One field of a header block (the block holds only field lines and their continuations, so the matches tile it):
+# the name, and the value as compat32's header_source_parse makes it, but for trailing CR and LF.
+_FIELD = re.compile(r"([\041-\071\073-\176]+):[ \t]*([^\n]*(?:\n[ \t][^\n]*)*)\n?")
 _MAX_DEPTH = 32
 _MAX_PARTS = 1_000
 
@@ -155,11 +156,7 @@ class _Builder:
             body = block_end  # headers up to the end of the message, no body
         else:
             raise _Giveup
-        fields = [0, *(m.end() for m in _FIELD.finditer(block)), len(block)] if block else [0]
-        raw = []
-        for i in range(len(fields) - 1):
-            name, value = block[fields[i]:fields[i + 1]].split(":", 1)
-            raw.append((name, value.lstrip(" \t").rstrip("\r\n")))
+        raw = [(name, value.rstrip("\r\n")) for name, value in _FIELD.findall(block)]
         msg._headers = raw  # type: ignore[attr-defined]
         return msg, body
 
