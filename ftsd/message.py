@@ -32,6 +32,7 @@ from ftsd.mimeparse import Part, parse_text
 from ftsd.settings import DecoderSettings, Settings
 
 ADDRESS_FIELDS = ("from", "to", "cc", "bcc")
+_OWN = ("subject", *ADDRESS_FIELDS)  # header fields indexed on their own
 # Parts that are text even though their type is not text/*. (PGP signatures are base64 noise: not indexed.)
 _TEXTLIKE = {"message/delivery-status", "message/disposition-notification"}
 _MAX_DEPTH = 20
@@ -455,21 +456,32 @@ def _parse(raw: bytes, settings: Settings, size: int | None) -> ParsedMessage:
 
 
 def _parsed_headers(msg: Message, settings: Settings) -> ParsedMessage:
+    """The header fields of a message: each value decoded once, for its own field, `headers` and `other_headers`
+    (one pass: list mail has ~50 headers a message)."""
     parsed = ParsedMessage()
-    own = ("subject", *ADDRESS_FIELDS)
-    # each value decoded once, for its own field, `headers` and `other_headers`
     everything = not settings.fts.header_excludes
-    items = [(n, low, _decoded(v)) for n, v in _raw_items(msg)
-             if (low := n.lower()) in own or everything or header_indexed(n, settings)]
-    fields: dict[str, list[str]] = {name: [] for name in own}
-    for _, low, value in items:
-        if low in fields:
-            fields[low].append(value)
+    fields: dict[str, list[str]] = {name: [] for name in _OWN}
+    lines: list[str] = []
+    other: list[str] = []
+    kept: list[tuple[str, str]] = []
+    for name, raw in _raw_items(msg):
+        own = fields.get(name.lower())
+        if own is None and not everything and not header_indexed(name, settings):
+            continue
+        value = _decoded(raw)
+        line = f"{name}: {value}"
+        lines.append(line)
+        kept.append((name, value))
+        if own is None:
+            other.append(line)
+        else:
+            own.append(value)
+            other.append(f"{name}:")
     for name, values in fields.items():
         setattr(parsed, "from_" if name == "from" else name, "\n".join(values))
-    parsed.headers = "\n".join(f"{name}: {value}" for name, _, value in items)
-    parsed.header_items = [(name, value) for name, _, value in items]
-    parsed.other_headers = "\n".join(f"{name}:" if low in own else f"{name}: {value}" for name, low, value in items)
+    parsed.headers = "\n".join(lines)
+    parsed.header_items = kept
+    parsed.other_headers = "\n".join(other)
     return parsed
 
 
