@@ -48,14 +48,15 @@ _NO_HEADER = object()
 
 
 class Part(Message):
-    """A compat32 Message that finds a header by name in a dict, not by lowering every name in turn, and parses a
-    header's parameters (Content-Type, Content-Disposition) once, not on every get_param: the walk of a part asks
-    for its type, charset and file name several times. Every method that changes the headers drops both
+    """A compat32 Message that finds a header by name in a dict, not by lowering every name in turn, and parses its
+    content type and a header's parameters (Content-Type, Content-Disposition) once, not on every call: the walk of
+    a part asks for its type, charset and file name several times. Every method that changes the headers drops both
     caches; the answers are Message's own."""
 
     _header_list: list[tuple[str, Any]]
     _first: dict[str, tuple[str, Any]] | None
     _params: dict[str, Any]
+    _type: tuple[str, str] | None  # (default type, content type) of the last get_content_type
 
     @property
     def _headers(self) -> list[tuple[str, Any]]:
@@ -69,6 +70,14 @@ class Part(Message):
     def _changed(self) -> None:
         self._first = None
         self._params = {}
+        self._type = None
+
+    def get_content_type(self) -> str:
+        default = self.get_default_type()
+        known = self._type
+        if known is None or known[0] != default:
+            known = self._type = (default, super().get_content_type())
+        return known[1]
 
     def _first_of(self) -> dict[str, tuple[str, Any]]:
         first = self._first
