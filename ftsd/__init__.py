@@ -20,8 +20,9 @@ Layers, bottom to top: a module imports only from its own layer or the ones belo
                   searcher, texts (kept normalised texts, fts.store_texts), reader pool, maintenance, the Xapian
                   error table
     1 mail        userdb/ (users from static, passwd-file, dovecot, ldap), maildir.py (folders, uidlists and
-                  ftsd's own, UIDs), message.py (bytes -> fields), decoders/ (charset, HTML, attachments, sandbox),
-                  doveconf.py (Dovecot's special-use folders)
+                  ftsd's own, UIDs), message.py (bytes -> fields), mimeparse.py (the MIME tree from slices of
+                  the text), decoders/ (charset, HTML, attachments, sandbox), doveconf.py (Dovecot's special-use
+                  folders)
     0 base        errors.py (the error tree and its exit/status table), settings.py, query.py (IMAP SEARCH ->
                   the query AST), analysis.py (text -> normalised words and chunks; common_grams.py its data),
                   _native.c (optional compiled twins of analysis's and store/schema's per-token loops)

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent / "ftsd"
 # module or package (dotted, below ftsd.) -> layer, as drawn in ftsd/__init__.py
 LAYERS = {
     "errors": 0, "settings": 0, "digits": 0, "query": 0, "analysis": 0, "common_grams": 0, "_native": 0,
-    "userdb": 1, "maildir": 1, "message": 1, "decoders": 1,
+    "userdb": 1, "maildir": 1, "message": 1, "mimeparse": 1, "decoders": 1,
     "store": 2, "_lexgrams": 2,
     "search": 3, "indexer": 3,
     "doveconf": 1,

@@ -8,6 +8,7 @@ import quopri
 import re
 from collections.abc import Callable
 from email.message import Message
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -106,7 +107,7 @@ def test_a_script_opened_inside_a_raw_text_element_ends_with_it() -> None:
     assert _stream_text(markup).split() == ["beta"]
 
 
-_MARKUP = st.lists(st.sampled_from([
+_MARKUP_PARTS = st.lists(st.sampled_from([
     "<p>", "</p>", "<div>", "</div>", "<br>", "</br>", "<td>", "<table>", "<script>", "</script>", "<style>",
     "</style>", "<title>", "<img alt='pic'>", "<img alt=\"\">", "<iframe>", "</iframe>", "<textarea>", "<xmp>", "<!--",
     "-->", "<!-- c -->", "</html>", "<html>", "<body>", "</body>", "<head>", "<?php x ?>", "&amp;", "&nbsp;", "word",
@@ -115,7 +116,7 @@ _MARKUP = st.lists(st.sampled_from([
 
 
 @QUICK
-@given(_MARKUP)
+@given(_MARKUP_PARTS)
 def test_html_marked_up_serialisation_is_the_tree_walk(parts: list[str]) -> None:
     """The text libxml2 serialises from the marked-up tree (line breaks, alt texts, hidden elements cut) is the
     text of the Python walk over the tree's events, character for character."""
@@ -175,11 +176,13 @@ _PART_LINES = st.sampled_from([b"", b"text", b"Content-Type: text/plain", b"Cont
                                 b"Content-Transfer-Encoding: base64", b"\xff\xfe", b"--in:x", b":no name"])
 
 
-def _render(tree: object, boundary: bytes, depth: int = 0) -> list[bytes]:
+def _render(tree: Any, boundary: bytes, depth: int = 0) -> list[bytes]:
     """Lines of a MIME entity: a leaf is a list of body lines, a multipart a (preamble, parts, epilogue, close)."""
     if isinstance(tree, list):
         return [b"Content-Type: text/plain", b"", *tree]
-    preamble, parts, epilogue, close = tree  # type: ignore[misc]
+    preamble: list[bytes]
+    epilogue: list[bytes]
+    preamble, parts, epilogue, close = tree
     inner = boundary + b"-%d" % depth if depth % 2 else b"in"
     lines = [b"Content-Type: multipart/mixed; boundary=\"" + inner + b"\"", b"", *preamble]
     for part in parts:
