@@ -1,7 +1,8 @@
 """Parse: message bytes -> the searchable fields {subject, from, to, cc, bcc, headers, body} + what each part gave.
 
 The `compat32` parser with explicit decoding is used on purpose: `email.policy.default` parses ~40x slower
-(~160 msg/s against ~6,700 msg/s measured on the SpamAssassin corpus) and raises on dirt that real mail has.
+(~160 msg/s against ~6,700 msg/s measured on the SpamAssassin corpus) and raises on dirt that real mail has. Its
+Message tree is built by mimeparse from slices of the text where it can (most mail), by the FeedParser otherwise.
 Header values are RFC 2047-decoded with the charset fallback of decoders.charset; text parts are decoded with their
 declared charset (or a guess); HTML is reduced to visible text; nested message/rfc822 parts contribute their
 headers and body; other parts go to the attachment decoders. Nothing here raises on bad input: a part that cannot
