@@ -8,6 +8,7 @@ terms, document data, kept texts and search answers. Prints the number of differ
     .venv/bin/python bench/decode_equal.py MAILDIR... --other /work/main
     .venv/bin/python bench/decode_equal.py MAILDIR... --record FILE      # pin this checkout's output
     .venv/bin/python bench/decode_equal.py MAILDIR... --pinned FILE      # compare against a pinned file
+    .venv/bin/python bench/decode_equal.py MAILDIR... --trees            # mimeparse's Message against the FeedParser's
 
 --other SRC runs SRC's own interpreter (SRC/.venv/bin/python) on SRC's code in a subprocess to pin its output to a
 temporary file first. Corpora: /tmp/corpus/sa/corpus-a and /tmp/corpus/openbmc/corpus-openbmc.
@@ -58,6 +59,34 @@ def outputs(maildirs: list[Path]) -> tuple[dict[str, Any], float]:
     return out, cpu
 
 
+def _shape(msg: Any) -> object:
+    payload = msg._payload
+    return (msg._headers, msg.get_unixfrom(), msg.preamble, msg.epilogue, [type(d) for d in msg.defects],
+            msg.get_default_type(), [_shape(p) for p in payload] if isinstance(payload, list) else payload)
+
+
+def trees(maildirs: list[Path]) -> int:
+    """Every message (and its header block alone) through mimeparse and through the FeedParser: the messages
+    mimeparse takes, and how many of them give another tree (must be 0)."""
+    from ftsd.message import _feed
+    from ftsd.mimeparse import Part, parse_text
+
+    paths = message_paths(maildirs)
+    taken = differing = 0
+    for path in paths:
+        text = path.read_bytes().decode("ascii", "surrogateescape")
+        for headersonly in (False, True):
+            fast = parse_text(text, Part, headersonly)
+            if fast is None:
+                continue
+            taken += not headersonly
+            if _shape(fast) != _shape(_feed(text, headersonly)):
+                differing += 1
+                print(f"  differs: {path} (headersonly={headersonly})")
+    print(f"{len(paths)} messages, {taken} taken by mimeparse; differing trees: {differing}")
+    return 1 if differing else 0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("maildirs", type=Path, nargs="+")
@@ -65,8 +94,11 @@ def main() -> None:
     group.add_argument("--other", type=Path, help="another ftsd checkout (with its .venv)")
     group.add_argument("--record", type=Path, help="write this checkout's output here")
     group.add_argument("--pinned", type=Path, help="compare against this recorded output")
+    group.add_argument("--trees", action="store_true", help="mimeparse's Message trees against the FeedParser's")
     ap.add_argument("--show", type=int, default=5, help="differing messages to describe")
     args = ap.parse_args()
+    if args.trees:
+        sys.exit(trees(args.maildirs))
     if args.record:
         data, cpu = outputs(args.maildirs)
         args.record.write_bytes(pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))

@@ -10,9 +10,9 @@ Only the plain shapes are taken: anything the FeedParser treats in a special way
 the FeedParser itself. That is: a lone CR as a line ending (in the header block; anywhere in a multipart
 message), a header block ended by a line that is no header and not blank, a continuation or `:` line first, an
 envelope `From ` line other than the first, message/* and multipart/digest, a multipart without a boundary or
-without its start or close boundary, a part ended by an enclosing boundary, two boundary lines in a row, a
-boundary line inside a part's header block, nesting past _MAX_DEPTH or more than _MAX_PARTS parts (the FeedParser
-then applies the parser's limits and raises).
+without its start or close boundary, a part ended by an enclosing boundary, two boundary lines in a row, a part
+whose header block runs into its end, nesting past _MAX_DEPTH or more than _MAX_PARTS parts (the FeedParser then
+applies the parser's limits and raises).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ _NO_HEADER = object()
 class Part(Message):
     """A compat32 Message that finds a header by name in a dict, not by lowering every name in turn, and parses its
     content type and a header's parameters (Content-Type, Content-Disposition) once, not on every call: the walk of
-    a part asks for its type, charset and file name several times. Every method that changes the headers drops both
+    a part asks for its type, charset and file name several times. Every method that changes the headers drops the
     caches; the answers are Message's own."""
 
     _header_list: list[tuple[str, Any]]
