@@ -40,6 +40,8 @@ def main() -> int:
     (box,) = service._mailboxes(rt, user, [args.mailbox])
     mark = texts.fingerprint(settings)
     with service.user_index(settings, user, rt).reader() as searcher:
+        if searcher is None:
+            raise SystemExit(f"{args.user}: no usable index")
         search = MailboxSearch(searcher, box.guid, set(box.messages), lambda uid: None, settings)
         indexed = searcher.indexed_uids(box.guid)
         for text in args.keys:

@@ -65,7 +65,7 @@ def main() -> int:
         blob = texts.encode(parsed.header_items, parsed.body, settings)
         kept = texts.decode(blob, settings) if blob else None
         if kept is not None:  # the payload again, as the codecs get it
-            payloads.append(kept.t.encode("utf-8", "surrogatepass") + b"\n" + kept._table)
+            payloads.append(kept.t.encode("utf-8", "surrogatepass") + b"\n" + kept.table)
     mail = sum(p.stat().st_size for p in files) / len(files)
     print(f"{args.maildir.name}: {len(payloads)} messages, mail {mail:.0f} B/msg, payload "
           f"{sum(map(len, payloads)) / len(payloads):.0f} B/msg")
