@@ -127,7 +127,8 @@ def _check_jobs(dsn: str) -> None:
 
     with psycopg.connect(dsn) as conn:
         states: dict[str, int] = dict(conn.execute("SELECT state, count(*) FROM ftsd_jobs GROUP BY state").fetchall())
-    assert set(states) == {"done"}, states
+        failed = conn.execute("SELECT kind, username, error FROM ftsd_jobs WHERE state <> 'done' LIMIT 3").fetchall()
+    assert set(states) == {"done"}, (states, failed)
 
 
 def _check_leases(path: Path, nodes: list[Node]) -> None:
