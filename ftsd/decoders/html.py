@@ -68,9 +68,8 @@ def _unclosed_comment(comment: str) -> tuple[str, str]:
     return "<!--" + comment[:cut], comment[cut:]
 
 
-def _tree_text(markup: str, depth: int, walk: bool = False) -> str | None:
-    """The visible text through libxml2; None when libxml2 gave up on the document (fatal error: nesting). `walk`:
-    by _walked alone, at every level (the reference the tests hold the marked-up serialisation to)."""
+def _tree_text(markup: str, depth: int) -> str | None:
+    """The visible text through libxml2; None when libxml2 gave up on the document (fatal error: nesting)."""
     parser = _parser()
     data = _with_breaks(markup.encode("utf-8", "surrogatepass"))
     try:
@@ -81,30 +80,9 @@ def _tree_text(markup: str, depth: int, walk: bool = False) -> str | None:
         return None
     if root is None:
         return ""
-    tops = [root, *root.itersiblings()]
-    last_text, last_comment = _last_text(tops), _last_comment(tops)  # of the tree as parsed
-    blocks = _BLOCK if depth == 0 else _FRAGMENT_BLOCK  # a fragment read again has no <html>/<body> of its own
-    try:
-        if walk:
-            raise ValueError("walk")
-        out = [_visible(top, blocks, depth) for top in tops]
-    except ValueError:  # a control character lxml refuses to set back as text (or a comment after </html>)
-        out, last_comment, last_text = _walked(etree.fromstring(data, _parser()), blocks, depth, walk)
-    if last_comment is not None and _newlines(data.decode("utf-8", "surrogatepass")).endswith("<!--" + last_comment):
-        literal, rest = _unclosed_comment(last_comment)
-        out.append(literal)
-        if rest:
-            out.append(_text(rest, depth + 1, walk) if depth < _MAX_REREAD else rest)
-    out.append(_unfinished_tag(markup, last_text))
-    return "".join(out)
-
-
-def _walked(root: etree._Element, blocks: frozenset[str], depth: int,
-            walk: bool) -> tuple[list[str], str | None, str]:
-    """The shown text by a Python walk over the tree's events (the reference _visible gives the same as; kept for
-    the documents it cannot mark up), the last comment and the last text as _last_comment and _last_text."""
     out: list[str] = []
     hidden = 0
+    blocks = _BLOCK if depth == 0 else _FRAGMENT_BLOCK  # a fragment read again has no <html>/<body> of its own
     last_comment: str | None = None  # text of a comment with nothing after it so far
     last_text = ""  # the last text node, shown or hidden
     for top in (root, *root.itersiblings()):
@@ -126,7 +104,7 @@ def _walked(root: etree._Element, blocks: frozenset[str], depth: int,
                         out.append(f" {alt} ")
                 text = el.text
                 if text:
-                    out.append(_text(text, depth + 1, walk) if tag in _RAW_TEXT and depth < _MAX_REREAD else text)
+                    out.append(_text(text, depth + 1) if tag in _RAW_TEXT and depth < _MAX_REREAD else text)
                 continue
             if event == "comment":
                 last_comment = None if hidden else (el.text or "")
@@ -141,66 +119,13 @@ def _walked(root: etree._Element, blocks: frozenset[str], depth: int,
             if tail and not hidden:
                 out.append(tail)
                 last_comment = None
-    return out, last_comment, last_text
-
-
-def _visible(top: etree._Element, blocks: frozenset[str], depth: int) -> str:
-    """The shown text of one top-level tree and its tail. The tree is marked up in place for libxml2's own text
-    serialisation (one C call, not a Python step per node): hidden elements cut out (their tails stay), a line
-    break put inside and after each block element, an image's alt text before its content, raw-text content read
-    again as HTML."""
-    if not isinstance(top.tag, str):  # a comment after </html>: _walked raises on it, as it always did
-        raise ValueError("not an element")
-    if top.tag in _HIDDEN:
-        return top.tail or ""
-    etree.strip_elements(top, *_HIDDEN, with_tail=False)
-    if depth < _MAX_REREAD:
-        for el in top.iter(*_RAW_TEXT):
-            if el.text:
-                el.text = _text(el.text, depth + 1)
-    for el in top.iter("img"):
-        alt = el.get("alt")
-        if alt:
-            el.text = f" {alt} " + (el.text or "")
-    for el in top.iter(*blocks):
-        el.text = "\n" + (el.text or "")
-        el.tail = "\n" + (el.tail or "")
-    return str(etree.tostring(top, method="text", encoding="unicode", with_tail=True))
-
-
-def _last_text(tops: list[etree._Element]) -> str:
-    """The last non-empty text node in document order (an element's text or tail, a comment's text or tail)."""
-    pending: list[etree._Element | str] = list(tops)  # popped from the end: document order backwards
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            if item:
-                return item
-            continue
-        pending.append(item.text or "")
-        if isinstance(item.tag, str):
-            pending.extend(item)
-        pending.append(item.tail or "")
-    return ""
-
-
-def _last_comment(tops: list[etree._Element]) -> str | None:
-    """The text of a comment, outside hidden elements, after which the document has no element start and no shown
-    tail (a comment libxml2 closed at the end of the document); None when there is none. Read backwards: the first
-    such event decides."""
-    pending: list[tuple[etree._Element | None, bool]] = [(top, False) for top in tops]
-    while pending:
-        node, hidden = pending.pop()
-        if node is None:  # an element's start
-            return None
-        if node.tail and not hidden:
-            return None
-        if not isinstance(node.tag, str):
-            return None if hidden else (node.text or "")
-        pending.append((None, False))
-        inside = hidden or node.tag in _HIDDEN
-        pending.extend((child, inside) for child in node)
-    return None
+    if last_comment is not None and _newlines(data.decode("utf-8", "surrogatepass")).endswith("<!--" + last_comment):
+        literal, rest = _unclosed_comment(last_comment)
+        out.append(literal)
+        if rest:
+            out.append(_text(rest, depth + 1) if depth < _MAX_REREAD else rest)
+    out.append(_unfinished_tag(markup, last_text))
+    return "".join(out)
 
 
 def _unfinished_tag(markup: str, last_text: str) -> str:
@@ -234,9 +159,9 @@ def html_to_text(html: str) -> str:
     return _text(html, 0)
 
 
-def _text(markup: str, depth: int, walk: bool = False) -> str:
+def _text(markup: str, depth: int) -> str:
     """The text of `markup` read again `depth` levels down (raw-text element content, after an open comment)."""
-    text = _tree_text(markup, depth, walk)
+    text = _tree_text(markup, depth)
     return _stream_text(markup) if text is None else text
 
 
