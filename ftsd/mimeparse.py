@@ -11,8 +11,8 @@ the FeedParser itself. That is: a lone CR as a line ending (in the header block;
 message), a header block ended by a line that is no header and not blank, a continuation or `:` line first, an
 envelope `From ` line other than the first, message/* and multipart/digest, a multipart without a boundary or
 without its start or close boundary, a part ended by an enclosing boundary, two boundary lines in a row, a part
-whose header block runs into its end, nesting past _MAX_DEPTH or more than _MAX_PARTS parts (the FeedParser then
-applies the parser's limits and raises).
+whose header block runs into its end, a boundary over 70 characters, nesting past _MAX_DEPTH, more than _MAX_PARTS
+parts or _MAX_PATTERN_CHARS of boundary patterns (the FeedParser then applies the parser's limits and raises).
 """
 
 from __future__ import annotations
@@ -29,7 +29,13 @@ _BLOCK = re.compile(r"(?:(?:[\041-\071\073-\176]+:|[\t ])[^\n]*(?:\n|\Z))*")
 # One field of a header block (the block holds only field lines and their continuations, so the matches tile it):
 # the name, and the value as compat32's header_source_parse makes it, but for trailing CR and LF.
 _FIELD = re.compile(r"([\041-\071\073-\176]+):[ \t]*([^\n]*(?:\n[ \t][^\n]*)*)\n?")
-_MAX_DEPTH = 32
+# Bounds of the fast path's own work (past them the FeedParser reads the message, at its own cost): each level's
+# boundary search reads the lines of the levels inside it again, against every enclosing boundary, and re compiles
+# each level's pattern in Python (~1-3 us a character), so depth, boundary length and the characters compiled per
+# message are kept small -- a crafted message then costs the fast path at most a few tens of ms before it gives up.
+_MAX_DEPTH = 8
+_MAX_BOUNDARY = 70  # RFC 2046's longest boundary
+_MAX_PATTERN_CHARS = 16_384  # boundary characters compiled into patterns, per message
 _MAX_PARTS = 1_000
 
 
@@ -132,6 +138,7 @@ class _Builder:
         self.text = text
         self.factory = factory
         self.parts = 0
+        self.pattern_chars = 0
 
     def headers(self, start: int, end: int) -> tuple[Message, int]:
         """A new Message with the header block at text[start:end] (end: where the part ends); the offset of its
@@ -229,7 +236,7 @@ def _entity_body(b: _Builder, msg: Message, body: int, end: int, outer: list[str
     if depth >= _MAX_DEPTH:
         raise _Giveup
     boundary = msg.get_boundary()
-    if boundary is None or "\n" in boundary or "\r" in boundary:
+    if boundary is None or "\n" in boundary or "\r" in boundary or len(boundary) > _MAX_BOUNDARY:
         raise _Giveup
     if str(msg.get("content-transfer-encoding", "8bit")).lower() not in ("7bit", "8bit", "binary"):
         msg.defects.append(errors.InvalidMultipartContentTransferEncodingDefect())
@@ -240,6 +247,9 @@ def _multipart_body(b: _Builder, msg: Message, boundary: str, body: int, end: in
                     depth: int) -> None:
     text = b.text
     stack = [*outer, boundary]
+    b.pattern_chars += sum(map(len, stack))
+    if b.pattern_chars > _MAX_PATTERN_CHARS:
+        raise _Giveup
     lines = _boundary_line(stack)
     m = lines.search(text, body - 1, end)  # text[body - 1] is the LF of the blank line
     if m is None or _which(m.group(), boundary) != "sep" or any(_which(m.group(), o) for o in outer):
