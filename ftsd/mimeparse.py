@@ -106,7 +106,7 @@ class Part(Message):
         if key not in self._params:
             self._params[key] = super()._get_params_preserve(_NO_HEADER, header)  # type: ignore[misc]
         params = self._params[key]
-        return failobj if params is _NO_HEADER else params
+        return failobj if params is _NO_HEADER else list(params)  # a copy: a caller may change what it gets
 
     def __setitem__(self, name: str, val: Any) -> None:
         super().__setitem__(name, val)
