@@ -34,11 +34,13 @@ from ftsd.maildir import (
     Mailbox,
     ScanCache,
     list_mailboxes,
+    read_message,
     scan_mailbox,
     uidlist_dir,
     uidlist_guid,
     validate_mailbox_name,
 )
+from ftsd.message import parse_message
 from ftsd.privileges import describe
 from ftsd.query import MAILBOX_GUID, Node
 from ftsd.runtime import Runtime
@@ -444,11 +446,14 @@ def message_status(
     data = document_data(settings, user, box.guid, uid, runtime=rt)
     if data is None:
         raise MailboxError(f"{name}: {mailbox} UID {uid} is not in the index")
-    keys = ("part", "content_type", "filename", "size", "decoder", "chars", "skipped")
-    data["parts"] = [dict(zip(keys, p, strict=False)) for p in data.get("parts", [])]
     # the file as it is now (documents of earlier ftsd versions also kept its name and size)
     file = box.messages.get(uid)
     now = {"file": Path(file).name, "size": _file_size(file)} if file else {}
+    parts = data.get("parts")
+    if parts is None and file:  # indexed as plain text only: its document keeps no parts, its file tells them
+        parts = _plain_parts(settings, Path(file))
+    keys = ("part", "content_type", "filename", "size", "decoder", "chars", "skipped")
+    data["parts"] = [dict(zip(keys, p, strict=False)) for p in parts or []]
     return {**data, "uid": uid, **now}
 
 
@@ -457,6 +462,15 @@ def _file_size(file: str) -> int | None:
         return os.stat(file).st_size
     except OSError:  # expunged since the scan
         return None
+
+
+def _plain_parts(settings: Settings, file: Path) -> list[tuple[Any, ...]]:
+    """The parts of a message indexed as plain text only, parsed again from its file (in-process: no decoder)."""
+    try:
+        message = read_message(file, settings.fts.max_message_bytes)
+    except OSError:  # expunged since the scan, or no longer a regular file
+        return []
+    return [dataclasses.astuple(p) for p in parse_message(message.data, settings, size=message.size).parts]
 
 
 @dataclass(frozen=True, slots=True)

@@ -142,7 +142,7 @@ def build_document(guid: str, uid: int, terms: Mapping[str, Terms], data: Mappin
         out += [encode_length(SLOT_TEXTS), encode_length(len(texts)), texts]
     out.append(encode_length(count))
     out += [record for _, record in records]
-    out.append(json.dumps(data, separators=(",", ":")).encode())
+    out.append(json.dumps(data, separators=(",", ":")).encode() if data else b"")  # none: no record at all
     return Document(b"".join(out), tuple(lexicon))
 
 

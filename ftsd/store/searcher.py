@@ -370,8 +370,11 @@ class Searcher:
 def _data(doc: Any) -> dict[str, Any]:
     """A document's data (JSON, written by ftsd). Raises xapian.DatabaseCorruptError for anything else: a
     damaged record table is a damaged index (set aside and rebuilt), not a message that silently never matches."""
+    raw = doc.get_data()
+    if not raw:  # a message whose parts were all plain text keeps no data (indexer/pipeline.py)
+        return {}
     try:
-        data = json.loads(doc.get_data())
+        data = json.loads(raw)
     except (ValueError, RecursionError):  # JSONDecodeError, bytes that are not UTF-8, JSON nested thousands deep
         data = None
     if not isinstance(data, dict):
