@@ -161,7 +161,10 @@ def html_to_text(html: str) -> str:
 
 def _text(markup: str, depth: int) -> str:
     """The text of `markup` read again `depth` levels down (raw-text element content, after an open comment)."""
-    text = _tree_text(markup, depth)
+    try:
+        text = _tree_text(markup, depth)
+    except ValueError:  # a comment or PI beside the root (`</html><?x?>`): lxml's iterwalk takes only elements
+        text = None
     return _stream_text(markup) if text is None else text
 
 

@@ -92,3 +92,13 @@ def test_word_boundaries_between_blocks_only() -> None:
     assert words("<td>a</td><td>b</td>") == ["a", "b"]
     assert words("<span>in</span><b>line</b>") == ["inline"]
     assert words("<li>one<li>two<p>three<div>four</div>") == ["one", "two", "three", "four"]
+
+
+@pytest.mark.parametrize("markup", [
+    "<body>hidden words</html><?php x ?>\x7f",  # a processing instruction beside the root
+    "<p>hidden words</p></html><!--",  # an unclosed comment after the document
+])
+def test_markup_after_the_document_does_not_hide_its_text(markup: str) -> None:
+    """lxml's tree walk takes only elements, and libxml2 puts a comment or PI after </html> beside the root: the
+    part's whole text was lost (recorded as skipped with a ValueError), so a sender could hide a body from search."""
+    assert words(markup)[:2] == ["hidden", "words"]
