@@ -6,7 +6,8 @@ of a mailbox (bench/realmail.py's output), with the replica's UIDs, so that sear
 so the JSON API's autoindex finds the mailbox up to date. For latency, not for lexicon sizes. A document is
 copied whole: its values too, so the texts a source indexed with fts.store_texts keeps (slot 1) come along.
 
-    .venv/bin/python bench/replica_index.py SRC_INDEX SRC_MAILDIR UIDLIST OUT_INDEX [--first-serial 1]
+    .venv/bin/python bench/replica_index.py SRC_INDEX SRC_MAILDIR UIDLIST OUT_INDEX --src-uidlist SRC_UIDLIST \\
+        [--first-serial 1]
 
 SRC_INDEX: ftsd's index of SRC_MAILDIR (one mailbox); UIDLIST: ftsd's uidlist of the replicated mailbox
 (`<index dir>/ftsd-uidlists/INBOX.uidlist`); OUT_INDEX is replaced. realmail.py names copy c of the i-th source
@@ -26,6 +27,7 @@ import xapian
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ftsd.maildir import read_uidlist  # noqa: E402
 from ftsd.store import schema  # noqa: E402
 
 _NAME = re.compile(r"^\d+\.M(\d+)P(\d+)\.realmail")
@@ -37,16 +39,22 @@ def main() -> int:
     ap.add_argument("src_maildir", type=Path)
     ap.add_argument("uidlist", type=Path)
     ap.add_argument("out_index", type=Path)
+    ap.add_argument("--src-uidlist", type=Path, required=True,
+                    help="ftsd's uidlist of SRC_MAILDIR (<its index dir>/ftsd-uidlists/INBOX.uidlist)")
     ap.add_argument("--first-serial", type=int, default=1)
     ap.add_argument("--commit-every", type=int, default=200,
                     help="documents per commit (Xapian's add cost grows with the terms buffered since the last)")
     args = ap.parse_args()
     src = xapian.Database(str(args.src_index))
     names = sorted(p.name for sub in ("cur", "new") for p in (args.src_maildir / sub).iterdir())
-    docid_of: dict[str, int] = {}
-    for item in src.postlist(""):
-        data = json.loads(src.get_document(item.docid).get_data())
-        docid_of[data["file"]] = item.docid
+    # a source document's file, through its UID: ftsd's uidlist of the source mailbox (documents keep no file name)
+    src_uids = read_uidlist(args.src_uidlist)
+    if src_uids is None:
+        raise SystemExit(f"{args.src_uidlist}: not a uidlist")
+    docid_by_uid = {int(src.get_document(item.docid).get_value(schema.SLOT_UID)): item.docid
+                    for item in src.postlist("")}
+    docid_of = {name: docid_by_uid[uid] for name in names
+                if (uid := src_uids.uids.get(name.split(":2,", 1)[0])) in docid_by_uid}
     lines = args.uidlist.read_text().splitlines()
     header = dict((f[0], f[1:]) for f in lines[0].split()[1:])
     guid, uidvalidity = header["G"], int(header["V"])
@@ -76,9 +84,6 @@ def main() -> int:
         doc.add_boolean_term(schema.mailbox_term(guid))
         doc.add_boolean_term(schema.id_term(guid, uid))
         doc.add_value(schema.SLOT_UID, str(uid))
-        data = json.loads(doc.get_data())
-        data.update(uid=uid, file=name)
-        doc.set_data(json.dumps(data, separators=(",", ":")))
         out.add_document(doc)
         uids.append(uid)
         if len(uids) % args.commit_every == 0:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import stat
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -449,19 +450,20 @@ def message_status(
     # the file as it is now (documents of earlier ftsd versions also kept its name and size)
     file = box.messages.get(uid)
     now = {"file": Path(file).name, "size": _file_size(file)} if file else {}
-    parts = data.get("parts")
-    if parts is None and file:  # indexed as plain text only: its document keeps no parts, its file tells them
-        parts = _plain_parts(settings, Path(file))
+    parts = data.get("parts", [])
+    if not data and file:  # indexed as plain text only: its document keeps nothing, its file tells the parts
+        parts, now["parts_from"] = _plain_parts(settings, Path(file)), "file"
     keys = ("part", "content_type", "filename", "size", "decoder", "chars", "skipped")
-    data["parts"] = [dict(zip(keys, p, strict=False)) for p in parts or []]
+    data["parts"] = [dict(zip(keys, p, strict=False)) for p in parts]
     return {**data, "uid": uid, **now}
 
 
 def _file_size(file: str) -> int | None:
     try:
-        return os.stat(file).st_size
+        st = os.lstat(file)
     except OSError:  # expunged since the scan
         return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None  # a symlink planted since: not followed
 
 
 def _plain_parts(settings: Settings, file: Path) -> list[tuple[Any, ...]]:

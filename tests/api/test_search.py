@@ -164,6 +164,7 @@ def test_message_status(server: Server, mail: dict[str, int], tmp_path: Path) ->
         assert info["uid"] == mail["invoice"]
         files = {p.name: p.stat().st_size for p in (tmp_path / "vmail" / "example.org" / "alice").glob("*/*")}
         assert files[info["file"]] == info["size"]
+        assert info["parts_from"] == "file"  # plain text only: the document keeps no data, the file tells its parts
         assert error_of(client.get(f"/v1/users/{ALICE}/status", params={"uid": 0}), 422) == "invalid_request"
 
 

@@ -49,6 +49,7 @@ def test_word_inside_each_attachment_is_found(maildir: MailDir, make_config):
     assert doc_uid in search(settings, "BODY legacy")
     info = service.message_status(settings, USER, "INBOX", expected["invoice.pdf"][1])
     assert any(p["decoder"] == "pdf" and p["chars"] > 0 for p in info["parts"])
+    assert "parts_from" not in info  # as indexed: the document keeps the parts of a message with attachments
 
 
 def test_hostile_attachments_skipped_with_reason_rest_indexed(maildir: MailDir, make_config, tmp_path):
