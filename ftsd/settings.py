@@ -96,7 +96,7 @@ class FtsSettings:
     verify_cache_mb: int = setting(64, "Decoded text of recently checked messages kept in memory (about MB): "
                                    "phrases and other keys the index cannot settle alone are checked against "
                                    "it; 0 disables")
-    store_texts: bool = setting(False, "Keep each message's normalised texts in its document (LZ4, else zlib): "
+    store_texts: bool = setting(False, "Keep each message's normalised texts in its document (LZ4): "
                                 "phrases and other keys the index cannot settle alone are checked against them "
                                 "instead of the message file (a check ~50x cheaper; the index ~0.35-0.5x the mail "
                                 "larger). Mail indexed before it was turned on is checked against its file until "
