@@ -86,6 +86,10 @@ def _tree_text(markup: str, depth: int) -> str | None:
     last_comment: str | None = None  # text of a comment with nothing after it so far
     last_text = ""  # the last text node, shown or hidden
     for top in (root, *root.itersiblings()):
+        if not isinstance(top.tag, str):  # a comment beside the root (after </html>): iterwalk takes only elements
+            last_comment = None if hidden else (top.text or "")
+            last_text = top.text or last_text
+            continue
         for event, el in etree.iterwalk(top, events=_EVENTS):
             tag = el.tag
             if event == "start":
@@ -163,7 +167,7 @@ def _text(markup: str, depth: int) -> str:
     """The text of `markup` read again `depth` levels down (raw-text element content, after an open comment)."""
     try:
         text = _tree_text(markup, depth)
-    except ValueError:  # a comment or PI beside the root (`</html><?x?>`): lxml's iterwalk takes only elements
+    except ValueError:  # lxml refusing what libxml2 built (a node the walk does not take): the event stream reads it
         text = None
     return _stream_text(markup) if text is None else text
 
